@@ -1,0 +1,376 @@
+//! The `ipvsadm -L` family, byte for byte as ipvsadm 1.31 prints it: `-Ln` (with `--stats`,
+//! `--rate`, `--thresholds`, `--persistent-conn`, `--nosort`), `-Lcn` and `--timeout`.
+//! Services and servers are sorted with ipvsadm's comparators (including the address
+//! comparison that overflows across 2^31) and glibc's merge sort.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cmp::Ordering;
+use core::fmt::Write;
+use core::net::IpAddr;
+
+use super::rules::{netmask_text, sched_flag_names};
+use crate::addr::{Af, Endpoint, ServiceKey};
+use crate::dest::DestView;
+use crate::director::{Director, ServiceInfo};
+use crate::service::ServiceView;
+use crate::time::Instant;
+
+/// What to list, as ipvsadm's `-L` options choose.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ListOptions {
+    /// `-Ln`: weights and connection counters.
+    #[default]
+    Plain,
+    /// `-Ln --stats`.
+    Stats,
+    /// `-Ln --rate`.
+    Rate,
+    /// `-Ln --thresholds`.
+    Thresholds,
+    /// `-Ln --persistent-conn`.
+    PersistentConn,
+    /// `-Ln --nosort`: servers in the kernel's list order (the order schedulers walk).
+    NoSort,
+    /// `-Lcn`: the connection table.
+    Connections,
+    /// `--timeout`.
+    Timeout,
+}
+
+/// The size ipvsadm reports for the connection hash table (`conn_tab_bits` = 12).
+const CONN_TAB_SIZE: u32 = 4096;
+
+/// `ntohl(a) - ntohl(b)` as ipvsadm computes it: an `int` that overflows across 2^31.
+fn cmp_addr(a: &IpAddr, b: &IpAddr) -> i64 {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => i64::from(u32::from(*a).wrapping_sub(u32::from(*b)) as i32),
+        (IpAddr::V6(a), IpAddr::V6(b)) => match a.octets().cmp(&b.octets()) {
+            Ordering::Less => -1,
+            Ordering::Equal => 0,
+            Ordering::Greater => 1,
+        },
+        (IpAddr::V4(_), IpAddr::V6(_)) => -1,
+        (IpAddr::V6(_), IpAddr::V4(_)) => 1,
+    }
+}
+
+/// `ipvs_cmp_services`.
+fn cmp_services(a: &ServiceKey, b: &ServiceKey) -> i64 {
+    let fw = |k: &ServiceKey| i64::from(k.fwmark().unwrap_or(0));
+    let af = |k: &ServiceKey| match k.af() {
+        Af::V4 => 2,
+        Af::V6 => 10,
+    };
+    let proto = |k: &ServiceKey| match k {
+        ServiceKey::Inet { proto, .. } => i64::from(proto.number()),
+        ServiceKey::Fwmark { .. } => 0,
+    };
+    let addr = |k: &ServiceKey| match k {
+        ServiceKey::Inet { addr, .. } => Some(*addr),
+        ServiceKey::Fwmark { .. } => None,
+    };
+    let mut r = fw(a) - fw(b);
+    if r == 0 {
+        r = af(a) - af(b);
+    }
+    if r == 0 {
+        r = proto(a) - proto(b);
+    }
+    if r == 0 {
+        if let (Some(x), Some(y)) = (addr(a), addr(b)) {
+            r = cmp_addr(&x, &y);
+        }
+    }
+    if r == 0 {
+        r = i64::from(a.port()) - i64::from(b.port());
+    }
+    r
+}
+
+/// `ipvs_cmp_dests`.
+fn cmp_dests(a: &Endpoint, b: &Endpoint) -> i64 {
+    let r = cmp_addr(&a.addr, &b.addr);
+    if r != 0 {
+        r
+    } else {
+        i64::from(a.port) - i64::from(b.port)
+    }
+}
+
+/// glibc's `qsort` merge sort (`msort_with_tmp`): stable, and well defined even for a
+/// comparator that is not transitive, which ipvsadm's is.
+fn msort<T: Clone>(v: &mut [T], cmp: &impl Fn(&T, &T) -> i64) {
+    let n = v.len();
+    if n <= 1 {
+        return;
+    }
+    let n1 = n / 2;
+    let (a, b) = v.split_at_mut(n1);
+    msort(a, cmp);
+    msort(b, cmp);
+    let mut out = Vec::with_capacity(n);
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if cmp(&a[i], &b[j]) <= 0 {
+            out.push(a[i].clone());
+            i += 1;
+        } else {
+            out.push(b[j].clone());
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    v.clone_from_slice(&out);
+}
+
+/// Services in ipvsadm's order.
+pub(crate) fn sorted_services(d: &Director) -> Vec<ServiceInfo<'_>> {
+    let mut keys: Vec<ServiceKey> = d.services().map(|s| s.config.key).collect();
+    msort(&mut keys, &|a, b| cmp_services(a, b));
+    keys.iter().filter_map(|k| d.service(k)).collect()
+}
+
+/// Servers of a service in ipvsadm's order.
+pub(crate) fn sorted_dests<'a>(v: &ServiceView<'a>) -> Vec<DestView<'a>> {
+    let mut ds: Vec<DestView<'a>> = v.dests().collect();
+    let mut idx: Vec<usize> = (0..ds.len()).collect();
+    msort(&mut idx, &|a, b| cmp_dests(&ds[*a].endpoint(), &ds[*b].endpoint()));
+    let sorted = idx.iter().map(|i| ds[*i]).collect();
+    ds.clear();
+    sorted
+}
+
+/// `print_largenum`.
+fn largenum(out: &mut String, n: u64) {
+    let _ = match n {
+        0..100_000_000 => write!(out, "{n:9}"),
+        100_000_000..1_000_000_000 => write!(out, "{:8}K", n / 1_000),
+        1_000_000_000..100_000_000_000 => write!(out, "{:8}M", n / 1_000_000),
+        100_000_000_000..100_000_000_000_000 => write!(out, "{:8}G", n / 1_000_000_000),
+        _ => write!(out, "{:8}T", n / 1_000_000_000_000),
+    };
+}
+
+/// The service column: `TCP  10.0.0.1:80`, `FWM  5`, `FWM  5 IPv6`.
+fn svc_name(k: &ServiceKey) -> String {
+    match k {
+        ServiceKey::Inet { proto, addr, port } => format!("{:<4} {}", proto.name(), Endpoint::new(*addr, *port)),
+        ServiceKey::Fwmark { mark, af: Af::V4 } => format!("FWM  {mark}"),
+        ServiceKey::Fwmark { mark, af: Af::V6 } => format!("FWM  {mark} IPv6"),
+    }
+}
+
+/// ipvsadm cuts IPv4 names to their column; IPv6 ones run over.
+fn cut(s: String, width: usize, af: Af) -> String {
+    match af {
+        Af::V4 => s.chars().take(width).collect(),
+        Af::V6 => s,
+    }
+}
+
+fn header(out: &mut String, opt: ListOptions) {
+    let _ = writeln!(out, "IP Virtual Server version 1.2.1 (size={CONN_TAB_SIZE})");
+    match opt {
+        ListOptions::Stats => {
+            let _ = writeln!(
+                out,
+                "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
+                "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+            );
+        }
+        ListOptions::Rate => {
+            let _ = writeln!(
+                out,
+                "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
+                "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
+            );
+        }
+        ListOptions::Thresholds => {
+            let _ = writeln!(
+                out,
+                "Prot LocalAddress:Port\n  -> RemoteAddress:Port           {:<10} {:<10} {:<10} {:<10}",
+                "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
+            );
+        }
+        ListOptions::PersistentConn => {
+            let _ = writeln!(
+                out,
+                "Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn \n  -> RemoteAddress:Port"
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn"
+            );
+        }
+    }
+}
+
+fn service_line(out: &mut String, s: &ServiceInfo<'_>, opt: ListOptions) {
+    let c = s.config;
+    let af = c.key.af();
+    let name = cut(svc_name(&c.key), 33, af);
+    match opt {
+        ListOptions::Stats => {
+            let k = s.stats.counters();
+            let _ = write!(out, "{name:<33}");
+            for v in [k.conns, k.inpkts, k.outpkts, k.inbytes, k.outbytes] {
+                largenum(out, v);
+            }
+        }
+        ListOptions::Rate => {
+            let r = s.stats.rates();
+            let _ = write!(out, "{name:<33}");
+            for v in [r.cps, r.inpps, r.outpps, r.inbps, r.outbps] {
+                largenum(out, v);
+            }
+        }
+        _ => {
+            let _ = write!(out, "{name} {}", c.scheduler);
+            if c.sched_flags.0 != 0 {
+                let _ = write!(out, " ({})", sched_flag_names(&c.scheduler, c.sched_flags));
+            }
+            if let Some(t) = c.persistent {
+                let _ = write!(out, " persistent {t}");
+                if c.netmask != af.max_prefix() {
+                    let _ = write!(out, " mask {}", netmask_text(af, c.netmask));
+                }
+            }
+            if c.one_packet {
+                out.push_str(" ops");
+            }
+        }
+    }
+    out.push('\n');
+}
+
+fn dest_line(out: &mut String, d: &DestView<'_>, opt: ListOptions) {
+    let ep = d.endpoint();
+    let name = cut(format!("{ep}"), 28, Af::of(&ep.addr));
+    match opt {
+        ListOptions::Stats => {
+            let k = d.stats().counters();
+            let _ = write!(out, "  -> {name:<28}");
+            for v in [k.conns, k.inpkts, k.outpkts, k.inbytes, k.outbytes] {
+                largenum(out, v);
+            }
+        }
+        ListOptions::Rate => {
+            let r = d.stats().rates();
+            let _ = write!(out, "  -> {name:<28} {:8} {:8} {:8}", r.cps, r.inpps, r.outpps);
+            largenum(out, r.inbps);
+            largenum(out, r.outbps);
+        }
+        ListOptions::Thresholds => {
+            let (u, l) = d.thresholds();
+            let _ = write!(out, "  -> {name:<28} {u:<10} {l:<10} {:<10} {:<10}", d.active(), d.inactive());
+        }
+        ListOptions::PersistentConn => {
+            let _ = write!(
+                out,
+                "  -> {name:<28} {:<9} {:<11} {:<10} {:<10}",
+                d.weight(),
+                d.persist(),
+                d.active(),
+                d.inactive()
+            );
+        }
+        _ => {
+            let _ = write!(
+                out,
+                "  -> {name:<28} {:<7} {:<6} {:<10} {:<10}",
+                d.fwd().name(),
+                d.weight(),
+                d.active(),
+                d.inactive()
+            );
+        }
+    }
+    out.push('\n');
+}
+
+/// One `-Lcn` row's address column: `a.b.c.d:port` or `[v6]:port`.
+fn conn_rows(d: &Director, now: Instant, out: &mut String) {
+    let _ = writeln!(out, "IPVS connection entries");
+    let _ = writeln!(out, "pro expire {:<11} {:<18} {:<18} destination", "state", "source", "virtual");
+    for c in d.connections(now) {
+        let proto = match c.proto {
+            6 => "TCP",
+            17 => "UDP",
+            132 => "SCTP",
+            _ => "IP",
+        };
+        let secs = c.expires_ms / 1000;
+        let expire = format!("{:02}:{:02}", secs / 60, secs % 60);
+        let _ = writeln!(
+            out,
+            "{proto:<3} {expire:<6} {:<11} {:<18} {:<18} {}",
+            c.state,
+            format!("{}", c.client),
+            format!("{}", c.virt),
+            c.dest
+        );
+    }
+}
+
+/// The listing ipvsadm prints for `opt`.
+pub fn list(d: &Director, now: Instant, opt: ListOptions) -> String {
+    let mut out = String::new();
+    match opt {
+        ListOptions::Connections => conn_rows(d, now, &mut out),
+        ListOptions::Timeout => {
+            let (a, b, c) = d.timeouts().listed();
+            let _ = writeln!(out, "Timeout (tcp tcpfin udp): {a} {b} {c}");
+        }
+        _ => {
+            header(&mut out, opt);
+            for s in sorted_services(d) {
+                service_line(&mut out, &s, opt);
+                let dests = if opt == ListOptions::NoSort { s.dests.dests().collect() } else { sorted_dests(&s.dests) };
+                for dv in dests {
+                    dest_line(&mut out, &dv, opt);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn largenums_switch_units() {
+        let f = |n| {
+            let mut s = String::new();
+            largenum(&mut s, n);
+            s
+        };
+        assert_eq!(f(42), "       42");
+        assert_eq!(f(99_999_999), " 99999999");
+        assert_eq!(f(123_456_789), "  123456K");
+        assert_eq!(f(12_345_678_901), "   12345M");
+        assert_eq!(f(123_000_000_000_000), "     123T");
+    }
+
+    #[test]
+    fn address_compare_overflows_like_ipvsadm() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "192.168.0.1".parse().unwrap();
+        assert!(cmp_addr(&a, &b) > 0, "10.x sorts after 192.x: the int subtraction overflows");
+        let c: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(cmp_addr(&a, &c) < 0);
+    }
+
+    #[test]
+    fn msort_is_stable() {
+        let mut v = [(1, 'a'), (0, 'b'), (1, 'c'), (0, 'd')];
+        msort(&mut v, &|x, y| i64::from(x.0) - i64::from(y.0));
+        assert_eq!(v, [(0, 'b'), (0, 'd'), (1, 'a'), (1, 'c')]);
+    }
+}

@@ -1,0 +1,192 @@
+//! The connection table (`ip_vs_conn.c`): fixed-size entries in a slab addressed by `u32`
+//! handles, a hash index for the client → virtual direction and one for replies (NAT), and a
+//! timer wheel for expiry. Persistence templates live in the same table.
+
+pub(crate) mod table;
+mod timer;
+
+pub use table::{ConnTable, TableStats};
+
+use core::net::IpAddr;
+
+use crate::addr::{from_raw, Af, Endpoint};
+use crate::dest::{DestId, FwdMethod};
+use crate::proto::TcpState;
+
+/// Handle of a connection entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId(pub u32);
+
+/// "No entry" in `u32` link fields.
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// Connection flags (our own bit layout; names follow `IP_VS_CONN_F_*`).
+pub(crate) mod cf {
+    /// IPv6 connection.
+    pub(crate) const V6: u16 = 1 << 0;
+    /// Persistence template.
+    pub(crate) const TEMPLATE: u16 = 1 << 1;
+    /// Counted in InActConn.
+    pub(crate) const INACTIVE: u16 = 1 << 2;
+    /// Never saw the server's side (DR, TUN, local): uses the INPUT-ONLY table.
+    pub(crate) const NOOUTPUT: u16 = 1 << 3;
+    /// One-packet scheduling: not kept after its packet.
+    pub(crate) const ONE_PACKET: u16 = 1 << 4;
+    /// Linked in the client → virtual index.
+    pub(crate) const IN_HASHED: u16 = 1 << 5;
+    /// Linked in the reply index.
+    pub(crate) const OUT_HASHED: u16 = 1 << 6;
+    /// Forwarding method, two bits.
+    pub(crate) const FWD_SHIFT: u16 = 8;
+    pub(crate) const FWD_MASK: u16 = 0x3 << FWD_SHIFT;
+}
+
+/// One connection or template: 96 bytes, no pointers, no heap.
+#[derive(Clone, Debug)]
+pub(crate) struct Conn {
+    pub(crate) caddr: [u8; 16],
+    pub(crate) vaddr: [u8; 16],
+    pub(crate) daddr: [u8; 16],
+    pub(crate) cport: u16,
+    pub(crate) vport: u16,
+    pub(crate) dport: u16,
+    /// IP protocol number (0 for fwmark templates).
+    pub(crate) proto: u8,
+    /// [`TcpState`] number for TCP; 0 otherwise.
+    pub(crate) state: u8,
+    pub(crate) flags: u16,
+    /// Bound real server.
+    pub(crate) dest: u32,
+    /// The template that controls this connection, or [`NIL`].
+    pub(crate) control: u32,
+    /// Connections this template controls.
+    pub(crate) n_control: u32,
+    /// Current timeout in milliseconds.
+    pub(crate) timeout_ms: u32,
+    /// When the entry expires (ns).
+    pub(crate) expires: u64,
+    /// Timer wheel links and the absolute wheel tick the entry is linked at.
+    pub(crate) tprev: u32,
+    pub(crate) tnext: u32,
+    pub(crate) tick: u32,
+}
+
+impl Conn {
+    pub(crate) fn af(&self) -> Af {
+        if self.flags & cf::V6 != 0 {
+            Af::V6
+        } else {
+            Af::V4
+        }
+    }
+
+    pub(crate) fn is_template(&self) -> bool {
+        self.flags & cf::TEMPLATE != 0
+    }
+
+    pub(crate) fn fwd(&self) -> FwdMethod {
+        match (self.flags & cf::FWD_MASK) >> cf::FWD_SHIFT {
+            0 => FwdMethod::Masq,
+            1 => FwdMethod::Local,
+            2 => FwdMethod::Tunnel,
+            _ => FwdMethod::Route,
+        }
+    }
+
+    pub(crate) fn fwd_bits(m: FwdMethod) -> u16 {
+        let v = match m {
+            FwdMethod::Masq => 0,
+            FwdMethod::Local => 1,
+            FwdMethod::Tunnel => 2,
+            FwdMethod::Route => 3,
+        };
+        v << cf::FWD_SHIFT
+    }
+
+    pub(crate) fn dest_id(&self) -> Option<DestId> {
+        (self.dest != NIL).then_some(DestId(self.dest))
+    }
+}
+
+/// A read-only view of a connection entry, for listings (`ipvsadm -Lc`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// IP protocol number (6, 17; 0 for fwmark templates).
+    pub proto: u8,
+    /// Client address and port (masked address and port 0 for templates).
+    pub client: Endpoint,
+    /// Virtual address and port (`0.0.0.MARK:0` for fwmark templates).
+    pub virt: Endpoint,
+    /// Real server address and port.
+    pub dest: Endpoint,
+    /// State name as `ipvsadm -Lc` prints it.
+    pub state: &'static str,
+    /// Milliseconds until expiry.
+    pub expires_ms: u64,
+    /// Whether this is a persistence template.
+    pub template: bool,
+}
+
+impl ConnInfo {
+    pub(crate) fn of(c: &Conn, now_ns: u64) -> ConnInfo {
+        let af = c.af();
+        let ep = |a: &[u8; 16], p: u16| Endpoint::new(from_raw(af, a), p);
+        let state = if c.is_template() {
+            "ASSURED"
+        } else if c.proto == 6 {
+            TcpState::from_u8(c.state).map_or("ERR!", TcpState::name)
+        } else {
+            crate::proto::udp::STATE_NAME
+        };
+        ConnInfo {
+            proto: c.proto,
+            client: ep(&c.caddr, c.cport),
+            virt: ep(&c.vaddr, c.vport),
+            dest: ep(&c.daddr, c.dport),
+            state,
+            expires_ms: c.expires.saturating_sub(now_ns) / 1_000_000,
+            template: c.is_template(),
+        }
+    }
+
+    /// The client's address.
+    pub fn client_addr(&self) -> IpAddr {
+        self.client.addr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_is_96_bytes() {
+        assert_eq!(core::mem::size_of::<Conn>(), 96);
+    }
+
+    #[test]
+    fn fwd_bits_round_trip() {
+        for m in [FwdMethod::Masq, FwdMethod::Route, FwdMethod::Tunnel, FwdMethod::Local] {
+            let c = Conn {
+                caddr: [0; 16],
+                vaddr: [0; 16],
+                daddr: [0; 16],
+                cport: 0,
+                vport: 0,
+                dport: 0,
+                proto: 6,
+                state: 0,
+                flags: Conn::fwd_bits(m),
+                dest: NIL,
+                control: NIL,
+                n_control: 0,
+                timeout_ms: 0,
+                expires: 0,
+                tprev: NIL,
+                tnext: NIL,
+                tick: 0,
+            };
+            assert_eq!(c.fwd(), m);
+        }
+    }
+}

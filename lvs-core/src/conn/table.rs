@@ -1,0 +1,278 @@
+//! The slab and its two hash indexes.
+
+use alloc::vec::Vec;
+
+use hashbrown::HashTable;
+
+use super::timer::Wheel;
+use super::{cf, Conn, ConnId, ConnInfo};
+
+/// Key of the client → virtual index (`ip_vs_conn_hashkey_param` for the in direction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct InKey {
+    pub(crate) v6: bool,
+    pub(crate) tmpl: bool,
+    pub(crate) proto: u8,
+    pub(crate) caddr: [u8; 16],
+    pub(crate) cport: u16,
+    pub(crate) vaddr: [u8; 16],
+    pub(crate) vport: u16,
+}
+
+/// Key of the reply index: the reply's source (the real server) and destination (the client).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct OutKey {
+    pub(crate) v6: bool,
+    pub(crate) proto: u8,
+    pub(crate) daddr: [u8; 16],
+    pub(crate) dport: u16,
+    pub(crate) caddr: [u8; 16],
+    pub(crate) cport: u16,
+}
+
+impl Conn {
+    pub(crate) fn in_key(&self) -> InKey {
+        InKey {
+            v6: self.flags & cf::V6 != 0,
+            tmpl: self.is_template(),
+            proto: self.proto,
+            caddr: self.caddr,
+            cport: self.cport,
+            vaddr: self.vaddr,
+            vport: self.vport,
+        }
+    }
+
+    pub(crate) fn out_key(&self) -> OutKey {
+        OutKey {
+            v6: self.flags & cf::V6 != 0,
+            proto: self.proto,
+            daddr: self.daddr,
+            dport: self.dport,
+            caddr: self.caddr,
+            cport: self.cport,
+        }
+    }
+}
+
+/// Size figures of the table, for capacity planning and the README's bytes per connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableStats {
+    /// Live entries (connections and templates).
+    pub entries: usize,
+    /// Bytes held by the slab, the free list, both indexes and the wheel.
+    pub bytes: usize,
+}
+
+/// Connections and templates: a bounded slab with hash indexes and a timer wheel.
+pub struct ConnTable {
+    slab: Vec<Conn>,
+    free: Vec<u32>,
+    live: usize,
+    max: usize,
+    in_idx: HashTable<u32>,
+    out_idx: HashTable<u32>,
+    hasher: ahash::RandomState,
+    pub(crate) wheel: Wheel,
+}
+
+impl ConnTable {
+    /// A table that holds at most `max` entries, hashing with `hasher` (seeded by the caller).
+    pub fn new(max: usize, hasher: ahash::RandomState) -> Self {
+        ConnTable {
+            slab: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            max: max.min(u32::MAX as usize - 1),
+            in_idx: HashTable::new(),
+            out_idx: HashTable::new(),
+            hasher,
+            wheel: Wheel::new(),
+        }
+    }
+
+    /// Reserves room for `n` entries up front, so the table does not allocate after warm-up.
+    pub fn reserve(&mut self, n: usize) {
+        let n = n.min(self.max);
+        self.slab.reserve(n.saturating_sub(self.slab.len()));
+        let (h, slab) = (&self.hasher, &self.slab);
+        self.in_idx.reserve(n, |id| hash_in(h, slab, *id));
+        self.free.reserve(n);
+    }
+
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// True when no entry is live.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Memory held by the table.
+    pub fn stats(&self) -> TableStats {
+        TableStats {
+            entries: self.live,
+            bytes: self.slab.capacity() * core::mem::size_of::<Conn>()
+                + self.free.capacity() * 4
+                + self.in_idx.allocation_size()
+                + self.out_idx.allocation_size()
+                + self.wheel.allocation_size(),
+        }
+    }
+
+    pub(crate) fn get(&self, id: ConnId) -> Option<&Conn> {
+        self.slab.get(id.0 as usize)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.slab.get_mut(id.0 as usize)
+    }
+
+    /// Stores `c`, links it in the indexes its flags ask for and in the wheel.
+    /// `None` when the table is full.
+    pub(crate) fn insert(&mut self, mut c: Conn) -> Option<ConnId> {
+        if self.live >= self.max {
+            return None;
+        }
+        c.tprev = super::NIL;
+        c.tnext = super::NIL;
+        let id = match self.free.pop() {
+            Some(i) => {
+                *self.slab.get_mut(i as usize)? = c;
+                i
+            }
+            None => {
+                self.slab.push(c);
+                u32::try_from(self.slab.len() - 1).ok()?
+            }
+        };
+        self.live += 1;
+        self.hash(ConnId(id));
+        self.wheel.link(&mut self.slab, id);
+        Some(ConnId(id))
+    }
+
+    /// Links an entry in the indexes its flags name.
+    fn hash(&mut self, id: ConnId) {
+        let Some(c) = self.slab.get(id.0 as usize) else { return };
+        let (flags, h) = (c.flags, &self.hasher);
+        if flags & cf::IN_HASHED != 0 {
+            let hv = h.hash_one(c.in_key());
+            let slab = &self.slab;
+            self.in_idx.insert_unique(hv, id.0, |i| hash_in(h, slab, *i));
+        }
+        if flags & cf::OUT_HASHED != 0 {
+            let hv = h.hash_one(c.out_key());
+            let slab = &self.slab;
+            self.out_idx.insert_unique(hv, id.0, |i| hash_out(h, slab, *i));
+        }
+    }
+
+    /// Takes an entry out of the client → virtual index (invalidated templates stop matching).
+    pub(crate) fn unhash_in(&mut self, id: ConnId) {
+        let Some(c) = self.slab.get(id.0 as usize) else { return };
+        if c.flags & cf::IN_HASHED == 0 {
+            return;
+        }
+        let hv = self.hasher.hash_one(c.in_key());
+        if let Ok(e) = self.in_idx.find_entry(hv, |i| *i == id.0) {
+            e.remove();
+        }
+        if let Some(c) = self.slab.get_mut(id.0 as usize) {
+            c.flags &= !cf::IN_HASHED;
+        }
+    }
+
+    fn unhash_out(&mut self, id: ConnId) {
+        let Some(c) = self.slab.get(id.0 as usize) else { return };
+        if c.flags & cf::OUT_HASHED == 0 {
+            return;
+        }
+        let hv = self.hasher.hash_one(c.out_key());
+        if let Ok(e) = self.out_idx.find_entry(hv, |i| *i == id.0) {
+            e.remove();
+        }
+        if let Some(c) = self.slab.get_mut(id.0 as usize) {
+            c.flags &= !cf::OUT_HASHED;
+        }
+    }
+
+    /// Removes an entry that is still in the wheel (expire-now, flush).
+    pub(crate) fn remove_armed(&mut self, id: ConnId) -> Option<Conn> {
+        self.wheel.unlink(&mut self.slab, id.0);
+        self.remove_unarmed(id)
+    }
+
+    /// Removes an entry that `pop_due` already took out of the wheel.
+    pub(crate) fn remove_unarmed(&mut self, id: ConnId) -> Option<Conn> {
+        self.unhash_in(id);
+        self.unhash_out(id);
+        let c = self.slab.get(id.0 as usize)?.clone();
+        self.free.push(id.0);
+        self.live -= 1;
+        Some(c)
+    }
+
+    /// Links an entry that `pop_due` handed out back into the wheel at its `expires`.
+    pub(crate) fn relink(&mut self, id: ConnId) {
+        self.wheel.link(&mut self.slab, id.0);
+    }
+
+    /// Sets an entry's expiry to `expires`, re-filing it if that is earlier than its slot.
+    #[inline]
+    pub(crate) fn arm(&mut self, id: ConnId, expires: u64) {
+        if let Some(c) = self.slab.get_mut(id.0 as usize) {
+            c.expires = expires;
+            self.wheel.rearm(&mut self.slab, id.0);
+        }
+    }
+
+    /// Looks up the client → virtual index.
+    #[inline]
+    pub(crate) fn find_in(&self, key: &InKey) -> Option<ConnId> {
+        let hv = self.hasher.hash_one(key);
+        let slab = &self.slab;
+        self.in_idx.find(hv, |i| slab.get(*i as usize).is_some_and(|c| c.in_key() == *key)).map(|i| ConnId(*i))
+    }
+
+    /// Looks up the reply index.
+    #[inline]
+    pub(crate) fn find_out(&self, key: &OutKey) -> Option<ConnId> {
+        let hv = self.hasher.hash_one(key);
+        let slab = &self.slab;
+        self.out_idx.find(hv, |i| slab.get(*i as usize).is_some_and(|c| c.out_key() == *key)).map(|i| ConnId(*i))
+    }
+
+    /// Entries whose time has come, unlinked from the wheel (see [`Wheel::pop_due`]).
+    pub(crate) fn pop_due(&mut self, now: u64, due: &mut Vec<ConnId>) {
+        self.wheel.pop_due(&mut self.slab, now, due);
+    }
+
+    /// Every live entry with its handle.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
+        // An entry is live when it is armed in the wheel or waiting in a due list; the free list
+        // says which slots are not.
+        let mut dead = alloc::vec![false; self.slab.len()];
+        for f in &self.free {
+            if let Some(d) = dead.get_mut(*f as usize) {
+                *d = true;
+            }
+        }
+        self.slab.iter().enumerate().filter(move |(i, _)| !dead[*i]).map(|(i, c)| (ConnId(i as u32), c))
+    }
+
+    /// Listing rows for every live entry.
+    pub fn infos(&self, now_ns: u64) -> Vec<ConnInfo> {
+        self.iter().map(|(_, c)| ConnInfo::of(c, now_ns)).collect()
+    }
+}
+
+fn hash_in(h: &ahash::RandomState, slab: &[Conn], id: u32) -> u64 {
+    slab.get(id as usize).map_or(0, |c| h.hash_one(c.in_key()))
+}
+
+fn hash_out(h: &ahash::RandomState, slab: &[Conn], id: u32) -> u64 {
+    slab.get(id as usize).map_or(0, |c| h.hash_one(c.out_key()))
+}

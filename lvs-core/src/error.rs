@@ -1,0 +1,165 @@
+//! Errors by role (the kernel's errno values, named): control calls return [`Error`]; the data
+//! path returns a fieldless drop [`Reason`] with a counter slot, never a string.
+
+use alloc::string::String;
+
+/// A control-plane failure. A call that returns an error has changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `-A` of a service that exists (`EEXIST`).
+    #[error("service already exists")]
+    ServiceExists,
+    /// The service named does not exist (`ESRCH`).
+    #[error("no such service")]
+    NoSuchService,
+    /// `-a` of a real server the service already has (`EEXIST`).
+    #[error("destination already exists")]
+    DestExists,
+    /// The real server named does not exist in the service (`ENOENT`).
+    #[error("no such destination")]
+    NoSuchDest,
+    /// A weight outside 0..=65535 (ipvsadm limits it to what fits in an int, the kernel to `INT_MAX`; we follow ipvsadm's documented range).
+    #[error("weight {0} out of range (0..=65535)")]
+    WeightOutOfRange(u32),
+    /// A real server or service of the other address family where only one is allowed.
+    #[error("address family mismatch")]
+    FamilyMismatch,
+    /// No scheduler of that name is registered.
+    #[error("unknown scheduler '{0}' (known: rr wrr lc wlc sed nq dh sh lblc lblcr mh fo ovf)")]
+    UnknownScheduler(String),
+    /// The scheduler refused the service (for example `mh` with more servers than table slots).
+    #[error("scheduler refused the service: {0}")]
+    SchedulerRejected(&'static str),
+    /// A persistence netmask that is not a contiguous prefix of the family.
+    #[error("bad persistence netmask")]
+    BadNetmask,
+    /// A persistence timeout outside 1 s ..= 31 days.
+    #[error("bad persistence timeout {0}")]
+    BadTimeout(u32),
+    /// Thresholds where the lower exceeds the upper.
+    #[error("lower threshold {lower} is above upper threshold {upper}")]
+    BadThreshold {
+        /// `-x`.
+        upper: u32,
+        /// `-y`.
+        lower: u32,
+    },
+    /// A port-0 service that is not persistent ("port zero only supported in persistent services").
+    #[error("port zero is only supported by persistent services")]
+    PortZeroNotPersistent,
+    /// A fwmark service with mark 0.
+    #[error("firewall mark must be non-zero")]
+    ZeroFwmark,
+    /// Scheduler flags (`-b`) this scheduler does not take.
+    #[error("scheduler flags not valid for this scheduler")]
+    BadSchedFlags,
+    /// Something IPVS can express that this library does not do yet.
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
+    /// The connection table is full.
+    #[error("connection table full")]
+    TableFull,
+    /// A line of an `ipvsadm -R` rule file could not be read.
+    #[error("line {line}: {msg}")]
+    Parse {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+/// Why the data path dropped a packet. Every variant has a counter slot
+/// ([`Reason::index`]) in the director's drop counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The frame could not be parsed (truncated, bad header lengths, bad version).
+    Malformed,
+    /// A TCP packet for a service without a connection that is not a SYN (no sloppy TCP).
+    NotSyn,
+    /// The scheduler found no real server (the client got ICMP port unreachable).
+    NoDest,
+    /// The connection table is full.
+    TableFull,
+    /// The packet would exceed the path MTU with DF set (the client got "fragmentation needed").
+    MtuExceeded,
+    /// No neighbour entry (MAC) for the next hop.
+    UnknownNeighbour,
+    /// A non-first fragment whose first fragment was never seen.
+    StrayFragment,
+    /// The connection's real server was deleted (`expire_nodest_conn` semantics).
+    DestUnavailable,
+    /// TTL / hop limit would reach zero.
+    TtlExpired,
+    /// A packet for a port-0 or other-port service that is not persistent.
+    PortMismatch,
+    /// The frame has no headroom left for the header the method must add.
+    NoHeadroom,
+    /// A protocol the service cannot handle yet (SCTP).
+    Unsupported,
+}
+
+impl Reason {
+    /// Number of reasons (size of the counter array).
+    pub const COUNT: usize = 12;
+
+    /// All reasons, in counter order.
+    pub const ALL: [Reason; Reason::COUNT] = [
+        Reason::Malformed,
+        Reason::NotSyn,
+        Reason::NoDest,
+        Reason::TableFull,
+        Reason::MtuExceeded,
+        Reason::UnknownNeighbour,
+        Reason::StrayFragment,
+        Reason::DestUnavailable,
+        Reason::TtlExpired,
+        Reason::PortMismatch,
+        Reason::NoHeadroom,
+        Reason::Unsupported,
+    ];
+
+    /// The counter slot of this reason.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A short name for logs and listings.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::NotSyn => "not-syn",
+            Reason::NoDest => "no-dest",
+            Reason::TableFull => "table-full",
+            Reason::MtuExceeded => "mtu-exceeded",
+            Reason::UnknownNeighbour => "unknown-neighbour",
+            Reason::StrayFragment => "stray-fragment",
+            Reason::DestUnavailable => "dest-unavailable",
+            Reason::TtlExpired => "ttl-expired",
+            Reason::PortMismatch => "port-mismatch",
+            Reason::NoHeadroom => "no-headroom",
+            Reason::Unsupported => "unsupported",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_slots_are_dense() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{}", r.as_str());
+        }
+    }
+
+    #[test]
+    fn messages_are_short_and_lowercase() {
+        let e = Error::Parse { line: 3, msg: "unknown option -Q".into() };
+        assert_eq!(alloc::format!("{e}"), "line 3: unknown option -Q");
+        assert_eq!(alloc::format!("{}", Error::NoSuchService), "no such service");
+    }
+}

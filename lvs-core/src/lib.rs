@@ -1,0 +1,62 @@
+//! Sans-IO IPVS engine: the director of the Linux Virtual Server as a library that never does I/O.
+//!
+//! The caller owns the packet loop and the clock. It hands frames to [`Director::process`] (or
+//! [`Director::process_burst`]) with the current [`Instant`], transmits what the returned
+//! [`Verdict`] says, and calls [`Director::tick`] by [`Director::next_deadline`]. Nothing in this
+//! crate reads a clock, opens a socket, spawns a thread or draws from an OS random source; hash
+//! seeds come from [`DirectorConfig`].
+//!
+//! The rooms, top to bottom, each named after the kernel file it mirrors
+//! (`net/netfilter/ipvs/`):
+//!
+//! - [`time`] — our own monotonic [`Instant`] (jiffies).
+//! - [`addr`] — protocols, endpoints and service keys.
+//! - [`service`], [`dest`] — virtual services and real servers (`ip_vs_ctl.c`).
+//! - [`sched`] — the [`Scheduler`] trait; the ten-plus schedulers live in `lvs-sched`.
+//! - [`conn`] — the connection table: slab, hash indexes, timer wheel (`ip_vs_conn.c`).
+//! - [`proto`] — TCP and UDP state machines and timeouts (`ip_vs_proto_*.c`).
+//! - [`persist`] — persistence templates (`ip_vs_sched_persist`).
+//! - [`stats`] — counters and the rate estimator (`ip_vs_est.c`).
+//! - [`wire`] — parsing and in-place rewriting with incremental checksums.
+//! - [`xmit`] — one function per forwarding method (`ip_vs_xmit.c`).
+//! - [`director`] — the [`Director`]: control API and packet path (`ip_vs_core.c`).
+//! - [`config`] — `ipvsadm -S/-R` rules and `-L` listings (feature `ipvsadm`).
+//! - [`error`] — control-plane [`Error`]s and data-plane drop [`Reason`]s.
+#![no_std]
+#![cfg_attr(not(fuzzing), warn(missing_docs))]
+#![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod addr;
+
+#[cfg(feature = "ipvsadm")]
+pub mod config;
+pub mod conn;
+pub mod dest;
+pub mod director;
+pub mod error;
+pub mod neigh;
+pub mod persist;
+pub mod proto;
+pub mod sched;
+pub mod service;
+pub mod stats;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+pub mod time;
+pub mod wire;
+pub mod xmit;
+
+pub use addr::{Af, Endpoint, Proto, ServiceKey};
+pub use dest::{DestId, DestView, FwdMethod, RealServer};
+pub use director::{Director, DirectorConfig, Verdict};
+pub use error::{Error, Reason};
+pub use neigh::{MacAddr, Neighbour};
+pub use proto::Timeouts;
+pub use sched::{SchedCx, SchedError, SchedFactory, Scheduler};
+pub use service::{SchedFlags, ServiceConfig, ServiceView};
+pub use time::Instant;
+pub use wire::{Frame, PacketMeta};

@@ -1,0 +1,90 @@
+//! Persistence templates (`ip_vs_sched_persist`, `ip_vs_check_template`): the key a template is
+//! found by, and the rule for which port a template and its connections use.
+//!
+//! A template is `<proto, client & netmask, 0, vaddr, vport>` → real server. For a service
+//! reached on its own port the template keeps that port; for port-0 ("all ports") services the
+//! port is 0; for fwmark services the protocol is `IP` (0), the virtual address is the mark
+//! written as an IPv4 address, and the port is 0, so one template covers every marked port.
+
+use core::net::{IpAddr, Ipv4Addr};
+
+use crate::addr::{mask_addr, raw, Af, ServiceKey};
+use crate::conn::table::InKey;
+use crate::wire::PacketMeta;
+
+/// What a template is looked up and stored by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TemplateKey {
+    pub(crate) key: InKey,
+    /// Whether the packet came to the service's own port (then the template keeps real ports).
+    pub(crate) on_svc_port: bool,
+}
+
+/// The template key for a packet of service `svc` with persistence netmask `prefix`.
+pub(crate) fn template_key(svc: &ServiceKey, prefix: u8, pkt: &PacketMeta) -> TemplateKey {
+    let snet = mask_addr(&pkt.src, prefix);
+    let v6 = pkt.af == Af::V6;
+    match svc {
+        ServiceKey::Fwmark { mark, .. } => TemplateKey {
+            key: InKey {
+                v6,
+                tmpl: true,
+                proto: 0,
+                caddr: raw(&snet),
+                cport: 0,
+                vaddr: raw(&IpAddr::V4(Ipv4Addr::from(*mark))),
+                vport: 0,
+            },
+            on_svc_port: false,
+        },
+        ServiceKey::Inet { port, .. } => {
+            let on_svc_port = pkt.dport == *port;
+            TemplateKey {
+                key: InKey {
+                    v6,
+                    tmpl: true,
+                    proto: pkt.proto,
+                    caddr: raw(&snet),
+                    cport: 0,
+                    vaddr: raw(&pkt.dst),
+                    vport: if on_svc_port { pkt.dport } else { 0 },
+                },
+                on_svc_port,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Tcp;
+    use crate::wire::parse;
+
+    fn meta(src: &str, dport: u16) -> PacketMeta {
+        let f = Tcp::new((src.parse().unwrap(), 1234), ("203.0.113.100".parse().unwrap(), dport), 2).build();
+        parse(&f).unwrap()
+    }
+
+    #[test]
+    fn inet_template_masks_client_and_keeps_port() {
+        let svc = ServiceKey::tcp("203.0.113.100".parse().unwrap(), 80);
+        let t = template_key(&svc, 24, &meta("198.51.100.77", 80));
+        assert!(t.on_svc_port);
+        assert_eq!(&t.key.caddr[..4], &[198, 51, 100, 0]);
+        assert_eq!((t.key.cport, t.key.vport, t.key.proto), (0, 80, 6));
+    }
+
+    #[test]
+    fn port_zero_and_fwmark_templates_have_port_zero() {
+        let svc = ServiceKey::tcp("203.0.113.100".parse().unwrap(), 0);
+        let t = template_key(&svc, 32, &meta("198.51.100.77", 443));
+        assert!(!t.on_svc_port);
+        assert_eq!(t.key.vport, 0);
+        let fw = ServiceKey::Fwmark { mark: 5, af: Af::V4 };
+        let t = template_key(&fw, 32, &meta("198.51.100.77", 443));
+        assert_eq!((t.key.proto, t.key.vport), (0, 0));
+        assert_eq!(&t.key.vaddr[..4], &[0, 0, 0, 5]);
+        assert_eq!(&t.key.caddr[..4], &[198, 51, 100, 77]);
+    }
+}

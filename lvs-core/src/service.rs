@@ -1,0 +1,142 @@
+//! Virtual services (`struct ip_vs_service`, `ip_vs_ctl.c`): key, scheduler, persistence and
+//! flags, and the list of real servers in the kernel's order (newest first).
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::addr::ServiceKey;
+use crate::dest::{DestId, DestView, Dests};
+use crate::sched::Scheduler;
+use crate::stats::Stats;
+
+/// Scheduler flags `-b` (`IP_VS_SVC_F_SCHED1..3`). `sh` and `mh` read the first as *fallback*
+/// and the second as *port*.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SchedFlags(pub u8);
+
+impl SchedFlags {
+    /// `flag-1`, `sh-fallback`, `mh-fallback` (`IP_VS_SVC_F_SCHED1`).
+    pub const FLAG1: u8 = 0x1;
+    /// `flag-2`, `sh-port`, `mh-port` (`IP_VS_SVC_F_SCHED2`).
+    pub const FLAG2: u8 = 0x2;
+    /// `flag-3` (`IP_VS_SVC_F_SCHED3`).
+    pub const FLAG3: u8 = 0x4;
+
+    /// The fallback flag (`sh-fallback`, `mh-fallback`).
+    pub fn fallback(self) -> bool {
+        self.0 & Self::FLAG1 != 0
+    }
+    /// The port flag (`sh-port`, `mh-port`).
+    pub fn port(self) -> bool {
+        self.0 & Self::FLAG2 != 0
+    }
+}
+
+/// Default persistence timeout of `ipvsadm -p` without a value (seconds).
+pub const DEFAULT_PERSIST_TIMEOUT: u32 = 300;
+/// Longest persistence timeout ipvsadm accepts: 31 days.
+pub const MAX_PERSIST_TIMEOUT: u32 = 31 * 24 * 3600;
+
+/// A virtual service's configuration, as `ipvsadm -A|-E` gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// What the service is reached by.
+    pub key: ServiceKey,
+    /// Scheduler name, as `-s` spells it (`wlc` by default).
+    pub scheduler: String,
+    /// Persistence timeout in seconds (`-p`); `None` = not persistent.
+    pub persistent: Option<u32>,
+    /// Persistence netmask `-M` as a prefix length (32 or 128 = the whole address).
+    pub netmask: u8,
+    /// One-packet scheduling (`-o`, UDP only).
+    pub one_packet: bool,
+    /// Scheduler flags (`-b`).
+    pub sched_flags: SchedFlags,
+}
+
+impl ServiceConfig {
+    /// A non-persistent service with the given key and scheduler.
+    pub fn new(key: ServiceKey, scheduler: &str) -> Self {
+        ServiceConfig {
+            key,
+            scheduler: String::from(scheduler),
+            persistent: None,
+            netmask: key.af().max_prefix(),
+            one_packet: false,
+            sched_flags: SchedFlags::default(),
+        }
+    }
+
+    /// The same service, persistent for `timeout` seconds.
+    pub fn persistent(mut self, timeout: u32) -> Self {
+        self.persistent = Some(timeout);
+        self
+    }
+
+    /// The same service with persistence netmask `prefix` (`-M`).
+    pub fn netmask(mut self, prefix: u8) -> Self {
+        self.netmask = prefix;
+        self
+    }
+}
+
+/// A service's live state.
+pub(crate) struct Service {
+    pub(crate) cfg: ServiceConfig,
+    /// Real servers in the kernel's list order: index 0 is the list head (the newest).
+    pub(crate) order: Vec<DestId>,
+    pub(crate) sched: Box<dyn Scheduler>,
+    pub(crate) stats: Stats,
+}
+
+/// What a scheduler sees of a service: its flags and its real servers in the kernel's order.
+#[derive(Clone, Copy)]
+pub struct ServiceView<'a> {
+    order: &'a [DestId],
+    dests: &'a Dests,
+    flags: SchedFlags,
+}
+
+impl<'a> ServiceView<'a> {
+    /// A view over `order` (newest first) with servers looked up in `dests`.
+    pub fn new(order: &'a [DestId], dests: &'a Dests, flags: SchedFlags) -> Self {
+        ServiceView { order, dests, flags }
+    }
+
+    /// Scheduler flags (`-b`).
+    pub fn flags(&self) -> SchedFlags {
+        self.flags
+    }
+
+    /// Number of real servers.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True when the service has no real server.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The handles in list order.
+    pub fn ids(&self) -> &'a [DestId] {
+        self.order
+    }
+
+    /// The server at list position `i`.
+    pub fn at(&self, i: usize) -> Option<DestView<'a>> {
+        self.order.get(i).and_then(|id| self.dests.view(*id))
+    }
+
+    /// A server by handle.
+    pub fn get(&self, id: DestId) -> Option<DestView<'a>> {
+        self.dests.view(id)
+    }
+
+    /// The servers in list order (newest first), as every kernel scheduler walks them.
+    pub fn dests(&self) -> impl Iterator<Item = DestView<'a>> + 'a {
+        let dests = self.dests;
+        self.order.iter().filter_map(move |id| dests.view(*id))
+    }
+}

@@ -1,0 +1,118 @@
+//! Shared test harness: frame builders on etherparse's `PacketBuilder`, used by the tests of
+//! every crate, the benches and the fuzz targets (feature `testkit`).
+
+use alloc::vec::Vec;
+use core::net::IpAddr;
+
+use etherparse::{PacketBuilder, TcpHeader};
+
+use crate::proto::tcp::flags;
+use crate::wire::Frame;
+
+/// The client-side MAC every built frame comes from (the gateway in the oracle topology).
+pub const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
+/// The director's MAC every built frame is sent to.
+pub const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+/// A TCP segment's description.
+#[derive(Clone, Copy, Debug)]
+pub struct Tcp<'a> {
+    /// Source address and port.
+    pub src: (IpAddr, u16),
+    /// Destination address and port.
+    pub dst: (IpAddr, u16),
+    /// Flags byte (`flags::SYN | flags::ACK`, ...).
+    pub flags: u8,
+    /// Payload.
+    pub payload: &'a [u8],
+    /// Optional 802.1Q tag.
+    pub vlan: Option<u16>,
+    /// Source MAC.
+    pub src_mac: [u8; 6],
+    /// Destination MAC.
+    pub dst_mac: [u8; 6],
+}
+
+impl<'a> Tcp<'a> {
+    /// A segment from the gateway to the director.
+    pub fn new(src: (IpAddr, u16), dst: (IpAddr, u16), flags: u8) -> Self {
+        Tcp { src, dst, flags, payload: &[], vlan: None, src_mac: GW_MAC, dst_mac: DIRECTOR_MAC }
+    }
+
+    /// The Ethernet frame.
+    pub fn build(&self) -> Vec<u8> {
+        let eth = PacketBuilder::ethernet2(self.src_mac, self.dst_mac);
+        let mut tcp = TcpHeader::new(self.src.1, self.dst.1, 1000, 64240);
+        tcp.fin = self.flags & flags::FIN != 0;
+        tcp.syn = self.flags & flags::SYN != 0;
+        tcp.rst = self.flags & flags::RST != 0;
+        tcp.ack = self.flags & flags::ACK != 0;
+        if tcp.ack {
+            tcp.acknowledgment_number = 1;
+        }
+        let mut out = Vec::new();
+        let (s, d) = (self.src.0, self.dst.0);
+        let r = match self.vlan {
+            Some(v) => {
+                let b = eth.single_vlan(v.try_into().unwrap_or_default());
+                b.ip_step(s, d).tcp_header(tcp).write(&mut out, self.payload)
+            }
+            None => eth.ip_step(s, d).tcp_header(tcp).write(&mut out, self.payload),
+        };
+        r.map(|_| out).unwrap_or_default()
+    }
+
+    /// The frame with default headroom.
+    pub fn frame(&self) -> Frame {
+        Frame::new(crate::wire::DEFAULT_HEADROOM, &self.build())
+    }
+}
+
+/// A UDP datagram from the gateway to the director.
+pub fn udp(src: (IpAddr, u16), dst: (IpAddr, u16), payload: &[u8]) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2(GW_MAC, DIRECTOR_MAC);
+    let mut out = Vec::new();
+    eth.ip_step(src.0, dst.0).udp(src.1, dst.1).write(&mut out, payload).map(|_| out).unwrap_or_default()
+}
+
+use etherparse::PacketBuilderStep;
+
+/// Builder steps that can take an IP header: IPv4 (TTL 63, DF) or IPv6 (hop limit 63), like the
+/// oracle's crafted frames.
+pub trait IpStep {
+    /// Adds an IPv4 or IPv6 header.
+    fn ip_step(self, src: IpAddr, dst: IpAddr) -> PacketBuilderStep<etherparse::IpHeaders>;
+}
+
+macro_rules! ip_step_for {
+    ($t:ty) => {
+        impl IpStep for PacketBuilderStep<$t> {
+            fn ip_step(self, src: IpAddr, dst: IpAddr) -> PacketBuilderStep<etherparse::IpHeaders> {
+                match (src, dst) {
+                    (IpAddr::V4(s), IpAddr::V4(d)) => {
+                        let mut h = etherparse::Ipv4Header::new(0, 63, etherparse::IpNumber(0), s.octets(), d.octets())
+                            .unwrap_or_default();
+                        h.dont_fragment = true;
+                        h.identification = 0x1001;
+                        self.ip(etherparse::IpHeaders::Ipv4(h, Default::default()))
+                    }
+                    (s, d) => {
+                        let v6 = |a: IpAddr| match a {
+                            IpAddr::V6(a) => a.octets(),
+                            IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+                        };
+                        let h = etherparse::Ipv6Header {
+                            hop_limit: 63,
+                            source: v6(s),
+                            destination: v6(d),
+                            ..Default::default()
+                        };
+                        self.ip(etherparse::IpHeaders::Ipv6(h, Default::default()))
+                    }
+                }
+            }
+        }
+    };
+}
+ip_step_for!(etherparse::Ethernet2Header);
+ip_step_for!(etherparse::VlanHeader);

@@ -1,0 +1,325 @@
+//! Parsing frames into a small [`PacketMeta`] and rewriting them in place (`ip_vs_iphdr`,
+//! `skb_header_pointer`): Ethernet II, 802.1Q and QinQ, IPv4 with options, IPv6 with extension
+//! headers, TCP, UDP, ICMP and ICMPv6, on top of etherparse slices.
+//!
+//! # Panics
+//!
+//! Nothing in this module panics on any input: every byte access is checked (indexing,
+//! `unwrap` and `expect` are denied here), and malformed input is an `Err`.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod csum;
+pub mod field;
+mod frame;
+
+pub use frame::{Frame, DEFAULT_HEADROOM};
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use etherparse::{Ethernet2Slice, Ipv4HeaderSlice, Ipv6ExtensionSlice, Ipv6ExtensionsSlice, Ipv6HeaderSlice};
+
+use crate::addr::Af;
+
+/// EtherTypes this parser knows.
+pub mod ethertype {
+    /// IPv4.
+    pub const IPV4: u16 = 0x0800;
+    /// IPv6.
+    pub const IPV6: u16 = 0x86dd;
+    /// 802.1Q VLAN tag.
+    pub const VLAN: u16 = 0x8100;
+    /// 802.1ad service tag (QinQ outer).
+    pub const QINQ: u16 = 0x88a8;
+}
+
+/// IP protocol numbers this parser knows.
+pub mod ipproto {
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// IPv4-in-IP.
+    pub const IPIP: u8 = 4;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// IPv6-in-IP.
+    pub const IPV6: u8 = 41;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+}
+
+/// Where a packet stands in fragmentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frag {
+    /// Not a fragment.
+    None,
+    /// The first fragment (offset 0, more to come) of datagram `id`: it carries the ports.
+    First(u32),
+    /// A later fragment of datagram `id`: no transport header.
+    Later(u32),
+}
+
+/// An ICMP or ICMPv6 error and the packet it quotes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpError {
+    /// ICMP type.
+    pub kind: u8,
+    /// ICMP code.
+    pub code: u8,
+    /// Offset of the quoted IP header in the frame.
+    pub inner_l3: u16,
+    /// Offset of the quoted transport header in the frame.
+    pub inner_l4: u16,
+    /// Transport protocol of the quoted packet.
+    pub proto: u8,
+    /// Source of the quoted packet.
+    pub src: IpAddr,
+    /// Destination of the quoted packet.
+    pub dst: IpAddr,
+    /// Source port of the quoted packet.
+    pub sport: u16,
+    /// Destination port of the quoted packet.
+    pub dport: u16,
+}
+
+/// What the director needs to know of a frame, parsed once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketMeta {
+    /// Offset of the IP header in the frame.
+    pub l3: u16,
+    /// Offset of the transport header in the frame.
+    pub l4: u16,
+    /// The IP datagram's length (what the statistics count).
+    pub ip_len: u16,
+    /// Address family.
+    pub af: Af,
+    /// Transport protocol (after IPv6 extension headers).
+    pub proto: u8,
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Source port (0 when the protocol has none).
+    pub sport: u16,
+    /// Destination port (0 when the protocol has none).
+    pub dport: u16,
+    /// TCP flags byte (0 for other protocols).
+    pub tcp_flags: u8,
+    /// Fragmentation.
+    pub frag: Frag,
+    /// Whether the IPv4 DF bit is set (always true for IPv6, which routers never fragment).
+    pub df: bool,
+    /// The quoted packet, for ICMP errors.
+    pub icmp: Option<IcmpError>,
+}
+
+/// Why a frame could not be parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not IPv4 or IPv6 (ARP, LLDP, ...): not for a director.
+    NotIp,
+    /// Truncated or inconsistent headers.
+    Malformed,
+}
+
+/// Offset of the IP header and the EtherType, after up to two VLAN tags.
+fn link(data: &[u8]) -> Result<(usize, u16), ParseError> {
+    let eth = Ethernet2Slice::from_slice_without_fcs(data).map_err(|_| ParseError::Malformed)?;
+    let mut off = eth.header_slice().len();
+    let mut et = eth.ether_type().0;
+    for _ in 0..2 {
+        if et != ethertype::VLAN && et != ethertype::QINQ {
+            break;
+        }
+        let tag = data.get(off..off + 4).ok_or(ParseError::Malformed)?;
+        et = field::be16(tag, 2).ok_or(ParseError::Malformed)?;
+        off += 4;
+    }
+    Ok((off, et))
+}
+
+/// Parses an Ethernet frame.
+///
+/// # Errors
+/// [`ParseError::NotIp`] for other EtherTypes, [`ParseError::Malformed`] for anything truncated
+/// or inconsistent.
+pub fn parse(data: &[u8]) -> Result<PacketMeta, ParseError> {
+    let (l3, et) = link(data)?;
+    let ip = data.get(l3..).ok_or(ParseError::Malformed)?;
+    match et {
+        ethertype::IPV4 => parse_v4(ip, l3),
+        ethertype::IPV6 => parse_v6(ip, l3),
+        _ => Err(ParseError::NotIp),
+    }
+}
+
+fn parse_v4(ip: &[u8], l3: usize) -> Result<PacketMeta, ParseError> {
+    let h = Ipv4HeaderSlice::from_slice(ip).map_err(|_| ParseError::Malformed)?;
+    let hl = h.slice().len();
+    let total = usize::from(h.total_len());
+    if total < hl || total > ip.len() {
+        return Err(ParseError::Malformed);
+    }
+    let off = h.fragments_offset().value();
+    let id = u32::from(h.identification());
+    let frag = if off != 0 {
+        Frag::Later(id)
+    } else if h.more_fragments() {
+        Frag::First(id)
+    } else {
+        Frag::None
+    };
+    let payload = ip.get(hl..total).ok_or(ParseError::Malformed)?;
+    let mut m = PacketMeta {
+        l3: l3 as u16,
+        l4: (l3 + hl) as u16,
+        ip_len: total as u16,
+        af: Af::V4,
+        proto: h.protocol().0,
+        src: IpAddr::V4(h.source_addr()),
+        dst: IpAddr::V4(h.destination_addr()),
+        sport: 0,
+        dport: 0,
+        tcp_flags: 0,
+        frag,
+        df: h.dont_fragment(),
+        icmp: None,
+    };
+    if frag != Frag::Later(id) {
+        transport(&mut m, payload, l3 + hl)?;
+    }
+    Ok(m)
+}
+
+fn parse_v6(ip: &[u8], l3: usize) -> Result<PacketMeta, ParseError> {
+    let h = Ipv6HeaderSlice::from_slice(ip).map_err(|_| ParseError::Malformed)?;
+    let total = 40 + usize::from(h.payload_length());
+    let body = ip.get(40..total).ok_or(ParseError::Malformed)?;
+    let (exts, proto, rest) =
+        Ipv6ExtensionsSlice::from_slice(h.next_header(), body).map_err(|_| ParseError::Malformed)?;
+    let mut frag = Frag::None;
+    for e in exts.clone().into_iter() {
+        if let Ipv6ExtensionSlice::Fragment(f) = e {
+            let id = f.identification();
+            if f.fragment_offset().value() != 0 {
+                frag = Frag::Later(id);
+            } else if f.more_fragments() {
+                frag = Frag::First(id);
+            }
+        }
+    }
+    let l4 = l3 + 40 + exts.slice().len();
+    let mut m = PacketMeta {
+        l3: l3 as u16,
+        l4: l4 as u16,
+        ip_len: total as u16,
+        af: Af::V6,
+        proto: proto.0,
+        src: IpAddr::V6(h.source_addr()),
+        dst: IpAddr::V6(h.destination_addr()),
+        sport: 0,
+        dport: 0,
+        tcp_flags: 0,
+        frag,
+        df: true,
+        icmp: None,
+    };
+    if !matches!(frag, Frag::Later(_)) {
+        transport(&mut m, rest, l4)?;
+    }
+    Ok(m)
+}
+
+/// Reads ports and flags (or the quoted packet of an ICMP error).
+fn transport(m: &mut PacketMeta, l4: &[u8], l4_off: usize) -> Result<(), ParseError> {
+    let first_frag = matches!(m.frag, Frag::First(_));
+    match m.proto {
+        ipproto::TCP => {
+            let min = if first_frag { 14 } else { 20 };
+            if l4.len() < min {
+                return Err(ParseError::Malformed);
+            }
+            if !first_frag {
+                let doff = usize::from(field::byte(l4, 12).ok_or(ParseError::Malformed)? >> 4) * 4;
+                if doff < 20 || doff > l4.len() {
+                    return Err(ParseError::Malformed);
+                }
+            }
+            m.sport = field::be16(l4, 0).ok_or(ParseError::Malformed)?;
+            m.dport = field::be16(l4, 2).ok_or(ParseError::Malformed)?;
+            m.tcp_flags = field::byte(l4, 13).ok_or(ParseError::Malformed)?;
+        }
+        ipproto::UDP => {
+            if l4.len() < 8 {
+                return Err(ParseError::Malformed);
+            }
+            m.sport = field::be16(l4, 0).ok_or(ParseError::Malformed)?;
+            m.dport = field::be16(l4, 2).ok_or(ParseError::Malformed)?;
+        }
+        ipproto::ICMP | ipproto::ICMPV6 if !first_frag => {
+            m.icmp = icmp_error(m, l4, l4_off);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Is this ICMP type an error that quotes a packet IPVS tracks (`ip_vs_in_icmp`)?
+fn is_tracked_error(af: Af, kind: u8) -> bool {
+    match af {
+        // Destination unreachable, source quench, time exceeded.
+        Af::V4 => matches!(kind, 3 | 4 | 11),
+        // Destination unreachable, packet too big, time exceeded, parameter problem.
+        Af::V6 => matches!(kind, 1..=4),
+    }
+}
+
+/// Parses the packet an ICMP error quotes: its IP header and the first 8 bytes after it.
+fn icmp_error(m: &PacketMeta, l4: &[u8], l4_off: usize) -> Option<IcmpError> {
+    let kind = field::byte(l4, 0)?;
+    let code = field::byte(l4, 1)?;
+    if !is_tracked_error(m.af, kind) {
+        return None;
+    }
+    let inner = l4.get(8..)?;
+    let inner_l3 = l4_off + 8;
+    let (proto, src, dst, ihl) = match m.af {
+        Af::V4 => {
+            let v = field::byte(inner, 0)?;
+            let ihl = usize::from(v & 0xf) * 4;
+            if v >> 4 != 4 || ihl < 20 {
+                return None;
+            }
+            let a = |o: usize| -> Option<IpAddr> {
+                let b = inner.get(o..o + 4)?;
+                Some(IpAddr::V4(Ipv4Addr::new(*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?)))
+            };
+            (field::byte(inner, 9)?, a(12)?, a(16)?, ihl)
+        }
+        Af::V6 => {
+            if field::byte(inner, 0)? >> 4 != 6 {
+                return None;
+            }
+            let a = |o: usize| -> Option<IpAddr> {
+                let b: [u8; 16] = inner.get(o..o + 16)?.try_into().ok()?;
+                Some(IpAddr::V6(Ipv6Addr::from(b)))
+            };
+            (field::byte(inner, 6)?, a(8)?, a(24)?, 40)
+        }
+    };
+    let ports = inner.get(ihl..ihl + 4)?;
+    Some(IcmpError {
+        kind,
+        code,
+        inner_l3: inner_l3 as u16,
+        inner_l4: (inner_l3 + ihl) as u16,
+        proto,
+        src,
+        dst,
+        sport: field::be16(ports, 0)?,
+        dport: field::be16(ports, 2)?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

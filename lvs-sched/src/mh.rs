@@ -1,0 +1,150 @@
+//! Maglev hashing, as net/netfilter/ipvs/ip_vs_mh.c (`ip_vs_mh_hashkey`, `ip_vs_mh_permutate`,
+//! `ip_vs_mh_populate`, `ip_vs_mh_get`, `ip_vs_mh_get_fallback`).
+//!
+//! A lookup table of M = 4093 slots (`CONFIG_IP_VS_MH_TAB_INDEX` = 12) is filled from each
+//! server's permutation `offset + k * skip (mod M)`, both derived from `hsiphash` of the server's
+//! address and port. Servers weigh in through `last_weight` (so a server edited to weight 0 keeps
+//! its slots and lookups landing there fail or fall back), scaled by the gcd and shifted so the
+//! largest fits 6 bits; each takes that many consecutive picks per round.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use lvs_core::addr::fold;
+use lvs_core::dest::DestId;
+use lvs_core::sched::{SchedCx, SchedError, Scheduler};
+use lvs_core::service::{SchedFlags, ServiceView};
+use lvs_core::wire::PacketMeta;
+
+use crate::sh::hash_input;
+use crate::util::{gcd, hsiphash_u32};
+
+/// Table size: `primes[CONFIG_IP_VS_MH_TAB_INDEX - 8]` with the default index 12.
+pub const TAB_SIZE: usize = 4093;
+/// `IP_VS_MH_TAB_BITS` = index / 2.
+const TAB_BITS: i32 = 6;
+const K1: [u64; 2] = [2_654_435_761, 2_654_435_761];
+const K2: [u64; 2] = [2_654_446_892, 2_654_446_892];
+
+/// `ip_vs_mh_hashkey`.
+pub fn hashkey(addr: &core::net::IpAddr, port: u16, key: [u64; 2], offset: u32) -> u32 {
+    let v = offset.wrapping_add(u32::from(port)).wrapping_add(fold(addr));
+    hsiphash_u32(v, key)
+}
+
+/// The `mh` scheduler.
+#[derive(Debug)]
+pub struct Maglev {
+    lookup: Vec<Option<DestId>>,
+}
+
+impl Default for Maglev {
+    fn default() -> Self {
+        Maglev { lookup: vec![None; TAB_SIZE] }
+    }
+}
+
+impl Maglev {
+    fn reassign(&mut self, svc: &ServiceView<'_>) -> Result<(), SchedError> {
+        self.lookup.iter_mut().for_each(|s| *s = None);
+        if svc.len() > TAB_SIZE {
+            return Err(SchedError::Invalid("more real servers than mh table slots"));
+        }
+        let g = svc.dests().map(|d| d.last_weight()).filter(|w| *w > 0).fold(0, gcd);
+        if g < 1 {
+            return Ok(());
+        }
+        let mw = svc.dests().map(|d| d.last_weight()).max().unwrap_or(0) / g;
+        let fls = 32 - mw.leading_zeros() as i32;
+        let shift = (fls - TAB_BITS).max(0) as u32;
+        let m = TAB_SIZE as u32;
+        // (perm, skip, turns) per server in list order.
+        let mut setup: Vec<(u32, u32, u32)> = svc
+            .dests()
+            .map(|d| {
+                let offset = hashkey(&d.addr(), d.port(), K1, 0) % m;
+                let skip = hashkey(&d.addr(), d.port(), K2, 0) % (m - 1) + 1;
+                let lw = d.last_weight();
+                let t = (lw / g) >> shift;
+                let turns = if t != 0 { t } else { u32::from(lw != 0) };
+                (offset, skip, turns)
+            })
+            .collect();
+        let mut taken = vec![false; TAB_SIZE];
+        let ids = svc.ids();
+        let mut n = 0usize;
+        while n < TAB_SIZE {
+            for (i, s) in setup.iter_mut().enumerate() {
+                for _ in 0..s.2 {
+                    while taken.get(s.0 as usize).copied().unwrap_or(true) {
+                        s.0 += s.1;
+                        if s.0 >= m {
+                            s.0 -= m;
+                        }
+                    }
+                    if let Some(t) = taken.get_mut(s.0 as usize) {
+                        *t = true;
+                    }
+                    if let Some(slot) = self.lookup.get_mut(s.0 as usize) {
+                        *slot = ids.get(i).copied();
+                    }
+                    n += 1;
+                    if n == TAB_SIZE {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn usable(svc: &ServiceView<'_>, id: Option<DestId>) -> Option<Option<DestId>> {
+        let id = id?;
+        let d = svc.get(id)?;
+        Some((d.weight() > 0 && !d.is_overloaded()).then_some(id))
+    }
+}
+
+impl Scheduler for Maglev {
+    fn name(&self) -> &'static str {
+        "mh"
+    }
+
+    fn accepts_flags(&self, f: SchedFlags) -> bool {
+        f.0 & !(SchedFlags::FLAG1 | SchedFlags::FLAG2) == 0
+    }
+
+    fn init_service(&mut self, svc: &ServiceView<'_>) -> Result<(), SchedError> {
+        self.reassign(svc)
+    }
+
+    fn add_dest(&mut self, svc: &ServiceView<'_>, _d: DestId) -> Result<(), SchedError> {
+        self.reassign(svc)
+    }
+
+    fn del_dest(&mut self, svc: &ServiceView<'_>, _d: DestId, _pos: usize) {
+        let _ = self.reassign(svc);
+    }
+
+    fn upd_dest(&mut self, svc: &ServiceView<'_>, _d: DestId) {
+        let _ = self.reassign(svc);
+    }
+
+    fn schedule(&mut self, _cx: &mut SchedCx<'_>, svc: &ServiceView<'_>, pkt: &PacketMeta) -> Option<DestId> {
+        let (addr, port) = hash_input(pkt, svc.flags().port());
+        let m = TAB_SIZE as u32;
+        let h = hashkey(&addr, port, K1, 0) % m;
+        let first = Self::usable(svc, *self.lookup.get(h as usize)?)?;
+        if first.is_some() || !svc.flags().fallback() {
+            return first;
+        }
+        for off in 0..m {
+            let roff = (off + h) % m;
+            let h2 = hashkey(&addr, port, K1, roff) % m;
+            if let Some(id) = Self::usable(svc, *self.lookup.get(h2 as usize)?)? {
+                return Some(id);
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,115 @@
+//! Source hashing, as net/netfilter/ipvs/ip_vs_sh.c (`ip_vs_sh_hashkey`, `ip_vs_sh_reassign`,
+//! `ip_vs_sh_get`, `ip_vs_sh_get_fallback`): 256 buckets where each server, in list order,
+//! takes `weight` consecutive buckets (weight 0 takes one), indexed by
+//! `hash_32(sport + fold(saddr), 8)` (the source port only with `sh-port`). A bucket whose
+//! server has weight 0 or is overloaded fails, or with `sh-fallback` probes on.
+
+use lvs_core::addr::fold;
+use lvs_core::dest::DestId;
+use lvs_core::sched::{SchedCx, SchedError, Scheduler};
+use lvs_core::service::{SchedFlags, ServiceView};
+use lvs_core::wire::{ipproto, PacketMeta};
+
+use crate::util::hash_32;
+
+/// `CONFIG_IP_VS_SH_TAB_BITS`.
+pub const TAB_BITS: u32 = 8;
+const TAB_SIZE: usize = 1 << TAB_BITS;
+const MASK: u32 = TAB_SIZE as u32 - 1;
+
+/// The `sh` scheduler.
+#[derive(Debug)]
+pub struct SourceHash {
+    buckets: [Option<DestId>; TAB_SIZE],
+}
+
+impl Default for SourceHash {
+    fn default() -> Self {
+        SourceHash { buckets: [None; TAB_SIZE] }
+    }
+}
+
+/// `ip_vs_sh_hashkey`.
+pub fn hashkey(addr: &core::net::IpAddr, port: u16, offset: u32) -> usize {
+    (offset.wrapping_add(hash_32(u32::from(port).wrapping_add(fold(addr)), TAB_BITS)) & MASK) as usize
+}
+
+/// The address and port a hashing scheduler keys on: the source (the destination for ICMP
+/// errors, which travel the other way), and the source port only when `with_port` is set and the
+/// protocol has ports.
+pub(crate) fn hash_input(pkt: &PacketMeta, with_port: bool) -> (core::net::IpAddr, u16) {
+    let addr = if pkt.icmp.is_some() { pkt.dst } else { pkt.src };
+    let has_ports = matches!(pkt.proto, ipproto::TCP | ipproto::UDP | 132);
+    (addr, if with_port && has_ports { pkt.sport } else { 0 })
+}
+
+impl SourceHash {
+    fn reassign(&mut self, svc: &ServiceView<'_>) {
+        if svc.is_empty() {
+            self.buckets = [None; TAB_SIZE];
+            return;
+        }
+        let mut p = 0usize;
+        let mut count = 0u32;
+        for b in self.buckets.iter_mut() {
+            let d = svc.at(p);
+            *b = d.map(|d| d.id());
+            count += 1;
+            if count >= d.map_or(0, |d| d.weight()) {
+                p = (p + 1) % svc.len();
+                count = 0;
+            }
+        }
+    }
+
+    fn usable(svc: &ServiceView<'_>, id: Option<DestId>) -> Option<Option<DestId>> {
+        let id = id?;
+        let d = svc.get(id)?;
+        Some((d.weight() > 0 && !d.is_overloaded()).then_some(id))
+    }
+}
+
+impl Scheduler for SourceHash {
+    fn name(&self) -> &'static str {
+        "sh"
+    }
+
+    fn accepts_flags(&self, f: SchedFlags) -> bool {
+        f.0 & !(SchedFlags::FLAG1 | SchedFlags::FLAG2) == 0
+    }
+
+    fn init_service(&mut self, svc: &ServiceView<'_>) -> Result<(), SchedError> {
+        self.reassign(svc);
+        Ok(())
+    }
+
+    fn add_dest(&mut self, svc: &ServiceView<'_>, _d: DestId) -> Result<(), SchedError> {
+        self.reassign(svc);
+        Ok(())
+    }
+
+    fn del_dest(&mut self, svc: &ServiceView<'_>, _d: DestId, _pos: usize) {
+        self.reassign(svc);
+    }
+
+    fn upd_dest(&mut self, svc: &ServiceView<'_>, _d: DestId) {
+        self.reassign(svc);
+    }
+
+    fn schedule(&mut self, _cx: &mut SchedCx<'_>, svc: &ServiceView<'_>, pkt: &PacketMeta) -> Option<DestId> {
+        let (addr, port) = hash_input(pkt, svc.flags().port());
+        let h = hashkey(&addr, port, 0);
+        let first = Self::usable(svc, *self.buckets.get(h)?)?;
+        if first.is_some() || !svc.flags().fallback() {
+            return first;
+        }
+        for off in 0..TAB_SIZE as u32 {
+            let roff = (off + h as u32) % TAB_SIZE as u32;
+            let h2 = hashkey(&addr, port, roff);
+            if let Some(id) = Self::usable(svc, *self.buckets.get(h2)?)? {
+                return Some(id);
+            }
+        }
+        None
+    }
+}
