@@ -1192,12 +1192,12 @@ impl Director {
         let live = self.frags.get(&fk).filter(|e| e.expires > now.as_nanos()).copied();
         let conn = live.and_then(|e| self.conns.find_in(&e.key).filter(|c| *c == e.conn));
         let Some(id) = conn else {
-            // Reply fragments of a NAT connection, or a datagram not for us at all.
-            return if self.find_service(frame, meta).is_some() {
-                self.drop(Reason::StrayFragment)
-            } else {
-                Verdict::NotMine
-            };
+            // A fragment without ports can only be matched to a service by its address.
+            let to_vip = self.svcs.iter().flatten().any(|s| match s.cfg.key {
+                ServiceKey::Inet { addr, .. } => addr == meta.dst,
+                ServiceKey::Fwmark { .. } => false,
+            }) || self.find_service(frame, meta).is_some();
+            return if to_vip { self.drop(Reason::StrayFragment) } else { Verdict::NotMine };
         };
         let Some(c) = self.conns.get(id) else { return self.drop(Reason::StrayFragment) };
         let Some(dest) = c.dest_id() else { return self.drop(Reason::StrayFragment) };
@@ -1270,3 +1270,5 @@ impl Director {
     }
 }
 
+#[cfg(test)]
+mod tests;

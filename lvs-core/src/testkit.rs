@@ -116,3 +116,117 @@ macro_rules! ip_step_for {
 }
 ip_step_for!(etherparse::Ethernet2Header);
 ip_step_for!(etherparse::VlanHeader);
+
+/// A scheduler for the core's own tests: the first server in list order with weight > 0 that is
+/// not overloaded (the real ones live in `lvs-sched`, which depends on this crate).
+#[derive(Debug, Default)]
+pub struct FirstAvailable;
+
+impl crate::sched::Scheduler for FirstAvailable {
+    fn name(&self) -> &'static str {
+        "first"
+    }
+
+    fn schedule(
+        &mut self,
+        _cx: &mut crate::sched::SchedCx<'_>,
+        svc: &crate::service::ServiceView<'_>,
+        _pkt: &crate::wire::PacketMeta,
+    ) -> Option<crate::dest::DestId> {
+        svc.dests().find(|d| d.weight() > 0 && !d.is_overloaded()).map(|d| d.id())
+    }
+}
+
+/// A factory that knows only [`FirstAvailable`], as `"first"`.
+pub fn factory(name: &str) -> Result<alloc::boxed::Box<dyn crate::sched::Scheduler>, crate::sched::SchedError> {
+    match name {
+        "first" => Ok(alloc::boxed::Box::new(FirstAvailable)),
+        _ => Err(crate::sched::SchedError::Unknown),
+    }
+}
+
+/// Checks every checksum of an Ethernet frame by full recomputation with etherparse (an
+/// implementation independent of ours): the IPv4 header, TCP, UDP, ICMP and ICMPv6, and the
+/// inner packet of an IP-in-IP frame.
+///
+/// # Errors
+/// A description of the first wrong checksum.
+pub fn verify_checksums(frame: &[u8]) -> Result<(), alloc::string::String> {
+    use alloc::format;
+    use etherparse::{NetSlice, SlicedPacket};
+    let p = SlicedPacket::from_ethernet(frame).map_err(|e| format!("parse: {e:?}"))?;
+    verify_sliced(&p)?;
+    // IP-in-IP: check the inner datagram too.
+    if let Some(NetSlice::Ipv4(v4)) = &p.net {
+        if v4.header().protocol() == etherparse::IpNumber(4) || v4.header().protocol() == etherparse::IpNumber(41) {
+            let inner = v4.payload().payload;
+            let q = SlicedPacket::from_ip(inner).map_err(|e| format!("inner parse: {e:?}"))?;
+            verify_sliced(&q)?;
+        }
+    }
+    Ok(())
+}
+
+fn verify_sliced(p: &etherparse::SlicedPacket<'_>) -> Result<(), alloc::string::String> {
+    use alloc::format;
+    use etherparse::{NetSlice, TransportSlice};
+    let (src4, dst4, src6, dst6) = match &p.net {
+        Some(NetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            let want = h.to_header().calc_header_checksum();
+            if h.header_checksum() != want {
+                return Err(format!("ipv4 header checksum {:#06x}, want {want:#06x}", h.header_checksum()));
+            }
+            (Some(h.source()), Some(h.destination()), None, None)
+        }
+        Some(NetSlice::Ipv6(v6)) => (None, None, Some(v6.header().source()), Some(v6.header().destination())),
+        _ => return Ok(()),
+    };
+    match &p.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            let got = t.checksum();
+            let want = match (src4, dst4, src6, dst6) {
+                (Some(s), Some(d), _, _) => t.to_header().calc_checksum_ipv4_raw(s, d, t.payload()),
+                (_, _, Some(s), Some(d)) => t.to_header().calc_checksum_ipv6_raw(s, d, t.payload()),
+                _ => return Ok(()),
+            }
+            .map_err(|e| format!("{e:?}"))?;
+            if got != want {
+                return Err(format!("tcp checksum {got:#06x}, want {want:#06x}"));
+            }
+        }
+        Some(TransportSlice::Udp(u)) => {
+            let got = u.checksum();
+            if got == 0 && src4.is_some() {
+                return Ok(());
+            }
+            let want = match (src4, dst4, src6, dst6) {
+                (Some(s), Some(d), _, _) => u.to_header().calc_checksum_ipv4_raw(s, d, u.payload()),
+                (_, _, Some(s), Some(d)) => u.to_header().calc_checksum_ipv6_raw(s, d, u.payload()),
+                _ => return Ok(()),
+            }
+            .map_err(|e| format!("{e:?}"))?;
+            if got != want {
+                return Err(format!("udp checksum {got:#06x}, want {want:#06x}"));
+            }
+        }
+        Some(TransportSlice::Icmpv4(i)) => {
+            let got = i.checksum();
+            let want = etherparse::Icmpv4Header::with_checksum(i.header().icmp_type, i.payload()).checksum;
+            if got != want {
+                return Err(format!("icmp checksum {got:#06x}, want {want:#06x}"));
+            }
+        }
+        Some(TransportSlice::Icmpv6(i)) => {
+            let (Some(s), Some(d)) = (src6, dst6) else { return Ok(()) };
+            let want = etherparse::Icmpv6Header::with_checksum(i.header().icmp_type, s, d, i.payload())
+                .map_err(|e| format!("{e:?}"))?
+                .checksum;
+            if i.checksum() != want {
+                return Err(format!("icmpv6 checksum {:#06x}, want {want:#06x}", i.checksum()));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -478,3 +478,109 @@ pub fn save(d: &Director) -> String {
     out
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::factory;
+    use crate::DirectorConfig;
+
+    fn d() -> Director {
+        Director::new(DirectorConfig::default(), factory)
+    }
+
+    #[test]
+    fn parses_short_long_and_attached_forms() {
+        let c =
+            parse_command(&["-A", "-t", "192.168.1.100:80", "-s", "wlc", "-p", "600", "-M", "255.255.255.0"]).unwrap();
+        let Command::AddService(s) = c else { panic!("{c:?}") };
+        assert_eq!((s.scheduler.as_str(), s.persistent, s.netmask), ("wlc", Some(600), 24));
+        let c = parse_command(&[
+            "--add-service",
+            "--udp-service=[2001:db8::1]:53",
+            "--scheduler",
+            "sh",
+            "-b",
+            "sh-port",
+            "-o",
+        ])
+        .unwrap();
+        let Command::AddService(s) = c else { panic!() };
+        assert_eq!(s.key, ServiceKey::udp("2001:db8::1".parse().unwrap(), 53));
+        assert!(s.sched_flags.port() && s.one_packet);
+        let c =
+            parse_command(&["-a", "-f", "5", "-6", "-r", "[2001:db8::2]", "-i", "-w3", "-x", "10", "-y", "5"]).unwrap();
+        let Command::AddDest(k, r) = c else { panic!() };
+        assert_eq!(k, ServiceKey::Fwmark { mark: 5, af: Af::V6 });
+        assert_eq!((r.fwd, r.weight, r.u_threshold, r.l_threshold, r.endpoint.port), (FwdMethod::Tunnel, 3, 10, 5, 0));
+        // -p without a value takes ipvsadm's default; -r without a port takes the service's.
+        let Command::AddService(s) = parse_command(&["-A", "-t", "10.0.0.1:80", "-p"]).unwrap() else { panic!() };
+        assert_eq!((s.persistent, s.scheduler.as_str()), (Some(300), "wlc"));
+        let Command::AddDest(_, r) = parse_command(&["-a", "-t", "10.0.0.1:80", "-r", "10.0.0.2"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!((r.endpoint.port, r.fwd, r.weight), (80, FwdMethod::Route, 1));
+        assert_eq!(parse_command(&["--set", "900", "2", "300"]).unwrap(), Command::SetTimeouts(900, 2, 300));
+        assert_eq!(parse_command(&["-C"]).unwrap(), Command::Clear);
+    }
+
+    #[test]
+    fn bad_commands_say_why() {
+        let e = |a: &[&str]| parse_command(a).unwrap_err();
+        assert!(e(&["-A", "-t", "10.0.0.1:80", "-Q"]).contains("unknown option '-Q'"));
+        assert!(e(&["-A", "-t", "host.example:80"]).contains("numeric"));
+        assert!(e(&["-A", "-t", "10.0.0.1:99999"]).contains("bad port"));
+        assert!(e(&["-A", "-t", "10.0.0.1:80", "-M", "255.0.255.0", "-p"]).contains("netmask"));
+        assert!(e(&["-A", "-t", "10.0.0.1:80", "-s", "rr", "-b", "sh-port"]).contains("sh-port"));
+        assert!(e(&["-A", "-a", "-t", "10.0.0.1:80"]).contains("more than one command"));
+        assert!(e(&["-a", "-t", "10.0.0.1:80"]).contains("no real server"));
+        assert!(e(&["-t", "10.0.0.1:80"]).contains("no command"));
+        assert!(e(&["-A", "-t", "10.0.0.1:80", "--pe", "sip"]).contains("--pe"));
+    }
+
+    #[test]
+    fn a_bad_file_names_its_line_and_applies_nothing() {
+        let mut d = d();
+        let text = "-A -t 10.0.0.1:80 -s first\n\n# comment\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -g -w 1\n-a -t 10.0.0.9:80 -r 10.0.0.3:80\n";
+        let err = d.restore(text).unwrap_err();
+        assert_eq!(err, Error::Parse { line: 5, msg: "no such service".into() });
+        assert_eq!(d.services().count(), 0);
+        let err = d.restore("-A -t 10.0.0.1:80 -s first\n-A -t 10.0.0.1:80 -s first\n").unwrap_err();
+        assert_eq!(err, Error::Parse { line: 2, msg: "service already exists".into() });
+        let err = d.restore("-A -t 10.0.0.1:80 -s first\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -w x\n").unwrap_err();
+        assert_eq!(err, Error::Parse { line: 2, msg: "bad weight 'x'".into() });
+        assert_eq!(d.services().count(), 0);
+    }
+
+    #[test]
+    fn save_round_trips() {
+        let mut d = d();
+        let text = "\
+-A -t 10.0.0.1:80 -s first -p 600 -M 255.255.255.0
+-a -t 10.0.0.1:80 -r 10.0.0.3:80 -m -w 2
+-a -t 10.0.0.1:80 -r 10.0.0.2:8080 -i -w 0 --tun-type ipip
+-A -u [2001:db8::1]:53 -s first -o
+-a -u [2001:db8::1]:53 -r [2001:db8::2]:53 -g -w 1
+-A -f 7 -s first -p 300
+-a -f 7 -r 10.0.0.4:0 -g -w 5
+";
+        d.restore(text).unwrap();
+        // ipvsadm's order: fwmark 0 (address services) first, then IPv4 before IPv6, TCP before
+        // UDP; servers by address.
+        let saved = save(&d);
+        assert_eq!(
+            saved,
+            "\
+-A -t 10.0.0.1:80 -s first -p 600 -M 255.255.255.0
+-a -t 10.0.0.1:80 -r 10.0.0.2:8080 -i -w 0 --tun-type ipip
+-a -t 10.0.0.1:80 -r 10.0.0.3:80 -m -w 2
+-A -u [2001:db8::1]:53 -s first -o
+-a -u [2001:db8::1]:53 -r [2001:db8::2]:53 -g -w 1
+-A -f 7 -s first -p 300
+-a -f 7 -r 10.0.0.4:0 -g -w 5
+"
+        );
+        let mut e = Director::new(DirectorConfig::default(), factory);
+        e.restore(&saved).unwrap();
+        assert_eq!(save(&e), saved);
+    }
+}
