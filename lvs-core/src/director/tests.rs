@@ -530,3 +530,226 @@ fn malformed_and_foreign_frames() {
     let msg: String = Reason::Malformed.as_str().into();
     assert_eq!(msg, "malformed");
 }
+
+mod properties {
+    use alloc::vec;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One step of a random run.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// A client packet: client index, source port index, TCP flags.
+        Client(u8, u8, u8),
+        /// A real server's reply (NAT): server index, client index, port index, flags.
+        Server(u8, u8, u8, u8),
+        /// Time passes (seconds).
+        Sleep(u16),
+        /// `ipvsadm -e` of a server's weight.
+        Weight(u8, u8),
+        /// `ipvsadm -d` then, on the next such step, `-a` again.
+        Toggle(u8),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let fl = prop::sample::select(vec![SYN, ACK, FIN | ACK, flags::RST, SYN | ACK, 0x18]);
+        prop_oneof![
+            4 => (0..4u8, 0..4u8, fl.clone()).prop_map(|(c, p, f)| Step::Client(c, p, f)),
+            2 => (0..3u8, 0..4u8, 0..4u8, fl).prop_map(|(s, c, p, f)| Step::Server(s, c, p, f)),
+            1 => prop::sample::select(vec![1u16, 5, 30, 70, 130, 400]).prop_map(Step::Sleep),
+            1 => (0..3u8, 0..3u8).prop_map(|(s, w)| Step::Weight(s, w)),
+            1 => (0..3u8).prop_map(Step::Toggle),
+        ]
+    }
+
+    fn rs(i: u8, fwd: FwdMethod, w: u32) -> RealServer {
+        RealServer::new(ip(&alloc::format!("192.0.2.1{}", i + 1)), 80, fwd, w).with_thresholds(3, 0)
+    }
+
+    /// Every server's counters equal what the table holds, and every template's control count
+    /// equals the connections it controls; no template lives past its timeout.
+    fn check(d: &Director, now: Instant) -> Result<(), TestCaseError> {
+        for (id, dest) in d.dests.iter() {
+            let (mut act, mut inact, mut pers, mut refs) = (0, 0, 0, 0);
+            for (_, c) in d.conns.iter() {
+                if c.dest_id() == Some(id) {
+                    refs += 1;
+                    if c.is_template() {
+                        pers += 1;
+                    } else if c.flags & cf::INACTIVE != 0 {
+                        inact += 1;
+                    } else {
+                        act += 1;
+                    }
+                }
+            }
+            prop_assert_eq!((dest.active, dest.inactive, dest.persist, dest.refcnt), (act, inact, pers, refs));
+            if dest.flags & F_AVAILABLE == 0 {
+                prop_assert!(refs > 0, "a deleted server lingers only while referenced");
+            }
+        }
+        for (tid, t) in d.conns.iter().filter(|(_, c)| c.is_template()) {
+            let controlled = d.conns.iter().filter(|(_, c)| c.control == tid.0).count() as u32;
+            prop_assert_eq!(t.n_control, controlled);
+            prop_assert!(t.expires <= now.as_nanos() + u64::from(t.timeout_ms) * 1_000_000);
+        }
+        Ok(())
+    }
+
+    fn run(fwd: FwdMethod, persist: bool, steps: &[Step]) -> Result<(), TestCaseError> {
+        let mut d = director();
+        let key = svc();
+        let mut cfg = ServiceConfig::new(key, "first");
+        if persist {
+            cfg = cfg.persistent(60).netmask(24);
+        }
+        d.add_service(cfg).unwrap();
+        for i in 0..3 {
+            d.add_dest(&key, rs(i, fwd, 1)).unwrap();
+        }
+        let mut now = 1u64;
+        let mut deleted = [false; 3];
+        let mut flows: Vec<((u8, u8), [u8; 6])> = Vec::new();
+        for s in steps {
+            match *s {
+                Step::Client(c, p, f) => {
+                    let t =
+                        Tcp::new((ip(&alloc::format!("198.51.100.{}", c + 2)), 1000 + u16::from(p)), (vip(), 80), f);
+                    let (v, fr) = send(&mut d, now, t);
+                    // While its connection lives, a flow keeps its server.
+                    if let Verdict::Transmit { dest: Some(_), .. } = v {
+                        let mac: [u8; 6] = fr.data()[0..6].try_into().unwrap();
+                        let alive = d
+                            .conns
+                            .iter()
+                            .any(|(_, x)| x.cport == 1000 + u16::from(p) && !x.is_template() && x.caddr[3] == c + 2);
+                        if let Some((_, m)) = flows.iter().find(|(k, _)| *k == (c, p)) {
+                            if f & SYN == 0 {
+                                prop_assert_eq!(*m, mac);
+                            }
+                        }
+                        flows.retain(|(k, _)| *k != (c, p));
+                        if alive {
+                            flows.push(((c, p), mac));
+                        }
+                    }
+                }
+                Step::Server(srv, c, p, f) => {
+                    let mut t = Tcp::new(
+                        (ip(&alloc::format!("192.0.2.1{}", srv + 1)), 80),
+                        (ip(&alloc::format!("198.51.100.{}", c + 2)), 1000 + u16::from(p)),
+                        f,
+                    );
+                    t.src_mac = rs_mac(srv + 1).0;
+                    let _ = send(&mut d, now, t);
+                }
+                Step::Sleep(secs) => {
+                    now += u64::from(secs);
+                    let t = Instant::from_secs(now);
+                    while let Some(dl) = d.next_deadline().filter(|dl| *dl <= t) {
+                        d.tick(dl);
+                    }
+                    d.tick(t);
+                    flows.retain(|((c, p), _)| {
+                        d.conns
+                            .iter()
+                            .any(|(_, x)| x.cport == 1000 + u16::from(*p) && !x.is_template() && x.caddr[3] == c + 2)
+                    });
+                }
+                Step::Weight(i, w) if !deleted[i as usize] => d.edit_dest(&key, rs(i, fwd, u32::from(w))).unwrap(),
+                Step::Weight(..) => {}
+                Step::Toggle(i) => {
+                    let r = rs(i, fwd, 1);
+                    if deleted[i as usize] {
+                        d.add_dest(&key, r).unwrap();
+                    } else {
+                        d.del_dest(&key, &r.endpoint).unwrap();
+                    }
+                    deleted[i as usize] = !deleted[i as usize];
+                }
+            }
+            check(&d, Instant::from_secs(now))?;
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn counters_match_the_table_dr(steps in prop::collection::vec(step(), 1..80)) {
+            run(FwdMethod::Route, false, &steps)?;
+        }
+
+        #[test]
+        fn counters_match_the_table_nat(steps in prop::collection::vec(step(), 1..80)) {
+            run(FwdMethod::Masq, false, &steps)?;
+        }
+
+        #[test]
+        fn templates_agree_with_what_they_control(steps in prop::collection::vec(step(), 1..80)) {
+            run(FwdMethod::Route, true, &steps)?;
+        }
+
+        #[test]
+        fn nat_in_then_out_restores_the_clients_view(
+            c in any::<[u8; 4]>(), cport in 1u16.., vport in 1u16.., rport in 1u16.., flags in any::<u8>(),
+            payload in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let caddr = IpAddr::from(c);
+            prop_assume!(caddr != vip() && !matches!(c, [192, 0, 2, _]));
+            let mut d = director();
+            let key = ServiceKey::tcp(vip(), vport);
+            d.add_service(ServiceConfig::new(key, "first")).unwrap();
+            d.add_dest(&key, RealServer::new(ip("192.0.2.11"), rport, FwdMethod::Masq, 1)).unwrap();
+            let (v, f) = send(&mut d, 1, Tcp::new((caddr, cport), (vip(), vport), SYN));
+            prop_assert!(matches!(v, Verdict::Transmit { .. }), "{:?}", v);
+            let inb = wire::parse(f.data()).unwrap();
+            prop_assert_eq!((inb.src, inb.sport, inb.dst, inb.dport), (caddr, cport, ip("192.0.2.11"), rport));
+            verify_checksums(f.data()).map_err(TestCaseError::fail)?;
+            let mut r = Tcp::new((inb.dst, inb.dport), (inb.src, inb.sport), flags & !flags::RST);
+            r.src_mac = rs_mac(1).0;
+            r.payload = &payload;
+            let (v, f) = send(&mut d, 1, r);
+            prop_assert!(matches!(v, Verdict::Transmit { .. }), "{:?}", v);
+            let out = wire::parse(f.data()).unwrap();
+            prop_assert_eq!((out.src, out.sport, out.dst, out.dport), (vip(), vport, caddr, cport));
+            verify_checksums(f.data()).map_err(TestCaseError::fail)?;
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200), mark in 0u32..3) {
+            let mut d = director();
+            add(&mut d, svc(), FwdMethod::Masq, 8080);
+            let mut f = Frame::new(DEFAULT_HEADROOM, &bytes);
+            f.mark = mark;
+            let v = d.process(Instant::from_secs(1), &mut f);
+            if let Verdict::Drop(r) = v {
+                prop_assert!(d.drops()[r.index()] > 0);
+            }
+        }
+
+        #[test]
+        fn mutated_frames_never_panic(
+            t in prop::sample::select(vec![SYN, ACK, FIN]),
+            flips in prop::collection::vec((0usize..80, any::<u8>()), 1..6),
+            cut in 0usize..90,
+            fwd in prop::sample::select(vec![FwdMethod::Route, FwdMethod::Masq, FwdMethod::Tunnel]),
+        ) {
+            let mut d = director();
+            add(&mut d, svc(), fwd, 8080);
+            let _ = send(&mut d, 1, Tcp::new(client(1000), (vip(), 80), SYN));
+            let mut b = Tcp::new(client(1000), (vip(), 80), t).build();
+            for (i, x) in flips {
+                if let Some(v) = b.get_mut(i) {
+                    *v ^= x;
+                }
+            }
+            b.truncate(cut.max(1));
+            let mut f = Frame::new(DEFAULT_HEADROOM, &b);
+            let _ = d.process(Instant::from_secs(2), &mut f);
+        }
+    }
+}
