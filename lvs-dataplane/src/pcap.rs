@@ -79,10 +79,17 @@ pub fn read_capture_bytes(buf: &[u8]) -> Result<Vec<Captured>, CaptureError> {
             }
         }
     } else {
+        // Raw records, as tcpdump reads them: captures whose lengths exceed the snap length
+        // are common in the wild and still hold good frames.
         let mut r = PcapReader::new(buf).map_err(fmt_err)?;
-        while let Some(p) = r.next_packet() {
+        let scale = match r.header().ts_resolution {
+            TsResolution::MicroSecond => 1_000,
+            TsResolution::NanoSecond => 1,
+        };
+        while let Some(p) = r.next_raw_packet() {
             let p = p.map_err(fmt_err)?;
-            out.push(Captured { ts_ns: nanos(p.timestamp), data: p.data.into_owned() });
+            let ts_ns = u64::from(p.ts_sec) * 1_000_000_000 + u64::from(p.ts_frac) * scale;
+            out.push(Captured { ts_ns, data: p.data.into_owned() });
         }
     }
     Ok(out)
