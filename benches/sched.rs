@@ -1,0 +1,71 @@
+//! `sched/<name>/<n>`: ns per scheduling decision for every scheduler over 4, 64 and 1024 real
+//! servers with realistic, uneven counters.
+
+use std::hint::black_box;
+use std::net::IpAddr;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use lvs::core::addr::Af;
+use lvs::core::dest::{DestId, Dests, FwdMethod, RealServer};
+use lvs::core::sched::{SchedCx, SeededRng};
+use lvs::core::service::{SchedFlags, ServiceView};
+use lvs::core::wire::{Frag, PacketMeta};
+use lvs::core::Instant;
+
+fn servers(n: usize) -> (Dests, Vec<DestId>) {
+    let mut dests = Dests::new();
+    let mut order = Vec::new();
+    let mut rng = SeededRng::new(7);
+    for i in 0..n {
+        let addr = IpAddr::from((0x0a00_0000u32 + i as u32).to_be_bytes());
+        let w = 1 + rng.next_u32() % 10;
+        let id = dests.insert(RealServer::new(addr, 80, FwdMethod::Route, w), 0);
+        dests.get_mut(id).unwrap().set_counts(rng.next_u32() % 200, rng.next_u32() % 2000);
+        order.insert(0, id);
+    }
+    (dests, order)
+}
+
+fn packet(i: u32) -> PacketMeta {
+    PacketMeta {
+        l3: 14,
+        l4: 34,
+        ip_len: 60,
+        af: Af::V4,
+        proto: 6,
+        src: IpAddr::from((0xc633_0000u32 + i).to_be_bytes()),
+        dst: IpAddr::from((0xcb00_7100u32 + (i & 0xff)).to_be_bytes()),
+        sport: 1024 + (i as u16),
+        dport: 80,
+        tcp_flags: 2,
+        frag: Frag::None,
+        df: true,
+        icmp: None,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let pkts: Vec<PacketMeta> = (0..1024).map(packet).collect();
+    for name in lvs::sched::NAMES {
+        let mut g = c.benchmark_group(format!("sched/{name}"));
+        for n in [4usize, 64, 1024] {
+            let (dests, order) = servers(n);
+            let mut s = lvs::sched::by_name(name).unwrap();
+            let view = ServiceView::new(&order, &dests, SchedFlags::default());
+            s.init_service(&view).unwrap();
+            let mut rng = SeededRng::new(1);
+            let mut i = 0usize;
+            g.bench_function(BenchmarkId::from_parameter(n), |b| {
+                b.iter(|| {
+                    i = (i + 1) & 1023;
+                    let mut cx = SchedCx { now: Instant::from_secs(1), rng: &mut rng };
+                    black_box(s.schedule(&mut cx, &view, &pkts[i]))
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

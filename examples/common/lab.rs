@@ -1,0 +1,410 @@
+//! An in-process lab: a virtual Ethernet segment in memory joining smoltcp client hosts, the
+//! director (this library, configured through ipvsadm rules) and three smoltcp real servers
+//! that answer a small HTTP request with a page naming themselves. No root, no kernel stack.
+//!
+//! - DR: the servers hold the VIP as an extra address and answer the client directly; the
+//!   director rewrites only MACs.
+//! - NAT: the servers have private addresses and the director as their gateway.
+//! - TUN: the director sends IP-in-IP; each server strips the outer header before its stack.
+//!
+//! The clients reach the VIP through the director (their gateway), so the servers never see an
+//! ARP request for it: the lab's switch answers ARP for the director's own addresses.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr};
+
+use lvs::core::addr::Af;
+use lvs::core::config::{list, ListOptions};
+use lvs::core::neigh::{MacAddr, Neighbour};
+use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
+use lvs::core::{DirectorConfig, Instant, Verdict};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant as SInstant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+
+/// Forwarding method of the lab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Direct routing.
+    Dr,
+    /// NAT.
+    Nat,
+    /// IP-in-IP tunnelling.
+    Tun,
+}
+
+impl Mode {
+    /// Parses `dr`, `nat` or `tun`.
+    pub(crate) fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "dr" => Some(Mode::Dr),
+            "nat" => Some(Mode::Nat),
+            "tun" => Some(Mode::Tun),
+            _ => None,
+        }
+    }
+}
+
+/// What the lab runs.
+#[derive(Clone, Debug)]
+pub(crate) struct LabConfig {
+    /// Forwarding method.
+    pub(crate) mode: Mode,
+    /// Scheduler name.
+    pub(crate) scheduler: String,
+    /// One weight per real server (three by default).
+    pub(crate) weights: Vec<u32>,
+    /// Persistence timeout, if any.
+    pub(crate) persist: Option<u32>,
+    /// Number of requests, each a full TCP connection.
+    pub(crate) requests: usize,
+    /// Number of client hosts the requests rotate over.
+    pub(crate) clients: usize,
+}
+
+impl Default for LabConfig {
+    fn default() -> Self {
+        LabConfig {
+            mode: Mode::Dr,
+            scheduler: "wlc".into(),
+            weights: vec![1, 1, 1],
+            persist: None,
+            requests: 12,
+            clients: 1,
+        }
+    }
+}
+
+/// One request's outcome.
+#[derive(Clone, Debug)]
+pub(crate) struct Answer {
+    /// Which client host sent it.
+    pub(crate) client: IpAddr,
+    /// The client's port.
+    pub(crate) port: u16,
+    /// The real server whose page came back (`None` if the request failed).
+    pub(crate) server: Option<usize>,
+}
+
+/// The outcome of a lab run.
+pub(crate) struct LabRun {
+    /// One entry per request, in order.
+    pub(crate) answers: Vec<Answer>,
+    /// `ipvsadm -Ln` after the run.
+    pub(crate) listing: String,
+    /// `ipvsadm -Ln --stats` after the run.
+    pub(crate) stats: String,
+    /// The rules the director was configured with.
+    pub(crate) rules: String,
+}
+
+/// An in-memory NIC: frames in, frames out.
+#[derive(Default)]
+struct Nic {
+    rx: VecDeque<Vec<u8>>,
+    tx: VecDeque<Vec<u8>>,
+}
+
+struct RxT(Vec<u8>);
+struct TxT<'a>(&'a mut VecDeque<Vec<u8>>);
+
+impl phy::RxToken for RxT {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for TxT<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut b = vec![0u8; len];
+        let r = f(&mut b);
+        self.0.push_back(b);
+        r
+    }
+}
+
+impl Device for Nic {
+    type RxToken<'a> = RxT;
+    type TxToken<'a> = TxT<'a>;
+
+    fn receive(&mut self, _t: SInstant) -> Option<(RxT, TxT<'_>)> {
+        let f = self.rx.pop_front()?;
+        Some((RxT(f), TxT(&mut self.tx)))
+    }
+
+    fn transmit(&mut self, _t: SInstant) -> Option<TxT<'_>> {
+        Some(TxT(&mut self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut c = DeviceCapabilities::default();
+        c.medium = Medium::Ethernet;
+        c.max_transmission_unit = 1514;
+        c
+    }
+}
+
+/// A smoltcp host on the segment.
+struct Host {
+    mac: [u8; 6],
+    iface: Interface,
+    nic: Nic,
+    sockets: SocketSet<'static>,
+    /// Servers: strip IP-in-IP before the stack.
+    decap: bool,
+}
+
+fn v4(a: [u8; 4]) -> Ipv4Address {
+    Ipv4Address::new(a[0], a[1], a[2], a[3])
+}
+
+impl Host {
+    fn new(mac: [u8; 6], addrs: &[([u8; 4], u8)], gateway: [u8; 4], decap: bool) -> Host {
+        let mut nic = Nic::default();
+        let cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        let mut iface = Interface::new(cfg, &mut nic, SInstant::from_millis(0));
+        iface.update_ip_addrs(|ips| {
+            for (a, p) in addrs {
+                let _ = ips.push(IpCidr::new(IpAddress::Ipv4(v4(*a)), *p));
+            }
+        });
+        let _ = iface.routes_mut().add_default_ipv4_route(v4(gateway));
+        Host { mac, iface, nic, sockets: SocketSet::new(Vec::new()), decap }
+    }
+
+    fn tcp_socket(&mut self) -> SocketHandle {
+        let rx = tcp::SocketBuffer::new(vec![0; 4096]);
+        let tx = tcp::SocketBuffer::new(vec![0; 4096]);
+        self.sockets.add(tcp::Socket::new(rx, tx))
+    }
+
+    fn poll(&mut self, now: SInstant) {
+        self.iface.poll(now, &mut self.nic, &mut self.sockets);
+    }
+
+    fn deliver(&mut self, mut f: Vec<u8>) {
+        // A tunnel endpoint: IPv4 proto 4 → the inner datagram under the same Ethernet header.
+        if self.decap && f.len() > 34 && f[12..14] == [0x08, 0x00] && f[23] == 4 {
+            let ihl = usize::from(f[14] & 0xf) * 4;
+            f.drain(14..14 + ihl);
+        }
+        self.nic.rx.push_back(f);
+    }
+}
+
+const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const VIP: [u8; 4] = [203, 0, 113, 100];
+
+fn server_ip(mode: Mode, i: usize) -> [u8; 4] {
+    match mode {
+        Mode::Nat => [10, 0, 0, 11 + i as u8],
+        _ => [198, 51, 100, 11 + i as u8],
+    }
+}
+
+/// The director's ARP answers: the lab's stand-in for the director host's own stack.
+fn arp_reply(frame: &[u8], mine: &[[u8; 4]]) -> Option<Vec<u8>> {
+    if frame.len() < 42 || frame[12..14] != [0x08, 0x06] || frame[20..22] != [0, 1] {
+        return None;
+    }
+    let tpa: [u8; 4] = frame[38..42].try_into().ok()?;
+    if !mine.contains(&tpa) {
+        return None;
+    }
+    let mut r = frame[..42].to_vec();
+    r[0..6].copy_from_slice(&frame[6..12]);
+    r[6..12].copy_from_slice(&DIRECTOR_MAC);
+    r[21] = 2;
+    r[22..28].copy_from_slice(&DIRECTOR_MAC);
+    r[28..32].copy_from_slice(&tpa);
+    r[32..38].copy_from_slice(&frame[22..28]);
+    r[38..42].copy_from_slice(&frame[28..32]);
+    Some(r)
+}
+
+/// The ipvsadm rules of a lab configuration.
+pub(crate) fn rules(cfg: &LabConfig) -> String {
+    let flag = match cfg.mode {
+        Mode::Dr => "-g",
+        Mode::Nat => "-m",
+        Mode::Tun => "-i",
+    };
+    let vip = Ipv4Addr::from(VIP);
+    let mut r = format!("-A -t {vip}:80 -s {}", cfg.scheduler);
+    if let Some(p) = cfg.persist {
+        r.push_str(&format!(" -p {p}"));
+    }
+    r.push('\n');
+    for (i, w) in cfg.weights.iter().enumerate() {
+        let rs = Ipv4Addr::from(server_ip(cfg.mode, i));
+        r.push_str(&format!("-a -t {vip}:80 -r {rs}:80 {flag} -w {w}\n"));
+    }
+    r
+}
+
+/// Runs the lab.
+///
+/// # Errors
+/// A message when the director rejects the configuration.
+pub(crate) fn run(cfg: &LabConfig) -> Result<LabRun, String> {
+    let n = cfg.weights.len();
+    let director_ips: Vec<[u8; 4]> = match cfg.mode {
+        Mode::Nat => vec![[198, 51, 100, 1], [10, 0, 0, 1], VIP],
+        _ => vec![[198, 51, 100, 1], VIP],
+    };
+    let mut d = lvs::director(DirectorConfig {
+        mac: MacAddr(DIRECTOR_MAC),
+        addr4: Some(Ipv4Addr::new(198, 51, 100, 1)),
+        ..DirectorConfig::default()
+    });
+    let rules = rules(cfg);
+    d.restore(&rules).map_err(|e| e.to_string())?;
+
+    let mut clients: Vec<Host> = (0..cfg.clients.max(1))
+        .map(|i| Host::new([2, 0, 0, 0, 2, i as u8], &[([198, 51, 100, 2 + i as u8], 24)], [198, 51, 100, 1], false))
+        .collect();
+    let mut servers: Vec<Host> = (0..n)
+        .map(|i| {
+            let own = server_ip(cfg.mode, i);
+            let mac = [2, 0, 0, 0, 1, 1 + i as u8];
+            match cfg.mode {
+                Mode::Nat => Host::new(mac, &[(own, 24)], [10, 0, 0, 1], false),
+                Mode::Dr => Host::new(mac, &[(own, 24), (VIP, 32)], [198, 51, 100, 1], false),
+                Mode::Tun => Host::new(mac, &[(own, 24), (VIP, 32)], [198, 51, 100, 1], true),
+            }
+        })
+        .collect();
+    for (i, s) in servers.iter().enumerate() {
+        d.set_neighbour(IpAddr::from(server_ip(cfg.mode, i)), Neighbour { mac: MacAddr(s.mac), port: 0 });
+    }
+    for (i, c) in clients.iter().enumerate() {
+        d.set_neighbour(IpAddr::from([198, 51, 100, 2 + i as u8]), Neighbour { mac: MacAddr(c.mac), port: 0 });
+    }
+    d.set_gateway(Af::V4, Neighbour { mac: MacAddr(clients[0].mac), port: 0 });
+
+    // Each server keeps a few listening sockets and answers one request per connection.
+    let listeners: Vec<Vec<SocketHandle>> = servers
+        .iter_mut()
+        .map(|s| {
+            (0..4)
+                .map(|_| {
+                    let h = s.tcp_socket();
+                    let _ = s.sockets.get_mut::<tcp::Socket>(h).listen(80);
+                    h
+                })
+                .collect()
+        })
+        .collect();
+    let mut served = vec![vec![Vec::<u8>::new(); 4]; n];
+
+    let mut answers = Vec::new();
+    let mut t_ms: i64 = 0;
+    let mut frame = Frame::with_capacity(DEFAULT_HEADROOM + 2048);
+    for req in 0..cfg.requests {
+        let ci = req % clients.len();
+        let port = 40_000 + req as u16;
+        let h = clients[ci].tcp_socket();
+        {
+            let c = &mut clients[ci];
+            let sock = c.sockets.get_mut::<tcp::Socket>(h);
+            sock.connect(c.iface.context(), (IpAddress::Ipv4(v4(VIP)), 80), port).map_err(|e| e.to_string())?;
+        }
+        let (mut sent, mut got, mut done) = (false, Vec::new(), false);
+        let deadline = t_ms + 10_000;
+        while !done && t_ms < deadline {
+            t_ms += 1;
+            let now = SInstant::from_millis(t_ms);
+            for c in clients.iter_mut() {
+                c.poll(now);
+            }
+            for (si, s) in servers.iter_mut().enumerate() {
+                s.poll(now);
+                for (k, lh) in listeners[si].iter().enumerate() {
+                    let sock = s.sockets.get_mut::<tcp::Socket>(*lh);
+                    if sock.can_recv() {
+                        let _ = sock.recv(|b| {
+                            served[si][k].extend_from_slice(b);
+                            (b.len(), ())
+                        });
+                    }
+                    if served[si][k].ends_with(b"\r\n\r\n") && sock.can_send() {
+                        let body = format!("rs{}\n", si + 1);
+                        let resp = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                        let _ = sock.send_slice(resp.as_bytes());
+                        served[si][k].clear();
+                    }
+                    if sock.state() == tcp::State::CloseWait {
+                        sock.close();
+                    }
+                    if !sock.is_open() {
+                        let _ = sock.listen(80);
+                    }
+                }
+                s.poll(now);
+            }
+            {
+                let c = &mut clients[ci];
+                let sock = c.sockets.get_mut::<tcp::Socket>(h);
+                if !sent && sock.can_send() {
+                    let _ = sock.send_slice(b"GET / HTTP/1.0\r\n\r\n");
+                    sent = true;
+                }
+                if sock.can_recv() {
+                    let _ = sock.recv(|b| {
+                        got.extend_from_slice(b);
+                        (b.len(), ())
+                    });
+                }
+                let text = String::from_utf8_lossy(&got);
+                if let Some((_, body)) = text.split_once("\r\n\r\n") {
+                    if body.ends_with('\n') && sock.state() != tcp::State::Closed {
+                        sock.close();
+                    }
+                }
+                if sent && matches!(sock.state(), tcp::State::TimeWait | tcp::State::Closed) {
+                    done = true;
+                }
+            }
+            // The switch: move every frame to its destination MAC; the director's go through lvs.
+            let mut wire: VecDeque<Vec<u8>> = VecDeque::new();
+            for host in clients.iter_mut().chain(servers.iter_mut()) {
+                wire.extend(host.nic.tx.drain(..));
+            }
+            let mut hops = 0;
+            while let Some(f) = wire.pop_front() {
+                hops += 1;
+                if hops > 10_000 {
+                    break;
+                }
+                let dst: [u8; 6] = f[0..6].try_into().unwrap_or_default();
+                let src: [u8; 6] = f[6..12].try_into().unwrap_or_default();
+                if dst == DIRECTOR_MAC || dst == [0xff; 6] {
+                    if let Some(r) = arp_reply(&f, &director_ips) {
+                        wire.push_back(r);
+                    } else if dst == DIRECTOR_MAC {
+                        frame.load(DEFAULT_HEADROOM, &f);
+                        if let Verdict::Transmit { .. } =
+                            d.process(Instant::from_nanos(t_ms as u64 * 1_000_000), &mut frame)
+                        {
+                            wire.push_back(frame.data().to_vec());
+                        }
+                    }
+                }
+                for host in clients.iter_mut().chain(servers.iter_mut()) {
+                    if host.mac != src && (host.mac == dst || dst == [0xff; 6]) {
+                        host.deliver(f.clone());
+                    }
+                }
+            }
+            d.tick(Instant::from_nanos(t_ms as u64 * 1_000_000));
+        }
+        let body = String::from_utf8_lossy(&got).split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let server = body.trim().strip_prefix("rs").and_then(|s| s.parse::<usize>().ok()).map(|s| s - 1);
+        answers.push(Answer { client: IpAddr::from([198, 51, 100, 2 + ci as u8]), port, server });
+        clients[ci].sockets.remove(h);
+    }
+    let now = Instant::from_nanos(t_ms as u64 * 1_000_000);
+    Ok(LabRun { answers, listing: list(&d, now, ListOptions::Plain), stats: list(&d, now, ListOptions::Stats), rules })
+}
