@@ -64,6 +64,13 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(BURST as u64));
         for (label, live) in [("1", 1u32), ("10k", 10_000), ("1m", 1_000_000)] {
             let mut d = director(method, live);
+            let t = d.table_stats();
+            eprintln!(
+                "pipeline/{method}/{label}: {} entries, {} bytes held, {:.1} bytes per connection",
+                t.entries,
+                t.bytes,
+                t.bytes as f64 / f64::from(live)
+            );
             // Established: data segments spread over the live connections.
             let templates: Vec<Frame> = (0..BURST as u32)
                 .map(|k| {

@@ -180,6 +180,11 @@ impl Director {
         }
     }
 
+    /// An empty director with the same configuration and scheduler factory (dry runs).
+    pub(crate) fn scratch(&self) -> Director {
+        Director::new(self.cfg.clone(), self.factory)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &DirectorConfig {
         &self.cfg
@@ -756,15 +761,16 @@ impl Director {
         }
         let v6 = meta.af == Af::V6;
         let (src, dst) = (raw(&meta.src), raw(&meta.dst));
-        if self.nat_conns > 0 {
+        let key =
+            InKey { v6, tmpl: false, proto: meta.proto, caddr: src, cport: meta.sport, vaddr: dst, vport: meta.dport };
+        let mut found = self.conns.find_in(&key);
+        // A NAT reply can only miss the client-side index; probe the reply index only then.
+        if found.is_none() && self.nat_conns > 0 {
             let ok = OutKey { v6, proto: meta.proto, daddr: src, dport: meta.sport, caddr: dst, cport: meta.dport };
             if let Some(id) = self.conns.find_out(&ok) {
                 return self.out_path(now, frame, meta, id);
             }
         }
-        let key =
-            InKey { v6, tmpl: false, proto: meta.proto, caddr: src, cport: meta.sport, vaddr: dst, vport: meta.dport };
-        let mut found = self.conns.find_in(&key);
         if let Some(id) = found {
             if meta.proto == ipproto::TCP && meta.tcp_flags & flags::SYN != 0 && self.should_reschedule(id) {
                 self.expire_now(id);

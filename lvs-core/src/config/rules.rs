@@ -327,79 +327,25 @@ impl Director {
     }
 
     /// `ipvsadm -R`: parses a rule file and applies it. Nothing is applied when any line is bad
-    /// or would fail against the current configuration (a missing service, a duplicate server).
+    /// or would fail against the current configuration (a missing service, a duplicate server, a
+    /// threshold out of order): the file is first applied to a scratch director holding the
+    /// current configuration.
     ///
     /// # Errors
     /// [`Error::Parse`] with the line number and what is wrong.
     pub fn restore(&mut self, text: &str) -> Result<(), Error> {
         let cmds = parse_numbered(text)?;
-        // Dry run over the keys, so a bad file changes nothing.
-        // Control-plane sizes: linear sets keep this free of hash seeds.
-        let mut svcs = KeySet(self.services().map(|s| s.config.key).collect());
-        let mut dests =
-            KeySet(self.services().flat_map(|s| s.dests.dests().map(move |d| (s.config.key, d.endpoint()))).collect());
+        let mut scratch = self.scratch();
+        for c in save_commands(self) {
+            scratch.execute(&c).map_err(|e| Error::Parse { line: 0, msg: e.to_string() })?;
+        }
         for (n, c) in &cmds {
-            let fail = |e: Error| Error::Parse { line: *n, msg: e.to_string() };
-            match c {
-                Command::AddService(s) if !svcs.insert(s.key) => return Err(fail(Error::ServiceExists)),
-                Command::DelService(k) => {
-                    if !svcs.remove(k) {
-                        return Err(fail(Error::NoSuchService));
-                    }
-                    dests.retain(|(s, _)| s != k);
-                }
-                Command::EditService(s) if !svcs.contains(&s.key) => return Err(fail(Error::NoSuchService)),
-                Command::AddDest(k, d) | Command::EditDest(k, d) => {
-                    if !svcs.contains(k) {
-                        return Err(fail(Error::NoSuchService));
-                    }
-                    let fresh = dests.insert((*k, d.endpoint));
-                    if matches!(c, Command::AddDest(..)) && !fresh {
-                        return Err(fail(Error::DestExists));
-                    }
-                    if matches!(c, Command::EditDest(..)) && fresh {
-                        return Err(fail(Error::NoSuchDest));
-                    }
-                }
-                Command::DelDest(k, e) if !dests.remove(&(*k, *e)) => return Err(fail(Error::NoSuchDest)),
-                Command::Clear => {
-                    svcs.clear();
-                    dests.clear();
-                }
-                _ => {}
-            }
+            scratch.execute(c).map_err(|e| Error::Parse { line: *n, msg: e.to_string() })?;
         }
         for (n, c) in &cmds {
             self.execute(c).map_err(|e| Error::Parse { line: *n, msg: e.to_string() })?;
         }
         Ok(())
-    }
-}
-
-/// A small set with linear lookup.
-struct KeySet<T>(Vec<T>);
-
-impl<T: PartialEq> KeySet<T> {
-    fn insert(&mut self, t: T) -> bool {
-        if self.0.contains(&t) {
-            return false;
-        }
-        self.0.push(t);
-        true
-    }
-    fn remove(&mut self, t: &T) -> bool {
-        let before = self.0.len();
-        self.0.retain(|x| x != t);
-        before != self.0.len()
-    }
-    fn contains(&self, t: &T) -> bool {
-        self.0.contains(t)
-    }
-    fn retain(&mut self, f: impl FnMut(&T) -> bool) {
-        self.0.retain(f);
-    }
-    fn clear(&mut self) {
-        self.0.clear();
     }
 }
 
@@ -440,6 +386,23 @@ pub(crate) fn netmask_text(af: Af, prefix: u8) -> String {
         }
         Af::V6 => prefix.to_string(),
     }
+}
+
+/// The configuration as commands (services with their flags, servers with their weights and
+/// thresholds), in ipvsadm's order.
+fn save_commands(d: &Director) -> Vec<Command> {
+    let mut out = Vec::new();
+    for s in super::listing::sorted_services(d) {
+        out.push(Command::AddService(s.config.clone()));
+        for dv in super::listing::sorted_dests(&s.dests) {
+            let (u, l) = dv.thresholds();
+            out.push(Command::AddDest(
+                s.config.key,
+                RealServer::new(dv.addr(), dv.port(), dv.fwd(), dv.weight()).with_thresholds(u, l),
+            ));
+        }
+    }
+    out
 }
 
 /// `ipvsadm -S -n`: the configuration as rules, services and servers sorted as ipvsadm sorts
@@ -546,6 +509,11 @@ mod tests {
         assert_eq!(d.services().count(), 0);
         let err = d.restore("-A -t 10.0.0.1:80 -s first\n-A -t 10.0.0.1:80 -s first\n").unwrap_err();
         assert_eq!(err, Error::Parse { line: 2, msg: "service already exists".into() });
+        // Found by the ipvsadm_rules fuzz target (bug001): a line that parses but fails when
+        // applied must not leave the lines before it applied.
+        let err = d.restore("-A -u 10.0.0.1:53 -s first\n-a -u 10.0.0.1:53 -r 10.0.0.2:53 -y 3\n").unwrap_err();
+        assert_eq!(err, Error::Parse { line: 2, msg: "lower threshold 3 is above upper threshold 0".into() });
+        assert_eq!(d.services().count(), 0);
         let err = d.restore("-A -t 10.0.0.1:80 -s first\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -w x\n").unwrap_err();
         assert_eq!(err, Error::Parse { line: 2, msg: "bad weight 'x'".into() });
         assert_eq!(d.services().count(), 0);
