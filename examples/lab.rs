@@ -53,12 +53,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("# {:?} lab, rules:\n{}", cfg.mode, run.rules);
+    let name = match cfg.mode {
+        lab::Mode::Dr => "DR",
+        lab::Mode::Nat => "NAT",
+        lab::Mode::Tun => "TUN",
+    };
+    println!("# {name} lab: ipvsadm rules\n{}", run.rules);
     let mut failed = 0;
     for (i, a) in run.answers.iter().enumerate() {
         match a.server {
             Some(s) => {
-                println!("request {:>3}  {}:{} -> 203.0.113.100:80  answered by rs{} ", i + 1, a.client, a.port, s + 1)
+                println!("request {:>3}  {}:{} -> 203.0.113.100:80  answered by rs{}", i + 1, a.client, a.port, s + 1)
             }
             None => {
                 failed += 1;

@@ -551,4 +551,50 @@ mod tests {
         e.restore(&saved).unwrap();
         assert_eq!(save(&e), saved);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn rules_round_trip_parse_print_parse(
+            svcs in proptest::collection::vec(
+                (any_key(), proptest::option::of(1u32..100_000), 8u8..32, proptest::collection::vec((1u8..250, 0u16..3, 0u32..1000, 0usize..3), 0..5)),
+                1..5,
+            )
+        ) {
+            let mut text = String::new();
+            for (k, p, mask, dests) in &svcs {
+                let mut line = format!("-A {} -s first", svc_arg(k));
+                if let Some(p) = p {
+                    let _ = write!(line, " -p {p} -M {}", netmask_text(k.af(), *mask));
+                }
+                text.push_str(&line);
+                text.push('\n');
+                for (host, port, w, m) in dests {
+                    let rs = match k.af() {
+                        Af::V4 => format!("10.1.1.{host}:{port}"),
+                        Af::V6 => format!("[2001:db8::{host:x}]:{port}"),
+                    };
+                    let _ = writeln!(text, "-a {} -r {rs} {} -w {w}", svc_arg(k), ["-g", "-m", "-i"][*m]);
+                }
+            }
+            let mut d = d();
+            if d.restore(&text).is_ok() {
+                let saved = save(&d);
+                let mut e = Director::new(DirectorConfig::default(), factory);
+                e.restore(&saved).unwrap();
+                let sorted = |t: &str| { let mut v: Vec<String> = t.lines().map(String::from).collect(); v.sort(); v };
+                proptest::prop_assert_eq!(sorted(&save(&e)), sorted(&saved));
+                proptest::prop_assert_eq!(e.services().count(), d.services().count());
+            }
+        }
+    }
+
+    fn any_key() -> impl proptest::strategy::Strategy<Value = ServiceKey> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1u8..250, 1u16..1000).prop_map(|(h, p)| ServiceKey::tcp(IpAddr::from([203, 0, 113, h]), p)),
+            (1u8..250, 1u16..1000).prop_map(|(h, p)| ServiceKey::udp(IpAddr::from([203, 0, 113, h]), p)),
+            (1u32..100, any::<bool>())
+                .prop_map(|(m, v6)| ServiceKey::Fwmark { mark: m, af: if v6 { Af::V6 } else { Af::V4 } }),
+        ]
+    }
 }

@@ -486,6 +486,55 @@ fn ipv6_dr_and_nat() {
 }
 
 #[test]
+fn ipv6_tunnel_wraps_in_ipv6() {
+    let v6vip = ip("2001:db8:113::100");
+    let mut d = director();
+    let key = ServiceKey::tcp(v6vip, 80);
+    d.add_service(ServiceConfig::new(key, "first")).unwrap();
+    d.add_dest(&key, RealServer::new(ip("2001:db8:2::11"), 80, FwdMethod::Tunnel, 1)).unwrap();
+    let t = Tcp::new((ip("2001:db8:51::2"), 1000), (v6vip, 80), SYN);
+    let input = t.build();
+    let (v, f) = send(&mut d, 1, t);
+    assert!(matches!(v, Verdict::Transmit { port: 1, .. }), "{v:?}");
+    let out = f.data();
+    assert_eq!(out.len(), input.len() + 40);
+    assert_eq!(&out[12..14], &[0x86, 0xdd]);
+    let outer = &out[14..54];
+    assert_eq!(outer[6], 41, "IPv6-in-IPv6");
+    assert_eq!(outer[7], input[14 + 7] - 1, "outer hop limit = decremented inner");
+    assert_eq!(u16::from_be_bytes([outer[4], outer[5]]) as usize, input.len() - 14);
+    assert_eq!(&outer[8..24], &ip_bytes("2001:db8:2::1"));
+    assert_eq!(&outer[24..40], &ip_bytes("2001:db8:2::11"));
+    assert_eq!(&out[54 + 8..54 + 40], &input[14 + 8..14 + 40], "inner addresses untouched");
+}
+
+fn ip_bytes(s: &str) -> [u8; 16] {
+    s.parse::<core::net::Ipv6Addr>().unwrap().octets()
+}
+
+#[test]
+fn nat_keeps_vlan_tags_both_ways() {
+    let mut d = director();
+    add(&mut d, svc(), FwdMethod::Masq, 8080);
+    let mut t = Tcp::new(client(1000), (vip(), 80), SYN);
+    t.vlan = Some(7);
+    let (v, f) = send(&mut d, 1, t);
+    assert!(matches!(v, Verdict::Transmit { .. }));
+    assert_eq!(&f.data()[12..16], &[0x81, 0x00, 0x00, 0x07]);
+    let m = wire::parse(f.data()).unwrap();
+    assert_eq!((m.l3, m.dst, m.dport), (18, ip("192.0.2.11"), 8080));
+    verify_checksums(f.data()).unwrap();
+    let mut r = Tcp::new((ip("192.0.2.11"), 8080), client(1000), SYN | ACK);
+    r.src_mac = rs_mac(1).0;
+    r.vlan = Some(7);
+    let (v, f) = send(&mut d, 1, r);
+    assert!(matches!(v, Verdict::Transmit { .. }));
+    let m = wire::parse(f.data()).unwrap();
+    assert_eq!((m.l3, m.src, m.sport), (18, vip(), 80));
+    verify_checksums(f.data()).unwrap();
+}
+
+#[test]
 fn one_packet_udp_keeps_no_entry_but_counts_connections() {
     let mut d = director();
     let key = ServiceKey::udp(vip(), 53);
