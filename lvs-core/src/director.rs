@@ -751,7 +751,7 @@ impl Director {
 
     fn process_meta(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta) -> Verdict {
         if let Some(e) = meta.icmp {
-            return self.icmp_in(now, frame, meta, &e);
+            return self.icmp_in(frame, meta, &e);
         }
         if meta.proto != ipproto::TCP && meta.proto != ipproto::UDP {
             return Verdict::NotMine;
@@ -1219,8 +1219,7 @@ impl Director {
 
     /// `ip_vs_in_icmp` / `ip_vs_out_icmp`: an ICMP error quoting a packet of a known connection
     /// goes where that connection goes (translated for NAT); anything else is not ours.
-    fn icmp_in(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, e: &wire::IcmpError) -> Verdict {
-        let _ = now;
+    fn icmp_in(&mut self, frame: &mut Frame, meta: &PacketMeta, e: &wire::IcmpError) -> Verdict {
         let v6 = meta.af == Af::V6;
         let (qs, qd) = (raw(&e.src), raw(&e.dst));
         // An error from beyond the client about a packet we sent it (quoted VIP/RIP → client).

@@ -17,7 +17,7 @@ use lvs_core::service::{SchedFlags, ServiceView};
 use lvs_core::wire::PacketMeta;
 
 use crate::sh::hash_input;
-use crate::util::{gcd, hsiphash_u32};
+use crate::util::{gcd, hashed_usable, hsiphash_u32};
 
 /// Table size: `primes[CONFIG_IP_VS_MH_TAB_INDEX - 8]` with the default index 12.
 pub const TAB_SIZE: usize = 4093;
@@ -97,12 +97,6 @@ impl Maglev {
         }
         Ok(())
     }
-
-    fn usable(svc: &ServiceView<'_>, id: Option<DestId>) -> Option<Option<DestId>> {
-        let id = id?;
-        let d = svc.get(id)?;
-        Some((d.weight() > 0 && !d.is_overloaded()).then_some(id))
-    }
 }
 
 impl Scheduler for Maglev {
@@ -134,14 +128,14 @@ impl Scheduler for Maglev {
         let (addr, port) = hash_input(pkt, svc.flags().port());
         let m = TAB_SIZE as u32;
         let h = hashkey(&addr, port, K1, 0) % m;
-        let first = Self::usable(svc, *self.lookup.get(h as usize)?)?;
+        let first = hashed_usable(svc, *self.lookup.get(h as usize)?)?;
         if first.is_some() || !svc.flags().fallback() {
             return first;
         }
         for off in 0..m {
             let roff = (off + h) % m;
             let h2 = hashkey(&addr, port, K1, roff) % m;
-            if let Some(id) = Self::usable(svc, *self.lookup.get(h2 as usize)?)? {
+            if let Some(id) = hashed_usable(svc, *self.lookup.get(h2 as usize)?)? {
                 return Some(id);
             }
         }

@@ -10,7 +10,7 @@ use lvs_core::sched::{SchedCx, SchedError, Scheduler};
 use lvs_core::service::{SchedFlags, ServiceView};
 use lvs_core::wire::{ipproto, PacketMeta};
 
-use crate::util::hash_32;
+use crate::util::{hash_32, hashed_usable};
 
 /// `CONFIG_IP_VS_SH_TAB_BITS`.
 pub const TAB_BITS: u32 = 8;
@@ -61,12 +61,6 @@ impl SourceHash {
             }
         }
     }
-
-    fn usable(svc: &ServiceView<'_>, id: Option<DestId>) -> Option<Option<DestId>> {
-        let id = id?;
-        let d = svc.get(id)?;
-        Some((d.weight() > 0 && !d.is_overloaded()).then_some(id))
-    }
 }
 
 impl Scheduler for SourceHash {
@@ -99,14 +93,14 @@ impl Scheduler for SourceHash {
     fn schedule(&mut self, _cx: &mut SchedCx<'_>, svc: &ServiceView<'_>, pkt: &PacketMeta) -> Option<DestId> {
         let (addr, port) = hash_input(pkt, svc.flags().port());
         let h = hashkey(&addr, port, 0);
-        let first = Self::usable(svc, *self.buckets.get(h)?)?;
+        let first = hashed_usable(svc, *self.buckets.get(h)?)?;
         if first.is_some() || !svc.flags().fallback() {
             return first;
         }
         for off in 0..TAB_SIZE as u32 {
             let roff = (off + h as u32) % TAB_SIZE as u32;
             let h2 = hashkey(&addr, port, roff);
-            if let Some(id) = Self::usable(svc, *self.buckets.get(h2)?)? {
+            if let Some(id) = hashed_usable(svc, *self.buckets.get(h2)?)? {
                 return Some(id);
             }
         }

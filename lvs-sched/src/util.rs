@@ -60,6 +60,15 @@ pub fn hsiphash_u32(v: u32, k: [u64; 2]) -> u32 {
     ((s[0] ^ s[1]) ^ (s[2] ^ s[3])) as u32
 }
 
+/// What a hash bucket of `sh`/`mh` yields (`is_unavailable`): `None` for an empty bucket (the
+/// lookup stops), `Some(None)` for a server with weight 0 or overloaded, `Some(Some(id))` for a
+/// usable one.
+pub fn hashed_usable(svc: &ServiceView<'_>, id: Option<DestId>) -> Option<Option<DestId>> {
+    let id = id?;
+    let d = svc.get(id)?;
+    Some((d.weight() > 0 && !d.is_overloaded()).then_some(id))
+}
+
 /// Is `d` (overhead `doh`) strictly better than `best` (overhead `loh`) by overhead/weight?
 /// Cross-multiplied in 64 bits as the kernel does.
 pub fn beats(loh: i64, best: &DestView<'_>, doh: i64, d: &DestView<'_>) -> bool {

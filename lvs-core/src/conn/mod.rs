@@ -7,8 +7,6 @@ mod timer;
 
 pub use table::{ConnTable, TableStats};
 
-use core::net::IpAddr;
-
 use crate::addr::{from_raw, Af, Endpoint};
 use crate::dest::{DestId, FwdMethod};
 use crate::proto::TcpState;
@@ -147,11 +145,6 @@ impl ConnInfo {
             expires_ms: c.expires.saturating_sub(now_ns) / 1_000_000,
             template: c.is_template(),
         }
-    }
-
-    /// The client's address.
-    pub fn client_addr(&self) -> IpAddr {
-        self.client.addr
     }
 }
 

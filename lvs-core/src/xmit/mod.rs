@@ -25,12 +25,6 @@ pub enum XmitError {
     TtlExpired,
 }
 
-impl From<Option<()>> for XmitError {
-    fn from(_: Option<()>) -> Self {
-        XmitError::Bounds
-    }
-}
-
 pub(crate) fn ok(o: Option<()>) -> Result<(), XmitError> {
     o.ok_or(XmitError::Bounds)
 }
