@@ -23,6 +23,7 @@
 //! - [`config`] — `ipvsadm -S/-R` rules and `-L` listings (feature `ipvsadm`).
 //! - [`error`] — control-plane [`Error`]s and data-plane drop [`Reason`]s.
 #![no_std]
+#![forbid(unsafe_code)]
 #![cfg_attr(not(fuzzing), warn(missing_docs))]
 #![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 

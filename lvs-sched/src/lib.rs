@@ -6,6 +6,7 @@
 //! the overhead formulas, how weight 0 and the overload flag exclude a server, and the hash
 //! functions, multipliers and table sizes. [`by_name`] makes one from its `ipvsadm -s` name.
 #![no_std]
+#![forbid(unsafe_code)]
 #![cfg_attr(not(fuzzing), warn(missing_docs))]
 #![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 

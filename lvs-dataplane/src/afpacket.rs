@@ -1,0 +1,85 @@
+//! `AfPacket`: a raw socket on a named interface with a TPACKET_V3 receive ring,
+//! `sendmmsg` transmit, `PACKET_QDISC_BYPASS`, `PACKET_IGNORE_OUTGOING` (the director does not
+//! see its own transmissions), optional promiscuous mode and `PACKET_FANOUT` (hash), so one
+//! socket per core can share an interface.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use lvs_core::wire::{Frame, DEFAULT_HEADROOM};
+use lvs_core::Instant;
+
+use crate::io::{IoCaps, PacketIo};
+use crate::sys::linux::{PacketOpts, PacketSocket, MAX_BATCH};
+
+/// Options of an [`AfPacket`] socket.
+#[derive(Clone, Copy, Debug)]
+pub struct AfPacketConfig {
+    /// Receive frames not addressed to the interface's MAC.
+    pub promisc: bool,
+    /// Join fanout group `id` (hash mode): sockets of one group share the traffic by flow.
+    pub fanout: Option<u16>,
+    /// Receive ring: bytes per block (a multiple of the page size).
+    pub block_size: u32,
+    /// Receive ring: number of blocks.
+    pub block_nr: u32,
+}
+
+impl Default for AfPacketConfig {
+    fn default() -> Self {
+        AfPacketConfig { promisc: false, fanout: None, block_size: 1 << 20, block_nr: 8 }
+    }
+}
+
+/// A raw packet socket bound to one interface.
+pub struct AfPacket {
+    sock: PacketSocket,
+    headroom: usize,
+}
+
+impl AfPacket {
+    /// Opens a socket on interface `ifname`.
+    ///
+    /// # Errors
+    /// The system error (no such device, not permitted without `CAP_NET_RAW`, ...).
+    pub fn open(ifname: &str, cfg: AfPacketConfig) -> io::Result<AfPacket> {
+        let o =
+            PacketOpts { promisc: cfg.promisc, fanout: cfg.fanout, block_size: cfg.block_size, block_nr: cfg.block_nr };
+        Ok(AfPacket { sock: PacketSocket::open(ifname, o)?, headroom: DEFAULT_HEADROOM })
+    }
+}
+
+impl PacketIo for AfPacket {
+    fn caps(&self) -> IoCaps {
+        IoCaps { mtu: 1514, headroom: self.headroom, max_burst: MAX_BATCH }
+    }
+
+    fn recv(&mut self, _now: Instant, frames: &mut [Frame]) -> io::Result<usize> {
+        let headroom = self.headroom;
+        let mut i = 0;
+        let n = self.sock.recv(frames.len(), |data| {
+            if let Some(f) = frames.get_mut(i) {
+                f.load(headroom, data);
+                i += 1;
+            }
+        });
+        Ok(n)
+    }
+
+    fn send(&mut self, _now: Instant, frames: &[&Frame]) -> io::Result<usize> {
+        let mut sent = 0;
+        for chunk in frames.chunks(MAX_BATCH) {
+            let datas: Vec<&[u8]> = chunk.iter().map(|f| f.data()).collect();
+            let k = self.sock.send(&datas)?;
+            sent += k;
+            if k < chunk.len() {
+                break;
+            }
+        }
+        Ok(sent)
+    }
+
+    fn raw_fd(&self) -> Option<RawFd> {
+        Some(self.sock.fd())
+    }
+}

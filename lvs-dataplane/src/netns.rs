@@ -1,0 +1,69 @@
+//! Network namespaces for tests and labs: created with `ip netns`, entered per thread, and
+//! removed (with everything in them) when the guard drops — also on panic.
+
+use std::io;
+use std::process::Command;
+
+/// Runs a command; an error carries its stderr.
+///
+/// # Errors
+/// When the command cannot start or exits non-zero.
+pub fn run(cmd: &str, args: &[&str]) -> io::Result<String> {
+    let out = Command::new(cmd).args(args).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A network namespace that is deleted when dropped.
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates namespace `name` (deleting a stale one of that name first) with `lo` up.
+    ///
+    /// # Errors
+    /// When `ip netns add` fails (not root, no iproute2).
+    pub fn create(name: &str) -> io::Result<Netns> {
+        let _ = run("ip", &["netns", "del", name]);
+        run("ip", &["netns", "add", name])?;
+        let ns = Netns { name: name.to_string() };
+        ns.exec("ip", &["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs a command inside the namespace.
+    ///
+    /// # Errors
+    /// When the command fails.
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> io::Result<String> {
+        let mut a = vec!["netns", "exec", self.name.as_str(), cmd];
+        a.extend_from_slice(args);
+        run("ip", &a)
+    }
+
+    /// Moves the calling thread into the namespace (sockets it opens then live there).
+    ///
+    /// # Errors
+    /// When `setns` fails.
+    pub fn enter(&self) -> io::Result<()> {
+        crate::sys::linux::enter_netns(&self.name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}

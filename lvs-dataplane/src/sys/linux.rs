@@ -1,0 +1,305 @@
+//! AF_PACKET sockets with a TPACKET_V3 receive ring and `sendmmsg` transmit, `poll`, and
+//! `setns` for network namespaces.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{fence, Ordering};
+
+/// `struct tpacket_req3` (linux/if_packet.h).
+#[repr(C)]
+struct TpacketReq3 {
+    block_size: u32,
+    block_nr: u32,
+    frame_size: u32,
+    frame_nr: u32,
+    retire_blk_tov: u32,
+    sizeof_priv: u32,
+    feature_req_word: u32,
+}
+
+/// `struct tpacket_block_desc` with its `tpacket_hdr_v1`, up to the fields we read.
+#[repr(C)]
+struct BlockDesc {
+    version: u32,
+    offset_to_priv: u32,
+    block_status: u32,
+    num_pkts: u32,
+    offset_to_first_pkt: u32,
+    blk_len: u32,
+}
+
+/// `struct tpacket3_hdr`, up to the fields we read.
+#[repr(C)]
+struct Tpacket3Hdr {
+    next_offset: u32,
+    sec: u32,
+    nsec: u32,
+    snaplen: u32,
+    len: u32,
+    status: u32,
+    mac: u16,
+    net: u16,
+}
+
+const TPACKET_V3: libc::c_int = 2;
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1;
+const PACKET_VERSION: libc::c_int = 10;
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_MR_PROMISC: libc::c_ushort = 1;
+const PACKET_FANOUT_HASH: u32 = 0;
+const ETH_P_ALL: u16 = 0x0003;
+
+/// The most frames one `sendmmsg` carries.
+pub(crate) const MAX_BATCH: usize = 64;
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
+    // SAFETY: `val` is a live reference to a `T` of exactly the length passed.
+    cvt(unsafe {
+        libc::setsockopt(fd, level, name, (val as *const T).cast(), std::mem::size_of::<T>() as libc::socklen_t)
+    })
+    .map(|_| ())
+}
+
+/// The interface index of a device name.
+pub(crate) fn ifindex(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(i)
+    }
+}
+
+/// The receive ring: `block_nr` blocks of `block_size` bytes mapped from the socket.
+struct Ring {
+    base: *mut u8,
+    block_size: usize,
+    block_nr: usize,
+    cur: usize,
+    /// Packets left in the current block and the offset of the next one.
+    pending: Option<(u32, usize)>,
+}
+
+// SAFETY: the mapping belongs to this ring alone and moves with it; nothing else aliases it.
+unsafe impl Send for Ring {}
+
+impl Ring {
+    fn block(&self, i: usize) -> *mut u8 {
+        // SAFETY: `i < block_nr`, so the offset stays inside the mapping.
+        unsafe { self.base.add(i * self.block_size) }
+    }
+
+    fn status(&self, i: usize) -> *mut u32 {
+        // SAFETY: the block starts with a `BlockDesc` written by the kernel; we take the address
+        // of one field without creating a reference.
+        unsafe { std::ptr::addr_of_mut!((*self.block(i).cast::<BlockDesc>()).block_status) }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: `base` and the length are exactly what `mmap` returned and took.
+        unsafe { libc::munmap(self.base.cast(), self.block_size * self.block_nr) };
+    }
+}
+
+/// Options of a packet socket.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PacketOpts {
+    pub(crate) promisc: bool,
+    pub(crate) fanout: Option<u16>,
+    pub(crate) block_size: u32,
+    pub(crate) block_nr: u32,
+}
+
+/// A raw AF_PACKET socket bound to one interface, with a TPACKET_V3 receive ring.
+pub(crate) struct PacketSocket {
+    fd: OwnedFd,
+    ring: Ring,
+}
+
+impl PacketSocket {
+    pub(crate) fn open(ifname: &str, o: PacketOpts) -> io::Result<PacketSocket> {
+        let idx = ifindex(ifname)?;
+        // SAFETY: plain system call; the result is checked before use.
+        let raw = cvt(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                i32::from(ETH_P_ALL.to_be()),
+            )
+        })?;
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let s = fd.as_raw_fd();
+        setsockopt(s, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V3)?;
+        let frame_size = 2048u32;
+        let req = TpacketReq3 {
+            block_size: o.block_size,
+            block_nr: o.block_nr,
+            frame_size,
+            frame_nr: o.block_size / frame_size * o.block_nr,
+            retire_blk_tov: 2,
+            sizeof_priv: 0,
+            feature_req_word: 0,
+        };
+        setsockopt(s, libc::SOL_PACKET, PACKET_RX_RING, &req)?;
+        let len = o.block_size as usize * o.block_nr as usize;
+        // SAFETY: maps the ring the kernel just allocated for this socket; checked below.
+        let base = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, s, 0)
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ring = Ring {
+            base: base.cast(),
+            block_size: o.block_size as usize,
+            block_nr: o.block_nr as usize,
+            cur: 0,
+            pending: None,
+        };
+        let one: libc::c_int = 1;
+        // Best effort: older kernels lack these; the socket works without them.
+        let _ = setsockopt(s, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &one);
+        let _ = setsockopt(s, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one);
+        // SAFETY: `sockaddr_ll` is plain data; all-zero is a valid starting value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETH_P_ALL.to_be();
+        sll.sll_ifindex = idx as i32;
+        // SAFETY: `sll` is a valid `sockaddr_ll` of the length passed.
+        cvt(unsafe {
+            libc::bind(s, std::ptr::addr_of!(sll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t)
+        })?;
+        if o.promisc {
+            // SAFETY: `packet_mreq` is plain data; all-zero is a valid starting value.
+            let mut mr: libc::packet_mreq = unsafe { std::mem::zeroed() };
+            mr.mr_ifindex = idx as i32;
+            mr.mr_type = PACKET_MR_PROMISC;
+            setsockopt(s, libc::SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr)?;
+        }
+        if let Some(group) = o.fanout {
+            let v: u32 = u32::from(group) | (PACKET_FANOUT_HASH << 16);
+            setsockopt(s, libc::SOL_PACKET, PACKET_FANOUT, &v)?;
+        }
+        Ok(PacketSocket { fd, ring })
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Hands up to `max` received frames to `f`, in order; returns how many.
+    pub(crate) fn recv(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while n < max {
+            let (left, off) = match self.ring.pending {
+                Some(p) => p,
+                None => {
+                    let st = self.ring.status(self.ring.cur);
+                    // SAFETY: `st` points into the mapping; the kernel writes it concurrently,
+                    // hence the volatile read and the acquire fence before the block's data.
+                    let status = unsafe { std::ptr::read_volatile(st) };
+                    if status & TP_STATUS_USER == 0 {
+                        break;
+                    }
+                    fence(Ordering::Acquire);
+                    let bd = self.ring.block(self.ring.cur).cast::<BlockDesc>();
+                    // SAFETY: the block is ours (status USER) until we hand it back.
+                    let (num, first) = unsafe { ((*bd).num_pkts, (*bd).offset_to_first_pkt as usize) };
+                    (num, first)
+                }
+            };
+            if left == 0 {
+                self.release_block();
+                continue;
+            }
+            let block = self.ring.block(self.ring.cur);
+            // SAFETY: `off` comes from the kernel's block descriptor or packet headers and
+            // stays inside this block; the header is read in place.
+            let h = unsafe { &*block.add(off).cast::<Tpacket3Hdr>() };
+            let (mac, snap, next) = (usize::from(h.mac), h.snaplen as usize, h.next_offset as usize);
+            if off + mac + snap <= self.ring.block_size {
+                // SAFETY: bounds checked against the block just above.
+                let data = unsafe { std::slice::from_raw_parts(block.add(off + mac), snap) };
+                f(data);
+                n += 1;
+            }
+            if left == 1 || next == 0 {
+                self.release_block();
+            } else {
+                self.ring.pending = Some((left - 1, off + next));
+            }
+        }
+        n
+    }
+
+    fn release_block(&mut self) {
+        fence(Ordering::Release);
+        // SAFETY: hands the current block back to the kernel; `status` points into the mapping.
+        unsafe { std::ptr::write_volatile(self.ring.status(self.ring.cur), TP_STATUS_KERNEL) };
+        self.ring.cur = (self.ring.cur + 1) % self.ring.block_nr;
+        self.ring.pending = None;
+    }
+
+    /// Sends a batch with one `sendmmsg`; returns how many frames went out.
+    pub(crate) fn send(&self, frames: &[&[u8]]) -> io::Result<usize> {
+        let n = frames.len().min(MAX_BATCH);
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: `iovec` and `mmsghdr` are plain data; all-zero is a valid starting value.
+        let mut iov: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        for (i, f) in frames.iter().take(n).enumerate() {
+            iov[i] = libc::iovec { iov_base: f.as_ptr() as *mut libc::c_void, iov_len: f.len() };
+            msgs[i].msg_hdr.msg_iov = std::ptr::addr_of_mut!(iov[i]);
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every `msg_iov` points at a live frame that outlives the call; the kernel only
+        // reads them.
+        let r = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, 0) };
+        match cvt(r) {
+            Ok(k) => Ok(k as usize),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Waits until one of `fds` is readable or `timeout_ms` passes.
+pub(crate) fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<()> {
+    let mut p: Vec<libc::pollfd> =
+        fds.iter().map(|fd| libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: `p` is a live array of `pollfd` of the length passed.
+    match cvt(unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) }) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Moves the calling thread into the network namespace `/var/run/netns/<name>` (`ip netns`).
+pub(crate) fn enter_netns(name: &str) -> io::Result<()> {
+    let f = std::fs::File::open(format!("/var/run/netns/{name}"))?;
+    // SAFETY: `f` is an open namespace file; `setns` affects only this thread.
+    cvt(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }).map(|_| ())
+}

@@ -1,0 +1,175 @@
+//! Tests that need root (CI runs as root): they build a network namespace of their own, with
+//! veth pairs or a TAP device inside it, and only ever send frames inside it. The namespace and
+//! everything in it are removed when the test ends, also on failure. Without root they say so
+//! and pass.
+
+use std::time::{Duration, Instant as StdInstant};
+
+use lvs_core::addr::Af;
+use lvs_core::neigh::{MacAddr, Neighbour};
+use lvs_core::wire::{Frame, DEFAULT_HEADROOM};
+use lvs_core::{DirectorConfig, Instant};
+use lvs_dataplane::afpacket::{AfPacket, AfPacketConfig};
+use lvs_dataplane::io::PacketIo;
+use lvs_dataplane::netns::Netns;
+use lvs_dataplane::runtime::Runtime;
+use lvs_dataplane::tap::Tap;
+
+fn root() -> bool {
+    let ok = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !ok {
+        eprintln!("skipped: needs root");
+    }
+    ok
+}
+
+/// A namespace with veth pairs `(a, b)` up and IPv6 off (no neighbour-discovery noise).
+fn ns_with_veths(name: &str, pairs: &[(&str, &str)]) -> Netns {
+    let ns = Netns::create(name).unwrap();
+    ns.exec("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"]).unwrap();
+    ns.exec("sysctl", &["-qw", "net.ipv6.conf.default.disable_ipv6=1"]).unwrap();
+    for (a, b) in pairs {
+        ns.exec("ip", &["link", "add", a, "type", "veth", "peer", "name", b]).unwrap();
+        ns.exec("ip", &["link", "set", a, "up"]).unwrap();
+        ns.exec("ip", &["link", "set", b, "up"]).unwrap();
+    }
+    ns
+}
+
+/// A frame of the local experimental EtherType carrying `seq`.
+fn test_frame(dst: [u8; 6], seq: u32) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&[2, 0, 0, 0, 0xaa, 1]);
+    f.extend_from_slice(&[0x88, 0xb5]);
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.resize(60, 0x5a);
+    f
+}
+
+/// Receives until `want` frames matching `keep` arrived or two seconds pass.
+fn collect(io: &mut dyn PacketIo, want: usize, keep: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut pool: Vec<Frame> = (0..64).map(|_| Frame::with_capacity(DEFAULT_HEADROOM + 2048)).collect();
+    let start = StdInstant::now();
+    while got.len() < want && start.elapsed() < Duration::from_secs(2) {
+        let n = io.recv(Instant::ZERO, &mut pool).unwrap();
+        for f in &pool[..n] {
+            if keep(f.data()) {
+                got.push(f.data().to_vec());
+            }
+        }
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    got
+}
+
+fn send_all(io: &mut dyn PacketIo, frames: &[Frame]) {
+    let refs: Vec<&Frame> = frames.iter().collect();
+    let mut sent = 0;
+    let start = StdInstant::now();
+    while sent < refs.len() && start.elapsed() < Duration::from_secs(2) {
+        sent += io.send(Instant::ZERO, &refs[sent..]).unwrap();
+    }
+    assert_eq!(sent, refs.len());
+}
+
+#[test]
+fn afpacket_moves_frames_across_a_veth_pair() {
+    if !root() {
+        return;
+    }
+    let ns = ns_with_veths("lvs-t-afp", &[("lvsa", "lvsb")]);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter().unwrap();
+            let mut a = AfPacket::open("lvsa", AfPacketConfig::default()).unwrap();
+            let mut b = AfPacket::open("lvsb", AfPacketConfig { promisc: true, ..AfPacketConfig::default() }).unwrap();
+            let frames: Vec<Frame> =
+                (0..200u32).map(|i| Frame::new(DEFAULT_HEADROOM, &test_frame([2, 0, 0, 0, 0xbb, 1], i))).collect();
+            send_all(&mut a, &frames);
+            let got = collect(&mut b, 200, |d| d.get(12..14) == Some(&[0x88, 0xb5]));
+            assert_eq!(got.len(), 200, "every frame arrives once");
+            for (i, g) in got.iter().enumerate() {
+                assert_eq!(g, &test_frame([2, 0, 0, 0, 0xbb, 1], i as u32), "in order, unchanged");
+            }
+            // PACKET_IGNORE_OUTGOING: the sender does not see its own frames.
+            let echo = collect(&mut a, 1, |d| d.get(12..14) == Some(&[0x88, 0xb5]));
+            assert!(echo.is_empty());
+        });
+    });
+}
+
+#[test]
+fn tap_exchanges_frames_with_the_kernel() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::create("lvs-t-tap").unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter().unwrap();
+            let mut tap = Tap::open("lvstap0", false).unwrap();
+            assert_eq!(tap.name(), "lvstap0");
+            ns.exec("ip", &["link", "set", "lvstap0", "up"]).unwrap();
+            ns.exec("ip", &["addr", "add", "10.9.0.1/24", "dev", "lvstap0"]).unwrap();
+            // An ARP request for the TAP's address, from a host "on the wire".
+            let mut arp = vec![0xff; 6];
+            arp.extend_from_slice(&[2, 0, 0, 0, 0xcc, 1, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+            arp.extend_from_slice(&[2, 0, 0, 0, 0xcc, 1, 10, 9, 0, 2]);
+            arp.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 9, 0, 1]);
+            send_all(&mut tap, &[Frame::new(DEFAULT_HEADROOM, &arp)]);
+            let replies = collect(&mut tap, 1, |d| d.get(12..14) == Some(&[0x08, 0x06]) && d.get(21) == Some(&2));
+            assert_eq!(replies.len(), 1, "the kernel answered through the TAP");
+            assert_eq!(&replies[0][0..6], &[2, 0, 0, 0, 0xcc, 1]);
+            assert_eq!(&replies[0][28..32], &[10, 9, 0, 1]);
+        });
+    });
+}
+
+#[test]
+fn runtime_forwards_dr_between_veth_pairs() {
+    if !root() {
+        return;
+    }
+    let ns = ns_with_veths("lvs-t-rt", &[("lvsc1", "lvsc2"), ("lvss1", "lvss2")]);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter().unwrap();
+            let rs_mac = MacAddr([2, 0, 0, 0, 1, 1]);
+            let mut d = lvs_core::Director::new(
+                DirectorConfig { mac: MacAddr([2, 0, 0, 0, 0, 1]), ..DirectorConfig::default() },
+                lvs_sched::by_name,
+            );
+            d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: rs_mac, port: 1 });
+            d.set_gateway(Af::V4, Neighbour { mac: MacAddr([2, 0, 0, 0, 0, 0xfe]), port: 0 });
+            d.restore("-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n").unwrap();
+            let promisc = AfPacketConfig { promisc: true, ..AfPacketConfig::default() };
+            let client_side = AfPacket::open("lvsc2", promisc).unwrap();
+            let server_side = AfPacket::open("lvss2", AfPacketConfig::default()).unwrap();
+            let mut rt = Runtime::new(d, vec![Box::new(client_side), Box::new(server_side)]);
+            let mut client = AfPacket::open("lvsc1", AfPacketConfig::default()).unwrap();
+            let mut server = AfPacket::open("lvss1", promisc).unwrap();
+            let vip = "203.0.113.100".parse().unwrap();
+            let syns: Vec<Frame> = (0..50u16)
+                .map(|p| {
+                    lvs_core::testkit::Tcp::new(("198.51.100.2".parse().unwrap(), 10_000 + p), (vip, 80), 2).frame()
+                })
+                .collect();
+            send_all(&mut client, &syns);
+            let start = StdInstant::now();
+            while rt.stats().tx < 50 && start.elapsed() < Duration::from_secs(2) {
+                rt.poll_once(Instant::from_secs(1)).unwrap();
+            }
+            let got = collect(&mut server, 50, |d| d.get(0..6) == Some(&rs_mac.0[..]));
+            assert_eq!(got.len(), 50, "runtime stats: {:?}", rt.stats());
+            for g in &got {
+                assert_eq!(&g[6..12], &[2, 0, 0, 0, 0, 1], "from the director's MAC");
+                assert_eq!(&g[30..34], &[203, 0, 113, 100], "IP untouched in DR");
+            }
+            assert_eq!(rt.director().conn_count(), 50);
+        });
+    });
+}
