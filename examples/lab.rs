@@ -4,26 +4,49 @@
 //!
 //! ```text
 //! cargo run --release --example lab -- dr [-s SCHED] [-w 1,2,3] [-p SECS] [-n REQUESTS] [-c CLIENTS]
+//! cargo run --release --example lab -- dr --netns     # as root: kernel clients and servers
 //! ```
 //!
-//! Exits non-zero if any request failed.
+//! In-process by default (smoltcp hosts, no root). With `--netns`, network namespaces with
+//! kernel HTTP servers and `curl` as the client, the director on AF_PACKET (see
+//! `common/netns_lab.rs`). Exits non-zero if any request failed.
 
 #[path = "common/lab.rs"]
 mod lab;
+#[path = "common/netns_lab.rs"]
+mod netns_lab;
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: lab dr|nat|tun [-s SCHEDULER] [-w W1,W2,W3] [-p PERSIST_SECS] [-n REQUESTS] [-c CLIENTS]");
+    eprintln!(
+        "usage: lab dr|nat|tun [--netns] [-s SCHEDULER] [-w W1,W2,W3] [-p PERSIST_SECS] [-n REQUESTS] [-c CLIENTS]"
+    );
     ExitCode::from(2)
+}
+
+/// The client end of a request (curl picks its own port).
+fn from(a: &lab::Answer) -> String {
+    if a.port == 0 {
+        a.client.to_string()
+    } else {
+        format!("{}:{}", a.client, a.port)
+    }
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(mode) = args.first().and_then(|m| lab::Mode::parse(m)) else { return usage() };
     let mut cfg = lab::LabConfig { mode, scheduler: "rr".into(), ..lab::LabConfig::default() };
+    let mut netns = false;
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
+        if a == "--netns" {
+            netns = true;
+            continue;
+        }
         let Some(v) = it.next() else { return usage() };
         match a.as_str() {
             "-s" => cfg.scheduler = v.clone(),
@@ -46,7 +69,17 @@ fn main() -> ExitCode {
             _ => return usage(),
         }
     }
-    let run = match lab::run(&cfg) {
+    let outcome = if netns {
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let flag = interrupt.clone();
+        if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed)) {
+            eprintln!("lab: cannot catch Ctrl-C: {e}");
+        }
+        netns_lab::run(&cfg, &interrupt)
+    } else {
+        lab::run(&cfg).map(|r| (r, None))
+    };
+    let (run, decap) = match outcome {
         Ok(r) => r,
         Err(e) => {
             eprintln!("lab: {e}");
@@ -58,16 +91,20 @@ fn main() -> ExitCode {
         lab::Mode::Nat => "NAT",
         lab::Mode::Tun => "TUN",
     };
-    println!("# {name} lab: ipvsadm rules\n{}", run.rules);
+    let place = if netns { "network namespaces, kernel TCP" } else { "in process, smoltcp" };
+    println!("# {name} lab ({place}): ipvsadm rules\n{}", run.rules);
+    if let Some(d) = decap {
+        println!("# real servers decapsulate with the {d}\n");
+    }
     let mut failed = 0;
     for (i, a) in run.answers.iter().enumerate() {
         match a.server {
             Some(s) => {
-                println!("request {:>3}  {}:{} -> 203.0.113.100:80  answered by rs{}", i + 1, a.client, a.port, s + 1)
+                println!("request {:>3}  {} -> 203.0.113.100:80  answered by rs{}", i + 1, from(a), s + 1)
             }
             None => {
                 failed += 1;
-                println!("request {:>3}  {}:{} -> 203.0.113.100:80  FAILED", i + 1, a.client, a.port);
+                println!("request {:>3}  {} -> 203.0.113.100:80  FAILED", i + 1, from(a));
             }
         }
     }

@@ -195,7 +195,8 @@ impl Host {
 }
 
 const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const VIP: [u8; 4] = [203, 0, 113, 100];
+/// The virtual address of every lab.
+pub(crate) const VIP: [u8; 4] = [203, 0, 113, 100];
 
 fn server_ip(mode: Mode, i: usize) -> [u8; 4] {
     match mode {
@@ -226,6 +227,12 @@ fn arp_reply(frame: &[u8], mine: &[[u8; 4]]) -> Option<Vec<u8>> {
 
 /// The ipvsadm rules of a lab configuration.
 pub(crate) fn rules(cfg: &LabConfig) -> String {
+    let servers: Vec<Ipv4Addr> = (0..cfg.weights.len()).map(|i| Ipv4Addr::from(server_ip(cfg.mode, i))).collect();
+    rules_for(cfg, &servers)
+}
+
+/// The ipvsadm rules of a lab configuration for servers at `servers`.
+pub(crate) fn rules_for(cfg: &LabConfig, servers: &[Ipv4Addr]) -> String {
     let flag = match cfg.mode {
         Mode::Dr => "-g",
         Mode::Nat => "-m",
@@ -237,8 +244,7 @@ pub(crate) fn rules(cfg: &LabConfig) -> String {
         r.push_str(&format!(" -p {p}"));
     }
     r.push('\n');
-    for (i, w) in cfg.weights.iter().enumerate() {
-        let rs = Ipv4Addr::from(server_ip(cfg.mode, i));
+    for (rs, w) in servers.iter().zip(&cfg.weights) {
         r.push_str(&format!("-a -t {vip}:80 -r {rs}:80 {flag} -w {w}\n"));
     }
     r

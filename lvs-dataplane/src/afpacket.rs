@@ -6,7 +6,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use lvs_core::wire::{Frame, DEFAULT_HEADROOM};
+use lvs_core::wire::{complete_l4_checksum, Frame, DEFAULT_HEADROOM};
 use lvs_core::Instant;
 
 use crate::io::{IoCaps, PacketIo};
@@ -35,6 +35,7 @@ impl Default for AfPacketConfig {
 pub struct AfPacket {
     sock: PacketSocket,
     headroom: usize,
+    refused: u64,
 }
 
 impl AfPacket {
@@ -45,7 +46,12 @@ impl AfPacket {
     pub fn open(ifname: &str, cfg: AfPacketConfig) -> io::Result<AfPacket> {
         let o =
             PacketOpts { promisc: cfg.promisc, fanout: cfg.fanout, block_size: cfg.block_size, block_nr: cfg.block_nr };
-        Ok(AfPacket { sock: PacketSocket::open(ifname, o)?, headroom: DEFAULT_HEADROOM })
+        Ok(AfPacket { sock: PacketSocket::open(ifname, o)?, headroom: DEFAULT_HEADROOM, refused: 0 })
+    }
+
+    /// Frames the kernel refused to send (and that were skipped).
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 }
 
@@ -57,26 +63,35 @@ impl PacketIo for AfPacket {
     fn recv(&mut self, _now: Instant, frames: &mut [Frame]) -> io::Result<usize> {
         let headroom = self.headroom;
         let mut i = 0;
-        let n = self.sock.recv(frames.len(), |data| {
+        let n = self.sock.recv(frames.len(), |data, csum_not_ready| {
             if let Some(f) = frames.get_mut(i) {
                 f.load(headroom, data);
+                if csum_not_ready {
+                    complete_l4_checksum(f.data_mut());
+                }
                 i += 1;
             }
         });
         Ok(n)
     }
 
+    /// Sends in `sendmmsg` batches. A frame the kernel refuses (larger than the link, for
+    /// instance) is skipped and counted in [`AfPacket::refused`] rather than stopping the port.
     fn send(&mut self, _now: Instant, frames: &[&Frame]) -> io::Result<usize> {
-        let mut sent = 0;
-        for chunk in frames.chunks(MAX_BATCH) {
-            let datas: Vec<&[u8]> = chunk.iter().map(|f| f.data()).collect();
-            let k = self.sock.send(&datas)?;
-            sent += k;
-            if k < chunk.len() {
-                break;
+        let mut done = 0;
+        while done < frames.len() {
+            let datas: Vec<&[u8]> = frames[done..].iter().take(MAX_BATCH).map(|f| f.data()).collect();
+            match self.sock.send(&datas) {
+                Ok(0) => break,
+                Ok(k) => done += k,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMSGSIZE | libc::EINVAL | libc::ENOBUFS)) => {
+                    self.refused += 1;
+                    done += 1;
+                }
+                Err(e) => return Err(e),
             }
         }
-        Ok(sent)
+        Ok(done)
     }
 
     fn raw_fd(&self) -> Option<RawFd> {

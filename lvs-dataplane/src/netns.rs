@@ -1,5 +1,6 @@
 //! Network namespaces for tests and labs: created with `ip netns`, entered per thread, and
-//! removed (with everything in them) when the guard drops — also on panic.
+//! removed when the guard drops — also on panic — after the processes still in them are killed
+//! (`ip netns del` alone would leave them running).
 
 use std::io;
 use std::process::Command;
@@ -43,6 +44,19 @@ impl Netns {
         &self.name
     }
 
+    /// Starts a long-running command inside the namespace (killed when the namespace goes).
+    ///
+    /// # Errors
+    /// When the command cannot start.
+    pub fn spawn(&self, cmd: &str, args: &[&str]) -> io::Result<std::process::Child> {
+        Command::new("ip")
+            .args(["netns", "exec", self.name.as_str(), cmd])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+    }
+
     /// Runs a command inside the namespace.
     ///
     /// # Errors
@@ -64,6 +78,11 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if let Ok(pids) = run("ip", &["netns", "pids", &self.name]) {
+            for pid in pids.split_whitespace() {
+                let _ = run("kill", &["-9", pid]);
+            }
+        }
         let _ = run("ip", &["netns", "del", &self.name]);
     }
 }

@@ -321,5 +321,39 @@ fn icmp_error(m: &PacketMeta, l4: &[u8], l4_off: usize) -> Option<IcmpError> {
     })
 }
 
+/// Computes the TCP or UDP checksum of a frame from scratch (pseudo-header included) and writes
+/// it. For frames a virtual NIC handed over with the checksum left to hardware that will never
+/// see them (`CHECKSUM_PARTIAL` on veth, TPACKET's `TP_STATUS_CSUMNOTREADY`). Returns whether a
+/// checksum was written; fragments and other protocols are left alone.
+pub fn complete_l4_checksum(data: &mut [u8]) -> bool {
+    let Ok(m) = parse(data) else { return false };
+    if m.frag != Frag::None {
+        return false;
+    }
+    let off = match m.proto {
+        ipproto::TCP => field::TCP_CSUM,
+        ipproto::UDP => field::UDP_CSUM,
+        _ => return false,
+    };
+    let (l3, l4, end) = (usize::from(m.l3), usize::from(m.l4), usize::from(m.l3) + usize::from(m.ip_len));
+    if field::set_be16(data, l4 + off, 0).is_none() {
+        return false;
+    }
+    let (src, dst) = match m.af {
+        Af::V4 => (field::at(l3, field::V4_SRC), field::at(l3, field::V4_DST)),
+        Af::V6 => (field::at(l3, field::V6_SRC), field::at(l3, field::V6_DST)),
+    };
+    let (Some(s), Some(d), Some(seg)) = (data.get(src), data.get(dst), data.get(l4..end)) else { return false };
+    let mut sum = csum::add(0, s);
+    sum = csum::add(sum, d);
+    sum = csum::add(sum, &[0, m.proto]);
+    sum = csum::add(sum, &(seg.len() as u32).to_be_bytes()[2..]);
+    let mut c = csum::finish(csum::add(sum, seg));
+    if m.proto == ipproto::UDP && c == 0 {
+        c = 0xffff;
+    }
+    field::set_be16(data, l4 + off, c).is_some()
+}
+
 #[cfg(test)]
 mod tests;

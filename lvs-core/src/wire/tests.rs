@@ -78,3 +78,17 @@ fn fragments_are_classified() {
     let m = parse(&f).unwrap();
     assert_eq!((m.frag, m.sport, m.dport), (Frag::Later(0xdb11), 0, 0));
 }
+
+#[test]
+fn complete_checksum_repairs_a_partial_one() {
+    let mut f = SYN_V4;
+    let good = [f[34 + 16], f[34 + 17]];
+    // What a veth hands over under CHECKSUM_PARTIAL: only the pseudo-header sum.
+    f[34 + 16] = 0x12;
+    f[34 + 17] = 0x34;
+    assert!(complete_l4_checksum(&mut f));
+    assert_eq!([f[34 + 16], f[34 + 17]], good);
+    let mut arp = SYN_V4;
+    arp[13] = 0x06;
+    assert!(!complete_l4_checksum(&mut arp));
+}

@@ -45,6 +45,7 @@ struct Tpacket3Hdr {
 const TPACKET_V3: libc::c_int = 2;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
 const PACKET_VERSION: libc::c_int = 10;
 const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_FANOUT: libc::c_int = 18;
@@ -206,8 +207,9 @@ impl PacketSocket {
         self.fd.as_raw_fd()
     }
 
-    /// Hands up to `max` received frames to `f`, in order; returns how many.
-    pub(crate) fn recv(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+    /// Hands up to `max` received frames to `f` in order, each with whether its transport
+    /// checksum was left unfinished (`TP_STATUS_CSUMNOTREADY`); returns how many.
+    pub(crate) fn recv(&mut self, max: usize, mut f: impl FnMut(&[u8], bool)) -> usize {
         let mut n = 0;
         while n < max {
             let (left, off) = match self.ring.pending {
@@ -236,10 +238,11 @@ impl PacketSocket {
             // stays inside this block; the header is read in place.
             let h = unsafe { &*block.add(off).cast::<Tpacket3Hdr>() };
             let (mac, snap, next) = (usize::from(h.mac), h.snaplen as usize, h.next_offset as usize);
+            let csum_not_ready = h.status & TP_STATUS_CSUMNOTREADY != 0;
             if off + mac + snap <= self.ring.block_size {
                 // SAFETY: bounds checked against the block just above.
                 let data = unsafe { std::slice::from_raw_parts(block.add(off + mac), snap) };
-                f(data);
+                f(data, csum_not_ready);
                 n += 1;
             }
             if left == 1 || next == 0 {
@@ -259,7 +262,8 @@ impl PacketSocket {
         self.ring.pending = None;
     }
 
-    /// Sends a batch with one `sendmmsg`; returns how many frames went out.
+    /// Sends a batch with one `sendmmsg`; returns how many frames went out. A frame the kernel
+    /// refuses outright (too big for the link, say) comes back as an error of its own.
     pub(crate) fn send(&self, frames: &[&[u8]]) -> io::Result<usize> {
         let n = frames.len().min(MAX_BATCH);
         if n == 0 {
