@@ -23,6 +23,17 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// The sum of two sets of counters (shards of one service).
+    pub fn plus(&self, o: &Counters) -> Counters {
+        Counters {
+            conns: self.conns.wrapping_add(o.conns),
+            inpkts: self.inpkts.wrapping_add(o.inpkts),
+            outpkts: self.outpkts.wrapping_add(o.outpkts),
+            inbytes: self.inbytes.wrapping_add(o.inbytes),
+            outbytes: self.outbytes.wrapping_add(o.outbytes),
+        }
+    }
+
     fn minus(&self, o: &Counters) -> Counters {
         Counters {
             conns: self.conns.wrapping_sub(o.conns),

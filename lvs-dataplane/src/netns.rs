@@ -67,6 +67,14 @@ impl Netns {
         run("ip", &a)
     }
 
+    /// Moves the calling thread into the existing namespace `name`.
+    ///
+    /// # Errors
+    /// When `setns` fails.
+    pub fn enter_existing(name: &str) -> io::Result<()> {
+        crate::sys::linux::enter_netns(name)
+    }
+
     /// Moves the calling thread into the namespace (sockets it opens then live there).
     ///
     /// # Errors

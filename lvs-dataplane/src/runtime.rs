@@ -1,12 +1,14 @@
 //! The loop that drives a [`Director`] over one or more [`PacketIo`] ports (quinn's driver):
 //! receive a burst, `process_burst`, transmit each verdict on its port, `tick` on time, and stop
-//! cleanly when asked. Frames move between the receive pool and the transmit queues by swapping
+//! cleanly when asked; and [`Shards`], one such loop per core. Frames move between the receive pool and the transmit queues by swapping
 //! buffers, so nothing is copied or allocated per packet after warm-up.
 
 use std::io;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
+use lvs_core::config::{render_stats, stats_rows, sum_rows, Command, StatsRow};
 use lvs_core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs_core::{Director, Instant, Verdict};
 
@@ -187,17 +189,147 @@ impl Runtime {
         while !self.stop.is_stopped() {
             let now = clock.now();
             if self.poll_once(now)? == 0 {
-                let wait = self
-                    .director
-                    .next_deadline()
-                    .map_or(10, |t| (t.saturating_since(now).as_millis() as i32).clamp(0, 10));
-                if fds.is_empty() {
-                    std::thread::sleep(std::time::Duration::from_millis(wait as u64));
-                } else {
-                    crate::sys::linux::poll_readable(&fds, wait)?;
-                }
+                self.idle(now, &fds)?;
             }
         }
         Ok(())
+    }
+
+    /// Waits for traffic: until a port is readable, the director's next deadline, or 10 ms.
+    fn idle(&self, now: Instant, fds: &[RawFd]) -> io::Result<()> {
+        let wait =
+            self.director.next_deadline().map_or(10, |t| (t.saturating_since(now).as_millis() as i32).clamp(0, 10));
+        if fds.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(wait as u64));
+            Ok(())
+        } else {
+            crate::sys::linux::poll_readable(fds, wait)
+        }
+    }
+}
+
+/// A control-plane message to one shard.
+enum Ctl {
+    Apply(Command, mpsc::Sender<Result<(), lvs_core::Error>>),
+    Stats(mpsc::Sender<(Vec<StatsRow>, RuntimeStats)>),
+}
+
+/// Builds one shard: its director and ports, called on the shard's own thread (so it can enter
+/// a namespace or open per-core sockets there).
+pub type ShardFactory = dyn Fn(usize) -> io::Result<(Director, Vec<Box<dyn PacketIo + Send>>)> + Send + Sync;
+
+/// Share-nothing scale-out: one [`Director`] per thread, frames steered to shards by the ports
+/// (AF_PACKET fanout by flow hash); control-plane changes go to every shard and statistics are
+/// summed for listing.
+pub struct Shards {
+    ctl: Vec<mpsc::Sender<Ctl>>,
+    stop: StopHandle,
+    threads: Vec<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl Shards {
+    /// Starts `n` shards, each built by `make(i)` on its own thread.
+    ///
+    /// # Errors
+    /// The first shard's setup error.
+    pub fn spawn(n: usize, make: Arc<ShardFactory>) -> io::Result<Shards> {
+        let stop = StopHandle::default();
+        let (mut ctl, mut threads) = (Vec::new(), Vec::new());
+        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+        for i in 0..n {
+            let (tx, rx) = mpsc::channel::<Ctl>();
+            let (make, stop, ready) = (make.clone(), stop.clone(), ready_tx.clone());
+            threads.push(std::thread::spawn(move || -> io::Result<()> {
+                let (d, ports) = match make(i) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let _ = ready.send(Err(io::Error::new(e.kind(), e.to_string())));
+                        return Err(e);
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                let mut rt = Runtime::new(d, ports);
+                rt.stop = stop;
+                let clock = MonotonicClock::default();
+                let fds: Vec<_> = rt.ports.iter().filter_map(|p| p.raw_fd()).collect();
+                while !rt.stop.is_stopped() {
+                    let now = clock.now();
+                    let got = rt.poll_once(now)?;
+                    while let Ok(msg) = rx.try_recv() {
+                        match msg {
+                            Ctl::Apply(c, reply) => {
+                                let _ = reply.send(rt.director.execute(&c));
+                            }
+                            Ctl::Stats(reply) => {
+                                let _ = reply.send((stats_rows(&rt.director), rt.stats));
+                            }
+                        }
+                    }
+                    if got == 0 {
+                        rt.idle(now, &fds)?;
+                    }
+                }
+                Ok(())
+            }));
+            ctl.push(tx);
+        }
+        for _ in 0..n {
+            if let Ok(Err(e)) = ready_rx.recv() {
+                stop.stop();
+                return Err(e);
+            }
+        }
+        Ok(Shards { ctl, stop, threads })
+    }
+
+    /// Applies a control-plane command to every shard.
+    ///
+    /// # Errors
+    /// The first shard's error (shards share one configuration, so they fail alike).
+    pub fn apply(&self, c: &Command) -> Result<(), lvs_core::Error> {
+        let mut result = Ok(());
+        for tx in &self.ctl {
+            let (rtx, rrx) = mpsc::channel();
+            if tx.send(Ctl::Apply(c.clone(), rtx)).is_ok() {
+                if let Ok(Err(e)) = rrx.recv() {
+                    result = result.and(Err(e));
+                }
+            }
+        }
+        result
+    }
+
+    /// `ipvsadm -Ln --stats` summed over the shards, and the loops' counters summed.
+    pub fn stats(&self) -> (String, RuntimeStats) {
+        let mut parts = Vec::new();
+        let mut total = RuntimeStats::default();
+        for tx in &self.ctl {
+            let (rtx, rrx) = mpsc::channel();
+            if tx.send(Ctl::Stats(rtx)).is_ok() {
+                if let Ok((rows, s)) = rrx.recv() {
+                    parts.push(rows);
+                    total.rx += s.rx;
+                    total.tx += s.tx;
+                    total.dropped += s.dropped;
+                    total.passed += s.passed;
+                    total.tx_lost += s.tx_lost;
+                }
+            }
+        }
+        (render_stats(&sum_rows(&parts)), total)
+    }
+
+    /// Stops every shard and waits for them.
+    ///
+    /// # Errors
+    /// The first shard's error.
+    pub fn stop(self) -> io::Result<()> {
+        self.stop.stop();
+        let mut r = Ok(());
+        for t in self.threads {
+            let e = t.join().unwrap_or_else(|_| Err(io::Error::other("shard panicked")));
+            r = r.and(e);
+        }
+        r
     }
 }

@@ -173,3 +173,52 @@ fn runtime_forwards_dr_between_veth_pairs() {
         });
     });
 }
+
+#[test]
+fn fanout_spreads_flows_over_shards() {
+    use std::sync::Arc;
+
+    use lvs_dataplane::runtime::Shards;
+
+    if !root() {
+        return;
+    }
+    let ns = ns_with_veths("lvs-t-fan", &[("lvsf1", "lvsf2"), ("lvsg1", "lvsg2")]);
+    let rs_mac = MacAddr([2, 0, 0, 0, 1, 1]);
+    let name = ns.name().to_string();
+    let make = Arc::new(move |_: usize| {
+        lvs_dataplane::netns::Netns::enter_existing(&name)?;
+        let mut d = lvs_core::Director::new(
+            DirectorConfig { mac: MacAddr([2, 0, 0, 0, 0, 1]), ..DirectorConfig::default() },
+            lvs_sched::by_name,
+        );
+        d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: rs_mac, port: 1 });
+        d.restore("-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n").unwrap();
+        let cfg = AfPacketConfig { promisc: true, fanout: Some(0x4c56), ..AfPacketConfig::default() };
+        let client_side: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsf2", cfg)?);
+        let server_side: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsg2", AfPacketConfig::default())?);
+        Ok((d, vec![client_side, server_side]))
+    });
+    let shards = Shards::spawn(2, make).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter().unwrap();
+            let mut client = AfPacket::open("lvsf1", AfPacketConfig::default()).unwrap();
+            let mut server =
+                AfPacket::open("lvsg1", AfPacketConfig { promisc: true, ..AfPacketConfig::default() }).unwrap();
+            let vip = "203.0.113.100".parse().unwrap();
+            let syns: Vec<Frame> = (0..400u16)
+                .map(|p| {
+                    lvs_core::testkit::Tcp::new(("198.51.100.2".parse().unwrap(), 20_000 + p), (vip, 80), 2).frame()
+                })
+                .collect();
+            send_all(&mut client, &syns);
+            let got = collect(&mut server, 400, |d| d.get(0..6) == Some(&rs_mac.0[..]));
+            assert_eq!(got.len(), 400);
+        });
+    });
+    let (listing, totals) = shards.stats();
+    shards.stop().unwrap();
+    assert_eq!(totals.tx, 400, "{totals:?}");
+    assert!(listing.contains("  -> 192.0.2.11:80                     400"), "{listing}");
+}

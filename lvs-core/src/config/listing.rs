@@ -15,6 +15,7 @@ use crate::addr::{Af, Endpoint, ServiceKey};
 use crate::dest::DestView;
 use crate::director::{Director, ServiceInfo};
 use crate::service::ServiceView;
+use crate::stats::Counters;
 use crate::time::Instant;
 
 /// What to list, as ipvsadm's `-L` options choose.
@@ -215,13 +216,6 @@ fn service_line(out: &mut String, s: &ServiceInfo<'_>, opt: ListOptions) {
     let af = c.key.af();
     let name = cut(svc_name(&c.key), 33, af);
     match opt {
-        ListOptions::Stats => {
-            let k = s.stats.counters();
-            let _ = write!(out, "{name:<33}");
-            for v in [k.conns, k.inpkts, k.outpkts, k.inbytes, k.outbytes] {
-                largenum(out, v);
-            }
-        }
         ListOptions::Rate => {
             let r = s.stats.rates();
             let _ = write!(out, "{name:<33}");
@@ -252,13 +246,6 @@ fn dest_line(out: &mut String, d: &DestView<'_>, opt: ListOptions) {
     let ep = d.endpoint();
     let name = cut(format!("{ep}"), 28, Af::of(&ep.addr));
     match opt {
-        ListOptions::Stats => {
-            let k = d.stats().counters();
-            let _ = write!(out, "  -> {name:<28}");
-            for v in [k.conns, k.inpkts, k.outpkts, k.inbytes, k.outbytes] {
-                largenum(out, v);
-            }
-        }
         ListOptions::Rate => {
             let r = d.stats().rates();
             let _ = write!(out, "  -> {name:<28} {:8} {:8} {:8}", r.cps, r.inpps, r.outpps);
@@ -317,11 +304,82 @@ fn conn_rows(d: &Director, now: Instant, out: &mut String) {
     }
 }
 
+/// One service's counters and its servers', for `--stats` listings that sum several directors
+/// (one per core).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsRow {
+    /// The service.
+    pub key: ServiceKey,
+    /// Its counters.
+    pub counters: Counters,
+    /// Its servers' counters, in ipvsadm's order.
+    pub dests: Vec<(Endpoint, Counters)>,
+}
+
+/// The `--stats` rows of a director, services and servers in ipvsadm's order.
+pub fn stats_rows(d: &Director) -> Vec<StatsRow> {
+    sorted_services(d)
+        .iter()
+        .map(|s| StatsRow {
+            key: s.config.key,
+            counters: s.stats.counters(),
+            dests: sorted_dests(&s.dests).iter().map(|v| (v.endpoint(), v.stats().counters())).collect(),
+        })
+        .collect()
+}
+
+/// Adds the rows of several directors that share one configuration (shards), row by row.
+pub fn sum_rows(parts: &[Vec<StatsRow>]) -> Vec<StatsRow> {
+    let mut out: Vec<StatsRow> = parts.first().cloned().unwrap_or_default();
+    for part in parts.iter().skip(1) {
+        for row in part {
+            let Some(mine) = out.iter_mut().find(|r| r.key == row.key) else {
+                out.push(row.clone());
+                continue;
+            };
+            mine.counters = mine.counters.plus(&row.counters);
+            for (ep, c) in &row.dests {
+                match mine.dests.iter_mut().find(|(e, _)| e == ep) {
+                    Some((_, m)) => *m = m.plus(c),
+                    None => mine.dests.push((*ep, *c)),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `ipvsadm -Ln --stats` from rows.
+pub fn render_stats(rows: &[StatsRow]) -> String {
+    let mut out = String::new();
+    header(&mut out, ListOptions::Stats);
+    for r in rows {
+        let name = cut(svc_name(&r.key), 33, r.key.af());
+        let _ = write!(out, "{name:<33}");
+        counters(&mut out, &r.counters);
+        out.push('\n');
+        for (ep, c) in &r.dests {
+            let name = cut(format!("{ep}"), 28, Af::of(&ep.addr));
+            let _ = write!(out, "  -> {name:<28}");
+            counters(&mut out, c);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn counters(out: &mut String, k: &Counters) {
+    for v in [k.conns, k.inpkts, k.outpkts, k.inbytes, k.outbytes] {
+        largenum(out, v);
+    }
+}
+
 /// The listing ipvsadm prints for `opt`.
 pub fn list(d: &Director, now: Instant, opt: ListOptions) -> String {
     let mut out = String::new();
     match opt {
         ListOptions::Connections => conn_rows(d, now, &mut out),
+        ListOptions::Stats => out = render_stats(&stats_rows(d)),
         ListOptions::Timeout => {
             let (a, b, c) = d.timeouts().listed();
             let _ = writeln!(out, "Timeout (tcp tcpfin udp): {a} {b} {c}");

@@ -5,5 +5,5 @@
 pub mod listing;
 pub mod rules;
 
-pub use listing::{list, ListOptions};
+pub use listing::{list, render_stats, stats_rows, sum_rows, ListOptions, StatsRow};
 pub use rules::{parse_command, parse_rules, save, Command};

@@ -1,0 +1,63 @@
+//! Share-nothing shards: control-plane changes reach every shard and statistics are summed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use lvs_core::config::parse_command;
+use lvs_core::neigh::{MacAddr, Neighbour};
+use lvs_core::proto::tcp::flags;
+use lvs_core::testkit::Tcp;
+use lvs_core::{Director, DirectorConfig};
+use lvs_dataplane::io::PacketIo;
+use lvs_dataplane::pcap::Captured;
+use lvs_dataplane::replay::PcapReplay;
+use lvs_dataplane::runtime::Shards;
+
+fn director() -> Director {
+    let mut d = Director::new(
+        DirectorConfig { mac: MacAddr([2, 0, 0, 0, 0, 1]), ..DirectorConfig::default() },
+        lvs_sched::by_name,
+    );
+    for i in 1..=2u8 {
+        d.set_neighbour(
+            format!("192.0.2.1{i}").parse().unwrap(),
+            Neighbour { mac: MacAddr([2, 0, 0, 0, 1, i]), port: 0 },
+        );
+    }
+    d.restore("-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n").unwrap();
+    d
+}
+
+#[test]
+fn shards_share_configuration_and_sum_statistics() {
+    let make = Arc::new(|i: usize| {
+        // Each shard sees its own flows, as a flow-hash fanout would give them.
+        let frames = (0..500u16)
+            .map(|p| Captured {
+                ts_ns: 0,
+                data: Tcp::new(
+                    ("198.51.100.2".parse().unwrap(), 1000 * (i as u16 + 1) + p),
+                    ("203.0.113.100".parse().unwrap(), 80),
+                    flags::SYN,
+                )
+                .build(),
+            })
+            .collect();
+        let port: Box<dyn PacketIo + Send> = Box::new(PcapReplay::new(frames));
+        Ok((director(), vec![port]))
+    });
+    let shards = Shards::spawn(2, make).unwrap();
+    let add = parse_command(&["-a", "-t", "203.0.113.100:80", "-r", "192.0.2.12:80", "-g", "-w", "2"]).unwrap();
+    shards.apply(&add).unwrap();
+    assert!(shards.apply(&add).is_err(), "the second add fails on every shard alike");
+    let start = StdInstant::now();
+    let (mut listing, mut totals) = shards.stats();
+    while totals.tx < 1000 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+        (listing, totals) = shards.stats();
+    }
+    shards.stop().unwrap();
+    assert_eq!((totals.rx, totals.tx), (1000, 1000));
+    assert!(listing.contains("TCP  203.0.113.100:80                 1000     1000"), "{listing}");
+    assert!(listing.contains("  -> 192.0.2.12:80"), "the server added through the shards is listed:\n{listing}");
+}
