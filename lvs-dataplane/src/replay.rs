@@ -14,14 +14,23 @@ use crate::pcap::{CaptureWriter, Captured};
 pub struct PcapReplay {
     frames: Vec<Captured>,
     next: usize,
-    /// Everything sent through this backend, with the time it was sent.
+    looping: bool,
+    /// Everything sent through this backend, with the time it was sent (not kept when looping).
     pub sent: Vec<Captured>,
+    /// How many frames were sent.
+    pub sent_count: u64,
 }
 
 impl PcapReplay {
     /// A replay of captured frames.
     pub fn new(frames: Vec<Captured>) -> Self {
-        PcapReplay { frames, next: 0, sent: Vec::new() }
+        PcapReplay { frames, next: 0, looping: false, sent: Vec::new(), sent_count: 0 }
+    }
+
+    /// A replay that starts over at the end and only counts what is sent: a packet source for
+    /// measuring the pipeline alone.
+    pub fn looping(frames: Vec<Captured>) -> Self {
+        PcapReplay { looping: true, ..PcapReplay::new(frames) }
     }
 
     /// The capture time of the next frame, if any is left.
@@ -31,7 +40,7 @@ impl PcapReplay {
 
     /// Whether every frame has been handed out.
     pub fn is_done(&self) -> bool {
-        self.next >= self.frames.len()
+        !self.looping && self.next >= self.frames.len()
     }
 }
 
@@ -43,6 +52,9 @@ impl PacketIo for PcapReplay {
     fn recv(&mut self, _now: Instant, frames: &mut [Frame]) -> io::Result<usize> {
         let mut n = 0;
         for f in frames.iter_mut() {
+            if self.looping && self.next >= self.frames.len() {
+                self.next = 0;
+            }
             let Some(c) = self.frames.get(self.next) else { break };
             f.load(DEFAULT_HEADROOM, &c.data);
             self.next += 1;
@@ -52,7 +64,10 @@ impl PacketIo for PcapReplay {
     }
 
     fn send(&mut self, now: Instant, frames: &[&Frame]) -> io::Result<usize> {
-        self.sent.extend(frames.iter().map(|f| Captured { ts_ns: now.as_nanos(), data: f.data().to_vec() }));
+        self.sent_count += frames.len() as u64;
+        if !self.looping {
+            self.sent.extend(frames.iter().map(|f| Captured { ts_ns: now.as_nanos(), data: f.data().to_vec() }));
+        }
         Ok(frames.len())
     }
 }
