@@ -11,68 +11,23 @@
 //! pairs: a generator thread sends the same traffic through one with `sendmmsg`, the director
 //! (one shard) forwards it by DR to the other, and the director's transmissions are counted.
 
-use std::net::IpAddr;
+#[path = "common/traffic.rs"]
+mod traffic;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
-use lvs::core::addr::Af;
-use lvs::core::neigh::{MacAddr, Neighbour};
-use lvs::core::proto::tcp::flags;
-use lvs::core::testkit::Tcp;
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
-use lvs::core::{Director, DirectorConfig, Instant};
+use lvs::core::Instant;
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
 use lvs::dataplane::io::PacketIo;
 use lvs::dataplane::netns::Netns;
 use lvs::dataplane::pcap::Captured;
 use lvs::dataplane::replay::PcapReplay;
 use lvs::dataplane::runtime::Shards;
+use traffic::{data, director};
 
 const FLOWS: u32 = 10_000;
-
-fn client(i: u32) -> (IpAddr, u16) {
-    (IpAddr::from((0x0a00_0000u32 + (i >> 14)).to_be_bytes()), 1024 + (i & 0x3fff) as u16)
-}
-
-fn vip() -> IpAddr {
-    "203.0.113.100".parse().unwrap()
-}
-
-/// A director for `method` with `flows` established connections, sending to port `out`.
-fn director(method: &str, flows: impl Iterator<Item = u32>, out: u16) -> Director {
-    let mut d = lvs::director(DirectorConfig {
-        mac: MacAddr([2, 0, 0, 0, 0, 1]),
-        addr4: Some("192.0.2.1".parse().unwrap()),
-        ..DirectorConfig::default()
-    });
-    d.set_gateway(Af::V4, Neighbour { mac: MacAddr([2, 0, 0, 0, 0, 0xfe]), port: 0 });
-    let flag = match method {
-        "dr" => "-g",
-        "nat" => "-m",
-        _ => "-i",
-    };
-    let mut rules = String::from("-A -t 203.0.113.100:80 -s wlc\n");
-    for i in 1..=4u8 {
-        d.set_neighbour(
-            format!("192.0.2.1{i}").parse().unwrap(),
-            Neighbour { mac: MacAddr([2, 0, 0, 0, 1, i]), port: out },
-        );
-        rules.push_str(&format!("-a -t 203.0.113.100:80 -r 192.0.2.1{i}:80 {flag} -w 1\n"));
-    }
-    d.restore(&rules).unwrap();
-    for i in flows {
-        for f in [flags::SYN, flags::ACK] {
-            let _ = d.process(Instant::from_secs(1), &mut Tcp::new(client(i), (vip(), 80), f).frame());
-        }
-    }
-    d
-}
-
-fn data(i: u32) -> Vec<u8> {
-    let mut t = Tcp::new(client(i), (vip(), 80), flags::ACK);
-    t.payload = &[0x55; 64];
-    t.build()
-}
 
 fn replay(method: &'static str, shards: usize) -> f64 {
     let make = Arc::new(move |s: usize| {

@@ -1,0 +1,61 @@
+//! Synthetic traffic shared by the pipeline benchmark and the rate tool: a director with four
+//! real servers behind `203.0.113.100:80` and any number of established flows, and the data
+//! segments of those flows.
+
+use std::net::IpAddr;
+
+use lvs::core::addr::Af;
+use lvs::core::neigh::{MacAddr, Neighbour};
+use lvs::core::proto::tcp::flags;
+use lvs::core::testkit::Tcp;
+use lvs::core::{DirectorConfig, Instant};
+
+/// The virtual service's address.
+pub(crate) fn vip() -> IpAddr {
+    "203.0.113.100".parse().unwrap()
+}
+
+/// The client end of flow `i` (16 K ports per address).
+pub(crate) fn client(i: u32) -> (IpAddr, u16) {
+    (IpAddr::from((0x0a00_0000u32 + (i >> 14)).to_be_bytes()), 1024 + (i & 0x3fff) as u16)
+}
+
+/// A data segment of flow `i` with a 64-byte payload.
+pub(crate) fn data(i: u32) -> Vec<u8> {
+    let mut t = Tcp::new(client(i), (vip(), 80), flags::ACK);
+    t.payload = &[0x55; 64];
+    t.build()
+}
+
+/// A director forwarding by `method` (`dr`, `nat`, `tun`) to servers behind port `out`, with
+/// the given flows established (SYN then ACK) and a day-long ESTABLISHED timeout.
+pub(crate) fn director(method: &str, flows: impl Iterator<Item = u32>, out: u16) -> lvs::Director {
+    let mut d = lvs::director(DirectorConfig {
+        mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        addr4: Some("192.0.2.1".parse().unwrap()),
+        max_conns: 4 << 20,
+        ..DirectorConfig::default()
+    });
+    d.set_gateway(Af::V4, Neighbour { mac: MacAddr([2, 0, 0, 0, 0, 0xfe]), port: 0 });
+    let flag = match method {
+        "dr" => "-g",
+        "nat" => "-m",
+        _ => "-i",
+    };
+    let mut rules = String::from("-A -t 203.0.113.100:80 -s wlc\n");
+    for i in 1..=4u8 {
+        let rs: IpAddr = format!("192.0.2.1{i}").parse().unwrap();
+        d.set_neighbour(rs, Neighbour { mac: MacAddr([2, 0, 0, 0, 1, i]), port: out });
+        rules.push_str(&format!("-a -t 203.0.113.100:80 -r {rs}:80 {flag} -w 1\n"));
+    }
+    d.restore(&rules).unwrap();
+    d.set_timeouts(86_400, 0, 0);
+    let flows: Vec<u32> = flows.collect();
+    d.reserve(flows.len() + (1 << 16));
+    for i in flows {
+        for f in [flags::SYN, flags::ACK] {
+            let _ = d.process(Instant::from_secs(1), &mut Tcp::new(client(i), (vip(), 80), f).frame());
+        }
+    }
+    d
+}
