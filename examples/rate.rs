@@ -72,9 +72,8 @@ fn afpacket() -> Result<f64, String> {
             ns.enter().unwrap();
             let mut tx = AfPacket::open("lvsr1", AfPacketConfig::default()).unwrap();
             let frames: Vec<Frame> = (0..FLOWS).map(|i| Frame::new(DEFAULT_HEADROOM, &data(i))).collect();
-            let refs: Vec<&Frame> = frames.iter().collect();
             while !gen_stop.load(std::sync::atomic::Ordering::Relaxed) {
-                for chunk in refs.chunks(64) {
+                for chunk in frames.chunks(64) {
                     let _ = tx.send(Instant::ZERO, chunk);
                 }
             }

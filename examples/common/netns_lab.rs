@@ -97,9 +97,8 @@ fn decapsulate(ns: &Netns, own: Ipv4Addr, stop: &AtomicBool) -> Result<(), Strin
                 out.push(Frame::new(DEFAULT_HEADROOM, &inner));
             }
         }
-        let refs: Vec<&Frame> = out.iter().collect();
-        if !refs.is_empty() {
-            tap.send(Instant::ZERO, &refs).map_err(err)?;
+        if !out.is_empty() {
+            tap.send(Instant::ZERO, &out).map_err(err)?;
         }
         let _ = tap.recv(Instant::ZERO, &mut drain);
         if n == 0 {

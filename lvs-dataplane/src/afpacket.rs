@@ -77,11 +77,10 @@ impl PacketIo for AfPacket {
 
     /// Sends in `sendmmsg` batches. A frame the kernel refuses (larger than the link, for
     /// instance) is skipped and counted in [`AfPacket::refused`] rather than stopping the port.
-    fn send(&mut self, _now: Instant, frames: &[&Frame]) -> io::Result<usize> {
+    fn send(&mut self, _now: Instant, frames: &[Frame]) -> io::Result<usize> {
         let mut done = 0;
         while done < frames.len() {
-            let datas: Vec<&[u8]> = frames[done..].iter().take(MAX_BATCH).map(|f| f.data()).collect();
-            match self.sock.send(&datas) {
+            match self.sock.send(frames[done..].iter().map(Frame::data)) {
                 Ok(0) => break,
                 Ok(k) => done += k,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMSGSIZE | libc::EINVAL | libc::ENOBUFS)) => {

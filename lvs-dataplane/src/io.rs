@@ -34,7 +34,7 @@ pub trait PacketIo {
     ///
     /// # Errors
     /// The system error of the backend.
-    fn send(&mut self, now: Instant, frames: &[&Frame]) -> io::Result<usize>;
+    fn send(&mut self, now: Instant, frames: &[Frame]) -> io::Result<usize>;
 
     /// The descriptor to poll for readability, where there is one.
     fn raw_fd(&self) -> Option<RawFd> {

@@ -63,7 +63,7 @@ impl PacketIo for PcapReplay {
         Ok(n)
     }
 
-    fn send(&mut self, now: Instant, frames: &[&Frame]) -> io::Result<usize> {
+    fn send(&mut self, now: Instant, frames: &[Frame]) -> io::Result<usize> {
         self.sent_count += frames.len() as u64;
         if !self.looping {
             self.sent.extend(frames.iter().map(|f| Captured { ts_ns: now.as_nanos(), data: f.data().to_vec() }));
@@ -99,7 +99,7 @@ impl<D: PacketIo, W: Write> PacketIo for PcapWriter<D, W> {
         self.inner.recv(now, frames)
     }
 
-    fn send(&mut self, now: Instant, frames: &[&Frame]) -> io::Result<usize> {
+    fn send(&mut self, now: Instant, frames: &[Frame]) -> io::Result<usize> {
         let n = self.inner.send(now, frames)?;
         for f in frames.iter().take(n) {
             self.out.write(now.as_nanos(), f.data()).map_err(|e| io::Error::other(e.to_string()))?;

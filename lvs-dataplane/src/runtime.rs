@@ -166,10 +166,7 @@ impl Runtime {
                 continue;
             }
             let sent = match self.ports.get_mut(p) {
-                Some(port) => {
-                    let refs: Vec<&Frame> = q.iter().collect();
-                    port.send(now, &refs)?
-                }
+                Some(port) => port.send(now, q)?,
                 None => 0,
             };
             self.stats.tx += sent as u64;

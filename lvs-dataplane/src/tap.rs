@@ -52,7 +52,7 @@ impl PacketIo for Tap {
         Ok(n)
     }
 
-    fn send(&mut self, _now: Instant, frames: &[&Frame]) -> io::Result<usize> {
+    fn send(&mut self, _now: Instant, frames: &[Frame]) -> io::Result<usize> {
         let mut n = 0;
         for f in frames {
             if !tun::write(self.fd.as_raw_fd(), f.data())? {

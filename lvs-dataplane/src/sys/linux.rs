@@ -264,19 +264,20 @@ impl PacketSocket {
 
     /// Sends a batch with one `sendmmsg`; returns how many frames went out. A frame the kernel
     /// refuses outright (too big for the link, say) comes back as an error of its own.
-    pub(crate) fn send(&self, frames: &[&[u8]]) -> io::Result<usize> {
-        let n = frames.len().min(MAX_BATCH);
-        if n == 0 {
-            return Ok(0);
-        }
+    pub(crate) fn send<'a>(&self, frames: impl Iterator<Item = &'a [u8]>) -> io::Result<usize> {
         // SAFETY: `iovec` and `mmsghdr` are plain data; all-zero is a valid starting value.
         let mut iov: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
-        for (i, f) in frames.iter().take(n).enumerate() {
+        let mut n = 0;
+        for (i, f) in frames.take(MAX_BATCH).enumerate() {
             iov[i] = libc::iovec { iov_base: f.as_ptr() as *mut libc::c_void, iov_len: f.len() };
             msgs[i].msg_hdr.msg_iov = std::ptr::addr_of_mut!(iov[i]);
             msgs[i].msg_hdr.msg_iovlen = 1;
+            n = i + 1;
+        }
+        if n == 0 {
+            return Ok(0);
         }
         // SAFETY: every `msg_iov` points at a live frame that outlives the call; the kernel only
         // reads them.
