@@ -79,7 +79,7 @@ fn main() -> ExitCode {
         },
         None => {
             let Some(mac) = get("--mac").and_then(|m| m.parse::<MacAddr>().ok()) else { return usage() };
-            let mut cfg = DirectorConfig { mac, ..DirectorConfig::default() };
+            let mut cfg = DirectorConfig { mac, ..DirectorConfig::default() }.with_random_seeds();
             match get("--addr").and_then(|a| a.parse::<IpAddr>().ok()) {
                 Some(IpAddr::V4(a)) => cfg.addr4 = Some(a),
                 Some(IpAddr::V6(a)) => cfg.addr6 = Some(a),

@@ -260,11 +260,14 @@ pub(crate) fn run(cfg: &LabConfig) -> Result<LabRun, String> {
         Mode::Nat => vec![[198, 51, 100, 1], [10, 0, 0, 1], VIP],
         _ => vec![[198, 51, 100, 1], VIP],
     };
-    let mut d = lvs::director(DirectorConfig {
-        mac: MacAddr(DIRECTOR_MAC),
-        addr4: Some(Ipv4Addr::new(198, 51, 100, 1)),
-        ..DirectorConfig::default()
-    });
+    let mut d = lvs::director(
+        DirectorConfig {
+            mac: MacAddr(DIRECTOR_MAC),
+            addr4: Some(Ipv4Addr::new(198, 51, 100, 1)),
+            ..DirectorConfig::default()
+        }
+        .with_random_seeds(),
+    );
     let rules = rules(cfg);
     d.restore(&rules).map_err(|e| e.to_string())?;
 

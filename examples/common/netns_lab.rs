@@ -111,11 +111,14 @@ fn decapsulate(ns: &Netns, own: Ipv4Addr, stop: &AtomicBool) -> Result<(), Strin
 /// The director: this library on AF_PACKET in its namespace, until `stop`.
 fn direct(ns: &Netns, cfg: &LabConfig, rules: &str, stop: &AtomicBool) -> Result<(String, String), String> {
     ns.enter().map_err(err)?;
-    let mut d = lvs::director(DirectorConfig {
-        mac: MacAddr(DIRECTOR_MAC),
-        addr4: Some(Ipv4Addr::from(DIRECTOR_IP)),
-        ..DirectorConfig::default()
-    });
+    let mut d = lvs::director(
+        DirectorConfig {
+            mac: MacAddr(DIRECTOR_MAC),
+            addr4: Some(Ipv4Addr::from(DIRECTOR_IP)),
+            ..DirectorConfig::default()
+        }
+        .with_random_seeds(),
+    );
     for i in 0..cfg.weights.len() {
         d.set_neighbour(server_ip(cfg.mode, i).into(), Neighbour { mac: MacAddr(server_mac(i)), port: 0 });
     }

@@ -39,7 +39,10 @@ pub type Classifier = Box<dyn Fn(&PacketMeta) -> u32 + Send>;
 pub struct DirectorConfig {
     /// Most connections and templates the table holds; beyond it a new flow is dropped.
     pub max_conns: usize,
-    /// Seeds of the connection-table hashes (pick them at random at start-up).
+    /// Seeds of the connection-table hashes. The defaults are fixed constants, fine for tests
+    /// but predictable: a director facing untrusted traffic takes random ones
+    /// ([`DirectorConfig::with_random_seeds`] with `std`, or the platform's RNG without it), so
+    /// an attacker cannot aim table collisions.
     pub hash_seeds: [u64; 4],
     /// Seed of the schedulers' random generator.
     pub rng_seed: u64,
@@ -85,6 +88,23 @@ impl Default for DirectorConfig {
             icmp_errors: true,
             tcp_resets: true,
         }
+    }
+}
+
+#[cfg(feature = "std")]
+impl DirectorConfig {
+    /// The same configuration with hash and scheduler seeds drawn from the operating system
+    /// (through `std`'s randomly keyed hasher).
+    pub fn with_random_seeds(mut self) -> Self {
+        use core::hash::{BuildHasher, Hasher};
+        let draw = |i: u64| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(i);
+            h.finish()
+        };
+        self.hash_seeds = [draw(0), draw(1), draw(2), draw(3)];
+        self.rng_seed = draw(4);
+        self
     }
 }
 

@@ -33,11 +33,6 @@ impl PcapReplay {
         PcapReplay { looping: true, ..PcapReplay::new(frames) }
     }
 
-    /// The capture time of the next frame, if any is left.
-    pub fn next_time(&self) -> Option<Instant> {
-        self.frames.get(self.next).map(|c| Instant::from_nanos(c.ts_ns))
-    }
-
     /// Whether every frame has been handed out.
     pub fn is_done(&self) -> bool {
         !self.looping && self.next >= self.frames.len()

@@ -51,24 +51,6 @@ impl Frame {
         self.port = 0;
     }
 
-    /// Prepares the buffer for a receive of up to `max` bytes at `headroom`; call
-    /// [`Frame::set_len`] with what arrived.
-    pub fn recv_buffer(&mut self, headroom: usize, max: usize) -> &mut [u8] {
-        if self.buf.len() < headroom + max {
-            self.buf.resize(headroom + max, 0);
-        }
-        self.head = headroom;
-        self.len = 0;
-        self.mark = 0;
-        self.port = 0;
-        self.buf.get_mut(headroom..headroom + max).unwrap_or_default()
-    }
-
-    /// Sets the length of the data after a receive into [`Frame::recv_buffer`].
-    pub fn set_len(&mut self, len: usize) {
-        self.len = len.min(self.buf.len().saturating_sub(self.head));
-    }
-
     /// The frame's bytes.
     pub fn data(&self) -> &[u8] {
         self.buf.get(self.head..self.head + self.len).unwrap_or_default()
@@ -124,9 +106,5 @@ mod tests {
         assert_eq!(f.data(), &[0, 0]);
         f.load(8, &[9; 20]);
         assert_eq!((f.headroom(), f.len()), (8, 20));
-        let b = f.recv_buffer(16, 64);
-        assert_eq!(b.len(), 64);
-        f.set_len(1000);
-        assert_eq!(f.len(), 64);
     }
 }
