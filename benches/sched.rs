@@ -6,24 +6,23 @@ use std::net::IpAddr;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use lvs::core::addr::Af;
-use lvs::core::dest::{DestId, Dests, FwdMethod, RealServer};
+use lvs::core::dest::{FwdMethod, RealServer};
 use lvs::core::sched::{SchedCx, SeededRng};
-use lvs::core::service::{SchedFlags, ServiceView};
+use lvs::core::service::SchedFlags;
+use lvs::core::testkit::ServerList;
 use lvs::core::wire::{Frag, PacketMeta};
 use lvs::core::Instant;
 
-fn servers(n: usize) -> (Dests, Vec<DestId>) {
-    let mut dests = Dests::new();
-    let mut order = Vec::new();
+fn servers(n: usize) -> ServerList {
+    let mut list = ServerList::new(SchedFlags::default());
     let mut rng = SeededRng::new(7);
     for i in 0..n {
         let addr = IpAddr::from((0x0a00_0000u32 + i as u32).to_be_bytes());
         let w = 1 + rng.next_u32() % 10;
-        let id = dests.insert(RealServer::new(addr, 80, FwdMethod::Route, w), 0);
-        dests.get_mut(id).unwrap().set_counts(rng.next_u32() % 200, rng.next_u32() % 2000);
-        order.insert(0, id);
+        let id = list.link(RealServer::new(addr, 80, FwdMethod::Route, w));
+        list.set_counts(id, rng.next_u32() % 200, rng.next_u32() % 2000);
     }
-    (dests, order)
+    list
 }
 
 fn packet(i: u32) -> PacketMeta {
@@ -49,9 +48,9 @@ fn bench(c: &mut Criterion) {
     for name in lvs::sched::NAMES {
         let mut g = c.benchmark_group(format!("sched/{name}"));
         for n in [4usize, 64, 1024] {
-            let (dests, order) = servers(n);
+            let list = servers(n);
             let mut s = lvs::sched::by_name(name).unwrap();
-            let view = ServiceView::new(&order, &dests, SchedFlags::default());
+            let view = list.view();
             s.init_service(&view).unwrap();
             let mut rng = SeededRng::new(1);
             let mut i = 0usize;

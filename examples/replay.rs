@@ -23,7 +23,7 @@ use lvs::core::addr::Af;
 use lvs::core::config::{list, ListOptions};
 use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
-use lvs::core::{DirectorConfig, Instant, Reason, Verdict};
+use lvs::core::{DirectorConfig, Instant, PortConfig, Reason, Verdict};
 use lvs::dataplane::case::{director_for, run_case, write_run, Topology};
 use lvs::dataplane::pcap::{read_capture, CaptureWriter};
 
@@ -79,13 +79,11 @@ fn main() -> ExitCode {
         },
         None => {
             let Some(mac) = get("--mac").and_then(|m| m.parse::<MacAddr>().ok()) else { return usage() };
-            let mut cfg = DirectorConfig { mac, ..DirectorConfig::default() }.with_random_seeds();
-            match get("--addr").and_then(|a| a.parse::<IpAddr>().ok()) {
-                Some(IpAddr::V4(a)) => cfg.addr4 = Some(a),
-                Some(IpAddr::V6(a)) => cfg.addr6 = Some(a),
-                None => {}
+            let mut port = PortConfig::new(mac);
+            if let Some(a) = get("--addr").and_then(|a| a.parse::<IpAddr>().ok()) {
+                port = port.with_addr(a);
             }
-            let mut d = lvs::director(cfg);
+            let mut d = lvs::director(DirectorConfig::default().port(port).with_random_seeds());
             for g in all("--gateway") {
                 let Some((ip, n)) = neighbour(&g) else { return usage() };
                 d.set_neighbour(ip, n);
@@ -105,7 +103,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = d.restore(&text) {
+    if let Err(e) = lvs::core::config::restore(&mut d, &text) {
         eprintln!("replay: {rules}: {e}");
         return ExitCode::FAILURE;
     }

@@ -13,7 +13,7 @@
 //! use lvs::core::{config::ListOptions, Instant};
 //!
 //! let mut d = lvs::director(lvs::core::DirectorConfig::default());
-//! d.restore("-A -t 10.0.0.1:80 -s wrr\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -g -w 2\n")?;
+//! lvs::core::config::restore(&mut d, "-A -t 10.0.0.1:80 -s wrr\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -g -w 2\n")?;
 //! let table = lvs::core::config::list(&d, Instant::ZERO, ListOptions::Plain);
 //! assert!(table.contains("TCP  10.0.0.1:80 wrr"));
 //! # Ok::<(), lvs::core::Error>(())

@@ -9,16 +9,14 @@ use std::path::Path;
 use lvs::core::addr::Af;
 use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::wire::{self, Frame, DEFAULT_HEADROOM};
-use lvs::core::{DirectorConfig, Instant, Verdict};
+use lvs::core::{DirectorConfig, Instant, PortConfig, Verdict};
 use lvs::dataplane::pcap::read_capture;
 
 fn director(fwd: &str, persistent: bool) -> lvs::Director {
-    let mut d = lvs::director(DirectorConfig {
-        mac: MacAddr([2, 0, 0, 0, 0, 1]),
-        addr4: Some("192.0.2.1".parse().unwrap()),
-        addr6: Some("2001:db8::1".parse().unwrap()),
-        ..DirectorConfig::default()
-    });
+    let port = PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1]))
+        .with_addr("192.0.2.1".parse().unwrap())
+        .with_addr("2001:db8::1".parse().unwrap());
+    let mut d = lvs::director(DirectorConfig { ports: vec![port; 2], ..DirectorConfig::default() });
     let n = Neighbour { mac: MacAddr([2, 0, 0, 0, 0, 0xfe]), port: 0 };
     d.set_gateway(Af::V4, n);
     d.set_gateway(Af::V6, n);
@@ -28,7 +26,7 @@ fn director(fwd: &str, persistent: bool) -> lvs::Director {
     let rules = format!(
         "-A -f 1 -s wlc{p}\n-a -f 1 -r 192.0.2.11:0 {fwd} -w 1\n-A -f 1 -6 -s sh{p}\n-a -f 1 -6 -r [2001:db8::11]:0 {fwd} -w 1\n"
     );
-    d.restore(&rules).unwrap();
+    lvs::core::config::restore(&mut d, &rules).unwrap();
     d.set_classifier(Box::new(|_| 1));
     d
 }

@@ -17,7 +17,7 @@ use lvs::core::addr::Af;
 use lvs::core::config::{list, ListOptions};
 use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
-use lvs::core::{DirectorConfig, Instant, Verdict};
+use lvs::core::{DirectorConfig, Instant, PortConfig, Verdict};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
@@ -261,15 +261,12 @@ pub(crate) fn run(cfg: &LabConfig) -> Result<LabRun, String> {
         _ => vec![[198, 51, 100, 1], VIP],
     };
     let mut d = lvs::director(
-        DirectorConfig {
-            mac: MacAddr(DIRECTOR_MAC),
-            addr4: Some(Ipv4Addr::new(198, 51, 100, 1)),
-            ..DirectorConfig::default()
-        }
-        .with_random_seeds(),
+        DirectorConfig::default()
+            .port(PortConfig::new(MacAddr(DIRECTOR_MAC)).with_addr(Ipv4Addr::new(198, 51, 100, 1).into()))
+            .with_random_seeds(),
     );
     let rules = rules(cfg);
-    d.restore(&rules).map_err(|e| e.to_string())?;
+    lvs::core::config::restore(&mut d, &rules).map_err(|e| e.to_string())?;
 
     let mut clients: Vec<Host> = (0..cfg.clients.max(1))
         .map(|i| Host::new([2, 0, 0, 0, 2, i as u8], &[([198, 51, 100, 2 + i as u8], 24)], [198, 51, 100, 1], false))

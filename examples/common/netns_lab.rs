@@ -21,7 +21,7 @@ use lvs::core::addr::Af;
 use lvs::core::config::{list, ListOptions};
 use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
-use lvs::core::{DirectorConfig, Instant};
+use lvs::core::{DirectorConfig, Instant, PortConfig};
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
 use lvs::dataplane::io::PacketIo;
 use lvs::dataplane::netns::Netns;
@@ -112,12 +112,9 @@ fn decapsulate(ns: &Netns, own: Ipv4Addr, stop: &AtomicBool) -> Result<(), Strin
 fn direct(ns: &Netns, cfg: &LabConfig, rules: &str, stop: &AtomicBool) -> Result<(String, String), String> {
     ns.enter().map_err(err)?;
     let mut d = lvs::director(
-        DirectorConfig {
-            mac: MacAddr(DIRECTOR_MAC),
-            addr4: Some(Ipv4Addr::from(DIRECTOR_IP)),
-            ..DirectorConfig::default()
-        }
-        .with_random_seeds(),
+        DirectorConfig::default()
+            .port(PortConfig::new(MacAddr(DIRECTOR_MAC)).with_addr(Ipv4Addr::from(DIRECTOR_IP).into()))
+            .with_random_seeds(),
     );
     for i in 0..cfg.weights.len() {
         d.set_neighbour(server_ip(cfg.mode, i).into(), Neighbour { mac: MacAddr(server_mac(i)), port: 0 });
@@ -125,7 +122,7 @@ fn direct(ns: &Netns, cfg: &LabConfig, rules: &str, stop: &AtomicBool) -> Result
     let client = Neighbour { mac: MacAddr(CLIENT_MAC), port: 0 };
     d.set_neighbour(Ipv4Addr::from(CLIENT_IP).into(), client);
     d.set_gateway(Af::V4, client);
-    d.restore(rules).map_err(err)?;
+    lvs::core::config::restore(&mut d, rules).map_err(err)?;
     let port = AfPacket::open("eth0", AfPacketConfig::default()).map_err(err)?;
     let mut rt = Runtime::new(d, vec![Box::new(port)]);
     let handle = rt.stop_handle();

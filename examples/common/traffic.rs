@@ -8,7 +8,7 @@ use lvs::core::addr::Af;
 use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::proto::tcp::flags;
 use lvs::core::testkit::Tcp;
-use lvs::core::{DirectorConfig, Instant};
+use lvs::core::{DirectorConfig, Instant, PortConfig};
 
 /// The virtual service's address.
 pub(crate) fn vip() -> IpAddr {
@@ -30,12 +30,9 @@ pub(crate) fn data(i: u32) -> Vec<u8> {
 /// A director forwarding by `method` (`dr`, `nat`, `tun`) to servers behind port `out`, with
 /// the given flows established (SYN then ACK) and a day-long ESTABLISHED timeout.
 pub(crate) fn director(method: &str, flows: impl Iterator<Item = u32>, out: u16) -> lvs::Director {
-    let mut d = lvs::director(DirectorConfig {
-        mac: MacAddr([2, 0, 0, 0, 0, 1]),
-        addr4: Some("192.0.2.1".parse().unwrap()),
-        max_conns: 4 << 20,
-        ..DirectorConfig::default()
-    });
+    // Two ports (clients on 0, servers on `out`), one MAC and address for both.
+    let port = PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1])).with_addr("192.0.2.1".parse().unwrap());
+    let mut d = lvs::director(DirectorConfig { ports: vec![port; 2], max_conns: 4 << 20, ..DirectorConfig::default() });
     d.set_gateway(Af::V4, Neighbour { mac: MacAddr([2, 0, 0, 0, 0, 0xfe]), port: 0 });
     let flag = match method {
         "dr" => "-g",
@@ -48,7 +45,7 @@ pub(crate) fn director(method: &str, flows: impl Iterator<Item = u32>, out: u16)
         d.set_neighbour(rs, Neighbour { mac: MacAddr([2, 0, 0, 0, 1, i]), port: out });
         rules.push_str(&format!("-a -t 203.0.113.100:80 -r {rs}:80 {flag} -w 1\n"));
     }
-    d.restore(&rules).unwrap();
+    lvs::core::config::restore(&mut d, &rules).unwrap();
     d.set_timeouts(86_400, 0, 0);
     let flows: Vec<u32> = flows.collect();
     d.reserve(flows.len() + (1 << 16));

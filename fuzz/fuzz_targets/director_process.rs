@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use lvs_core::addr::Af;
 use lvs_core::neigh::{MacAddr, Neighbour};
 use lvs_core::wire::{parse, Frame, DEFAULT_HEADROOM};
-use lvs_core::{DirectorConfig, Instant, Verdict};
+use lvs_core::{DirectorConfig, Instant, PortConfig, Verdict};
 
 const RULES: &str = "\
 -A -t 203.0.113.100:80 -s wrr
@@ -25,10 +25,11 @@ const RULES: &str = "\
 ";
 
 fuzz_target!(|data: &[u8]| {
+    let port = PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1]))
+        .with_addr("192.0.2.1".parse().unwrap())
+        .with_addr("2001:db8::1".parse().unwrap());
     let mut d = lvs::director(DirectorConfig {
-        mac: MacAddr([2, 0, 0, 0, 0, 1]),
-        addr4: Some("192.0.2.1".parse().unwrap()),
-        addr6: Some("2001:db8::1".parse().unwrap()),
+        ports: vec![port; 2],
         tun_mtu: 600,
         max_conns: 64,
         ..DirectorConfig::default()
@@ -39,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     for (i, a) in ["192.0.2.11", "192.0.2.12", "192.0.2.13", "2001:db8::11"].iter().enumerate() {
         d.set_neighbour(a.parse().unwrap(), Neighbour { mac: MacAddr([2, 0, 0, 0, 1, i as u8]), port: 1 });
     }
-    d.restore(RULES).unwrap();
+    lvs_core::config::restore(&mut d, RULES).unwrap();
     let mut now = 1_000_000_000u64;
     let mut frame = Frame::with_capacity(DEFAULT_HEADROOM + 2048);
     let mut rest = data;

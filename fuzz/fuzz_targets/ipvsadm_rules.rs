@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lvs_core::config::{parse_rules, save};
+use lvs_core::config::{parse_rules, restore, save};
 use lvs_core::DirectorConfig;
 
 fn config(rules: &str) -> Vec<String> {
@@ -16,11 +16,11 @@ fn config(rules: &str) -> Vec<String> {
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let mut d = lvs::director(DirectorConfig::default());
-    match d.restore(text) {
+    match restore(&mut d, text) {
         Ok(()) => {
             let saved = save(&d);
             let mut e = lvs::director(DirectorConfig::default());
-            e.restore(&saved).expect("saved rules read back");
+            restore(&mut e, &saved).expect("saved rules read back");
             assert_eq!(config(&save(&e)), config(&saved));
         }
         Err(_) => assert!(d.services().next().is_none(), "a bad file applied something"),

@@ -6,13 +6,14 @@ use libfuzzer_sys::fuzz_target;
 use lvs_core::addr::Af;
 use lvs_core::neigh::{MacAddr, Neighbour};
 use lvs_core::testkit::Tcp;
-use lvs_core::{DirectorConfig, Instant};
+use lvs_core::{DirectorConfig, Instant, PortConfig};
 
 fuzz_target!(|data: &[u8]| {
-    let mut d = lvs::director(DirectorConfig { mac: MacAddr([2, 0, 0, 0, 0, 1]), ..DirectorConfig::default() });
+    let port = PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1]));
+    let mut d = lvs::director(DirectorConfig { ports: vec![port; 2], ..DirectorConfig::default() });
     d.set_gateway(Af::V4, Neighbour { mac: MacAddr([2, 0, 0, 0, 0, 0xfe]), port: 0 });
     d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: MacAddr([2, 0, 0, 0, 1, 1]), port: 1 });
-    d.restore("-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -m -w 1\n-A -t 203.0.113.100:81 -s rr\n-a -t 203.0.113.100:81 -r 192.0.2.11:81 -g -w 1\n").unwrap();
+    lvs_core::config::restore(&mut d, "-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -m -w 1\n-A -t 203.0.113.100:81 -s rr\n-a -t 203.0.113.100:81 -r 192.0.2.11:81 -g -w 1\n").unwrap();
     let vip = "203.0.113.100".parse().unwrap();
     let client = "198.51.100.2".parse().unwrap();
     let rs = "192.0.2.11".parse().unwrap();

@@ -76,9 +76,10 @@ pub(crate) const F_AVAILABLE: u8 = 0x1;
 /// `IP_VS_DEST_F_OVERLOAD`: the upper threshold was reached.
 pub(crate) const F_OVERLOAD: u8 = 0x2;
 
-/// A real server's live state.
+/// A real server's live state. Its counters move only through the director's binding and state
+/// steps.
 #[derive(Debug)]
-pub struct Dest {
+pub(crate) struct Dest {
     pub(crate) cfg: RealServer,
     /// Index of the owning service in the director's service slab.
     pub(crate) svc: u32,
@@ -208,19 +209,19 @@ impl<'a> DestView<'a> {
 
 /// The arena of real servers, indexed by [`DestId`].
 #[derive(Debug, Default)]
-pub struct Dests {
+pub(crate) struct Dests {
     slots: Vec<Option<Dest>>,
     free: Vec<u32>,
 }
 
 impl Dests {
     /// An empty arena.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Stores a new server of service `svc` and returns its handle.
-    pub fn insert(&mut self, cfg: RealServer, svc: u32) -> DestId {
+    pub(crate) fn insert(&mut self, cfg: RealServer, svc: u32) -> DestId {
         let d = Dest::new(cfg, svc);
         match self.free.pop() {
             Some(i) => {
@@ -246,17 +247,17 @@ impl Dests {
     }
 
     /// The live state of a server.
-    pub fn get(&self, id: DestId) -> Option<&Dest> {
+    pub(crate) fn get(&self, id: DestId) -> Option<&Dest> {
         self.slots.get(id.0 as usize).and_then(Option::as_ref)
     }
 
     /// Mutable live state of a server.
-    pub fn get_mut(&mut self, id: DestId) -> Option<&mut Dest> {
+    pub(crate) fn get_mut(&mut self, id: DestId) -> Option<&mut Dest> {
         self.slots.get_mut(id.0 as usize).and_then(Option::as_mut)
     }
 
     /// A view of a server.
-    pub fn view(&self, id: DestId) -> Option<DestView<'_>> {
+    pub(crate) fn view(&self, id: DestId) -> Option<DestView<'_>> {
         self.get(id).map(|d| DestView { id, d })
     }
 
@@ -272,23 +273,8 @@ impl Dests {
 }
 
 impl Dest {
-    /// Sets ActiveConn and InActConn directly (test benches for schedulers).
-    pub fn set_counts(&mut self, active: u32, inactive: u32) {
-        self.active = active;
-        self.inactive = inactive;
-    }
-
-    /// Sets or clears the overload flag directly (test benches for schedulers).
-    pub fn set_overloaded(&mut self, on: bool) {
-        if on {
-            self.flags |= F_OVERLOAD;
-        } else {
-            self.flags &= !F_OVERLOAD;
-        }
-    }
-
     /// Changes the weight as `ipvsadm -e` does (keeping `last_weight` when it becomes 0).
-    pub fn set_weight(&mut self, w: u32) {
+    pub(crate) fn set_weight(&mut self, w: u32) {
         self.cfg.weight = w;
         if w != 0 {
             self.last_weight = w;
@@ -307,27 +293,27 @@ mod tests {
     #[test]
     fn overload_set_and_cleared_by_kernel_rule() {
         let mut d = Dest::new(rs(1).with_thresholds(4, 0), 0);
-        d.set_counts(3, 0);
+        (d.active, d.inactive) = (3, 0);
         d.check_overload_on_bind();
         assert_eq!(d.flags & F_OVERLOAD, 0);
-        d.set_counts(3, 1);
+        (d.active, d.inactive) = (3, 1);
         d.check_overload_on_bind();
         assert_ne!(d.flags & F_OVERLOAD, 0);
         // 3*4 = 12 is not < 4*3 = 12: still overloaded.
-        d.set_counts(3, 0);
+        (d.active, d.inactive) = (3, 0);
         d.check_overload_on_unbind();
         assert_ne!(d.flags & F_OVERLOAD, 0);
-        d.set_counts(2, 0);
+        (d.active, d.inactive) = (2, 0);
         d.check_overload_on_unbind();
         assert_eq!(d.flags & F_OVERLOAD, 0);
 
         let mut d = Dest::new(rs(1).with_thresholds(3, 1), 0);
-        d.set_counts(3, 0);
+        (d.active, d.inactive) = (3, 0);
         d.check_overload_on_bind();
-        d.set_counts(1, 0);
+        (d.active, d.inactive) = (1, 0);
         d.check_overload_on_unbind();
         assert_ne!(d.flags & F_OVERLOAD, 0, "1 is not below the lower threshold 1");
-        d.set_counts(0, 0);
+        (d.active, d.inactive) = (0, 0);
         d.check_overload_on_unbind();
         assert_eq!(d.flags & F_OVERLOAD, 0);
     }

@@ -99,11 +99,13 @@ pub enum Reason {
     NoHeadroom,
     /// A protocol the service cannot handle yet (SCTP).
     Unsupported,
+    /// The next hop sits behind a port the director's configuration does not have.
+    UnknownPort,
 }
 
 impl Reason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// All reasons, in counter order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -119,6 +121,7 @@ impl Reason {
         Reason::PortMismatch,
         Reason::NoHeadroom,
         Reason::Unsupported,
+        Reason::UnknownPort,
     ];
 
     /// The counter slot of this reason.
@@ -141,6 +144,7 @@ impl Reason {
             Reason::PortMismatch => "port-mismatch",
             Reason::NoHeadroom => "no-headroom",
             Reason::Unsupported => "unsupported",
+            Reason::UnknownPort => "unknown-port",
         }
     }
 }

@@ -18,7 +18,7 @@
 //! - [`persist`] — persistence templates (`ip_vs_sched_persist`).
 //! - [`stats`] — counters and the rate estimator (`ip_vs_est.c`).
 //! - [`wire`] — parsing and in-place rewriting with incremental checksums.
-//! - [`xmit`] — one function per forwarding method (`ip_vs_xmit.c`).
+//! - `xmit` (private) — one function per forwarding method (`ip_vs_xmit.c`).
 //! - [`director`] — the [`Director`]: control API and packet path (`ip_vs_core.c`).
 //! - [`config`] — `ipvsadm -S/-R` rules and `-L` listings (feature `ipvsadm`).
 //! - [`error`] — control-plane [`Error`]s and data-plane drop [`Reason`]s.
@@ -49,11 +49,11 @@ pub mod stats;
 pub mod testkit;
 pub mod time;
 pub mod wire;
-pub mod xmit;
+pub(crate) mod xmit;
 
 pub use addr::{Af, Endpoint, Proto, ServiceKey};
 pub use dest::{DestId, DestView, FwdMethod, RealServer};
-pub use director::{Director, DirectorConfig, Verdict};
+pub use director::{BatchError, Command, Director, DirectorConfig, PortConfig, Verdict};
 pub use error::{Error, Reason};
 pub use neigh::{MacAddr, Neighbour};
 pub use proto::Timeouts;

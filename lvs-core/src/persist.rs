@@ -1,5 +1,6 @@
 //! Persistence templates (`ip_vs_sched_persist`, `ip_vs_check_template`): the key a template is
-//! found by, and the rule for which port a template and its connections use.
+//! found by, the rule for which port a template and its connections use, how a template is
+//! made, and when it stops matching.
 //!
 //! A template is `<proto, client & netmask, 0, vaddr, vport>` → real server. For a service
 //! reached on its own port the template keeps that port; for port-0 ("all ports") services the
@@ -10,6 +11,8 @@ use core::net::{IpAddr, Ipv4Addr};
 
 use crate::addr::{mask_addr, raw, Af, ServiceKey};
 use crate::conn::table::InKey;
+use crate::conn::{cf, Conn, ConnId, ConnTable, NIL};
+use crate::dest::{Dest, DestId, Dests, F_AVAILABLE};
 use crate::wire::PacketMeta;
 
 /// What a template is looked up and stored by.
@@ -53,6 +56,41 @@ pub(crate) fn template_key(svc: &ServiceKey, prefix: u8, pkt: &PacketMeta) -> Te
             }
         }
     }
+}
+
+/// A new template for `tk` bound to server `dest` (`d`), with the connection flags `flags` of
+/// that server and the service's persistence timeout in seconds.
+pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16, timeout_s: u32) -> Conn {
+    Conn {
+        caddr: tk.key.caddr,
+        vaddr: tk.key.vaddr,
+        daddr: raw(&d.cfg.endpoint.addr),
+        cport: 0,
+        vport: tk.key.vport,
+        dport: if tk.on_svc_port { d.cfg.endpoint.port } else { 0 },
+        proto: tk.key.proto,
+        state: 0,
+        flags: flags | cf::TEMPLATE | cf::IN_HASHED,
+        dest: dest.0,
+        control: NIL,
+        n_control: 0,
+        timeout_ms: timeout_s.saturating_mul(1000),
+        expires: 0,
+        tprev: NIL,
+        tnext: NIL,
+        tick: 0,
+    }
+}
+
+/// `ip_vs_check_template`: a template whose server is gone (or quiesced, with
+/// `expire_quiescent_template`) stops matching — it is unhashed and lingers until it expires.
+pub(crate) fn check_template(conns: &mut ConnTable, dests: &Dests, expire_quiescent: bool, t: ConnId) -> bool {
+    let d = conns.get(t).and_then(Conn::dest_id).and_then(|d| dests.get(d));
+    let valid = d.is_some_and(|d| d.flags & F_AVAILABLE != 0 && !(expire_quiescent && d.cfg.weight == 0));
+    if !valid {
+        conns.unhash_in(t);
+    }
+    valid
 }
 
 #[cfg(test)]

@@ -1,14 +1,10 @@
 //! Virtual services (`struct ip_vs_service`, `ip_vs_ctl.c`): key, scheduler, persistence and
 //! flags, and the list of real servers in the kernel's order (newest first).
 
-use alloc::boxed::Box;
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use crate::addr::ServiceKey;
 use crate::dest::{DestId, DestView, Dests};
-use crate::sched::Scheduler;
-use crate::stats::Stats;
 
 /// Scheduler flags `-b` (`IP_VS_SVC_F_SCHED1..3`). `sh` and `mh` read the first as *fallback*
 /// and the second as *port*.
@@ -81,15 +77,6 @@ impl ServiceConfig {
     }
 }
 
-/// A service's live state.
-pub(crate) struct Service {
-    pub(crate) cfg: ServiceConfig,
-    /// Real servers in the kernel's list order: index 0 is the list head (the newest).
-    pub(crate) order: Vec<DestId>,
-    pub(crate) sched: Box<dyn Scheduler>,
-    pub(crate) stats: Stats,
-}
-
 /// What a scheduler sees of a service: its flags and its real servers in the kernel's order.
 #[derive(Clone, Copy)]
 pub struct ServiceView<'a> {
@@ -100,7 +87,7 @@ pub struct ServiceView<'a> {
 
 impl<'a> ServiceView<'a> {
     /// A view over `order` (newest first) with servers looked up in `dests`.
-    pub fn new(order: &'a [DestId], dests: &'a Dests, flags: SchedFlags) -> Self {
+    pub(crate) fn new(order: &'a [DestId], dests: &'a Dests, flags: SchedFlags) -> Self {
         ServiceView { order, dests, flags }
     }
 

@@ -145,6 +145,69 @@ pub fn factory(name: &str) -> Result<alloc::boxed::Box<dyn crate::sched::Schedul
     }
 }
 
+/// A service's list of real servers without a director, for scheduler tests and benches:
+/// servers are linked at the head as `ipvsadm -a` links them, and — what only a test may do —
+/// their counters and overload flag are set directly instead of moving through connections.
+/// Telling the scheduler about a change is the caller's part, in the kernel's order.
+#[derive(Debug, Default)]
+pub struct ServerList {
+    dests: crate::dest::Dests,
+    order: Vec<crate::dest::DestId>,
+    flags: crate::service::SchedFlags,
+}
+
+impl ServerList {
+    /// An empty list with scheduler flags `flags` (`-b`).
+    pub fn new(flags: crate::service::SchedFlags) -> Self {
+        ServerList { flags, ..Self::default() }
+    }
+
+    /// Links a server at the head of the list and returns its handle.
+    pub fn link(&mut self, rs: crate::dest::RealServer) -> crate::dest::DestId {
+        let id = self.dests.insert(rs, 0);
+        self.order.insert(0, id);
+        id
+    }
+
+    /// Unlinks a server; returns the list position it had.
+    pub fn unlink(&mut self, id: crate::dest::DestId) -> Option<usize> {
+        let pos = self.order.iter().position(|x| *x == id)?;
+        self.order.remove(pos);
+        Some(pos)
+    }
+
+    /// Changes a server's weight as `ipvsadm -e` does.
+    pub fn set_weight(&mut self, id: crate::dest::DestId, w: u32) {
+        if let Some(d) = self.dests.get_mut(id) {
+            d.set_weight(w);
+        }
+    }
+
+    /// Sets a server's ActiveConn and InActConn.
+    pub fn set_counts(&mut self, id: crate::dest::DestId, active: u32, inactive: u32) {
+        if let Some(d) = self.dests.get_mut(id) {
+            d.active = active;
+            d.inactive = inactive;
+        }
+    }
+
+    /// Sets or clears a server's overload flag.
+    pub fn set_overloaded(&mut self, id: crate::dest::DestId, on: bool) {
+        if let Some(d) = self.dests.get_mut(id) {
+            if on {
+                d.flags |= crate::dest::F_OVERLOAD;
+            } else {
+                d.flags &= !crate::dest::F_OVERLOAD;
+            }
+        }
+    }
+
+    /// What a scheduler sees of the list.
+    pub fn view(&self) -> crate::service::ServiceView<'_> {
+        crate::service::ServiceView::new(&self.order, &self.dests, self.flags)
+    }
+}
+
 /// Checks every checksum of an Ethernet frame by full recomputation with etherparse (an
 /// implementation independent of ours): the IPv4 header, TCP, UDP, ICMP and ICMPv6, and the
 /// inner packet of an IP-in-IP frame.

@@ -15,7 +15,7 @@ use lvs_core::config::{list, parse_command, ListOptions};
 use lvs_core::neigh::{MacAddr, Neighbour};
 use lvs_core::proto::tcp::flags;
 use lvs_core::wire::{self, ipproto, Frame, PacketMeta, DEFAULT_HEADROOM};
-use lvs_core::{Director, DirectorConfig, Instant, Verdict};
+use lvs_core::{Director, DirectorConfig, Instant, PortConfig, Verdict};
 
 use crate::pcap::{read_capture, CaptureError, CaptureWriter, Captured};
 
@@ -127,11 +127,8 @@ fn classifier(mark: u32, spec: &str) -> Result<lvs_core::director::Classifier, C
 /// # Errors
 /// [`CaseError::Bad`] for a topology that lacks what a director needs.
 pub fn director_for(topo: &Topology) -> Result<Director, CaseError> {
-    let mut cfg = DirectorConfig { mac: topo.mac("director_mac")?, ..DirectorConfig::default() };
-    match topo.ip("director_ip")? {
-        IpAddr::V4(a) => cfg.addr4 = Some(a),
-        IpAddr::V6(a) => cfg.addr6 = Some(a),
-    }
+    let port = PortConfig::new(topo.mac("director_mac")?).with_addr(topo.ip("director_ip")?);
+    let cfg = DirectorConfig::default().port(port);
     let mut d = Director::new(cfg, lvs_sched::by_name);
     let gw = topo.ip("gateway_ip")?;
     let gw_n = Neighbour { mac: topo.mac("gateway_mac")?, port: 0 };

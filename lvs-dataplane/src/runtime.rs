@@ -8,9 +8,9 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
-use lvs_core::config::{render_stats, stats_rows, sum_rows, Command, StatsRow};
+use lvs_core::config::{render_stats, stats_rows, sum_rows, StatsRow};
 use lvs_core::wire::{Frame, DEFAULT_HEADROOM};
-use lvs_core::{Director, Instant, Verdict};
+use lvs_core::{Command, Director, Instant, Verdict};
 
 use crate::io::PacketIo;
 

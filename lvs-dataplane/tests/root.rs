@@ -8,7 +8,7 @@ use std::time::{Duration, Instant as StdInstant};
 use lvs_core::addr::Af;
 use lvs_core::neigh::{MacAddr, Neighbour};
 use lvs_core::wire::{Frame, DEFAULT_HEADROOM};
-use lvs_core::{DirectorConfig, Instant};
+use lvs_core::{DirectorConfig, Instant, PortConfig};
 use lvs_dataplane::afpacket::{AfPacket, AfPacketConfig};
 use lvs_dataplane::io::PacketIo;
 use lvs_dataplane::netns::Netns;
@@ -139,12 +139,19 @@ fn runtime_forwards_dr_between_veth_pairs() {
             ns.enter().unwrap();
             let rs_mac = MacAddr([2, 0, 0, 0, 1, 1]);
             let mut d = lvs_core::Director::new(
-                DirectorConfig { mac: MacAddr([2, 0, 0, 0, 0, 1]), ..DirectorConfig::default() },
+                DirectorConfig {
+                    ports: vec![PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1])); 2],
+                    ..DirectorConfig::default()
+                },
                 lvs_sched::by_name,
             );
             d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: rs_mac, port: 1 });
             d.set_gateway(Af::V4, Neighbour { mac: MacAddr([2, 0, 0, 0, 0, 0xfe]), port: 0 });
-            d.restore("-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n").unwrap();
+            lvs_core::config::restore(
+                &mut d,
+                "-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n",
+            )
+            .unwrap();
             let promisc = AfPacketConfig { promisc: true, ..AfPacketConfig::default() };
             let client_side = AfPacket::open("lvsc2", promisc).unwrap();
             let server_side = AfPacket::open("lvss2", AfPacketConfig::default()).unwrap();
@@ -188,11 +195,15 @@ fn fanout_spreads_flows_over_shards() {
     let make = Arc::new(move |_: usize| {
         lvs_dataplane::netns::Netns::enter_existing(&name)?;
         let mut d = lvs_core::Director::new(
-            DirectorConfig { mac: MacAddr([2, 0, 0, 0, 0, 1]), ..DirectorConfig::default() },
+            DirectorConfig {
+                ports: vec![PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1])); 2],
+                ..DirectorConfig::default()
+            },
             lvs_sched::by_name,
         );
         d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: rs_mac, port: 1 });
-        d.restore("-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n").unwrap();
+        lvs_core::config::restore(&mut d, "-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n")
+            .unwrap();
         let cfg = AfPacketConfig { promisc: true, fanout: Some(0x4c56), ..AfPacketConfig::default() };
         let client_side: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsf2", cfg)?);
         let server_side: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsg2", AfPacketConfig::default())?);

@@ -7,24 +7,23 @@ use lvs_core::config::parse_command;
 use lvs_core::neigh::{MacAddr, Neighbour};
 use lvs_core::proto::tcp::flags;
 use lvs_core::testkit::Tcp;
-use lvs_core::{Director, DirectorConfig};
+use lvs_core::{Director, DirectorConfig, PortConfig};
 use lvs_dataplane::io::PacketIo;
 use lvs_dataplane::pcap::Captured;
 use lvs_dataplane::replay::PcapReplay;
 use lvs_dataplane::runtime::Shards;
 
 fn director() -> Director {
-    let mut d = Director::new(
-        DirectorConfig { mac: MacAddr([2, 0, 0, 0, 0, 1]), ..DirectorConfig::default() },
-        lvs_sched::by_name,
-    );
+    let mut d =
+        Director::new(DirectorConfig::default().port(PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1]))), lvs_sched::by_name);
     for i in 1..=2u8 {
         d.set_neighbour(
             format!("192.0.2.1{i}").parse().unwrap(),
             Neighbour { mac: MacAddr([2, 0, 0, 0, 1, i]), port: 0 },
         );
     }
-    d.restore("-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n").unwrap();
+    lvs_core::config::restore(&mut d, "-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n")
+        .unwrap();
     d
 }
 

@@ -4,18 +4,17 @@
 use std::net::IpAddr;
 
 use lvs_core::addr::Af;
-use lvs_core::dest::{DestId, Dests, FwdMethod, RealServer};
+use lvs_core::dest::{DestId, FwdMethod, RealServer};
 use lvs_core::sched::{SchedCx, Scheduler, SeededRng};
-use lvs_core::service::{SchedFlags, ServiceView};
+use lvs_core::service::SchedFlags;
+use lvs_core::testkit::ServerList;
 use lvs_core::time::Instant;
 use lvs_core::wire::{Frag, PacketMeta};
 use proptest::prelude::*;
 
 struct Bench {
-    dests: Dests,
-    order: Vec<DestId>,
+    list: ServerList,
     sched: Box<dyn Scheduler>,
-    flags: SchedFlags,
     rng: SeededRng,
     added: u8,
 }
@@ -49,15 +48,12 @@ impl Bench {
 
     fn with_flags(name: &str, flags: SchedFlags) -> Self {
         let mut b = Bench {
-            dests: Dests::new(),
-            order: Vec::new(),
+            list: ServerList::new(flags),
             sched: lvs_sched::by_name(name).unwrap(),
-            flags,
             rng: SeededRng::new(1),
             added: 0,
         };
-        let v = ServiceView::new(&b.order, &b.dests, flags);
-        b.sched.init_service(&v).unwrap();
+        b.sched.init_service(&b.list.view()).unwrap();
         b
     }
 
@@ -65,40 +61,33 @@ impl Bench {
     fn add(&mut self, w: u32) -> DestId {
         self.added += 1;
         let n = 10 + self.added;
-        let id = self.dests.insert(RealServer::new(IpAddr::from([192, 0, 2, n]), 80, FwdMethod::Route, w), 0);
-        self.order.insert(0, id);
-        let v = ServiceView::new(&self.order, &self.dests, self.flags);
-        self.sched.add_dest(&v, id).unwrap();
+        let id = self.list.link(RealServer::new(IpAddr::from([192, 0, 2, n]), 80, FwdMethod::Route, w));
+        self.sched.add_dest(&self.list.view(), id).unwrap();
         id
     }
 
     /// Re-initialises the scheduler over the current list (as `ipvsadm -E` switching to it).
     fn reinit(&mut self) {
-        let v = ServiceView::new(&self.order, &self.dests, self.flags);
-        self.sched.init_service(&v).unwrap();
+        self.sched.init_service(&self.list.view()).unwrap();
     }
 
     fn del(&mut self, id: DestId) {
-        let pos = self.order.iter().position(|x| *x == id).unwrap();
-        self.order.remove(pos);
-        let v = ServiceView::new(&self.order, &self.dests, self.flags);
-        self.sched.del_dest(&v, id, pos);
+        let pos = self.list.unlink(id).unwrap();
+        self.sched.del_dest(&self.list.view(), id, pos);
     }
 
     fn edit(&mut self, id: DestId, w: u32) {
-        self.dests.get_mut(id).unwrap().set_weight(w);
-        let v = ServiceView::new(&self.order, &self.dests, self.flags);
-        self.sched.upd_dest(&v, id);
+        self.list.set_weight(id, w);
+        self.sched.upd_dest(&self.list.view(), id);
     }
 
     fn counts(&mut self, id: DestId, active: u32, inactive: u32) {
-        self.dests.get_mut(id).unwrap().set_counts(active, inactive);
+        self.list.set_counts(id, active, inactive);
     }
 
     fn pick_for(&mut self, p: &PacketMeta) -> Option<DestId> {
-        let v = ServiceView::new(&self.order, &self.dests, self.flags);
         let mut cx = SchedCx { now: Instant::from_secs(1), rng: &mut self.rng };
-        self.sched.schedule(&mut cx, &v, p)
+        self.sched.schedule(&mut cx, &self.list.view(), p)
     }
 
     fn pick(&mut self) -> Option<DestId> {
@@ -164,7 +153,7 @@ fn least_connection_family_examples() {
     let mut b = Bench::new("fo");
     let [x, y, z] = [b.add(3), b.add(5), b.add(5)];
     assert_eq!(b.pick(), Some(z));
-    b.dests.get_mut(z).unwrap().set_overloaded(true);
+    b.list.set_overloaded(z, true);
     assert_eq!(b.pick(), Some(y));
     let _ = x;
     let mut b = Bench::new("ovf");
@@ -243,13 +232,13 @@ proptest! {
         let mut b = Bench::new("rr");
         let ids: Vec<DestId> = ws.iter().map(|(w, _)| b.add(*w)).collect();
         for (id, (_, ov)) in ids.iter().zip(&ws) {
-            b.dests.get_mut(*id).unwrap().set_overloaded(*ov);
+            b.list.set_overloaded(*id, *ov);
         }
         let usable = ws.iter().any(|(w, ov)| *w > 0 && !ov);
         for p in b.picks(n) {
             match p {
                 Some(id) => {
-                    let d = b.dests.view(id).unwrap();
+                    let d = b.list.view().get(id).unwrap();
                     prop_assert!(d.weight() > 0 && !d.is_overloaded());
                 }
                 None => prop_assert!(!usable),
@@ -266,11 +255,11 @@ proptest! {
         let ids: Vec<DestId> = servers.iter().map(|(w, ..)| b.add(*w)).collect();
         for (id, (_, a, i, ov)) in ids.iter().zip(&servers) {
             b.counts(*id, *a, *i);
-            b.dests.get_mut(*id).unwrap().set_overloaded(*ov);
+            b.list.set_overloaded(*id, *ov);
         }
         // score as a fraction (num, den), compared by cross-multiplication.
         let score = |id: DestId| {
-            let d = b.dests.view(id).unwrap();
+            let d = b.list.view().get(id).unwrap();
             let oh = (u64::from(d.active()) << 8) + u64::from(d.inactive());
             match name {
                 "lc" => (oh, 1),
@@ -278,7 +267,7 @@ proptest! {
                 _ => (u64::from(d.active()) + 1, u64::from(d.weight())),
             }
         };
-        let candidates: Vec<DestId> = b.order.iter().copied().filter(|id| !b.dests.view(*id).unwrap().is_overloaded()).collect();
+        let candidates: Vec<DestId> = b.list.view().ids().iter().copied().filter(|id| !b.list.view().get(*id).unwrap().is_overloaded()).collect();
         let best = candidates.iter().copied().fold(None::<DestId>, |best, id| match best {
             Some(bid) => {
                 let (bn, bd) = score(bid);

@@ -1,9 +1,11 @@
-//! ipvsadm's text formats (`ipvsadm.c`, `libipvs.c`): the `-S`/`-R` rule format and single
-//! commands in ([`rules`]), and the `-L` family of listings out ([`listing`]), laid out byte for
-//! byte as ipvsadm 1.31 prints them so outputs can be diffed against the real tool.
+//! Text formats in and out of a [`Director`](crate::Director), one room per format. Each reads
+//! into control [`Command`](crate::Command)s and the director's public API, and writes from what
+//! the director lets anyone read; the director knows none of them.
+//!
+//! - [`ipvsadm`] — `ipvsadm` command lines, `-S`/`-R` rule files and the `-L` listings.
 
-pub mod listing;
-pub mod rules;
+pub mod ipvsadm;
 
-pub use listing::{list, render_stats, stats_rows, sum_rows, ListOptions, StatsRow};
-pub use rules::{parse_command, parse_rules, save, Command};
+pub use ipvsadm::command::parse_command;
+pub use ipvsadm::listing::{list, render_stats, stats_rows, sum_rows, ListOptions, StatsRow};
+pub use ipvsadm::rules::{parse_rules, restore, save};

@@ -5,11 +5,11 @@
 pub(crate) mod table;
 mod timer;
 
-pub use table::{ConnTable, TableStats};
+pub(crate) use table::ConnTable;
+pub use table::TableStats;
 
 use crate::addr::{from_raw, Af, Endpoint};
 use crate::dest::{DestId, FwdMethod};
-use crate::proto::TcpState;
 
 /// Handle of a connection entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -50,7 +50,7 @@ pub(crate) struct Conn {
     pub(crate) dport: u16,
     /// IP protocol number (0 for fwmark templates).
     pub(crate) proto: u8,
-    /// [`TcpState`] number for TCP; 0 otherwise.
+    /// [`TcpState`](crate::proto::TcpState) number for TCP; 0 otherwise.
     pub(crate) state: u8,
     pub(crate) flags: u16,
     /// Bound real server.
@@ -126,16 +126,10 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub(crate) fn of(c: &Conn, now_ns: u64) -> ConnInfo {
+    /// The listing of `c`, whose state is named `state`, at `now_ns`.
+    pub(crate) fn of(c: &Conn, state: &'static str, now_ns: u64) -> ConnInfo {
         let af = c.af();
         let ep = |a: &[u8; 16], p: u16| Endpoint::new(from_raw(af, a), p);
-        let state = if c.is_template() {
-            "ASSURED"
-        } else if c.proto == 6 {
-            TcpState::from_u8(c.state).map_or("ERR!", TcpState::name)
-        } else {
-            crate::proto::udp::STATE_NAME
-        };
         ConnInfo {
             proto: c.proto,
             client: ep(&c.caddr, c.cport),

@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 use hashbrown::HashTable;
 
 use super::timer::Wheel;
-use super::{cf, Conn, ConnId, ConnInfo};
+use super::{cf, Conn, ConnId};
 
 /// Key of the client → virtual index (`ip_vs_conn_hashkey_param` for the in direction).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,7 +65,7 @@ pub struct TableStats {
 }
 
 /// Connections and templates: a bounded slab with hash indexes and a timer wheel.
-pub struct ConnTable {
+pub(crate) struct ConnTable {
     slab: Vec<Conn>,
     free: Vec<u32>,
     live: usize,
@@ -78,7 +78,7 @@ pub struct ConnTable {
 
 impl ConnTable {
     /// A table that holds at most `max` entries, hashing with `hasher` (seeded by the caller).
-    pub fn new(max: usize, hasher: ahash::RandomState) -> Self {
+    pub(crate) fn new(max: usize, hasher: ahash::RandomState) -> Self {
         ConnTable {
             slab: Vec::new(),
             free: Vec::new(),
@@ -92,7 +92,7 @@ impl ConnTable {
     }
 
     /// Reserves room for `n` entries up front, so the table does not allocate after warm-up.
-    pub fn reserve(&mut self, n: usize) {
+    pub(crate) fn reserve(&mut self, n: usize) {
         let n = n.min(self.max);
         self.slab.reserve(n.saturating_sub(self.slab.len()));
         let (h, slab) = (&self.hasher, &self.slab);
@@ -101,17 +101,12 @@ impl ConnTable {
     }
 
     /// Live entries.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.live
     }
 
-    /// True when no entry is live.
-    pub fn is_empty(&self) -> bool {
-        self.live == 0
-    }
-
     /// Memory held by the table.
-    pub fn stats(&self) -> TableStats {
+    pub(crate) fn stats(&self) -> TableStats {
         TableStats {
             entries: self.live,
             bytes: self.slab.capacity() * core::mem::size_of::<Conn>()
@@ -261,11 +256,6 @@ impl ConnTable {
             }
         }
         self.slab.iter().enumerate().filter(move |(i, _)| !dead[*i]).map(|(i, c)| (ConnId(i as u32), c))
-    }
-
-    /// Listing rows for every live entry.
-    pub fn infos(&self, now_ns: u64) -> Vec<ConnInfo> {
-        self.iter().map(|(_, c)| ConnInfo::of(c, now_ns)).collect()
     }
 }
 

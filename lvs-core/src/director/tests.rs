@@ -7,8 +7,15 @@ use alloc::vec::Vec;
 use core::net::IpAddr;
 
 use super::*;
+use crate::addr::Endpoint;
 use crate::config::{list, ListOptions};
+use crate::conn::cf;
+use crate::dest::F_AVAILABLE;
+use crate::error::Error;
+use crate::proto::tcp::flags;
 use crate::testkit::{self, udp, verify_checksums, Tcp, DIRECTOR_MAC, GW_MAC};
+use crate::wire;
+use crate::wire::Frame;
 use crate::wire::DEFAULT_HEADROOM;
 
 const SYN: u8 = flags::SYN;
@@ -23,16 +30,18 @@ fn rs_mac(i: u8) -> MacAddr {
     MacAddr([2, 0, 0, 0, 1, i])
 }
 
-fn director_with(cfg: DirectorConfig) -> Director {
-    let mut d = Director::new(
-        DirectorConfig {
-            mac: MacAddr(DIRECTOR_MAC),
-            addr4: Some("192.0.2.1".parse().unwrap()),
-            addr6: Some("2001:db8:2::1".parse().unwrap()),
-            ..cfg
-        },
-        testkit::factory,
-    );
+/// The director's port: one MAC and address pair on both links.
+fn port() -> PortConfig {
+    PortConfig::new(MacAddr(DIRECTOR_MAC)).with_addr(ip("192.0.2.1")).with_addr(ip("2001:db8:2::1"))
+}
+
+/// A director with `cfg` (two [`port`]s unless it names its own), the gateway behind port 0 and
+/// three real servers behind port 1.
+fn director_with(mut cfg: DirectorConfig) -> Director {
+    if cfg.ports.is_empty() {
+        cfg.ports = alloc::vec![port(); 2];
+    }
+    let mut d = Director::new(cfg, testkit::factory);
     let gw = Neighbour { mac: MacAddr(GW_MAC), port: 0 };
     d.set_gateway(Af::V4, gw);
     d.set_gateway(Af::V6, gw);
@@ -233,9 +242,40 @@ fn unknown_neighbour_is_a_counted_drop() {
     assert_eq!(v, Verdict::Drop(Reason::UnknownNeighbour));
     assert_eq!(d.drops()[Reason::UnknownNeighbour.index()], 1);
     // Once the application learns the neighbour, the same connection flows.
-    d.set_neighbour(ip("192.0.2.99"), Neighbour { mac: rs_mac(9), port: 2 });
+    d.set_neighbour(ip("192.0.2.99"), Neighbour { mac: rs_mac(9), port: 1 });
     let (v, _) = send(&mut d, 1, Tcp::new(client(1000), (vip(), 80), ACK));
-    assert!(matches!(v, Verdict::Transmit { port: 2, .. }));
+    assert!(matches!(v, Verdict::Transmit { port: 1, .. }));
+}
+
+#[test]
+fn each_port_sends_with_its_own_mac() {
+    // A two-armed director: clients behind port 0, servers behind port 1, each with its MAC.
+    let (client_side, server_side) = (MacAddr([2, 0, 0, 0, 0, 0xa0]), MacAddr([2, 0, 0, 0, 0, 0xb0]));
+    let ports = alloc::vec![PortConfig::new(client_side), PortConfig::new(server_side).with_addr(ip("192.0.2.1"))];
+    let mut d = director_with(DirectorConfig { ports, ..DirectorConfig::default() });
+    add(&mut d, svc(), FwdMethod::Masq, 8080);
+    let (v, f) = send(&mut d, 1, Tcp::new(client(1000), (vip(), 80), SYN));
+    assert_eq!(v, Verdict::Transmit { port: 1, dest: d.service(&svc()).unwrap().dests.ids().first().copied() });
+    assert_eq!((&f.data()[0..6], &f.data()[6..12]), (&rs_mac(1).0[..], &server_side.0[..]));
+    let mut reply = Tcp::new((ip("192.0.2.11"), 8080), client(1000), SYN | ACK);
+    reply.src_mac = rs_mac(1).0;
+    let (v, f) = send(&mut d, 1, reply);
+    assert_eq!(v, Verdict::Transmit { port: 0, dest: None });
+    assert_eq!((&f.data()[0..6], &f.data()[6..12]), (&GW_MAC[..], &client_side.0[..]));
+    // What the director answers itself leaves toward the client with the client side's MAC.
+    let (v, f) = send(&mut d, 1, Tcp::new(client(1001), (vip(), 80), ACK));
+    assert_eq!(v, Verdict::Transmit { port: 0, dest: None });
+    assert_eq!(&f.data()[6..12], &client_side.0[..]);
+}
+
+#[test]
+fn a_frame_for_a_missing_port_is_a_counted_drop() {
+    let mut d = director_with(DirectorConfig { ports: alloc::vec![port()], ..DirectorConfig::default() });
+    add(&mut d, svc(), FwdMethod::Route, 80);
+    // 192.0.2.11 sits behind port 1, which this one-port director does not have.
+    let (v, _) = send(&mut d, 1, Tcp::new(client(1000), (vip(), 80), SYN));
+    assert_eq!(v, Verdict::Drop(Reason::UnknownPort));
+    assert_eq!(d.drops()[Reason::UnknownPort.index()], 1);
 }
 
 #[test]

@@ -6,6 +6,10 @@ pub mod udp;
 
 pub use tcp::{TcpDir, TcpState};
 
+use crate::conn::{cf, Conn};
+use crate::dest::Dest;
+use crate::wire::ipproto;
+
 /// Timeouts per protocol state, in seconds, settable like `ipvsadm --set tcp tcpfin udp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
@@ -39,6 +43,54 @@ impl Timeouts {
     /// The three values `ipvsadm --timeout` lists: `(tcp, tcpfin, udp)`.
     pub fn listed(&self) -> (u32, u32, u32) {
         (self.tcp[TcpState::Established as usize], self.tcp[TcpState::FinWait as usize], self.udp)
+    }
+}
+
+/// `set_tcp_state` and the UDP transition: the one place a connection's state, its server's
+/// ActiveConn/InActConn counters and its timeout change. TCP steps through the kernel's tables
+/// ([`tcp::next_state`]), choosing INPUT-ONLY while the connection has never seen its server's
+/// side; moving between an active and an inactive state moves the connection between the
+/// counters. The new timeout is the state's (UDP has one).
+pub(crate) fn set_state(c: &mut Conn, dest: Option<&mut Dest>, timeouts: &Timeouts, output: bool, tcp_flags: u8) {
+    let timeout_s = if c.proto == ipproto::TCP {
+        let mut dir = if output { TcpDir::Output } else { TcpDir::Input };
+        if c.flags & cf::NOOUTPUT != 0 {
+            if output {
+                c.flags &= !cf::NOOUTPUT;
+            } else {
+                dir = TcpDir::InputOnly;
+            }
+        }
+        let cur = TcpState::from_u8(c.state).unwrap_or(TcpState::None);
+        let new = tcp::next_state(dir, cur, tcp_flags);
+        let inactive = c.flags & cf::INACTIVE != 0;
+        if let Some(d) = dest {
+            if !inactive && !new.is_active() {
+                d.active = d.active.saturating_sub(1);
+                d.inactive += 1;
+                c.flags |= cf::INACTIVE;
+            } else if inactive && new.is_active() {
+                d.inactive = d.inactive.saturating_sub(1);
+                d.active += 1;
+                c.flags &= !cf::INACTIVE;
+            }
+        }
+        c.state = new as u8;
+        timeouts.tcp[new as usize]
+    } else {
+        timeouts.udp
+    };
+    c.timeout_ms = timeout_s.saturating_mul(1000);
+}
+
+/// A connection's state as `ipvsadm -Lc` names it (templates are `ASSURED`).
+pub(crate) fn state_name(c: &Conn) -> &'static str {
+    if c.is_template() {
+        "ASSURED"
+    } else if c.proto == ipproto::TCP {
+        TcpState::from_u8(c.state).map_or("ERR!", TcpState::name)
+    } else {
+        udp::STATE_NAME
     }
 }
 

@@ -1,7 +1,7 @@
 //! Internet checksums: full computation and RFC 1624 incremental updates (`HC' = ~(~HC + ~m + m')`).
 
 /// Adds `data` as big-endian 16-bit words to a 32-bit one's-complement accumulator.
-pub fn add(mut sum: u32, data: &[u8]) -> u32 {
+pub(crate) fn add(mut sum: u32, data: &[u8]) -> u32 {
     let mut chunks = data.chunks_exact(2);
     for c in &mut chunks {
         if let [a, b] = c {
@@ -16,7 +16,7 @@ pub fn add(mut sum: u32, data: &[u8]) -> u32 {
 }
 
 /// Folds an accumulator to 16 bits and complements it: the checksum field's value.
-pub fn finish(mut sum: u32) -> u16 {
+pub(crate) fn finish(mut sum: u32) -> u16 {
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -24,20 +24,20 @@ pub fn finish(mut sum: u32) -> u16 {
 }
 
 /// The checksum of `data` alone.
-pub fn checksum(data: &[u8]) -> u16 {
+pub(crate) fn checksum(data: &[u8]) -> u16 {
     finish(add(0, data))
 }
 
 /// RFC 1624 eqn. 3: the checksum after one 16-bit word changed from `old` to `new`.
 #[inline]
-pub fn update16(check: u16, old: u16, new: u16) -> u16 {
+pub(crate) fn update16(check: u16, old: u16, new: u16) -> u16 {
     let sum = u32::from(!check) + u32::from(!old) + u32::from(new);
     finish(sum)
 }
 
 /// The checksum after a run of bytes (even length: an address) changed from `old` to `new`.
 #[inline]
-pub fn update_bytes(check: u16, old: &[u8], new: &[u8]) -> u16 {
+pub(crate) fn update_bytes(check: u16, old: &[u8], new: &[u8]) -> u16 {
     let mut sum = u32::from(!check);
     for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
         if let ([o0, o1], [n0, n1]) = (o, n) {

@@ -5,84 +5,82 @@
 use core::ops::Range;
 
 /// Ethernet destination MAC.
-pub const ETH_DST: Range<usize> = 0..6;
+pub(crate) const ETH_DST: Range<usize> = 0..6;
 /// Ethernet source MAC.
-pub const ETH_SRC: Range<usize> = 6..12;
-/// Ethernet header length without tags.
-pub const ETH_LEN: usize = 14;
+pub(crate) const ETH_SRC: Range<usize> = 6..12;
 
 /// IPv4: total length.
-pub const V4_TOTAL_LEN: usize = 2;
+pub(crate) const V4_TOTAL_LEN: usize = 2;
 /// IPv4: identification.
-pub const V4_ID: usize = 4;
+pub(crate) const V4_ID: usize = 4;
 /// IPv4: flags and fragment offset.
-pub const V4_FLAGS: usize = 6;
+pub(crate) const V4_FLAGS: usize = 6;
 /// IPv4: TTL (high byte of the TTL/protocol word).
-pub const V4_TTL: usize = 8;
+pub(crate) const V4_TTL: usize = 8;
 /// IPv4: header checksum.
-pub const V4_CSUM: usize = 10;
+pub(crate) const V4_CSUM: usize = 10;
 /// IPv4: source address.
-pub const V4_SRC: Range<usize> = 12..16;
+pub(crate) const V4_SRC: Range<usize> = 12..16;
 /// IPv4: destination address.
-pub const V4_DST: Range<usize> = 16..20;
+pub(crate) const V4_DST: Range<usize> = 16..20;
 
 /// IPv6: payload length.
-pub const V6_PAYLOAD_LEN: usize = 4;
+pub(crate) const V6_PAYLOAD_LEN: usize = 4;
 /// IPv6: next header.
-pub const V6_NEXT: usize = 6;
+pub(crate) const V6_NEXT: usize = 6;
 /// IPv6: hop limit.
-pub const V6_HOPS: usize = 7;
+pub(crate) const V6_HOPS: usize = 7;
 /// IPv6: source address.
-pub const V6_SRC: Range<usize> = 8..24;
+pub(crate) const V6_SRC: Range<usize> = 8..24;
 /// IPv6: destination address.
-pub const V6_DST: Range<usize> = 24..40;
+pub(crate) const V6_DST: Range<usize> = 24..40;
 
 /// TCP/UDP: source port.
-pub const L4_SPORT: usize = 0;
+pub(crate) const L4_SPORT: usize = 0;
 /// TCP/UDP: destination port.
-pub const L4_DPORT: usize = 2;
+pub(crate) const L4_DPORT: usize = 2;
 /// TCP: checksum.
-pub const TCP_CSUM: usize = 16;
+pub(crate) const TCP_CSUM: usize = 16;
 /// UDP: checksum.
-pub const UDP_CSUM: usize = 6;
+pub(crate) const UDP_CSUM: usize = 6;
 /// ICMP / ICMPv6: checksum.
-pub const ICMP_CSUM: usize = 2;
+pub(crate) const ICMP_CSUM: usize = 2;
 
 /// One byte.
 #[inline]
-pub fn byte(b: &[u8], off: usize) -> Option<u8> {
+pub(crate) fn byte(b: &[u8], off: usize) -> Option<u8> {
     b.get(off).copied()
 }
 
 /// A big-endian 16-bit field.
 #[inline]
-pub fn be16(b: &[u8], off: usize) -> Option<u16> {
+pub(crate) fn be16(b: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(off)?, *b.get(off + 1)?]))
 }
 
 /// Writes one byte.
 #[inline]
-pub fn set_byte(b: &mut [u8], off: usize, v: u8) -> Option<()> {
+pub(crate) fn set_byte(b: &mut [u8], off: usize, v: u8) -> Option<()> {
     *b.get_mut(off)? = v;
     Some(())
 }
 
 /// Writes a big-endian 16-bit field.
 #[inline]
-pub fn set_be16(b: &mut [u8], off: usize, v: u16) -> Option<()> {
+pub(crate) fn set_be16(b: &mut [u8], off: usize, v: u16) -> Option<()> {
     b.get_mut(off..off + 2)?.copy_from_slice(&v.to_be_bytes());
     Some(())
 }
 
 /// A range of bytes.
 #[inline]
-pub fn bytes(b: &[u8], r: Range<usize>) -> Option<&[u8]> {
+pub(crate) fn bytes(b: &[u8], r: Range<usize>) -> Option<&[u8]> {
     b.get(r)
 }
 
 /// Copies `v` over a range of bytes of the same length.
 #[inline]
-pub fn set_bytes(b: &mut [u8], r: Range<usize>, v: &[u8]) -> Option<()> {
+pub(crate) fn set_bytes(b: &mut [u8], r: Range<usize>, v: &[u8]) -> Option<()> {
     let dst = b.get_mut(r)?;
     if dst.len() != v.len() {
         return None;
@@ -93,6 +91,6 @@ pub fn set_bytes(b: &mut [u8], r: Range<usize>, v: &[u8]) -> Option<()> {
 
 /// Shifts a range by `base` (a header's offset in the frame).
 #[inline]
-pub const fn at(base: usize, r: Range<usize>) -> Range<usize> {
+pub(crate) const fn at(base: usize, r: Range<usize>) -> Range<usize> {
     base + r.start..base + r.end
 }

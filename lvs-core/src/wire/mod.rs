@@ -8,8 +8,8 @@
 //! `unwrap` and `expect` are denied here), and malformed input is an `Err`.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
-pub mod csum;
-pub mod field;
+pub(crate) mod csum;
+pub(crate) mod field;
 mod frame;
 
 pub use frame::{Frame, DEFAULT_HEADROOM};

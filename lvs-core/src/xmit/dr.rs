@@ -9,7 +9,7 @@ use crate::wire::{Frame, PacketMeta};
 ///
 /// # Errors
 /// [`XmitError::TtlExpired`] when the TTL would reach zero.
-pub fn xmit(frame: &mut Frame, meta: &PacketMeta, dst: MacAddr, src: MacAddr) -> Result<(), XmitError> {
+pub(crate) fn xmit(frame: &mut Frame, meta: &PacketMeta, dst: MacAddr, src: MacAddr) -> Result<(), XmitError> {
     let data = frame.data_mut();
     decrement_ttl(data, meta)?;
     set_macs(data, dst, src)

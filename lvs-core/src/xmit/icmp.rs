@@ -15,7 +15,7 @@ use crate::wire::{csum, field, ipproto, Frame, PacketMeta};
 
 /// Which error to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IcmpKind {
+pub(crate) enum IcmpKind {
     /// Destination unreachable, port unreachable.
     PortUnreachable,
     /// Fragmentation needed (IPv4) / packet too big (IPv6), with the MTU to advertise.
@@ -122,7 +122,7 @@ pub(crate) fn addr_bytes(a: &IpAddr) -> ([u8; 16], usize) {
 ///
 /// # Errors
 /// [`XmitError::Bounds`] without enough headroom or with a frame that does not hold `meta`.
-pub fn error(
+pub(crate) fn error(
     frame: &mut Frame,
     meta: &PacketMeta,
     kind: IcmpKind,

@@ -5,11 +5,11 @@
 //! a packet whose TTL would reach zero gets ICMP time exceeded instead.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
-pub mod dr;
-pub mod icmp;
-pub mod nat;
-pub mod rst;
-pub mod tun;
+pub(crate) mod dr;
+pub(crate) mod icmp;
+pub(crate) mod nat;
+pub(crate) mod rst;
+pub(crate) mod tun;
 
 use crate::addr::Af;
 use crate::neigh::MacAddr;
@@ -18,7 +18,7 @@ use crate::wire::{csum, field, Frame, PacketMeta};
 /// A rewrite failed: the frame's bytes did not hold what the parser said (cannot happen for a
 /// frame parsed by [`crate::wire::parse`] and not changed since), or a TTL ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum XmitError {
+pub(crate) enum XmitError {
     /// A header field was out of the frame's bounds.
     Bounds,
     /// TTL / hop limit is 1 or 0.
@@ -30,13 +30,13 @@ pub(crate) fn ok(o: Option<()>) -> Result<(), XmitError> {
 }
 
 /// Rewrites the Ethernet addresses.
-pub fn set_macs(data: &mut [u8], dst: MacAddr, src: MacAddr) -> Result<(), XmitError> {
+pub(crate) fn set_macs(data: &mut [u8], dst: MacAddr, src: MacAddr) -> Result<(), XmitError> {
     ok(field::set_bytes(data, field::ETH_DST, &dst.0))?;
     ok(field::set_bytes(data, field::ETH_SRC, &src.0))
 }
 
 /// Decrements the IPv4 TTL (with an incremental header checksum update) or the IPv6 hop limit.
-pub fn decrement_ttl(data: &mut [u8], meta: &PacketMeta) -> Result<(), XmitError> {
+pub(crate) fn decrement_ttl(data: &mut [u8], meta: &PacketMeta) -> Result<(), XmitError> {
     let l3 = usize::from(meta.l3);
     match meta.af {
         Af::V4 => {

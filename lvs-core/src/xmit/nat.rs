@@ -11,7 +11,7 @@ use crate::wire::{csum, field, ipproto, Frag, Frame, IcmpError, PacketMeta};
 
 /// Which end of the packet is rewritten.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     /// The destination (client → real server).
     Dst,
     /// The source (real server → client).
@@ -46,7 +46,13 @@ fn rewrite_addr(data: &mut [u8], l3: usize, af: Af, side: Side, addr: &IpAddr) -
 ///
 /// # Errors
 /// [`XmitError::Bounds`] when the frame does not hold the headers `meta` describes.
-pub fn rewrite(data: &mut [u8], meta: &PacketMeta, side: Side, addr: &IpAddr, port: u16) -> Result<(), XmitError> {
+pub(crate) fn rewrite(
+    data: &mut [u8],
+    meta: &PacketMeta,
+    side: Side,
+    addr: &IpAddr,
+    port: u16,
+) -> Result<(), XmitError> {
     let l4 = usize::from(meta.l4);
     let (old, n) = rewrite_addr(data, usize::from(meta.l3), meta.af, side, addr)?;
     if matches!(meta.frag, Frag::Later(_)) {
@@ -86,7 +92,7 @@ pub fn rewrite(data: &mut [u8], meta: &PacketMeta, side: Side, addr: &IpAddr, po
 /// # Errors
 /// [`XmitError::TtlExpired`] when the TTL would reach zero.
 #[allow(clippy::too_many_arguments)]
-pub fn xmit_icmp(
+pub(crate) fn xmit_icmp(
     frame: &mut Frame,
     meta: &PacketMeta,
     e: &IcmpError,
@@ -130,7 +136,7 @@ pub fn xmit_icmp(
 ///
 /// # Errors
 /// [`XmitError::TtlExpired`] when the TTL would reach zero.
-pub fn xmit_in(
+pub(crate) fn xmit_in(
     frame: &mut Frame,
     meta: &PacketMeta,
     rs: &IpAddr,
@@ -148,7 +154,7 @@ pub fn xmit_in(
 ///
 /// # Errors
 /// [`XmitError::TtlExpired`] when the TTL would reach zero.
-pub fn xmit_out(
+pub(crate) fn xmit_out(
     frame: &mut Frame,
     meta: &PacketMeta,
     vip: &IpAddr,

@@ -18,7 +18,7 @@ use crate::wire::{csum, field, ipproto, Frame, PacketMeta};
 ///
 /// # Errors
 /// [`XmitError::Bounds`] when the frame does not hold the segment `meta` describes.
-pub fn reset(frame: &mut Frame, meta: &PacketMeta, dst_mac: MacAddr, src_mac: MacAddr) -> Result<(), XmitError> {
+pub(crate) fn reset(frame: &mut Frame, meta: &PacketMeta, dst_mac: MacAddr, src_mac: MacAddr) -> Result<(), XmitError> {
     let (l3, l4) = (usize::from(meta.l3), usize::from(meta.l4));
     let data = frame.data();
     let seq = u32::from_be_bytes(

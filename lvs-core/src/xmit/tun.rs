@@ -15,7 +15,7 @@ use crate::neigh::MacAddr;
 use crate::wire::{ethertype, field, ipproto, Frame, PacketMeta};
 
 /// Bytes the outer header adds for a real server of family `af`.
-pub const fn overhead(af: Af) -> usize {
+pub(crate) const fn overhead(af: Af) -> usize {
     match af {
         Af::V4 => 20,
         Af::V6 => 40,
@@ -24,24 +24,24 @@ pub const fn overhead(af: Af) -> usize {
 
 /// The tunnel endpoints and link addresses.
 #[derive(Clone, Copy, Debug)]
-pub struct Tunnel {
+pub(crate) struct Tunnel {
     /// Outer source: the director's address toward the real server.
-    pub src: IpAddr,
+    pub(crate) src: IpAddr,
     /// Outer destination: the real server.
-    pub dst: IpAddr,
+    pub(crate) dst: IpAddr,
     /// The real server's MAC.
-    pub dst_mac: MacAddr,
+    pub(crate) dst_mac: MacAddr,
     /// The director's MAC.
-    pub src_mac: MacAddr,
+    pub(crate) src_mac: MacAddr,
     /// The path MTU toward the real server.
-    pub mtu: u16,
+    pub(crate) mtu: u16,
     /// Outer IPv4 ID when the inner packet lacks DF (with DF it is 0).
-    pub id: u16,
+    pub(crate) id: u16,
 }
 
 /// Why a packet was not tunnelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TunError {
+pub(crate) enum TunError {
     /// A rewrite failed.
     Xmit(XmitError),
     /// The encapsulated packet would exceed the MTU; the client should be told this MTU
@@ -65,7 +65,7 @@ impl From<XmitError> for TunError {
 /// # Errors
 /// [`TunError::TooBig`] when it would not fit the MTU; [`TunError::Xmit`] when the TTL runs
 /// out or the frame lacks headroom.
-pub fn xmit(frame: &mut Frame, meta: &PacketMeta, t: &Tunnel) -> Result<(), TunError> {
+pub(crate) fn xmit(frame: &mut Frame, meta: &PacketMeta, t: &Tunnel) -> Result<(), TunError> {
     let outer_af = Af::of(&t.dst);
     let over = overhead(outer_af);
     let inner_len = usize::from(meta.ip_len);

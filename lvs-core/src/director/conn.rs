@@ -1,0 +1,162 @@
+//! Connections as the director makes and ends them (`ip_vs_conn.c`): creation with the
+//! server's forwarding flags, binding to and unbinding from the server's counters
+//! (`ip_vs_bind_dest`, `ip_vs_unbind_dest`), the state step, and expiry.
+
+use super::Director;
+use crate::addr::{raw, Af};
+use crate::conn::{cf, Conn, ConnId, NIL};
+use crate::dest::{DestId, FwdMethod, F_AVAILABLE};
+use crate::error::Reason;
+use crate::proto::{self, tcp::TcpState};
+use crate::time::Instant;
+use crate::wire::PacketMeta;
+
+impl Director {
+    /// The flags a connection to `dest` starts with (`dest->conn_flags`).
+    pub(super) fn conn_flags(&self, dest: DestId, af: Af) -> u16 {
+        let fwd = self.dests.get(dest).map_or(FwdMethod::Route, |d| d.cfg.fwd);
+        let mut f = Conn::fwd_bits(fwd) | cf::INACTIVE;
+        if fwd != FwdMethod::Masq {
+            f |= cf::NOOUTPUT;
+        }
+        if af == Af::V6 {
+            f |= cf::V6;
+        }
+        f
+    }
+
+    /// Stores an entry and binds it to its server.
+    pub(super) fn insert(&mut self, c: Conn) -> Option<ConnId> {
+        let id = self.conns.insert(c.clone())?;
+        if c.flags & cf::OUT_HASHED != 0 {
+            self.nat_conns += 1;
+        }
+        self.bind_dest(&c);
+        Some(id)
+    }
+
+    /// `ip_vs_conn_new` + `ip_vs_conn_stats`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn create_conn(
+        &mut self,
+        now: Instant,
+        meta: &PacketMeta,
+        si: u32,
+        dest: DestId,
+        dport: u16,
+        control: u32,
+        one_packet: bool,
+    ) -> Result<ConnId, Reason> {
+        let d = self.dests.get(dest).ok_or(Reason::NoDest)?;
+        let mut flags = self.conn_flags(dest, meta.af);
+        if one_packet {
+            flags |= cf::ONE_PACKET;
+        } else {
+            flags |= cf::IN_HASHED;
+            if d.cfg.fwd == FwdMethod::Masq {
+                flags |= cf::OUT_HASHED;
+            }
+        }
+        let c = Conn {
+            caddr: raw(&meta.src),
+            vaddr: raw(&meta.dst),
+            daddr: raw(&d.cfg.endpoint.addr),
+            cport: meta.sport,
+            vport: meta.dport,
+            dport,
+            proto: meta.proto,
+            state: TcpState::None as u8,
+            flags,
+            dest: dest.0,
+            control,
+            n_control: 0,
+            timeout_ms: 3000,
+            expires: now.as_nanos() + 3_000_000_000,
+            tprev: NIL,
+            tnext: NIL,
+            tick: 0,
+        };
+        let id = self.insert(c).ok_or(Reason::TableFull)?;
+        self.stats.conn();
+        if let Some(s) = self.svc_mut(si) {
+            s.stats.conn();
+        }
+        if let Some(d) = self.dests.get_mut(dest) {
+            d.stats.conn();
+        }
+        Ok(id)
+    }
+
+    /// The state step of a packet on connection `id` ([`proto::set_state`]).
+    pub(super) fn set_state(&mut self, id: ConnId, output: bool, tcp_flags: u8) {
+        let Some(c) = self.conns.get_mut(id) else { return };
+        let dest = c.dest_id().and_then(|d| self.dests.get_mut(d));
+        proto::set_state(c, dest, &self.timeouts, output, tcp_flags);
+    }
+
+    /// `ip_vs_conn_expire`: a template that still controls connections waits another period;
+    /// anything else is freed.
+    pub(super) fn expire(&mut self, now: Instant, id: ConnId) {
+        let Some(c) = self.conns.get_mut(id) else { return };
+        if c.n_control > 0 {
+            c.expires = now.as_nanos() + u64::from(c.timeout_ms) * 1_000_000;
+            self.conns.relink(id);
+            return;
+        }
+        if let Some(c) = self.conns.remove_unarmed(id) {
+            self.release(&c);
+        }
+    }
+
+    /// Frees an entry that is still armed (expire-now).
+    pub(super) fn expire_now(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.remove_armed(id) {
+            self.release(&c);
+        }
+    }
+
+    /// What freeing an entry undoes: the controller's count and the server binding.
+    fn release(&mut self, c: &Conn) {
+        if c.flags & cf::OUT_HASHED != 0 {
+            self.nat_conns = self.nat_conns.saturating_sub(1);
+        }
+        if c.control != NIL {
+            if let Some(t) = self.conns.get_mut(ConnId(c.control)) {
+                t.n_control = t.n_control.saturating_sub(1);
+            }
+        }
+        self.unbind_dest(c);
+    }
+
+    /// `ip_vs_bind_dest`.
+    fn bind_dest(&mut self, c: &Conn) {
+        let Some(d) = c.dest_id().and_then(|id| self.dests.get_mut(id)) else { return };
+        if c.is_template() {
+            d.persist += 1;
+        } else if c.flags & cf::INACTIVE != 0 {
+            d.inactive += 1;
+        } else {
+            d.active += 1;
+        }
+        d.refcnt += 1;
+        d.check_overload_on_bind();
+    }
+
+    /// `ip_vs_unbind_dest`.
+    fn unbind_dest(&mut self, c: &Conn) {
+        let Some(id) = c.dest_id() else { return };
+        let Some(d) = self.dests.get_mut(id) else { return };
+        if c.is_template() {
+            d.persist = d.persist.saturating_sub(1);
+        } else if c.flags & cf::INACTIVE != 0 {
+            d.inactive = d.inactive.saturating_sub(1);
+        } else {
+            d.active = d.active.saturating_sub(1);
+        }
+        d.check_overload_on_unbind();
+        d.refcnt = d.refcnt.saturating_sub(1);
+        if d.refcnt == 0 && d.flags & F_AVAILABLE == 0 {
+            self.dests.remove(id);
+        }
+    }
+}

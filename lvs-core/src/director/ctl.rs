@@ -1,0 +1,420 @@
+//! The control API (`ip_vs_ctl.c`): services and real servers added, edited and deleted in the
+//! kernel's list order, counters zeroed, timeouts set, and [`Command`]s — one per `ipvsadm`
+//! verb — run singly or as an all-or-nothing batch.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use super::{Director, Service};
+use crate::addr::{Af, Endpoint, ServiceKey};
+use crate::dest::{Dest, DestId, FwdMethod, RealServer, F_AVAILABLE, F_OVERLOAD, MAX_WEIGHT};
+use crate::error::Error;
+use crate::proto::Timeouts;
+use crate::sched::{SchedError, Scheduler};
+use crate::service::{ServiceConfig, ServiceView, MAX_PERSIST_TIMEOUT};
+use crate::stats::Stats;
+
+/// One control command, as an `ipvsadm` verb (the kernel's `IP_VS_SO_SET_*`) gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `-A`.
+    AddService(ServiceConfig),
+    /// `-E`.
+    EditService(ServiceConfig),
+    /// `-D`.
+    DelService(ServiceKey),
+    /// `-a`.
+    AddDest(ServiceKey, RealServer),
+    /// `-e`.
+    EditDest(ServiceKey, RealServer),
+    /// `-d`.
+    DelDest(ServiceKey, Endpoint),
+    /// `-C`.
+    Clear,
+    /// `-Z [service]`.
+    Zero(Option<ServiceKey>),
+    /// `--set tcp tcpfin udp`.
+    SetTimeouts(u32, u32, u32),
+}
+
+/// A batch that was refused: which command failed, and why. Nothing of the batch was applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("command {index}: {error}")]
+pub struct BatchError {
+    /// Index of the failing command in the batch.
+    pub index: usize,
+    /// What the control call said.
+    pub error: Error,
+}
+
+impl Director {
+    /// Runs one command.
+    ///
+    /// # Errors
+    /// The error of the control call it makes.
+    pub fn execute(&mut self, c: &Command) -> Result<(), Error> {
+        match c {
+            Command::AddService(s) => self.add_service(s.clone()),
+            Command::EditService(s) => self.edit_service(s.clone()),
+            Command::DelService(k) => self.del_service(k),
+            Command::AddDest(k, d) => self.add_dest(k, *d).map(|_| ()),
+            Command::EditDest(k, d) => self.edit_dest(k, *d),
+            Command::DelDest(k, e) => self.del_dest(k, e),
+            Command::Clear => {
+                self.clear();
+                Ok(())
+            }
+            Command::Zero(k) => self.zero(k.as_ref()),
+            Command::SetTimeouts(a, b, c) => {
+                self.set_timeouts(*a, *b, *c);
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs a batch of commands all or nothing (`ipvsadm -R`): the batch is first tried on a
+    /// scratch director holding the current configuration, and applied only when every command
+    /// passes there.
+    ///
+    /// # Errors
+    /// [`BatchError`] naming the first command that would fail; nothing was changed.
+    pub fn execute_all(&mut self, cmds: &[Command]) -> Result<(), BatchError> {
+        let mut scratch = Director::new(self.cfg.clone(), self.factory);
+        for c in self.config_commands() {
+            // The current configuration was accepted once; it can only fail to rebuild if a
+            // scheduler refuses it now, which refuses the batch as a whole.
+            scratch.execute(&c).map_err(|error| BatchError { index: 0, error })?;
+        }
+        for (index, c) in cmds.iter().enumerate() {
+            scratch.execute(c).map_err(|error| BatchError { index, error })?;
+        }
+        for (index, c) in cmds.iter().enumerate() {
+            self.execute(c).map_err(|error| BatchError { index, error })?;
+        }
+        Ok(())
+    }
+
+    /// The commands that rebuild the configuration (services, their servers in the kernel's
+    /// list order, timeouts).
+    fn config_commands(&self) -> Vec<Command> {
+        let mut out = Vec::new();
+        for s in self.svcs.iter().flatten() {
+            out.push(Command::AddService(s.cfg.clone()));
+            // Servers are linked at the head: add the oldest first to keep the order.
+            for id in s.order.iter().rev() {
+                if let Some(d) = self.dests.get(*id) {
+                    out.push(Command::AddDest(s.cfg.key, d.cfg));
+                }
+            }
+        }
+        let (tcp, tcpfin, udp) = self.timeouts.listed();
+        out.push(Command::SetTimeouts(tcp, tcpfin, udp));
+        out
+    }
+
+    // ----- services -----
+
+    fn validate_service(&self, cfg: &ServiceConfig) -> Result<(), Error> {
+        match cfg.key {
+            ServiceKey::Fwmark { mark: 0, .. } => return Err(Error::ZeroFwmark),
+            ServiceKey::Inet { proto: crate::addr::Proto::Sctp, .. } => {
+                return Err(Error::Unsupported("SCTP services"))
+            }
+            ServiceKey::Inet { port: 0, .. } if cfg.persistent.is_none() => return Err(Error::PortZeroNotPersistent),
+            _ => {}
+        }
+        if let Some(t) = cfg.persistent {
+            if t == 0 || t > MAX_PERSIST_TIMEOUT {
+                return Err(Error::BadTimeout(t));
+            }
+        }
+        if cfg.netmask == 0 || cfg.netmask > cfg.key.af().max_prefix() {
+            return Err(Error::BadNetmask);
+        }
+        Ok(())
+    }
+
+    fn make_scheduler(&self, cfg: &ServiceConfig) -> Result<Box<dyn Scheduler>, Error> {
+        let s = (self.factory)(&cfg.scheduler).map_err(|e| match e {
+            SchedError::Unknown => Error::UnknownScheduler(cfg.scheduler.clone()),
+            SchedError::Invalid(m) => Error::SchedulerRejected(m),
+        })?;
+        if !s.accepts_flags(cfg.sched_flags) {
+            return Err(Error::BadSchedFlags);
+        }
+        Ok(s)
+    }
+
+    fn svc_idx(&self, key: &ServiceKey) -> Result<u32, Error> {
+        self.svc_index.get(key).copied().ok_or(Error::NoSuchService)
+    }
+
+    /// `ipvsadm -A`: adds a virtual service.
+    ///
+    /// # Errors
+    /// [`Error::ServiceExists`], [`Error::UnknownScheduler`], [`Error::BadNetmask`],
+    /// [`Error::BadTimeout`], [`Error::PortZeroNotPersistent`], [`Error::ZeroFwmark`],
+    /// [`Error::BadSchedFlags`], [`Error::Unsupported`].
+    pub fn add_service(&mut self, cfg: ServiceConfig) -> Result<(), Error> {
+        if self.svc_index.contains_key(&cfg.key) {
+            return Err(Error::ServiceExists);
+        }
+        self.validate_service(&cfg)?;
+        let mut sched = self.make_scheduler(&cfg)?;
+        sched
+            .init_service(&ServiceView::new(&[], &self.dests, cfg.sched_flags))
+            .map_err(|_| Error::SchedulerRejected("init"))?;
+        let svc = Service { cfg: cfg.clone(), order: Vec::new(), sched, stats: Stats::default() };
+        let idx = match self.svcs.iter().position(Option::is_none) {
+            Some(i) => {
+                self.svcs[i] = Some(svc);
+                i
+            }
+            None => {
+                self.svcs.push(Some(svc));
+                self.svcs.len() - 1
+            }
+        };
+        self.svc_index.insert(cfg.key, idx as u32);
+        Ok(())
+    }
+
+    /// `ipvsadm -E`: changes a service's scheduler, persistence or flags.
+    ///
+    /// # Errors
+    /// As [`Director::add_service`], and [`Error::NoSuchService`].
+    pub fn edit_service(&mut self, cfg: ServiceConfig) -> Result<(), Error> {
+        let i = self.svc_idx(&cfg.key)?;
+        self.validate_service(&cfg)?;
+        let svc = self.svc(i).ok_or(Error::NoSuchService)?;
+        let new_sched = if svc.cfg.scheduler != cfg.scheduler || svc.cfg.sched_flags != cfg.sched_flags {
+            let mut s = self.make_scheduler(&cfg)?;
+            s.init_service(&ServiceView::new(&svc.order, &self.dests, cfg.sched_flags)).map_err(|e| match e {
+                SchedError::Invalid(m) => Error::SchedulerRejected(m),
+                SchedError::Unknown => Error::UnknownScheduler(cfg.scheduler.clone()),
+            })?;
+            Some(s)
+        } else {
+            None
+        };
+        let svc = self.svc_mut(i).ok_or(Error::NoSuchService)?;
+        if let Some(s) = new_sched {
+            svc.sched = s;
+        }
+        svc.cfg = cfg;
+        Ok(())
+    }
+
+    /// `ipvsadm -D`: deletes a service. Its servers linger, unlisted, while connections use them.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchService`].
+    pub fn del_service(&mut self, key: &ServiceKey) -> Result<(), Error> {
+        let i = self.svc_idx(key)?;
+        let order = self.svc(i).map(|s| s.order.clone()).unwrap_or_default();
+        for id in order {
+            self.retire_dest(id);
+        }
+        self.svcs[i as usize] = None;
+        self.svc_index.remove(key);
+        Ok(())
+    }
+
+    /// `ipvsadm -C`: deletes every service.
+    pub fn clear(&mut self) {
+        let keys: Vec<ServiceKey> = self.svc_index.keys().copied().collect();
+        for k in keys {
+            let _ = self.del_service(&k);
+        }
+    }
+
+    /// `ipvsadm -Z [service]`: zeroes counters (and restarts rate estimation) of one service and
+    /// its servers, or of everything.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchService`].
+    pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), Error> {
+        let targets: Vec<u32> = match key {
+            Some(k) => alloc::vec![self.svc_idx(k)?],
+            None => {
+                self.stats.zero();
+                self.svc_index.values().copied().collect()
+            }
+        };
+        for i in targets {
+            let order = match self.svc_mut(i) {
+                Some(s) => {
+                    s.stats.zero();
+                    s.order.clone()
+                }
+                None => continue,
+            };
+            for id in order {
+                if let Some(d) = self.dests.get_mut(id) {
+                    d.stats.zero();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `ipvsadm --set tcp tcpfin udp` (0 leaves a value unchanged).
+    pub fn set_timeouts(&mut self, tcp: u32, tcpfin: u32, udp: u32) {
+        self.timeouts.set(tcp, tcpfin, udp);
+    }
+
+    /// The current timeouts.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    // ----- real servers -----
+
+    fn validate_dest(&self, svc: &Service, rs: &RealServer) -> Result<(), Error> {
+        if rs.weight > MAX_WEIGHT {
+            return Err(Error::WeightOutOfRange(rs.weight));
+        }
+        if rs.l_threshold > rs.u_threshold {
+            return Err(Error::BadThreshold { upper: rs.u_threshold, lower: rs.l_threshold });
+        }
+        if Af::of(&rs.endpoint.addr) != svc.cfg.key.af() && rs.fwd != FwdMethod::Tunnel {
+            return Err(Error::FamilyMismatch);
+        }
+        Ok(())
+    }
+
+    fn find_dest(&self, svc: &Service, ep: &Endpoint) -> Option<(usize, DestId)> {
+        svc.order
+            .iter()
+            .enumerate()
+            .find(|(_, id)| self.dests.get(**id).is_some_and(|d| d.cfg.endpoint == *ep))
+            .map(|(p, id)| (p, *id))
+    }
+
+    /// `ipvsadm -a`: adds a real server at the head of the service's list (the kernel's order).
+    /// A server deleted from this service that still lingers is taken back.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchService`], [`Error::DestExists`], [`Error::WeightOutOfRange`],
+    /// [`Error::BadThreshold`], [`Error::FamilyMismatch`], [`Error::SchedulerRejected`].
+    pub fn add_dest(&mut self, key: &ServiceKey, rs: RealServer) -> Result<DestId, Error> {
+        let i = self.svc_idx(key)?;
+        let svc = self.svc(i).ok_or(Error::NoSuchService)?;
+        self.validate_dest(svc, &rs)?;
+        if self.find_dest(svc, &rs.endpoint).is_some() {
+            return Err(Error::DestExists);
+        }
+        let trashed = self
+            .dests
+            .iter()
+            .find(|(_, d)| d.svc == i && d.flags & F_AVAILABLE == 0 && d.cfg.endpoint == rs.endpoint)
+            .map(|(id, _)| id);
+        let nh = Self::next_hop(&self.neigh, &rs);
+        let id = match trashed {
+            Some(id) => {
+                if let Some(d) = self.dests.get_mut(id) {
+                    update_dest(d, rs);
+                    d.flags |= F_AVAILABLE;
+                    d.nh = nh;
+                }
+                id
+            }
+            None => {
+                let id = self.dests.insert(rs, i);
+                if let Some(d) = self.dests.get_mut(id) {
+                    d.nh = nh;
+                }
+                id
+            }
+        };
+        let Some(svc) = self.svcs.get_mut(i as usize).and_then(Option::as_mut) else {
+            return Err(Error::NoSuchService);
+        };
+        svc.order.insert(0, id);
+        let view = ServiceView::new(&svc.order, &self.dests, svc.cfg.sched_flags);
+        if let Err(e) = svc.sched.add_dest(&view, id) {
+            svc.order.remove(0);
+            let view = ServiceView::new(&svc.order, &self.dests, svc.cfg.sched_flags);
+            svc.sched.del_dest(&view, id, 0);
+            self.retire_unlinked(id);
+            return Err(match e {
+                SchedError::Invalid(m) => Error::SchedulerRejected(m),
+                SchedError::Unknown => Error::SchedulerRejected("add"),
+            });
+        }
+        Ok(id)
+    }
+
+    /// `ipvsadm -e`: changes a real server's weight, thresholds or method.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchService`], [`Error::NoSuchDest`], [`Error::WeightOutOfRange`],
+    /// [`Error::BadThreshold`], [`Error::FamilyMismatch`].
+    pub fn edit_dest(&mut self, key: &ServiceKey, rs: RealServer) -> Result<(), Error> {
+        let i = self.svc_idx(key)?;
+        let svc = self.svc(i).ok_or(Error::NoSuchService)?;
+        self.validate_dest(svc, &rs)?;
+        let (_, id) = self.find_dest(svc, &rs.endpoint).ok_or(Error::NoSuchDest)?;
+        let nh = Self::next_hop(&self.neigh, &rs);
+        if let Some(d) = self.dests.get_mut(id) {
+            update_dest(d, rs);
+            d.nh = nh;
+        }
+        if let Some(svc) = self.svcs.get_mut(i as usize).and_then(Option::as_mut) {
+            let view = ServiceView::new(&svc.order, &self.dests, svc.cfg.sched_flags);
+            svc.sched.upd_dest(&view, id);
+        }
+        Ok(())
+    }
+
+    /// `ipvsadm -d`: removes a real server. Its connections keep it alive, unlisted, until they
+    /// expire; their packets are dropped (or the connections expired at once with
+    /// `expire_nodest_conn`).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchService`], [`Error::NoSuchDest`].
+    pub fn del_dest(&mut self, key: &ServiceKey, ep: &Endpoint) -> Result<(), Error> {
+        let i = self.svc_idx(key)?;
+        let svc = self.svc(i).ok_or(Error::NoSuchService)?;
+        let (pos, id) = self.find_dest(svc, ep).ok_or(Error::NoSuchDest)?;
+        if let Some(svc) = self.svcs.get_mut(i as usize).and_then(Option::as_mut) {
+            svc.order.remove(pos);
+            let view = ServiceView::new(&svc.order, &self.dests, svc.cfg.sched_flags);
+            svc.sched.del_dest(&view, id, pos);
+        }
+        self.retire_unlinked(id);
+        Ok(())
+    }
+
+    /// Unlinks a server from its service's list and retires it (service deletion).
+    fn retire_dest(&mut self, id: DestId) {
+        let svc_i = self.dests.get(id).map(|d| d.svc);
+        if let Some(svc) = svc_i.and_then(|i| self.svcs.get_mut(i as usize)).and_then(Option::as_mut) {
+            svc.order.retain(|x| *x != id);
+        }
+        self.retire_unlinked(id);
+    }
+
+    /// Marks an unlinked server unavailable and frees it when nothing refers to it.
+    fn retire_unlinked(&mut self, id: DestId) {
+        let free = match self.dests.get_mut(id) {
+            Some(d) => {
+                d.flags &= !F_AVAILABLE;
+                d.refcnt == 0
+            }
+            None => false,
+        };
+        if free {
+            self.dests.remove(id);
+        }
+    }
+}
+
+/// `__ip_vs_update_dest`: applies a configuration to a server.
+fn update_dest(d: &mut Dest, rs: RealServer) {
+    if rs.u_threshold == 0 || rs.u_threshold > d.cfg.u_threshold {
+        d.flags &= !F_OVERLOAD;
+    }
+    d.set_weight(rs.weight);
+    d.cfg = rs;
+}

@@ -1,0 +1,118 @@
+//! ICMP in both directions (`ip_vs_in_icmp`, `ip_vs_out_icmp`, `ip_vs_nat_icmp`), and what the
+//! director itself sends back: ICMP errors for refused packets (`ip_vs_leave`, the tunnel's PMTU
+//! branch, `decrement_ttl`) and the reset its own TCP stack answers a stray segment with.
+
+use core::net::IpAddr;
+
+use super::{Director, Verdict};
+use crate::addr::{from_raw, raw, Af};
+use crate::conn::table::{InKey, OutKey};
+use crate::dest::{DestId, FwdMethod};
+use crate::error::Reason;
+use crate::proto::tcp::flags;
+use crate::wire::{ipproto, Frame, IcmpError, PacketMeta};
+use crate::xmit::icmp::{self, IcmpKind};
+use crate::xmit::{nat, rst, XmitError};
+
+/// Where an ICMP error about a NAT connection goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Toward {
+    /// From beyond the client to the real server: the outer destination and the quoted source
+    /// become the real server.
+    Server(DestId),
+    /// From the real server to the client: the outer source and the quoted destination become
+    /// the virtual service.
+    Client,
+}
+
+impl Director {
+    /// An ICMP error quoting a packet of a known connection goes where that connection goes
+    /// (translated for NAT); anything else is not ours.
+    pub(super) fn icmp_in(&mut self, frame: &mut Frame, meta: &PacketMeta, e: &IcmpError) -> Verdict {
+        let v6 = meta.af == Af::V6;
+        let (qs, qd) = (raw(&e.src), raw(&e.dst));
+        // An error from beyond the client about a packet we sent it (quoted VIP/RIP → client).
+        let key = InKey { v6, tmpl: false, proto: e.proto, caddr: qd, cport: e.dport, vaddr: qs, vport: e.sport };
+        if let Some(id) = self.conns.find_in(&key) {
+            let Some(c) = self.conns.get(id) else { return Verdict::NotMine };
+            let Some(dest) = c.dest_id() else { return Verdict::NotMine };
+            let (fwd, daddr, dport) = (c.fwd(), from_raw(c.af(), &c.daddr), c.dport);
+            if !self.dest_available(dest) {
+                return self.drop(Reason::DestUnavailable);
+            }
+            self.count(dest, u32::from(meta.ip_len), false);
+            if fwd == FwdMethod::Masq {
+                return self.icmp_nat(frame, meta, e, &daddr, dport, Toward::Server(dest));
+            }
+            return self.transmit(frame, meta, dest, fwd, &daddr, dport);
+        }
+        // An error from a NAT real server about a packet from the client (quoted client → RIP).
+        if self.nat_conns > 0 {
+            let ok = OutKey { v6, proto: e.proto, daddr: qd, dport: e.dport, caddr: qs, cport: e.sport };
+            if let Some(id) = self.conns.find_out(&ok) {
+                let Some(c) = self.conns.get(id) else { return Verdict::NotMine };
+                let (vaddr, vport, dest) = (from_raw(c.af(), &c.vaddr), c.vport, c.dest_id());
+                let Some(dest) = dest else { return Verdict::NotMine };
+                self.count(dest, u32::from(meta.ip_len), true);
+                return self.icmp_nat(frame, meta, e, &vaddr, vport, Toward::Client);
+            }
+        }
+        Verdict::NotMine
+    }
+
+    /// Translates an ICMP error for a NAT connection, outer and quoted headers alike
+    /// (`ip_vs_nat_icmp`), rewriting to `addr:port`.
+    fn icmp_nat(
+        &mut self,
+        frame: &mut Frame,
+        meta: &PacketMeta,
+        e: &IcmpError,
+        addr: &IpAddr,
+        port: u16,
+        toward: Toward,
+    ) -> Verdict {
+        let (nh, dest) = match toward {
+            Toward::Server(d) => (self.dests.get(d).and_then(|d| d.nh), Some(d)),
+            Toward::Client => (self.neigh.route(&meta.dst), None),
+        };
+        let Some(nh) = nh else { return self.drop(Reason::UnknownNeighbour) };
+        let Some(me) = self.port_mac(nh.port) else { return self.drop(Reason::UnknownPort) };
+        let inbound = dest.is_some();
+        match nat::xmit_icmp(frame, meta, e, addr, port, inbound, nh.mac, me) {
+            Ok(()) => Verdict::Transmit { port: nh.port, dest },
+            Err(XmitError::TtlExpired) => self.drop(Reason::TtlExpired),
+            Err(XmitError::Bounds) => self.drop(Reason::Malformed),
+        }
+    }
+
+    /// Drops the packet with `reason` and, when enabled, turns the frame into the ICMP error
+    /// that tells the client.
+    pub(super) fn refuse(&mut self, frame: &mut Frame, meta: &PacketMeta, reason: Reason, kind: IcmpKind) -> Verdict {
+        let v = self.drop(reason);
+        if !self.cfg.icmp_errors || meta.icmp.is_some() || meta.proto == ipproto::ICMP || meta.proto == ipproto::ICMPV6
+        {
+            return v;
+        }
+        let Some(nh) = self.neigh.route(&meta.src) else { return v };
+        let Some(me) = self.port_mac(nh.port) else { return v };
+        self.ip_id = self.ip_id.wrapping_add(1);
+        match icmp::error(frame, meta, kind, nh.mac, me, self.ip_id) {
+            Ok(()) => Verdict::Transmit { port: nh.port, dest: None },
+            Err(_) => v,
+        }
+    }
+
+    /// Drops a stray TCP segment and, unless it is itself a reset, answers it with one.
+    pub(super) fn reset(&mut self, frame: &mut Frame, meta: &PacketMeta) -> Verdict {
+        let v = self.drop(Reason::NotSyn);
+        if !self.cfg.tcp_resets || meta.tcp_flags & flags::RST != 0 {
+            return v;
+        }
+        let Some(nh) = self.neigh.route(&meta.src) else { return v };
+        let Some(me) = self.port_mac(nh.port) else { return v };
+        match rst::reset(frame, meta, nh.mac, me) {
+            Ok(()) => Verdict::Transmit { port: nh.port, dest: None },
+            Err(_) => v,
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The request path (`ip_vs_in`, `ip_vs_schedule` in `ip_vs_core.c`): parse → NAT reply index →
+//! connection index (with the SYN-reuse rule) → for a new flow: service lookup (fwmark, then
+//! `proto VIP:port`, then `proto VIP:0`), persistence and the scheduler → statistics → state
+//! transition → timer → the connection's forwarding method.
+
+use core::net::IpAddr;
+
+use super::{Director, Verdict};
+use crate::addr::{from_raw, raw, Af, ServiceKey};
+use crate::conn::table::{InKey, OutKey};
+use crate::conn::{cf, Conn, ConnId, NIL};
+use crate::dest::{DestId, FwdMethod, F_AVAILABLE};
+use crate::error::Reason;
+use crate::persist::{self, template_key};
+use crate::proto::tcp::{flags, TcpState};
+use crate::sched::SchedCx;
+use crate::service::ServiceView;
+use crate::stats::Stats;
+use crate::time::Instant;
+use crate::wire::{self, ipproto, Frag, Frame, PacketMeta, ParseError};
+use crate::xmit::icmp::IcmpKind;
+use crate::xmit::tun::{TunError, Tunnel};
+use crate::xmit::{dr, nat, tun, XmitError};
+
+impl Director {
+    /// Processes a burst: one verdict per frame.
+    pub fn process_burst(&mut self, now: Instant, frames: &mut [Frame], verdicts: &mut [Verdict]) {
+        for (f, v) in frames.iter_mut().zip(verdicts.iter_mut()) {
+            *v = self.process(now, f);
+        }
+    }
+
+    /// Processes one frame in place and says what to do with it. See [`Director`] for an
+    /// example.
+    pub fn process(&mut self, now: Instant, frame: &mut Frame) -> Verdict {
+        self.start_clock(now);
+        let meta = match wire::parse(frame.data()) {
+            Ok(m) => m,
+            Err(ParseError::NotIp) => return Verdict::NotMine,
+            Err(ParseError::Malformed) => return self.drop(Reason::Malformed),
+        };
+        self.process_meta(now, frame, &meta)
+    }
+
+    fn process_meta(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta) -> Verdict {
+        if let Some(e) = meta.icmp {
+            return self.icmp_in(frame, meta, &e);
+        }
+        if meta.proto != ipproto::TCP && meta.proto != ipproto::UDP {
+            return Verdict::NotMine;
+        }
+        if let Frag::Later(id) = meta.frag {
+            return self.later_fragment(now, frame, meta, id);
+        }
+        let v6 = meta.af == Af::V6;
+        let (src, dst) = (raw(&meta.src), raw(&meta.dst));
+        let key =
+            InKey { v6, tmpl: false, proto: meta.proto, caddr: src, cport: meta.sport, vaddr: dst, vport: meta.dport };
+        let mut found = self.conns.find_in(&key);
+        // A NAT reply can only miss the client-side index; probe the reply index only then.
+        if found.is_none() && self.nat_conns > 0 {
+            let ok = OutKey { v6, proto: meta.proto, daddr: src, dport: meta.sport, caddr: dst, cport: meta.dport };
+            if let Some(id) = self.conns.find_out(&ok) {
+                return self.out_path(now, frame, meta, id);
+            }
+        }
+        if let Some(id) = found {
+            if meta.proto == ipproto::TCP && meta.tcp_flags & flags::SYN != 0 && self.should_reschedule(id) {
+                self.expire_now(id);
+                found = None;
+            }
+        }
+        let id = match found {
+            Some(id) => {
+                let dest = self.conns.get(id).and_then(Conn::dest_id);
+                if !dest.is_some_and(|d| self.dest_available(d)) {
+                    if self.cfg.expire_nodest_conn {
+                        self.expire_now(id);
+                    }
+                    return self.drop(Reason::DestUnavailable);
+                }
+                id
+            }
+            None => match self.new_flow(now, frame, meta) {
+                Ok(id) => id,
+                Err(v) => return v,
+            },
+        };
+        if let Frag::First(fid) = meta.frag {
+            self.frags.remember(now, meta, fid, id, key);
+        }
+        self.in_path(now, frame, meta, id)
+    }
+
+    /// Whether a server is still linked into its service (not deleted).
+    pub(super) fn dest_available(&self, id: DestId) -> bool {
+        self.dests.get(id).is_some_and(|d| d.flags & F_AVAILABLE != 0)
+    }
+
+    /// The SYN-reuse rule of `ip_vs_in` (kernel 5.16+), without conntrack's drop.
+    fn should_reschedule(&self, id: ConnId) -> bool {
+        let Some(c) = self.conns.get(id) else { return false };
+        if self.cfg.expire_nodest_conn {
+            if let Some(d) = c.dest_id().and_then(|d| self.dests.get(d)) {
+                if d.cfg.weight == 0 {
+                    return true;
+                }
+            }
+        }
+        let mode = self.cfg.conn_reuse_mode;
+        if mode == 0 || c.proto != ipproto::TCP {
+            return false;
+        }
+        let st = TcpState::from_u8(c.state);
+        matches!(st, Some(TcpState::TimeWait | TcpState::Close))
+            || (mode & 2 != 0 && st == Some(TcpState::FinWait) && c.flags & cf::NOOUTPUT != 0)
+    }
+
+    /// Finds the service of a packet with no connection: fwmark, then `proto VIP:port`, then
+    /// `proto VIP:0` (`ip_vs_service_find`).
+    pub(super) fn find_service(&self, frame: &Frame, meta: &PacketMeta) -> Option<u32> {
+        let mark = if frame.mark != 0 { frame.mark } else { self.classifier.as_ref().map_or(0, |c| c(meta)) };
+        if mark != 0 {
+            if let Some(i) = self.svc_index.get(&ServiceKey::Fwmark { mark, af: meta.af }) {
+                return Some(*i);
+            }
+        }
+        let proto = crate::addr::Proto::from_number(meta.proto)?;
+        let k = ServiceKey::Inet { proto, addr: meta.dst, port: meta.dport };
+        if let Some(i) = self.svc_index.get(&k) {
+            return Some(*i);
+        }
+        self.svc_index.get(&ServiceKey::Inet { proto, addr: meta.dst, port: 0 }).copied()
+    }
+
+    /// A packet without a connection: find its service, schedule it, create the connection.
+    fn new_flow(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta) -> Result<ConnId, Verdict> {
+        let Some(si) = self.find_service(frame, meta) else { return Err(Verdict::NotMine) };
+        if meta.proto == ipproto::TCP {
+            let f = meta.tcp_flags;
+            let may = f & flags::RST == 0 && (f & flags::SYN != 0 || self.cfg.sloppy_tcp);
+            if !may {
+                return Err(self.reset(frame, meta));
+            }
+        }
+        match self.schedule(now, si, meta) {
+            Ok(id) => Ok(id),
+            Err(Reason::NoDest) => Err(self.refuse(frame, meta, Reason::NoDest, IcmpKind::PortUnreachable)),
+            Err(r) => Err(self.drop(r)),
+        }
+    }
+
+    /// `ip_vs_schedule` and `ip_vs_sched_persist`.
+    fn schedule(&mut self, now: Instant, si: u32, meta: &PacketMeta) -> Result<ConnId, Reason> {
+        let Some(svc) = self.svcs.get_mut(si as usize).and_then(Option::as_mut) else { return Err(Reason::NoDest) };
+        let key = svc.cfg.key;
+        let one_packet = svc.cfg.one_packet && meta.proto == ipproto::UDP;
+        let Some(ptimeout) = svc.cfg.persistent else {
+            if key.fwmark().is_none() && meta.dport != key.port() {
+                return Err(Reason::PortMismatch);
+            }
+            let view = ServiceView::new(&svc.order, &self.dests, svc.cfg.sched_flags);
+            let mut cx = SchedCx { now, rng: &mut self.rng };
+            let dest = svc.sched.schedule(&mut cx, &view, meta).ok_or(Reason::NoDest)?;
+            let dport = self.dests.get(dest).map_or(meta.dport, |d| d.cfg.endpoint.port);
+            let dport = if dport == 0 { meta.dport } else { dport };
+            return self.create_conn(now, meta, si, dest, dport, NIL, one_packet);
+        };
+        let tk = template_key(&key, svc.cfg.netmask, meta);
+        let expire_quiescent = self.cfg.expire_quiescent_template;
+        let tmpl = self
+            .conns
+            .find_in(&tk.key)
+            .filter(|t| persist::check_template(&mut self.conns, &self.dests, expire_quiescent, *t));
+        let (tid, dest) = match tmpl {
+            Some(t) => {
+                let dest = self.conns.get(t).and_then(Conn::dest_id).ok_or(Reason::NoDest)?;
+                (t, dest)
+            }
+            None => {
+                let Some(svc) = self.svcs.get_mut(si as usize).and_then(Option::as_mut) else {
+                    return Err(Reason::NoDest);
+                };
+                let view = ServiceView::new(&svc.order, &self.dests, svc.cfg.sched_flags);
+                let mut cx = SchedCx { now, rng: &mut self.rng };
+                let dest = svc.sched.schedule(&mut cx, &view, meta).ok_or(Reason::NoDest)?;
+                let d = self.dests.get(dest).ok_or(Reason::NoDest)?;
+                let t = persist::new_template(&tk, dest, d, self.conn_flags(dest, meta.af), ptimeout);
+                let t = self.insert(t).ok_or(Reason::TableFull)?;
+                (t, dest)
+            }
+        };
+        // Using a template re-arms it (`ip_vs_conn_put` on the template).
+        let ms = self.conns.get(tid).map_or(0, |t| t.timeout_ms);
+        self.conns.arm(tid, now.as_nanos() + u64::from(ms) * 1_000_000);
+        let dport = match self.dests.get(dest) {
+            Some(d) if meta.dport == key.port() && d.cfg.endpoint.port != 0 => d.cfg.endpoint.port,
+            _ => meta.dport,
+        };
+        let id = self.create_conn(now, meta, si, dest, dport, tid.0, one_packet)?;
+        if let Some(t) = self.conns.get_mut(tid) {
+            t.n_control += 1;
+        }
+        Ok(id)
+    }
+
+    /// Counts a packet in the global, service and server statistics.
+    pub(super) fn count(&mut self, dest: DestId, bytes: u32, out: bool) {
+        let svc = self.dests.get(dest).map(|d| d.svc);
+        let apply = |s: &mut Stats| if out { s.packet_out(bytes) } else { s.packet_in(bytes) };
+        apply(&mut self.stats);
+        if let Some(d) = self.dests.get_mut(dest) {
+            apply(&mut d.stats);
+        }
+        if let Some(s) = svc.and_then(|i| self.svc_mut(i)) {
+            apply(&mut s.stats);
+        }
+    }
+
+    /// Client → real server on connection `id`.
+    fn in_path(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
+        let Some(c) = self.conns.get(id) else { return self.drop(Reason::DestUnavailable) };
+        let Some(dest) = c.dest_id() else { return self.drop(Reason::DestUnavailable) };
+        let (fwd, daddr, dport, one_packet) =
+            (c.fwd(), from_raw(c.af(), &c.daddr), c.dport, c.flags & cf::ONE_PACKET != 0);
+        self.count(dest, u32::from(meta.ip_len), false);
+        self.set_state(id, false, meta.tcp_flags);
+        let ms = self.conns.get(id).map_or(0, |c| c.timeout_ms);
+        self.conns.arm(id, now.as_nanos() + u64::from(ms) * 1_000_000);
+        let v = self.transmit(frame, meta, dest, fwd, &daddr, dport);
+        if one_packet {
+            self.expire_now(id);
+        }
+        v
+    }
+
+    /// Applies the forwarding method (`ip_vs_{dr,nat,tunnel}_xmit`): out of the port of the
+    /// server's next hop, with that port's MAC as the source.
+    pub(super) fn transmit(
+        &mut self,
+        frame: &mut Frame,
+        meta: &PacketMeta,
+        dest: DestId,
+        fwd: FwdMethod,
+        daddr: &IpAddr,
+        dport: u16,
+    ) -> Verdict {
+        if fwd == FwdMethod::Local {
+            return Verdict::Local;
+        }
+        let Some(nh) = self.dests.get(dest).and_then(|d| d.nh) else { return self.drop(Reason::UnknownNeighbour) };
+        let Some(port) = self.cfg.ports.get(usize::from(nh.port)).copied() else {
+            return self.drop(Reason::UnknownPort);
+        };
+        let me = port.mac;
+        let r = match fwd {
+            FwdMethod::Route => dr::xmit(frame, meta, nh.mac, me),
+            FwdMethod::Masq => nat::xmit_in(frame, meta, daddr, dport, nh.mac, me),
+            FwdMethod::Tunnel => {
+                let Some(src) = port.addr(Af::of(daddr)) else { return self.drop(Reason::UnknownNeighbour) };
+                self.ip_id = self.ip_id.wrapping_add(1);
+                let t =
+                    Tunnel { src, dst: *daddr, dst_mac: nh.mac, src_mac: me, mtu: self.cfg.tun_mtu, id: self.ip_id };
+                match tun::xmit(frame, meta, &t) {
+                    Ok(()) => Ok(()),
+                    Err(TunError::Xmit(e)) => Err(e),
+                    Err(TunError::TooBig { mtu, df: true }) => {
+                        return self.refuse(frame, meta, Reason::MtuExceeded, IcmpKind::FragNeeded(mtu))
+                    }
+                    Err(TunError::TooBig { df: false, .. }) => return self.drop(Reason::MtuExceeded),
+                }
+            }
+            FwdMethod::Local => Ok(()),
+        };
+        match r {
+            Ok(()) => Verdict::Transmit { port: nh.port, dest: Some(dest) },
+            Err(XmitError::TtlExpired) => self.refuse(frame, meta, Reason::TtlExpired, IcmpKind::TimeExceeded),
+            Err(XmitError::Bounds) => self.drop(Reason::NoHeadroom),
+        }
+    }
+}

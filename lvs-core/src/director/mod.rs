@@ -1,0 +1,484 @@
+//! The director: the whole IPVS state of one shard — services, real servers, the connection
+//! table, neighbours and statistics — and the rooms that act on it, one file per concern:
+//!
+//! - this file — [`Director`], [`DirectorConfig`] and its [`PortConfig`]s, [`Verdict`], what
+//!   can be read back, neighbours and time (`tick`, `next_deadline`);
+//! - `ctl` — the control API, [`Command`] and atomic batches (`ip_vs_ctl.c`);
+//! - `input` — the request path: service lookup, scheduling, the reuse rule, transmission
+//!   (`ip_vs_in`, `ip_vs_schedule` in `ip_vs_core.c`);
+//! - `output` — the NAT reply path (`ip_vs_out`, `handle_response`);
+//! - `conn` — connection creation, binding to servers, expiry (`ip_vs_conn.c`);
+//! - `icmp` — ICMP errors in both directions, and the refusals and resets the director sends;
+//! - `frag` — later fragments following their first.
+//!
+//! Persistence templates are made and checked in [`crate::persist`]; the state step that moves
+//! the server counters is [`crate::proto`]'s `set_state` (`set_tcp_state`).
+
+mod conn;
+mod ctl;
+mod frag;
+mod icmp;
+mod input;
+mod output;
+
+pub use ctl::{BatchError, Command};
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hashbrown::HashMap;
+
+use crate::addr::{Af, ServiceKey};
+use crate::conn::{ConnId, ConnInfo, ConnTable, TableStats};
+use crate::dest::{DestId, DestView, Dests, FwdMethod, RealServer};
+use crate::error::Reason;
+use crate::neigh::{MacAddr, Neighbour, NeighbourTable};
+use crate::proto::Timeouts;
+use crate::sched::{SchedFactory, Scheduler, SeededRng};
+use crate::service::{ServiceConfig, ServiceView};
+use crate::stats::{Stats, EST_INTERVAL_NS};
+use crate::time::Instant;
+use crate::wire::PacketMeta;
+use frag::FragTable;
+
+/// Maps a parsed packet to a firewall mark (0 = none): the application's stand-in for
+/// iptables/nft marking, consulted for frames that arrive without a mark.
+pub type Classifier = Box<dyn Fn(&PacketMeta) -> u32 + Send>;
+
+/// One of the application's ports (interfaces) as the director sees it: the source MAC of every
+/// frame sent out of it, and the addresses the director owns on its link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortConfig {
+    /// The port's MAC: the source of every frame the director sends out of this port.
+    pub mac: MacAddr,
+    /// The director's IPv4 address on this link (outer source of IPv4 tunnels leaving here).
+    pub addr4: Option<Ipv4Addr>,
+    /// The director's IPv6 address on this link (outer source of IPv6 tunnels leaving here).
+    pub addr6: Option<Ipv6Addr>,
+}
+
+impl PortConfig {
+    /// A port with this MAC and no addresses.
+    pub fn new(mac: MacAddr) -> Self {
+        PortConfig { mac, addr4: None, addr6: None }
+    }
+
+    /// The same port owning `addr` (IPv4 or IPv6) on its link.
+    pub fn with_addr(mut self, addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(a) => self.addr4 = Some(a),
+            IpAddr::V6(a) => self.addr6 = Some(a),
+        }
+        self
+    }
+
+    fn addr(&self, af: Af) -> Option<IpAddr> {
+        match af {
+            Af::V4 => self.addr4.map(IpAddr::V4),
+            Af::V6 => self.addr6.map(IpAddr::V6),
+        }
+    }
+}
+
+/// How a director is set up. Hash and random seeds come from here, never from a constant.
+#[derive(Clone, Debug)]
+pub struct DirectorConfig {
+    /// The application's ports: `ports[i]` is the port that [`Verdict::Transmit`]`{ port: i }`
+    /// and [`Neighbour::port`] `i` name. A frame bound for a port missing here is dropped
+    /// ([`Reason::UnknownPort`]). Empty by default: a director needs at least one.
+    pub ports: Vec<PortConfig>,
+    /// Most connections and templates the table holds; beyond it a new flow is dropped.
+    pub max_conns: usize,
+    /// Seeds of the connection-table hashes. The defaults are fixed constants, fine for tests
+    /// but predictable: a director facing untrusted traffic takes random ones
+    /// ([`DirectorConfig::with_random_seeds`] with `std`, or the platform's RNG without it), so
+    /// an attacker cannot aim table collisions.
+    pub hash_seeds: [u64; 4],
+    /// Seed of the schedulers' random generator.
+    pub rng_seed: u64,
+    /// Path MTU toward tunnelled real servers.
+    pub tun_mtu: u16,
+    /// `sloppy_tcp`: any non-RST TCP packet may create a connection.
+    pub sloppy_tcp: bool,
+    /// `expire_nodest_conn`: drop a connection at its next packet once its server is deleted.
+    pub expire_nodest_conn: bool,
+    /// `expire_quiescent_template`: a template whose server has weight 0 stops matching.
+    pub expire_quiescent_template: bool,
+    /// `conn_reuse_mode` (bit 1: reschedule a SYN on TIME_WAIT/CLOSE; bit 2: also FIN_WAIT of
+    /// DR/TUN connections).
+    pub conn_reuse_mode: u8,
+    /// Answer refused packets with ICMP errors (port unreachable, fragmentation needed, time
+    /// exceeded) as the kernel does.
+    pub icmp_errors: bool,
+    /// Answer a TCP segment to a virtual service that has no connection and cannot start one
+    /// with a reset, as the kernel director's own TCP stack does (IPVS hands it such packets).
+    pub tcp_resets: bool,
+}
+
+impl Default for DirectorConfig {
+    fn default() -> Self {
+        DirectorConfig {
+            ports: Vec::new(),
+            max_conns: 1 << 20,
+            hash_seeds: [0x243F_6A88_85A3_08D3, 0x1319_8A2E_0370_7344, 0xA409_3822_299F_31D0, 0x082E_FA98_EC4E_6C89],
+            rng_seed: 0x4528_21E6_38D0_1377,
+            tun_mtu: 1500,
+            sloppy_tcp: false,
+            expire_nodest_conn: false,
+            expire_quiescent_template: false,
+            conn_reuse_mode: 1,
+            icmp_errors: true,
+            tcp_resets: true,
+        }
+    }
+}
+
+impl DirectorConfig {
+    /// The same configuration with one more port (the next port number).
+    pub fn port(mut self, port: PortConfig) -> Self {
+        self.ports.push(port);
+        self
+    }
+}
+
+#[cfg(feature = "std")]
+impl DirectorConfig {
+    /// The same configuration with hash and scheduler seeds drawn from the operating system
+    /// (through `std`'s randomly keyed hasher).
+    pub fn with_random_seeds(mut self) -> Self {
+        use core::hash::{BuildHasher, Hasher};
+        let draw = |i: u64| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(i);
+            h.finish()
+        };
+        self.hash_seeds = [draw(0), draw(1), draw(2), draw(3)];
+        self.rng_seed = draw(4);
+        self
+    }
+}
+
+/// What to do with a frame after [`Director::process`].
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The frame was rewritten in place: send it out on `port`. `dest` is the real server it
+    /// goes to (`None` for replies to clients and ICMP errors the director generated).
+    Transmit {
+        /// The application's port (interface) to send on.
+        port: u16,
+        /// The real server, if the frame goes to one.
+        dest: Option<DestId>,
+    },
+    /// The frame was dropped; the reason was counted.
+    Drop(Reason),
+    /// Deliver the frame to the application's own stack (a `Local` real server).
+    Local,
+    /// Not for a virtual service: untouched, for the application to handle (ARP, its own
+    /// traffic).
+    NotMine,
+}
+
+/// One service, as listings see it.
+pub struct ServiceInfo<'a> {
+    /// Its configuration.
+    pub config: &'a ServiceConfig,
+    /// Its counters.
+    pub stats: &'a Stats,
+    /// Its real servers in list order.
+    pub dests: ServiceView<'a>,
+}
+
+/// A service's live state (`struct ip_vs_service`): its configuration, its servers in the
+/// kernel's list order, the scheduler that owns its `sched_data`, and its counters.
+pub(crate) struct Service {
+    pub(crate) cfg: ServiceConfig,
+    /// Real servers in the kernel's list order: index 0 is the list head (the newest).
+    pub(crate) order: Vec<DestId>,
+    pub(crate) sched: Box<dyn Scheduler>,
+    pub(crate) stats: Stats,
+}
+
+impl Service {
+    fn view<'a>(&'a self, dests: &'a Dests) -> ServiceView<'a> {
+        ServiceView::new(&self.order, dests, self.cfg.sched_flags)
+    }
+
+    fn info<'a>(&'a self, dests: &'a Dests) -> ServiceInfo<'a> {
+        ServiceInfo { config: &self.cfg, stats: &self.stats, dests: self.view(dests) }
+    }
+}
+
+/// The director: the whole IPVS state of one shard.
+///
+/// A minimal DR director: one port, one service with one real server, and a SYN from a client
+/// that goes out to the server with only its MACs rewritten.
+///
+/// ```
+/// # use lvs_core::{sched::*, service::ServiceView, wire::PacketMeta, *};
+/// # struct First;
+/// # impl Scheduler for First {
+/// #     fn name(&self) -> &'static str { "first" }
+/// #     fn schedule(&mut self, _: &mut SchedCx<'_>, s: &ServiceView<'_>, _: &PacketMeta) -> Option<DestId> {
+/// #         s.dests().next().map(|d| d.id())
+/// #     }
+/// # }
+/// # fn factory(_: &str) -> Result<Box<dyn Scheduler>, SchedError> { Ok(Box::new(First)) }
+/// # fn syn() -> Frame {
+/// #     let mut b = [0u8; 54];
+/// #     b[..12].copy_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0xfe]);
+/// #     b[12..24].copy_from_slice(&[8, 0, 0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6]);
+/// #     b[26..34].copy_from_slice(&[198, 51, 100, 2, 203, 0, 113, 100]);
+/// #     b[34..38].copy_from_slice(&[0x9c, 0x40, 0, 80]);
+/// #     b[46] = 0x50;
+/// #     b[47] = 0x02;
+/// #     Frame::new(wire::DEFAULT_HEADROOM, &b)
+/// # }
+/// let cfg = DirectorConfig::default().port(PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1])));
+/// let mut d = Director::new(cfg, factory); // lvs_sched::by_name in a real program
+/// let vip = ServiceKey::tcp("203.0.113.100".parse()?, 80);
+/// d.add_service(ServiceConfig::new(vip, "first"))?;
+/// let rip = "192.0.2.11".parse()?;
+/// d.add_dest(&vip, RealServer::new(rip, 80, FwdMethod::Route, 1))?;
+/// d.set_neighbour(rip, Neighbour { mac: MacAddr([2, 0, 0, 0, 1, 1]), port: 0 });
+///
+/// let mut frame = syn(); // 198.51.100.2:40000 → 203.0.113.100:80, SYN
+/// let now = Instant::from_secs(1);
+/// assert!(matches!(d.process(now, &mut frame), Verdict::Transmit { port: 0, dest: Some(_) }));
+/// assert_eq!(&frame.data()[..12], &[2, 0, 0, 0, 1, 1, 2, 0, 0, 0, 0, 1]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Director {
+    cfg: DirectorConfig,
+    factory: SchedFactory,
+    classifier: Option<Classifier>,
+    svcs: Vec<Option<Service>>,
+    svc_index: HashMap<ServiceKey, u32, ahash::RandomState>,
+    dests: Dests,
+    conns: ConnTable,
+    nat_conns: usize,
+    timeouts: Timeouts,
+    stats: Stats,
+    drops: [u64; Reason::COUNT],
+    neigh: NeighbourTable,
+    rng: SeededRng,
+    due: Vec<ConnId>,
+    next_est: Option<u64>,
+    frags: FragTable,
+    ip_id: u16,
+}
+
+impl Director {
+    /// A director with no services; `factory` makes schedulers by name (`lvs_sched::by_name`).
+    pub fn new(cfg: DirectorConfig, factory: SchedFactory) -> Self {
+        let [a, b, c, d] = cfg.hash_seeds;
+        let hasher = || ahash::RandomState::with_seeds(a, b, c, d);
+        Director {
+            conns: ConnTable::new(cfg.max_conns, hasher()),
+            svc_index: HashMap::with_hasher(hasher()),
+            neigh: NeighbourTable::new(hasher()),
+            frags: FragTable::new(hasher()),
+            rng: SeededRng::new(cfg.rng_seed),
+            cfg,
+            factory,
+            classifier: None,
+            svcs: Vec::new(),
+            dests: Dests::new(),
+            nat_conns: 0,
+            timeouts: Timeouts::default(),
+            stats: Stats::default(),
+            drops: [0; Reason::COUNT],
+            due: Vec::new(),
+            next_est: None,
+            ip_id: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DirectorConfig {
+        &self.cfg
+    }
+
+    /// Installs the classifier that marks frames for fwmark services.
+    pub fn set_classifier(&mut self, c: Classifier) {
+        self.classifier = Some(c);
+    }
+
+    /// Reserves table room for `n` connections now, so the data path does not allocate later.
+    pub fn reserve(&mut self, n: usize) {
+        self.conns.reserve(n);
+    }
+
+    /// Counts a drop and says so.
+    fn drop(&mut self, r: Reason) -> Verdict {
+        self.drops[r.index()] += 1;
+        Verdict::Drop(r)
+    }
+
+    /// The source MAC of a frame leaving on `port`, or `None` for a port that does not exist.
+    fn port_mac(&self, port: u16) -> Option<MacAddr> {
+        self.cfg.ports.get(usize::from(port)).map(|p| p.mac)
+    }
+
+    // ----- neighbours -----
+
+    /// Tells the director the MAC (and port) of a host on a link: real servers and gateways.
+    pub fn set_neighbour(&mut self, ip: IpAddr, n: Neighbour) {
+        self.neigh.entries.insert(ip, n);
+        self.refresh_next_hops();
+    }
+
+    /// Sets the default gateway of a family (the next hop toward clients).
+    pub fn set_gateway(&mut self, af: Af, n: Neighbour) {
+        match af {
+            Af::V4 => self.neigh.gw4 = Some(n),
+            Af::V6 => self.neigh.gw6 = Some(n),
+        }
+        self.refresh_next_hops();
+    }
+
+    fn next_hop(neigh: &NeighbourTable, rs: &RealServer) -> Option<Neighbour> {
+        match rs.fwd {
+            // Direct routing needs the server on a link of ours.
+            FwdMethod::Route => neigh.entries.get(&rs.endpoint.addr).copied(),
+            _ => neigh.route(&rs.endpoint.addr),
+        }
+    }
+
+    fn refresh_next_hops(&mut self) {
+        let neigh = &self.neigh;
+        for d in self.dests.iter_mut() {
+            d.nh = Self::next_hop(neigh, &d.cfg);
+        }
+    }
+
+    // ----- reading state -----
+
+    /// The services with their servers, in no particular order (listings sort them).
+    pub fn services(&self) -> impl Iterator<Item = ServiceInfo<'_>> {
+        self.svcs.iter().flatten().map(|s| s.info(&self.dests))
+    }
+
+    /// One service.
+    pub fn service(&self, key: &ServiceKey) -> Option<ServiceInfo<'_>> {
+        Some(self.svc(*self.svc_index.get(key)?)?.info(&self.dests))
+    }
+
+    /// A real server by handle (deleted ones that linger included).
+    pub fn dest(&self, id: DestId) -> Option<DestView<'_>> {
+        self.dests.view(id)
+    }
+
+    /// Global counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Drop counters, indexed by [`Reason::index`].
+    pub fn drops(&self) -> &[u64; Reason::COUNT] {
+        &self.drops
+    }
+
+    /// Live connections and templates.
+    pub fn conn_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Memory held by the connection table.
+    pub fn table_stats(&self) -> TableStats {
+        self.conns.stats()
+    }
+
+    /// Every connection and template, as `ipvsadm -Lc` lists them.
+    pub fn connections(&self, now: Instant) -> Vec<ConnInfo> {
+        self.conns.iter().map(|(_, c)| ConnInfo::of(c, crate::proto::state_name(c), now.as_nanos())).collect()
+    }
+
+    fn svc(&self, i: u32) -> Option<&Service> {
+        self.svcs.get(i as usize).and_then(Option::as_ref)
+    }
+
+    fn svc_mut(&mut self, i: u32) -> Option<&mut Service> {
+        self.svcs.get_mut(i as usize).and_then(Option::as_mut)
+    }
+
+    // ----- time -----
+
+    fn start_clock(&mut self, now: Instant) {
+        self.conns.wheel.start(now.as_nanos());
+        if self.next_est.is_none() {
+            self.next_est = Some(now.as_nanos() + EST_INTERVAL_NS);
+        }
+    }
+
+    /// Expires connections whose time has come, runs the rate estimator every 2 s and lets
+    /// schedulers age their caches. Call it by [`Director::next_deadline`].
+    ///
+    /// DoS warning: the work grows with the number of entries that expire at once.
+    ///
+    /// ```
+    /// # use lvs_core::{Director, DirectorConfig, Instant};
+    /// # fn factory(_: &str) -> Result<Box<dyn lvs_core::Scheduler>, lvs_core::SchedError> {
+    /// #     Err(lvs_core::SchedError::Unknown)
+    /// # }
+    /// let mut d = Director::new(DirectorConfig::default(), factory);
+    /// let mut now = Instant::from_secs(0);
+    /// // The application's loop: process frames as they come, tick when the director asks.
+    /// while let Some(t) = d.next_deadline().filter(|t| *t <= now) {
+    ///     d.tick(t);
+    /// }
+    /// now = now + core::time::Duration::from_secs(2);
+    /// d.tick(now);
+    /// assert_eq!(d.conn_count(), 0);
+    /// ```
+    pub fn tick(&mut self, now: Instant) {
+        self.start_clock(now);
+        let mut due = core::mem::take(&mut self.due);
+        due.clear();
+        self.conns.pop_due(now.as_nanos(), &mut due);
+        for id in due.iter().copied() {
+            self.expire(now, id);
+        }
+        self.due = due;
+        if let Some(mut t) = self.next_est {
+            if now.as_nanos() >= t {
+                if now.as_nanos() - t > 10 * EST_INTERVAL_NS {
+                    t = now.as_nanos() - EST_INTERVAL_NS;
+                }
+                while now.as_nanos() >= t {
+                    self.estimate();
+                    t += EST_INTERVAL_NS;
+                }
+                self.next_est = Some(t);
+                for s in self.svcs.iter_mut().flatten() {
+                    s.sched.tick(now);
+                }
+                self.frags.prune(now);
+            }
+        }
+    }
+
+    fn estimate(&mut self) {
+        self.stats.estimate();
+        for s in self.svcs.iter_mut().flatten() {
+            s.stats.estimate();
+        }
+        for d in self.dests.iter_mut() {
+            d.stats.estimate();
+        }
+    }
+
+    /// When [`Director::tick`] should next run, or `None` when nothing waits.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let wheel = self.conns.wheel.next_deadline();
+        let est = if self.svc_index.is_empty() { None } else { self.next_est };
+        match (wheel, est) {
+            (Some(a), Some(b)) => Some(Instant(a.min(b))),
+            (a, b) => a.or(b).map(Instant),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

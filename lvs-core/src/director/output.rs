@@ -1,0 +1,31 @@
+//! The reply path of NAT connections (`ip_vs_out`, `handle_response` in `ip_vs_core.c`): a real
+//! server's packet to a client leaves with the virtual service as its source.
+
+use super::{Director, Verdict};
+use crate::addr::from_raw;
+use crate::conn::ConnId;
+use crate::error::Reason;
+use crate::time::Instant;
+use crate::wire::{Frame, PacketMeta};
+use crate::xmit::{nat, XmitError};
+
+impl Director {
+    /// Real server → client on NAT connection `id`.
+    pub(super) fn out_path(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
+        let Some(c) = self.conns.get(id) else { return Verdict::NotMine };
+        let (vaddr, vport, dest) = (from_raw(c.af(), &c.vaddr), c.vport, c.dest_id());
+        if let Some(d) = dest {
+            self.count(d, u32::from(meta.ip_len), true);
+        }
+        self.set_state(id, true, meta.tcp_flags);
+        let ms = self.conns.get(id).map_or(0, |c| c.timeout_ms);
+        self.conns.arm(id, now.as_nanos() + u64::from(ms) * 1_000_000);
+        let Some(nh) = self.neigh.route(&meta.dst) else { return self.drop(Reason::UnknownNeighbour) };
+        let Some(me) = self.port_mac(nh.port) else { return self.drop(Reason::UnknownPort) };
+        match nat::xmit_out(frame, meta, &vaddr, vport, nh.mac, me) {
+            Ok(()) => Verdict::Transmit { port: nh.port, dest: None },
+            Err(XmitError::TtlExpired) => self.drop(Reason::TtlExpired),
+            Err(XmitError::Bounds) => self.drop(Reason::Malformed),
+        }
+    }
+}
