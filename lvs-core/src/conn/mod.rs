@@ -50,7 +50,7 @@ pub(crate) struct Conn {
     pub(crate) dport: u16,
     /// IP protocol number (0 for fwmark templates).
     pub(crate) proto: u8,
-    /// [`TcpState`](crate::proto::TcpState) number for TCP; 0 otherwise.
+    /// The TCP state's number (`proto::TcpState`) for TCP; 0 otherwise.
     pub(crate) state: u8,
     pub(crate) flags: u16,
     /// Bound real server.
