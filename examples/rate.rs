@@ -11,6 +11,9 @@
 //! pairs: a generator thread sends the same traffic through one with `sendmmsg`, the director
 //! (one shard) forwards it by DR to the other, and the director's transmissions are counted.
 
+#[path = "common/netns.rs"]
+#[allow(dead_code)]
+mod netns;
 #[path = "common/traffic.rs"]
 mod traffic;
 
@@ -21,10 +24,10 @@ use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs::core::Instant;
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
 use lvs::dataplane::io::PacketIo;
-use lvs::dataplane::netns::Netns;
 use lvs::dataplane::pcap::Captured;
 use lvs::dataplane::replay::PcapReplay;
 use lvs::dataplane::runtime::Shards;
+use netns::Netns;
 use traffic::{data, director};
 
 const FLOWS: u32 = 10_000;
@@ -56,7 +59,7 @@ fn afpacket() -> Result<f64, String> {
     }
     let name = ns.name().to_string();
     let make = Arc::new(move |_: usize| {
-        Netns::enter_existing(&name)?;
+        lvs::dataplane::netns::enter(&name)?;
         let d = director("dr", 0..FLOWS, 1);
         let cfg = AfPacketConfig { promisc: true, ..AfPacketConfig::default() };
         let input: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsr2", cfg)?);

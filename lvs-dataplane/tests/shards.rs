@@ -6,7 +6,7 @@ use std::time::{Duration, Instant as StdInstant};
 use lvs_core::config::parse_command;
 use lvs_core::neigh::{MacAddr, Neighbour};
 use lvs_core::proto::tcp::flags;
-use lvs_core::testkit::Tcp;
+use lvs_core::testkit::{factory, Tcp};
 use lvs_core::{Director, DirectorConfig};
 use lvs_dataplane::io::PacketIo;
 use lvs_dataplane::pcap::Captured;
@@ -14,17 +14,16 @@ use lvs_dataplane::replay::PcapReplay;
 use lvs_dataplane::runtime::Shards;
 
 fn director() -> Director {
-    let mut d = Director::new(
-        DirectorConfig { mac: MacAddr([2, 0, 0, 0, 0, 1]), ..DirectorConfig::default() },
-        lvs_sched::by_name,
-    );
+    // The core's test scheduler: the dataplane does not depend on lvs-sched.
+    let mut d =
+        Director::new(DirectorConfig { mac: MacAddr([2, 0, 0, 0, 0, 1]), ..DirectorConfig::default() }, factory);
     for i in 1..=2u8 {
         d.set_neighbour(
             format!("192.0.2.1{i}").parse().unwrap(),
             Neighbour { mac: MacAddr([2, 0, 0, 0, 1, i]), port: 0 },
         );
     }
-    d.restore("-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n").unwrap();
+    d.restore("-A -t 203.0.113.100:80 -s first\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n").unwrap();
     d
 }
 

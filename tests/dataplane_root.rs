@@ -3,17 +3,21 @@
 //! everything in it are removed when the test ends, also on failure. Without root they say so
 //! and pass.
 
+#[path = "../examples/common/netns.rs"]
+#[allow(dead_code)]
+mod netns;
+
 use std::time::{Duration, Instant as StdInstant};
 
-use lvs_core::addr::Af;
-use lvs_core::neigh::{MacAddr, Neighbour};
-use lvs_core::wire::{Frame, DEFAULT_HEADROOM};
-use lvs_core::{DirectorConfig, Instant};
-use lvs_dataplane::afpacket::{AfPacket, AfPacketConfig};
-use lvs_dataplane::io::PacketIo;
-use lvs_dataplane::netns::Netns;
-use lvs_dataplane::runtime::Runtime;
-use lvs_dataplane::tap::Tap;
+use lvs::core::addr::Af;
+use lvs::core::neigh::{MacAddr, Neighbour};
+use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
+use lvs::core::{DirectorConfig, Instant};
+use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
+use lvs::dataplane::io::PacketIo;
+use lvs::dataplane::runtime::Runtime;
+use lvs::dataplane::tap::Tap;
+use netns::Netns;
 
 fn root() -> bool {
     let ok = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
@@ -138,10 +142,7 @@ fn runtime_forwards_dr_between_veth_pairs() {
         s.spawn(|| {
             ns.enter().unwrap();
             let rs_mac = MacAddr([2, 0, 0, 0, 1, 1]);
-            let mut d = lvs_core::Director::new(
-                DirectorConfig { mac: MacAddr([2, 0, 0, 0, 0, 1]), ..DirectorConfig::default() },
-                lvs_sched::by_name,
-            );
+            let mut d = lvs::director(DirectorConfig { mac: MacAddr([2, 0, 0, 0, 0, 1]), ..DirectorConfig::default() });
             d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: rs_mac, port: 1 });
             d.set_gateway(Af::V4, Neighbour { mac: MacAddr([2, 0, 0, 0, 0, 0xfe]), port: 0 });
             d.restore("-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n").unwrap();
@@ -154,7 +155,7 @@ fn runtime_forwards_dr_between_veth_pairs() {
             let vip = "203.0.113.100".parse().unwrap();
             let syns: Vec<Frame> = (0..50u16)
                 .map(|p| {
-                    lvs_core::testkit::Tcp::new(("198.51.100.2".parse().unwrap(), 10_000 + p), (vip, 80), 2).frame()
+                    lvs::core::testkit::Tcp::new(("198.51.100.2".parse().unwrap(), 10_000 + p), (vip, 80), 2).frame()
                 })
                 .collect();
             send_all(&mut client, &syns);
@@ -177,7 +178,7 @@ fn runtime_forwards_dr_between_veth_pairs() {
 fn fanout_spreads_flows_over_shards() {
     use std::sync::Arc;
 
-    use lvs_dataplane::runtime::Shards;
+    use lvs::dataplane::runtime::Shards;
 
     if !root() {
         return;
@@ -186,11 +187,8 @@ fn fanout_spreads_flows_over_shards() {
     let rs_mac = MacAddr([2, 0, 0, 0, 1, 1]);
     let name = ns.name().to_string();
     let make = Arc::new(move |_: usize| {
-        lvs_dataplane::netns::Netns::enter_existing(&name)?;
-        let mut d = lvs_core::Director::new(
-            DirectorConfig { mac: MacAddr([2, 0, 0, 0, 0, 1]), ..DirectorConfig::default() },
-            lvs_sched::by_name,
-        );
+        lvs::dataplane::netns::enter(&name)?;
+        let mut d = lvs::director(DirectorConfig { mac: MacAddr([2, 0, 0, 0, 0, 1]), ..DirectorConfig::default() });
         d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: rs_mac, port: 1 });
         d.restore("-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n").unwrap();
         let cfg = AfPacketConfig { promisc: true, fanout: Some(0x4c56), ..AfPacketConfig::default() };
@@ -208,7 +206,7 @@ fn fanout_spreads_flows_over_shards() {
             let vip = "203.0.113.100".parse().unwrap();
             let syns: Vec<Frame> = (0..400u16)
                 .map(|p| {
-                    lvs_core::testkit::Tcp::new(("198.51.100.2".parse().unwrap(), 20_000 + p), (vip, 80), 2).frame()
+                    lvs::core::testkit::Tcp::new(("198.51.100.2".parse().unwrap(), 20_000 + p), (vip, 80), 2).frame()
                 })
                 .collect();
             send_all(&mut client, &syns);
