@@ -77,7 +77,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A loop over `ports`; port `i` is what `Verdict::Transmit { port: i, .. }` names.
+    /// A loop over `ports`; port `i` is what `Verdict::Transmit { port: i, .. }` names and what
+    /// the frames received from it carry in [`Frame::port`]. A verdict names ports by `u16`, so
+    /// ports beyond the first 65 536 are never polled.
     pub fn new(director: Director, ports: Vec<Box<dyn PacketIo + Send>>) -> Self {
         let burst = ports.iter().map(|p| p.caps().max_burst).max().unwrap_or(32).clamp(1, 256);
         let frame = || Frame::with_capacity(DEFAULT_HEADROOM + 2048);
@@ -126,7 +128,7 @@ impl Runtime {
     /// A port's system error.
     pub fn poll_once(&mut self, now: Instant) -> io::Result<usize> {
         let mut total = 0;
-        for p in 0..self.ports.len() {
+        for (p, arrival) in (0..self.ports.len()).zip(0..=u16::MAX) {
             let Some(port) = self.ports.get_mut(p) else { continue };
             let n = port.recv(now, &mut self.rx)?;
             if n == 0 {
@@ -134,6 +136,9 @@ impl Runtime {
             }
             total += n;
             self.stats.rx += n as u64;
+            for f in &mut self.rx[..n] {
+                f.port = arrival;
+            }
             let (frames, verdicts) = (&mut self.rx[..n], &mut self.verdicts[..n]);
             self.director.process_burst(now, frames, verdicts);
             for i in 0..n {
@@ -328,5 +333,84 @@ impl Shards {
             r = r.and(e);
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use lvs_core::neigh::{MacAddr, Neighbour};
+    use lvs_core::proto::tcp::flags;
+    use lvs_core::testkit::{factory, Tcp, DIRECTOR_MAC};
+    use lvs_core::DirectorConfig;
+
+    use super::*;
+    use crate::io::IoCaps;
+
+    /// Frames a port sent, each with the arrival port it carried.
+    type Sent = Arc<Mutex<Vec<(u16, Vec<u8>)>>>;
+
+    /// A port in memory: hands out `inbox` once, and records what is sent.
+    struct Mem {
+        inbox: Vec<Vec<u8>>,
+        sent: Sent,
+    }
+
+    impl PacketIo for Mem {
+        fn caps(&self) -> IoCaps {
+            IoCaps { mtu: 1514, headroom: DEFAULT_HEADROOM, max_burst: 8 }
+        }
+
+        fn recv(&mut self, _now: Instant, frames: &mut [Frame]) -> io::Result<usize> {
+            let n = self.inbox.len().min(frames.len());
+            for (f, data) in frames.iter_mut().zip(self.inbox.drain(..n)) {
+                f.load(DEFAULT_HEADROOM, &data);
+            }
+            Ok(n)
+        }
+
+        fn send(&mut self, _now: Instant, frames: &[Frame]) -> io::Result<usize> {
+            let mut sent = self.sent.lock().unwrap();
+            sent.extend(frames.iter().map(|f| (f.port, f.data().to_vec())));
+            Ok(frames.len())
+        }
+    }
+
+    const RS_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
+
+    /// A DR service at 203.0.113.100:80 whose real server is behind port 0.
+    fn director() -> Director {
+        let mut d = Director::new(DirectorConfig { mac: MacAddr(DIRECTOR_MAC), ..DirectorConfig::default() }, factory);
+        d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: RS_MAC, port: 0 });
+        d.restore("-A -t 203.0.113.100:80 -s first\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n").unwrap();
+        d
+    }
+
+    fn syn(sport: u16) -> Vec<u8> {
+        Tcp::new(("198.51.100.2".parse().unwrap(), sport), ("203.0.113.100".parse().unwrap(), 80), flags::SYN).build()
+    }
+
+    /// Ports whose inboxes are `inboxes`, and what each sends.
+    fn ports(inboxes: Vec<Vec<Vec<u8>>>) -> (Vec<Box<dyn PacketIo + Send>>, Vec<Sent>) {
+        inboxes
+            .into_iter()
+            .map(|inbox| {
+                let sent = Arc::new(Mutex::new(Vec::new()));
+                let port: Box<dyn PacketIo + Send> = Box::new(Mem { inbox, sent: sent.clone() });
+                (port, sent)
+            })
+            .unzip()
+    }
+
+    #[test]
+    fn frames_carry_the_port_they_arrived_on() {
+        let (ports, sent) = ports(vec![vec![syn(1000)], vec![syn(1001), syn(1002)], vec![syn(1003)]]);
+        let mut rt = Runtime::new(director(), ports);
+        assert_eq!(rt.poll_once(Instant::ZERO).unwrap(), 4);
+        let out = sent[0].lock().unwrap();
+        let arrivals: Vec<u16> = out.iter().map(|(p, _)| *p).collect();
+        assert_eq!(arrivals, [0, 1, 1, 2], "forwarded to port 0, each marked with where it came from");
+        assert!(out.iter().all(|(_, d)| d.get(0..6) == Some(&RS_MAC.0[..])));
     }
 }
