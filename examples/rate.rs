@@ -26,7 +26,7 @@ use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
 use lvs::dataplane::io::PacketIo;
 use lvs::dataplane::pcap::Captured;
 use lvs::dataplane::replay::PcapReplay;
-use lvs::dataplane::runtime::Shards;
+use lvs::dataplane::runtime::{Runtime, Shards};
 use netns::Netns;
 use traffic::{data, director};
 
@@ -37,7 +37,7 @@ fn replay(method: &'static str, shards: usize) -> f64 {
         let mine: Vec<u32> = (0..FLOWS).filter(|i| *i as usize % shards == s).collect();
         let frames = mine.iter().map(|i| Captured { ts_ns: 0, data: data(*i) }).collect();
         let port: Box<dyn PacketIo + Send> = Box::new(PcapReplay::looping(frames));
-        Ok((director(method, mine.into_iter(), 0), vec![port]))
+        Ok(Runtime::new(director(method, mine.into_iter(), 0), vec![port]))
     });
     let set = Shards::spawn(shards, make).unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -64,7 +64,7 @@ fn afpacket() -> Result<f64, String> {
         let cfg = AfPacketConfig { promisc: true, ..AfPacketConfig::default() };
         let input: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsr2", cfg)?);
         let output: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsr3", AfPacketConfig::default())?);
-        Ok((d, vec![input, output]))
+        Ok(Runtime::new(d, vec![input, output]))
     });
     let set = Shards::spawn(1, make).map_err(|e| e.to_string())?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -194,7 +194,7 @@ fn fanout_spreads_flows_over_shards() {
         let cfg = AfPacketConfig { promisc: true, fanout: Some(0x4c56), ..AfPacketConfig::default() };
         let client_side: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsf2", cfg)?);
         let server_side: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsg2", AfPacketConfig::default())?);
-        Ok((d, vec![client_side, server_side]))
+        Ok(Runtime::new(d, vec![client_side, server_side]))
     });
     let shards = Shards::spawn(2, make).unwrap();
     std::thread::scope(|s| {
