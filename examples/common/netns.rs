@@ -27,14 +27,17 @@ pub(crate) struct Netns {
 }
 
 impl Netns {
-    /// Creates namespace `name` (deleting a stale one of that name first) with `lo` up.
+    /// Creates namespace `<name>-<process id>` (deleting a stale one of that name first) with
+    /// `lo` up. Namespace names are global: the process id keeps concurrent runs apart, such as
+    /// the tests of two checkouts on one machine.
     ///
     /// # Errors
     /// When `ip netns add` fails (not root, no iproute2).
     pub(crate) fn create(name: &str) -> io::Result<Netns> {
-        let _ = run("ip", &["netns", "del", name]);
-        run("ip", &["netns", "add", name])?;
-        let ns = Netns { name: name.to_string() };
+        let name = format!("{name}-{}", std::process::id());
+        let _ = run("ip", &["netns", "del", &name]);
+        run("ip", &["netns", "add", &name])?;
+        let ns = Netns { name };
         ns.exec("ip", &["link", "set", "lo", "up"])?;
         Ok(ns)
     }
