@@ -160,13 +160,17 @@ impl LocalQueue {
 /// use lvs_dataplane::replay::PcapReplay;
 /// use lvs_dataplane::runtime::{DeliveryKind, Runtime};
 ///
-/// # let mut director =
-/// #     Director::new(DirectorConfig { mac: MacAddr(DIRECTOR_MAC), ..DirectorConfig::default() }, factory);
-/// # director.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: MacAddr([2, 0, 0, 0, 1, 1]), port: 0 });
-/// // A DR service at 203.0.113.100:80 (schedulers come from lvs-sched in an application).
+/// # let cfg = DirectorConfig { mac: MacAddr(DIRECTOR_MAC), ..DirectorConfig::default() };
+/// # let mut director = Director::new(cfg, factory);
+/// # let rs = Neighbour { mac: MacAddr([2, 0, 0, 0, 1, 1]), port: 0 };
+/// # director.set_neighbour("192.0.2.11".parse().unwrap(), rs);
+/// // A DR service (an application takes its schedulers from lvs-sched; `first` is the core's
+/// // test scheduler).
 /// director.restore("-A -t 203.0.113.100:80 -s first\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n")?;
-/// # let syn = Tcp::new(("198.51.100.2".parse().unwrap(), 1024), ("203.0.113.100".parse().unwrap(), 80), 2).build();
-/// # let other = Tcp::new(("198.51.100.2".parse().unwrap(), 1024), ("198.51.100.1".parse().unwrap(), 22), 2).build();
+/// # let client = ("198.51.100.2".parse().unwrap(), 1024);
+/// # let syn = Tcp::new(client, ("203.0.113.100".parse().unwrap(), 80), 2).build();
+/// # let other = Tcp::new(client, ("198.51.100.1".parse().unwrap(), 22), 2).build();
+/// // A SYN for the service and one for an address the director does not balance.
 /// let capture = vec![Captured { ts_ns: 0, data: syn }, Captured { ts_ns: 0, data: other }];
 /// let mut rt = Runtime::new(director, vec![Box::new(PcapReplay::new(capture))]);
 /// assert_eq!(rt.poll_once(Instant::ZERO)?, 2);
