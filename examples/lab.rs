@@ -13,6 +13,8 @@
 
 #[path = "common/lab.rs"]
 mod lab;
+#[path = "common/netns.rs"]
+mod netns;
 #[path = "common/netns_lab.rs"]
 mod netns_lab;
 

@@ -11,6 +11,9 @@
 //! pairs: a generator thread sends the same traffic through one with `sendmmsg`, the director
 //! (one shard) forwards it by DR to the other, and the director's transmissions are counted.
 
+#[path = "common/netns.rs"]
+#[allow(dead_code)]
+mod netns;
 #[path = "common/traffic.rs"]
 mod traffic;
 
@@ -21,10 +24,10 @@ use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs::core::Instant;
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
 use lvs::dataplane::io::PacketIo;
-use lvs::dataplane::netns::Netns;
 use lvs::dataplane::pcap::Captured;
 use lvs::dataplane::replay::PcapReplay;
-use lvs::dataplane::runtime::Shards;
+use lvs::dataplane::runtime::{Runtime, Shards};
+use netns::Netns;
 use traffic::{data, director};
 
 const FLOWS: u32 = 10_000;
@@ -34,7 +37,7 @@ fn replay(method: &'static str, shards: usize) -> f64 {
         let mine: Vec<u32> = (0..FLOWS).filter(|i| *i as usize % shards == s).collect();
         let frames = mine.iter().map(|i| Captured { ts_ns: 0, data: data(*i) }).collect();
         let port: Box<dyn PacketIo + Send> = Box::new(PcapReplay::looping(frames));
-        Ok((director(method, mine.into_iter(), 0), vec![port]))
+        Ok(Runtime::new(director(method, mine.into_iter(), 0), vec![port]))
     });
     let set = Shards::spawn(shards, make).unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -56,12 +59,12 @@ fn afpacket() -> Result<f64, String> {
     }
     let name = ns.name().to_string();
     let make = Arc::new(move |_: usize| {
-        Netns::enter_existing(&name)?;
+        lvs::dataplane::netns::enter(&name)?;
         let d = director("dr", 0..FLOWS, 1);
         let cfg = AfPacketConfig { promisc: true, ..AfPacketConfig::default() };
         let input: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsr2", cfg)?);
         let output: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsr3", AfPacketConfig::default())?);
-        Ok((d, vec![input, output]))
+        Ok(Runtime::new(d, vec![input, output]))
     });
     let set = Shards::spawn(1, make).map_err(|e| e.to_string())?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

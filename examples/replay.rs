@@ -14,6 +14,9 @@
 //! `-Ln --stats` listings and the packet rate of the pipeline alone. Neighbours come from a
 //! `--topology` file in the case format, or from `--mac MAC --gateway IP=MAC --neigh IP=MAC...`.
 
+#[path = "common/case.rs"]
+mod case;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,8 +27,9 @@ use lvs::core::config::{list, ListOptions};
 use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs::core::{DirectorConfig, Instant, PortConfig, Reason, Verdict};
-use lvs::dataplane::case::{director_for, run_case, write_run, Topology};
 use lvs::dataplane::pcap::{read_capture, CaptureWriter};
+
+use case::{director_for, run_case, write_run, Topology};
 
 fn usage() -> ExitCode {
     eprintln!(

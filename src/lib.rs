@@ -6,8 +6,8 @@
 //!   the connection table, the TCP half-connection state machine, persistence, statistics, the
 //!   DR / NAT / TUN rewrites and the `ipvsadm` text formats.
 //! - [`sched`] (`lvs-sched`, `no_std`): the schedulers, with the kernel's exact choices.
-//! - `dataplane` (`lvs-dataplane`, std, feature `dataplane`): packet I/O backends, the runtime
-//!   loop and the replay of recorded cases.
+//! - `dataplane` (`lvs-dataplane`, std, feature `dataplane`): packet I/O backends, capture
+//!   replay and the runtime loop.
 //!
 //! ```
 //! use lvs::core::{config::ListOptions, Instant};

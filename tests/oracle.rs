@@ -3,9 +3,13 @@
 //! assignment of every connection, the connection table, the `ipvsadm -Ln` listings (sorted and
 //! in list order), the `--stats` totals, and every frame the director transmitted.
 
+#[path = "../examples/common/case.rs"]
+#[allow(dead_code)]
+mod case;
+
 use std::path::{Path, PathBuf};
 
-use lvs::dataplane::case::{run_case, CaseRun};
+use case::{run_case, CaseRun};
 use lvs::dataplane::pcap::read_capture;
 
 fn case_dir(name: &str) -> PathBuf {

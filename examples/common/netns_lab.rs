@@ -24,11 +24,11 @@ use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs::core::{DirectorConfig, Instant, PortConfig};
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
 use lvs::dataplane::io::PacketIo;
-use lvs::dataplane::netns::Netns;
 use lvs::dataplane::runtime::{MonotonicClock, Runtime};
 use lvs::dataplane::tap::Tap;
 
 use crate::lab::{rules_for, Answer, LabConfig, LabRun, Mode, VIP};
+use crate::netns::Netns;
 
 /// How the TUN servers decapsulated.
 pub(crate) const KERNEL_IPIP: &str = "kernel ipip device";

@@ -6,8 +6,10 @@
 //! - [`replay`] — captures as a packet source, and a pcap-writing middleware.
 //! - [`runtime`] — the loop that drives a director over backends, one shard per core.
 //! - [`pcap`] — read pcap / pcapng captures, write pcap.
-//! - [`case`] — run a recorded case folder in the format of the kernel traces.
-//! - [`netns`] — network namespaces for tests and labs.
+//! - [`netns`] — enter a network namespace before opening ports (Linux).
+//!
+//! Test and lab tooling — the runner for recorded kernel cases and the namespace builders — is
+//! not part of this crate; it lives with the facade's examples (`examples/common/`).
 //!
 //! `unsafe` lives only in the private `sys` module, each block with a `// SAFETY:` line.
 #![deny(unsafe_code)]
@@ -15,8 +17,6 @@
 
 #[cfg(all(feature = "afpacket", target_os = "linux"))]
 pub mod afpacket;
-#[cfg(feature = "pcap")]
-pub mod case;
 pub mod io;
 #[cfg(target_os = "linux")]
 pub mod netns;

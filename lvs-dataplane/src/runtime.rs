@@ -1,7 +1,9 @@
 //! The loop that drives a [`Director`] over one or more [`PacketIo`] ports (quinn's driver):
-//! receive a burst, `process_burst`, transmit each verdict on its port, `tick` on time, and stop
-//! cleanly when asked; and [`Shards`], one such loop per core. Frames move between the receive pool and the transmit queues by swapping
-//! buffers, so nothing is copied or allocated per packet after warm-up.
+//! receive a burst, `process_burst`, transmit each verdict on its port, hand the frames that are
+//! the application's (`Local`, `NotMine`) back to it, `tick` on time, and stop cleanly when
+//! asked; and [`Shards`], one such loop per core. Frames move between the receive pool, the
+//! transmit queues and the application's queue by swapping buffers, so nothing is copied or
+//! allocated per packet after warm-up.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -49,7 +51,9 @@ impl StopHandle {
     }
 }
 
-/// What the loop did.
+/// What the loop did. Every received frame is counted once more in exactly one other field:
+/// `rx == tx + tx_lost + dropped + local + not_mine + local_lost` once the transmit queues are
+/// flushed, which [`Runtime::poll_once`] does before it returns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RuntimeStats {
     /// Frames received.
@@ -58,13 +62,125 @@ pub struct RuntimeStats {
     pub tx: u64,
     /// Frames the director dropped (the director counts them by reason).
     pub dropped: u64,
-    /// Frames for the application's own stack (`Local`, `NotMine`).
-    pub passed: u64,
+    /// Frames for a `Local` real server, queued for the application.
+    pub local: u64,
+    /// Frames for no virtual service, queued for the application.
+    pub not_mine: u64,
     /// Frames a port would not take (its queue was full) or a verdict named no such port.
     pub tx_lost: u64,
+    /// Frames for the application (`Local`, `NotMine`) lost because its queue was full.
+    pub local_lost: u64,
+}
+
+impl std::ops::AddAssign for RuntimeStats {
+    /// Adds another loop's counters field by field (shards are summed this way).
+    fn add_assign(&mut self, o: RuntimeStats) {
+        self.rx += o.rx;
+        self.tx += o.tx;
+        self.dropped += o.dropped;
+        self.local += o.local;
+        self.not_mine += o.not_mine;
+        self.tx_lost += o.tx_lost;
+        self.local_lost += o.local_lost;
+    }
+}
+
+/// Why the director handed a frame back to the application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryKind {
+    /// For a real server forwarded `Local` (`Verdict::Local`): the application's own stack
+    /// serves it.
+    Local,
+    /// For no virtual service (`Verdict::NotMine`): ARP, neighbour discovery, traffic to the
+    /// director itself. Untouched.
+    NotMine,
+}
+
+/// A frame the director handed back to the application, as [`Runtime::drain_local`] gives it.
+#[derive(Clone, Copy, Debug)]
+pub struct Delivery<'a> {
+    /// Why it is the application's.
+    pub kind: DeliveryKind,
+    /// The frame; [`Frame::port`] is the port it arrived on.
+    pub frame: &'a Frame,
+}
+
+/// Handles the frames a runtime hands back (see [`Runtime::on_local`]).
+pub type LocalHandler = dyn FnMut(Delivery<'_>) + Send;
+
+/// How many frames wait for the application by default before further ones are counted lost.
+pub const DEFAULT_LOCAL_CAPACITY: usize = 256;
+
+/// A buffer for the receive pool.
+fn fresh_frame() -> Frame {
+    Frame::with_capacity(DEFAULT_HEADROOM + 2048)
+}
+
+/// Takes the frame out of `slot`, putting a spare buffer (or, while the pools warm up, a new
+/// one) in its place.
+fn take(slot: &mut Frame, spare: &mut Vec<Frame>) -> Frame {
+    std::mem::replace(slot, spare.pop().unwrap_or_else(fresh_frame))
+}
+
+/// Frames waiting for the application, at most `capacity` of them.
+struct LocalQueue {
+    frames: Vec<(DeliveryKind, Frame)>,
+    capacity: usize,
+}
+
+impl LocalQueue {
+    /// Queues the frame in `slot` (a spare buffer takes its place), or counts it lost when full.
+    fn offer(&mut self, kind: DeliveryKind, slot: &mut Frame, spare: &mut Vec<Frame>, stats: &mut RuntimeStats) {
+        if self.frames.len() >= self.capacity {
+            stats.local_lost += 1;
+            return;
+        }
+        match kind {
+            DeliveryKind::Local => stats.local += 1,
+            DeliveryKind::NotMine => stats.not_mine += 1,
+        }
+        self.frames.push((kind, take(slot, spare)));
+    }
 }
 
 /// A director and its ports.
+///
+/// Frames the director leaves to the application — for a `Local` real server or for no
+/// virtual service — wait in a bounded queue, with the port they came from, until the
+/// application takes them with [`Runtime::drain_local`] or a handler set with
+/// [`Runtime::on_local`]; when the queue is full they are counted in
+/// [`RuntimeStats::local_lost`].
+///
+/// ```
+/// # use lvs_core::neigh::{MacAddr, Neighbour};
+/// # use lvs_core::testkit::{factory, Tcp, DIRECTOR_MAC};
+/// # use lvs_core::{config::restore, Director, DirectorConfig, PortConfig};
+/// use lvs_core::Instant;
+/// use lvs_dataplane::pcap::Captured;
+/// use lvs_dataplane::replay::PcapReplay;
+/// use lvs_dataplane::runtime::{DeliveryKind, Runtime};
+///
+/// # let cfg = DirectorConfig::default().port(PortConfig::new(MacAddr(DIRECTOR_MAC)));
+/// # let mut director = Director::new(cfg, factory);
+/// # let rs = Neighbour { mac: MacAddr([2, 0, 0, 0, 1, 1]), port: 0 };
+/// # director.set_neighbour("192.0.2.11".parse().unwrap(), rs);
+/// // A DR service (an application takes its schedulers from lvs-sched; `first` is the core's
+/// // test scheduler).
+/// restore(&mut director, "-A -t 203.0.113.100:80 -s first\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n")?;
+/// # let client = ("198.51.100.2".parse().unwrap(), 1024);
+/// # let syn = Tcp::new(client, ("203.0.113.100".parse().unwrap(), 80), 2).build();
+/// # let other = Tcp::new(client, ("198.51.100.1".parse().unwrap(), 22), 2).build();
+/// // A SYN for the service and one for an address the director does not balance.
+/// let capture = vec![Captured { ts_ns: 0, data: syn }, Captured { ts_ns: 0, data: other }];
+/// let mut rt = Runtime::new(director, vec![Box::new(PcapReplay::new(capture))]);
+/// assert_eq!(rt.poll_once(Instant::ZERO)?, 2);
+/// assert_eq!(rt.stats().tx, 1, "the SYN went to the real server");
+/// // The other frame is for no virtual service: the application gets it.
+/// let mut mine = Vec::new();
+/// rt.drain_local(|d| mine.push((d.kind, d.frame.port)));
+/// assert_eq!(mine, [(DeliveryKind::NotMine, 0)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Runtime {
     director: Director,
     ports: Vec<Box<dyn PacketIo + Send>>,
@@ -72,26 +188,60 @@ pub struct Runtime {
     verdicts: Vec<Verdict>,
     tx: Vec<Vec<Frame>>,
     spare: Vec<Frame>,
+    local: LocalQueue,
+    on_local: Option<Box<LocalHandler>>,
     stats: RuntimeStats,
     stop: StopHandle,
 }
 
 impl Runtime {
-    /// A loop over `ports`; port `i` is what `Verdict::Transmit { port: i, .. }` names.
+    /// A loop over `ports`; port `i` is what `Verdict::Transmit { port: i, .. }` names and what
+    /// the frames received from it carry in [`Frame::port`]. A verdict names ports by `u16`, so
+    /// ports beyond the first 65 536 are never polled. Up to [`DEFAULT_LOCAL_CAPACITY`] frames
+    /// wait for the application.
     pub fn new(director: Director, ports: Vec<Box<dyn PacketIo + Send>>) -> Self {
         let burst = ports.iter().map(|p| p.caps().max_burst).max().unwrap_or(32).clamp(1, 256);
-        let frame = || Frame::with_capacity(DEFAULT_HEADROOM + 2048);
         let n = ports.len();
         Runtime {
             director,
-            rx: (0..burst).map(|_| frame()).collect(),
+            rx: (0..burst).map(|_| fresh_frame()).collect(),
             verdicts: vec![Verdict::NotMine; burst],
             tx: (0..n).map(|_| Vec::with_capacity(burst)).collect(),
-            spare: (0..burst).map(|_| frame()).collect(),
+            spare: (0..burst).map(|_| fresh_frame()).collect(),
+            local: LocalQueue { frames: Vec::new(), capacity: DEFAULT_LOCAL_CAPACITY },
+            on_local: None,
             ports,
             stats: RuntimeStats::default(),
             stop: StopHandle::default(),
         }
+    }
+
+    /// How many frames may wait for the application; 0 hands none back (an application whose
+    /// ports give it copies anyway, as AF_PACKET does, need not keep them twice).
+    pub fn with_local_capacity(mut self, frames: usize) -> Self {
+        self.local.capacity = frames;
+        self
+    }
+
+    /// Gives every frame handed back to `handler`, at the end of each pass. This is how
+    /// [`Runtime::run`] and [`Shards`] hand frames back; a handler typically writes them to a
+    /// TAP or the application's own stack, or sends them to another thread.
+    pub fn on_local(mut self, handler: impl FnMut(Delivery<'_>) + Send + 'static) -> Self {
+        self.on_local = Some(Box::new(handler));
+        self
+    }
+
+    /// Hands every frame waiting for the application to `f`, oldest first, then takes the
+    /// buffers back into the pool. Returns how many there were. Without a handler set with
+    /// [`Runtime::on_local`], an application that steps [`Runtime::poll_once`] itself calls
+    /// this between passes.
+    pub fn drain_local(&mut self, mut f: impl FnMut(Delivery<'_>)) -> usize {
+        let n = self.local.frames.len();
+        for (kind, frame) in self.local.frames.drain(..) {
+            f(Delivery { kind, frame: &frame });
+            self.spare.push(frame);
+        }
+        n
     }
 
     /// A handle that stops [`Runtime::run`].
@@ -119,14 +269,15 @@ impl Runtime {
         &self.ports
     }
 
-    /// One pass: a burst from every port through the director, then transmit and tick.
-    /// Returns how many frames were received.
+    /// One pass: a burst from every port through the director, then transmit, queue what is
+    /// the application's (and give it to the handler, if there is one) and tick. Returns how
+    /// many frames were received.
     ///
     /// # Errors
     /// A port's system error.
     pub fn poll_once(&mut self, now: Instant) -> io::Result<usize> {
         let mut total = 0;
-        for p in 0..self.ports.len() {
+        for (p, arrival) in (0..self.ports.len()).zip(0..=u16::MAX) {
             let Some(port) = self.ports.get_mut(p) else { continue };
             let n = port.recv(now, &mut self.rx)?;
             if n == 0 {
@@ -134,25 +285,29 @@ impl Runtime {
             }
             total += n;
             self.stats.rx += n as u64;
+            for f in &mut self.rx[..n] {
+                f.port = arrival;
+            }
             let (frames, verdicts) = (&mut self.rx[..n], &mut self.verdicts[..n]);
             self.director.process_burst(now, frames, verdicts);
-            for i in 0..n {
-                match self.verdicts[i] {
+            for (slot, verdict) in self.rx.iter_mut().zip(&self.verdicts[..n]) {
+                let (spare, stats) = (&mut self.spare, &mut self.stats);
+                match *verdict {
                     Verdict::Transmit { port, .. } => match self.tx.get_mut(usize::from(port)) {
-                        Some(q) => {
-                            // Move the rewritten frame to its port's queue; a spare buffer
-                            // takes its place in the receive pool.
-                            let spare =
-                                self.spare.pop().unwrap_or_else(|| Frame::with_capacity(DEFAULT_HEADROOM + 2048));
-                            q.push(std::mem::replace(&mut self.rx[i], spare));
-                        }
-                        None => self.stats.tx_lost += 1,
+                        // Move the rewritten frame to its port's queue.
+                        Some(q) => q.push(take(slot, spare)),
+                        None => stats.tx_lost += 1,
                     },
-                    Verdict::Drop(_) => self.stats.dropped += 1,
-                    Verdict::Local | Verdict::NotMine => self.stats.passed += 1,
+                    Verdict::Drop(_) => stats.dropped += 1,
+                    Verdict::Local => self.local.offer(DeliveryKind::Local, slot, spare, stats),
+                    Verdict::NotMine => self.local.offer(DeliveryKind::NotMine, slot, spare, stats),
                 }
             }
             self.flush(now)?;
+        }
+        if let Some(mut handler) = self.on_local.take() {
+            self.drain_local(&mut handler);
+            self.on_local = Some(handler);
         }
         if self.director.next_deadline().is_some_and(|t| t <= now) {
             self.director.tick(now);
@@ -177,15 +332,24 @@ impl Runtime {
     }
 
     /// Runs until the stop handle is used, sleeping in `poll` while there is nothing to do
-    /// (at most until the director's next deadline, and never more than 10 ms).
+    /// (at most until the director's next deadline, and never more than 10 ms). Frames for the
+    /// application go to the handler set with [`Runtime::on_local`]; without one they are
+    /// counted lost once the queue is full.
     ///
     /// # Errors
     /// A port's system error.
     pub fn run(&mut self, clock: &MonotonicClock) -> io::Result<()> {
+        self.run_with(clock, |_| {})
+    }
+
+    /// [`Runtime::run`], calling `between` after every pass.
+    fn run_with(&mut self, clock: &MonotonicClock, mut between: impl FnMut(&mut Runtime)) -> io::Result<()> {
         let fds: Vec<_> = self.ports.iter().filter_map(|p| p.raw_fd()).collect();
         while !self.stop.is_stopped() {
             let now = clock.now();
-            if self.poll_once(now)? == 0 {
+            let got = self.poll_once(now)?;
+            between(self);
+            if got == 0 {
                 self.idle(now, &fds)?;
             }
         }
@@ -211,13 +375,15 @@ enum Ctl {
     Stats(mpsc::Sender<(Vec<StatsRow>, RuntimeStats)>),
 }
 
-/// Builds one shard: its director and ports, called on the shard's own thread (so it can enter
-/// a namespace or open per-core sockets there).
-pub type ShardFactory = dyn Fn(usize) -> io::Result<(Director, Vec<Box<dyn PacketIo + Send>>)> + Send + Sync;
+/// Builds one shard's loop — its director, its ports and, to get frames handed back, a handler
+/// set with [`Runtime::on_local`] — called on the shard's own thread (so it can enter a
+/// namespace or open per-core sockets there).
+pub type ShardFactory = dyn Fn(usize) -> io::Result<Runtime> + Send + Sync;
 
 /// Share-nothing scale-out: one [`Director`] per thread, frames steered to shards by the ports
 /// (AF_PACKET fanout by flow hash); control-plane changes go to every shard and statistics are
-/// summed for listing.
+/// summed for listing. Each shard hands frames back through its runtime's handler
+/// ([`Runtime::on_local`]), on its own thread.
 pub struct Shards {
     ctl: Vec<mpsc::Sender<Ctl>>,
     stop: StopHandle,
@@ -237,21 +403,16 @@ impl Shards {
             let (tx, rx) = mpsc::channel::<Ctl>();
             let (make, stop, ready) = (make.clone(), stop.clone(), ready_tx.clone());
             threads.push(std::thread::spawn(move || -> io::Result<()> {
-                let (d, ports) = match make(i) {
-                    Ok(x) => x,
+                let mut rt = match make(i) {
+                    Ok(rt) => rt,
                     Err(e) => {
                         let _ = ready.send(Err(io::Error::new(e.kind(), e.to_string())));
                         return Err(e);
                     }
                 };
                 let _ = ready.send(Ok(()));
-                let mut rt = Runtime::new(d, ports);
                 rt.stop = stop;
-                let clock = MonotonicClock::default();
-                let fds: Vec<_> = rt.ports.iter().filter_map(|p| p.raw_fd()).collect();
-                while !rt.stop.is_stopped() {
-                    let now = clock.now();
-                    let got = rt.poll_once(now)?;
+                rt.run_with(&MonotonicClock::default(), |rt| {
                     while let Ok(msg) = rx.try_recv() {
                         match msg {
                             Ctl::Apply(c, reply) => {
@@ -262,11 +423,7 @@ impl Shards {
                             }
                         }
                     }
-                    if got == 0 {
-                        rt.idle(now, &fds)?;
-                    }
-                }
-                Ok(())
+                })
             }));
             ctl.push(tx);
         }
@@ -296,24 +453,31 @@ impl Shards {
         result
     }
 
+    /// Each running shard's listing rows and loop counters, in shard order.
+    fn collect(&self) -> Vec<(Vec<StatsRow>, RuntimeStats)> {
+        let ask = |tx: &mpsc::Sender<Ctl>| {
+            let (rtx, rrx) = mpsc::channel();
+            tx.send(Ctl::Stats(rtx)).ok()?;
+            rrx.recv().ok()
+        };
+        self.ctl.iter().filter_map(ask).collect()
+    }
+
     /// `ipvsadm -Ln --stats` summed over the shards, and the loops' counters summed.
     pub fn stats(&self) -> (String, RuntimeStats) {
         let mut parts = Vec::new();
         let mut total = RuntimeStats::default();
-        for tx in &self.ctl {
-            let (rtx, rrx) = mpsc::channel();
-            if tx.send(Ctl::Stats(rtx)).is_ok() {
-                if let Ok((rows, s)) = rrx.recv() {
-                    parts.push(rows);
-                    total.rx += s.rx;
-                    total.tx += s.tx;
-                    total.dropped += s.dropped;
-                    total.passed += s.passed;
-                    total.tx_lost += s.tx_lost;
-                }
-            }
+        for (rows, s) in self.collect() {
+            parts.push(rows);
+            total += s;
         }
         (render_stats(&sum_rows(&parts)), total)
+    }
+
+    /// Each running shard's loop counters, in shard order (a shard that has stopped on an
+    /// error is left out).
+    pub fn shard_stats(&self) -> Vec<RuntimeStats> {
+        self.collect().into_iter().map(|(_, s)| s).collect()
     }
 
     /// Stops every shard and waits for them.
@@ -328,5 +492,165 @@ impl Shards {
             r = r.and(e);
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use lvs_core::addr::{Proto, ServiceKey};
+    use lvs_core::config::restore;
+    use lvs_core::dest::{FwdMethod, RealServer};
+    use lvs_core::neigh::{MacAddr, Neighbour};
+    use lvs_core::proto::tcp::flags;
+    use lvs_core::testkit::{factory, Tcp, DIRECTOR_MAC};
+    use lvs_core::{DirectorConfig, PortConfig};
+
+    use super::*;
+    use crate::io::IoCaps;
+
+    /// Frames a port sent, each with the arrival port it carried.
+    type Sent = Arc<Mutex<Vec<(u16, Vec<u8>)>>>;
+
+    /// A port in memory: hands out `inbox` once, and records what is sent.
+    struct Mem {
+        inbox: Vec<Vec<u8>>,
+        sent: Sent,
+    }
+
+    impl PacketIo for Mem {
+        fn caps(&self) -> IoCaps {
+            IoCaps { mtu: 1514, headroom: DEFAULT_HEADROOM, max_burst: 8 }
+        }
+
+        fn recv(&mut self, _now: Instant, frames: &mut [Frame]) -> io::Result<usize> {
+            let n = self.inbox.len().min(frames.len());
+            for (f, data) in frames.iter_mut().zip(self.inbox.drain(..n)) {
+                f.load(DEFAULT_HEADROOM, &data);
+            }
+            Ok(n)
+        }
+
+        fn send(&mut self, _now: Instant, frames: &[Frame]) -> io::Result<usize> {
+            let mut sent = self.sent.lock().unwrap();
+            sent.extend(frames.iter().map(|f| (f.port, f.data().to_vec())));
+            Ok(frames.len())
+        }
+    }
+
+    const RS_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
+
+    /// A DR service at 203.0.113.100:80 whose real server is behind port 0, and a service at
+    /// 203.0.113.200:80 served by the application itself (a `Local` real server).
+    fn director() -> Director {
+        let mut d = Director::new(DirectorConfig::default().port(PortConfig::new(MacAddr(DIRECTOR_MAC))), factory);
+        d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: RS_MAC, port: 0 });
+        restore(&mut d, "-A -t 203.0.113.100:80 -s first\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n").unwrap();
+        restore(&mut d, "-A -t 203.0.113.200:80 -s first\n").unwrap();
+        let local = ServiceKey::Inet { proto: Proto::Tcp, addr: "203.0.113.200".parse().unwrap(), port: 80 };
+        d.add_dest(&local, RealServer::new("203.0.113.200".parse().unwrap(), 80, FwdMethod::Local, 1)).unwrap();
+        d
+    }
+
+    /// A SYN from client port `sport` to the DR service.
+    fn syn(sport: u16) -> Vec<u8> {
+        syn_to("203.0.113.100", sport)
+    }
+
+    fn syn_to(vip: &str, sport: u16) -> Vec<u8> {
+        Tcp::new(("198.51.100.2".parse().unwrap(), sport), (vip.parse().unwrap(), 80), flags::SYN).build()
+    }
+
+    /// A broadcast ARP request: who has 192.0.2.1, from 192.0.2.2.
+    fn arp_request() -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[2, 0, 0, 0, 2, 1, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&[2, 0, 0, 0, 2, 1, 192, 0, 2, 2]);
+        f.extend_from_slice(&[0, 0, 0, 0, 0, 0, 192, 0, 2, 1]);
+        f
+    }
+
+    /// Every received frame is in exactly one other counter.
+    fn assert_accounted(s: RuntimeStats) {
+        assert_eq!(s.rx, s.tx + s.tx_lost + s.dropped + s.local + s.not_mine + s.local_lost, "{s:?}");
+    }
+
+    /// Everything the application was handed: kind, arrival port, bytes.
+    fn drain(rt: &mut Runtime) -> Vec<(DeliveryKind, u16, Vec<u8>)> {
+        let mut got = Vec::new();
+        rt.drain_local(|d| got.push((d.kind, d.frame.port, d.frame.data().to_vec())));
+        got
+    }
+
+    /// Ports whose inboxes are `inboxes`, and what each sends.
+    fn ports(inboxes: Vec<Vec<Vec<u8>>>) -> (Vec<Box<dyn PacketIo + Send>>, Vec<Sent>) {
+        inboxes
+            .into_iter()
+            .map(|inbox| {
+                let sent = Arc::new(Mutex::new(Vec::new()));
+                let port: Box<dyn PacketIo + Send> = Box::new(Mem { inbox, sent: sent.clone() });
+                (port, sent)
+            })
+            .unzip()
+    }
+
+    #[test]
+    fn frames_carry_the_port_they_arrived_on() {
+        let (ports, sent) = ports(vec![vec![syn(1000)], vec![syn(1001), syn(1002)], vec![syn(1003)]]);
+        let mut rt = Runtime::new(director(), ports);
+        assert_eq!(rt.poll_once(Instant::ZERO).unwrap(), 4);
+        let out = sent[0].lock().unwrap();
+        let arrivals: Vec<u16> = out.iter().map(|(p, _)| *p).collect();
+        assert_eq!(arrivals, [0, 1, 1, 2], "forwarded to port 0, each marked with where it came from");
+        assert!(out.iter().all(|(_, d)| d.get(0..6) == Some(&RS_MAC.0[..])));
+    }
+
+    #[test]
+    fn local_and_not_mine_frames_reach_the_application_with_their_port() {
+        let local_syn = syn_to("203.0.113.200", 2000);
+        let (ports, sent) = ports(vec![vec![syn(1000)], vec![arp_request()], vec![local_syn.clone()]]);
+        let mut rt = Runtime::new(director(), ports);
+        assert_eq!(rt.poll_once(Instant::ZERO).unwrap(), 3);
+        assert_eq!(sent[0].lock().unwrap().len(), 1, "the DR service's SYN was forwarded");
+        assert_eq!(
+            drain(&mut rt),
+            [(DeliveryKind::NotMine, 1, arp_request()), (DeliveryKind::Local, 2, local_syn)],
+            "untouched, in arrival order"
+        );
+        assert!(drain(&mut rt).is_empty(), "each frame is handed over once");
+        let s = rt.stats();
+        assert_eq!((s.rx, s.tx, s.local, s.not_mine, s.local_lost), (3, 1, 1, 1, 0));
+        assert_accounted(s);
+    }
+
+    #[test]
+    fn a_full_queue_counts_losses_and_buffers_are_reused() {
+        // Bursts of 8: the first pass takes 8 ARP requests, the second the other 4.
+        let (ports, _) = ports(vec![vec![arp_request(); 12]]);
+        let mut rt = Runtime::new(director(), ports).with_local_capacity(2);
+        let buffers = |rt: &Runtime| rt.rx.len() + rt.spare.len() + rt.local.frames.len();
+        rt.poll_once(Instant::ZERO).unwrap();
+        assert_eq!((rt.stats().not_mine, rt.stats().local_lost), (2, 6));
+        assert_eq!(drain(&mut rt).len(), 2);
+        let warm = buffers(&rt);
+        rt.poll_once(Instant::ZERO).unwrap();
+        assert_eq!((rt.stats().not_mine, rt.stats().local_lost), (4, 8), "draining made room again");
+        assert_eq!(drain(&mut rt).len(), 2);
+        assert_eq!(buffers(&rt), warm, "no buffer allocated once the pools are warm");
+        assert_accounted(rt.stats());
+    }
+
+    #[test]
+    fn the_handler_gets_the_frames_of_every_pass() {
+        let (ports, _) = ports(vec![vec![], vec![arp_request(), syn_to("203.0.113.200", 2000)]]);
+        let (tx, rx) = mpsc::channel();
+        let mut rt = Runtime::new(director(), ports).on_local(move |d| {
+            let _ = tx.send((d.kind, d.frame.port));
+        });
+        rt.poll_once(Instant::ZERO).unwrap();
+        let got: Vec<_> = rx.try_iter().collect();
+        assert_eq!(got, [(DeliveryKind::NotMine, 1), (DeliveryKind::Local, 1)]);
+        assert_eq!(rt.drain_local(|_| {}), 0, "the handler took them all");
     }
 }

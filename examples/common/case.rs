@@ -10,18 +10,17 @@ use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use lvs_core::addr::{Af, Proto, ServiceKey};
-use lvs_core::config::{list, parse_command, ListOptions};
-use lvs_core::neigh::{MacAddr, Neighbour};
-use lvs_core::proto::tcp::flags;
-use lvs_core::wire::{self, ipproto, Frame, PacketMeta, DEFAULT_HEADROOM};
-use lvs_core::{Director, DirectorConfig, Instant, PortConfig, Verdict};
-
-use crate::pcap::{read_capture, CaptureError, CaptureWriter, Captured};
+use lvs::core::addr::{Af, Proto, ServiceKey};
+use lvs::core::config::{list, parse_command, ListOptions};
+use lvs::core::neigh::{MacAddr, Neighbour};
+use lvs::core::proto::tcp::flags;
+use lvs::core::wire::{self, ipproto, Frame, PacketMeta, DEFAULT_HEADROOM};
+use lvs::core::{Director, DirectorConfig, Instant, PortConfig, Verdict};
+use lvs::dataplane::pcap::{read_capture, CaptureError, CaptureWriter, Captured};
 
 /// Why a case could not be run.
 #[derive(Debug)]
-pub enum CaseError {
+pub(crate) enum CaseError {
     /// A file of the case is missing or unreadable.
     Io(PathBuf, std::io::Error),
     /// A capture could not be read.
@@ -48,13 +47,13 @@ fn read(path: &Path) -> Result<String, CaseError> {
 
 /// `topology.txt`: key=value lines, keys may repeat.
 #[derive(Debug, Default)]
-pub struct Topology {
+pub(crate) struct Topology {
     entries: Vec<(String, String)>,
 }
 
 impl Topology {
     /// Parses the file's text.
-    pub fn parse(text: &str) -> Self {
+    pub(crate) fn parse(text: &str) -> Self {
         let entries = text
             .lines()
             .filter_map(|l| l.split_once('='))
@@ -64,7 +63,7 @@ impl Topology {
     }
 
     /// The first value of a key.
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
@@ -93,7 +92,7 @@ impl Topology {
 }
 
 /// A classifier from a `fwmark_match` line such as `tcp to 203.0.113.0/24 dport 80,443`.
-fn classifier(mark: u32, spec: &str) -> Result<lvs_core::director::Classifier, CaseError> {
+fn classifier(mark: u32, spec: &str) -> Result<lvs::core::director::Classifier, CaseError> {
     let bad = || CaseError::Bad(format!("fwmark_match: cannot read '{spec}'"));
     let w: Vec<&str> = spec.split_whitespace().collect();
     let [proto, "to", net, "dport", ports] = w.as_slice() else { return Err(bad()) };
@@ -112,7 +111,7 @@ fn classifier(mark: u32, spec: &str) -> Result<lvs_core::director::Classifier, C
     let ports: Vec<u16> = ports.split(',').map(|p| p.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
     Ok(Box::new(move |m: &PacketMeta| {
         let hit = m.proto == proto
-            && lvs_core::addr::mask_addr(&m.dst, len) == lvs_core::addr::mask_addr(&addr, len)
+            && lvs::core::addr::mask_addr(&m.dst, len) == lvs::core::addr::mask_addr(&addr, len)
             && ports.contains(&m.dport);
         if hit {
             mark
@@ -126,10 +125,9 @@ fn classifier(mark: u32, spec: &str) -> Result<lvs_core::director::Classifier, C
 ///
 /// # Errors
 /// [`CaseError::Bad`] for a topology that lacks what a director needs.
-pub fn director_for(topo: &Topology) -> Result<Director, CaseError> {
+pub(crate) fn director_for(topo: &Topology) -> Result<Director, CaseError> {
     let port = PortConfig::new(topo.mac("director_mac")?).with_addr(topo.ip("director_ip")?);
-    let cfg = DirectorConfig::default().port(port);
-    let mut d = Director::new(cfg, lvs_sched::by_name);
+    let mut d = lvs::director(DirectorConfig::default().port(port));
     let gw = topo.ip("gateway_ip")?;
     let gw_n = Neighbour { mac: topo.mac("gateway_mac")?, port: 0 };
     d.set_neighbour(gw, gw_n);
@@ -146,11 +144,11 @@ pub fn director_for(topo: &Topology) -> Result<Director, CaseError> {
 
 /// What a run produced.
 #[derive(Debug, Default)]
-pub struct CaseRun {
+pub(crate) struct CaseRun {
     /// For each snapshot K (in order): `(K, [(file name, contents)])`.
-    pub snapshots: Vec<(usize, Vec<(String, String)>)>,
+    pub(crate) snapshots: Vec<(usize, Vec<(String, String)>)>,
     /// For each replay N: `(N, frames the director transmitted)`.
-    pub outputs: Vec<(usize, Vec<Captured>)>,
+    pub(crate) outputs: Vec<(usize, Vec<Captured>)>,
 }
 
 /// Tracks `assign.csv`: one row per connection in arrival order.
@@ -250,7 +248,7 @@ fn snapshot_times(dir: &Path, k: usize) -> Result<(u64, u64), CaseError> {
 ///
 /// # Errors
 /// [`CaseError`] when the case folder cannot be read or a step cannot be carried out.
-pub fn run_case(dir: &Path) -> Result<CaseRun, CaseError> {
+pub(crate) fn run_case(dir: &Path) -> Result<CaseRun, CaseError> {
     let topo = Topology::parse(&read(&dir.join("topology.txt"))?);
     let mut d = director_for(&topo)?;
     let gw_mac = topo.mac("gateway_mac")?;
@@ -323,7 +321,7 @@ pub fn run_case(dir: &Path) -> Result<CaseRun, CaseError> {
 ///
 /// # Errors
 /// [`CaseError::Io`] when a file cannot be written.
-pub fn write_run(run: &CaseRun, out: &Path) -> Result<(), CaseError> {
+pub(crate) fn write_run(run: &CaseRun, out: &Path) -> Result<(), CaseError> {
     let io = |p: &Path, e: std::io::Error| CaseError::Io(p.to_path_buf(), e);
     for (k, files) in &run.snapshots {
         let dir = out.join(format!("expected-{k}"));
