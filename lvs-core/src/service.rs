@@ -1,5 +1,7 @@
-//! Virtual services (`struct ip_vs_service`, `ip_vs_ctl.c`): key, scheduler, persistence and
-//! flags, and the list of real servers in the kernel's order (newest first).
+//! Virtual services (`struct ip_vs_service`, `ip_vs_ctl.c`) as they are configured — key,
+//! scheduler name, persistence and flags — and [`ServiceView`], what a scheduler sees of a
+//! service's real servers in the kernel's order (newest first). The live service, which owns
+//! its scheduler, belongs to the director.
 
 use alloc::string::String;
 

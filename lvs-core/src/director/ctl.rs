@@ -37,12 +37,13 @@ pub enum Command {
     SetTimeouts(u32, u32, u32),
 }
 
-/// A batch that was refused: which command failed, and why. Nothing of the batch was applied.
+/// A batch that was refused: which command failed, and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("command {index}: {error}")]
+#[error("{}: {error}", match index { Some(i) => alloc::format!("command {i}"), None => "current configuration".into() })]
 pub struct BatchError {
-    /// Index of the failing command in the batch.
-    pub index: usize,
+    /// Index of the failing command in the batch; `None` when the current configuration could
+    /// not be rebuilt to try the batch on (a scheduler that now refuses it).
+    pub index: Option<usize>,
     /// What the control call said.
     pub error: Error,
 }
@@ -73,23 +74,25 @@ impl Director {
     }
 
     /// Runs a batch of commands all or nothing (`ipvsadm -R`): the batch is first tried on a
-    /// scratch director holding the current configuration, and applied only when every command
+    /// scratch director rebuilt from the current configuration (services, servers in list
+    /// order with their weights and thresholds, timeouts), and applied only when every command
     /// passes there.
     ///
     /// # Errors
-    /// [`BatchError`] naming the first command that would fail; nothing was changed.
+    /// [`BatchError`] naming the first command that fails on the scratch director; then
+    /// nothing was changed. Only a scheduler that accepts a list on the scratch director and
+    /// refuses the same list here could fail a command after the ones before it were applied;
+    /// the schedulers of `lvs-sched` judge a list by its servers alone, which are the same.
     pub fn execute_all(&mut self, cmds: &[Command]) -> Result<(), BatchError> {
         let mut scratch = Director::new(self.cfg.clone(), self.factory);
         for c in self.config_commands() {
-            // The current configuration was accepted once; it can only fail to rebuild if a
-            // scheduler refuses it now, which refuses the batch as a whole.
-            scratch.execute(&c).map_err(|error| BatchError { index: 0, error })?;
+            scratch.execute(&c).map_err(|error| BatchError { index: None, error })?;
         }
         for (index, c) in cmds.iter().enumerate() {
-            scratch.execute(c).map_err(|error| BatchError { index, error })?;
+            scratch.execute(c).map_err(|error| BatchError { index: Some(index), error })?;
         }
         for (index, c) in cmds.iter().enumerate() {
-            self.execute(c).map_err(|error| BatchError { index, error })?;
+            self.execute(c).map_err(|error| BatchError { index: Some(index), error })?;
         }
         Ok(())
     }

@@ -94,7 +94,7 @@ impl Director {
             return v;
         }
         let Some(nh) = self.neigh.route(&meta.src) else { return v };
-        let Some(me) = self.port_mac(nh.port) else { return v };
+        let Some(me) = self.port_mac(nh.port) else { return self.unanswered(v) };
         self.ip_id = self.ip_id.wrapping_add(1);
         match icmp::error(frame, meta, kind, nh.mac, me, self.ip_id) {
             Ok(()) => Verdict::Transmit { port: nh.port, dest: None },
@@ -109,10 +109,17 @@ impl Director {
             return v;
         }
         let Some(nh) = self.neigh.route(&meta.src) else { return v };
-        let Some(me) = self.port_mac(nh.port) else { return v };
+        let Some(me) = self.port_mac(nh.port) else { return self.unanswered(v) };
         match rst::reset(frame, meta, nh.mac, me) {
             Ok(()) => Verdict::Transmit { port: nh.port, dest: None },
             Err(_) => v,
         }
+    }
+
+    /// The answer to a dropped packet cannot leave: its port is missing from the
+    /// configuration. That is counted too; the packet stays dropped for its own reason.
+    fn unanswered(&mut self, v: Verdict) -> Verdict {
+        let _ = self.drop(Reason::UnknownPort);
+        v
     }
 }

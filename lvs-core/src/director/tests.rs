@@ -269,6 +269,22 @@ fn each_port_sends_with_its_own_mac() {
 }
 
 #[test]
+fn replies_and_answers_toward_a_missing_port_are_counted() {
+    let mut d = director();
+    add(&mut d, svc(), FwdMethod::Masq, 8080);
+    assert!(matches!(send(&mut d, 1, Tcp::new(client(1000), (vip(), 80), SYN)).0, Verdict::Transmit { port: 1, .. }));
+    // The clients' gateway now sits behind a port the configuration does not have.
+    d.set_gateway(Af::V4, Neighbour { mac: MacAddr(GW_MAC), port: 7 });
+    let mut reply = Tcp::new((ip("192.0.2.11"), 8080), client(1000), SYN | ACK);
+    reply.src_mac = rs_mac(1).0;
+    assert_eq!(send(&mut d, 1, reply).0, Verdict::Drop(Reason::UnknownPort));
+    // A stray segment stays dropped as such; the reset that cannot leave is counted too.
+    assert_eq!(send(&mut d, 1, Tcp::new(client(1001), (vip(), 80), ACK)).0, Verdict::Drop(Reason::NotSyn));
+    assert_eq!(d.drops()[Reason::UnknownPort.index()], 2);
+    assert_eq!(d.drops()[Reason::NotSyn.index()], 1);
+}
+
+#[test]
 fn a_frame_for_a_missing_port_is_a_counted_drop() {
     let mut d = director_with(DirectorConfig { ports: alloc::vec![port()], ..DirectorConfig::default() });
     add(&mut d, svc(), FwdMethod::Route, 80);

@@ -145,12 +145,10 @@ pub(super) fn sorted_services(d: &Director) -> Vec<ServiceInfo<'_>> {
 
 /// Servers of a service in ipvsadm's order.
 pub(super) fn sorted_dests<'a>(v: &ServiceView<'a>) -> Vec<DestView<'a>> {
-    let mut ds: Vec<DestView<'a>> = v.dests().collect();
+    let ds: Vec<DestView<'a>> = v.dests().collect();
     let mut idx: Vec<usize> = (0..ds.len()).collect();
     msort(&mut idx, &|a, b| cmp_dests(&ds[*a].endpoint(), &ds[*b].endpoint()));
-    let sorted = idx.iter().map(|i| ds[*i]).collect();
-    ds.clear();
-    sorted
+    idx.iter().map(|i| ds[*i]).collect()
 }
 
 #[cfg(test)]

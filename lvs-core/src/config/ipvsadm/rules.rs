@@ -47,8 +47,10 @@ fn parse_numbered(text: &str) -> Result<Vec<(usize, Command)>, Error> {
 pub fn restore(d: &mut Director, text: &str) -> Result<(), Error> {
     let numbered = parse_numbered(text)?;
     let cmds: Vec<Command> = numbered.iter().map(|(_, c)| c.clone()).collect();
-    d.execute_all(&cmds)
-        .map_err(|e| Error::Parse { line: numbered.get(e.index).map_or(0, |(n, _)| *n), msg: e.error.to_string() })
+    d.execute_all(&cmds).map_err(|e| Error::Parse {
+        line: e.index.and_then(|i| numbered.get(i)).map_or(0, |(n, _)| *n),
+        msg: e.error.to_string(),
+    })
 }
 
 /// `ipvsadm -S -n`: the configuration as rules, services and servers sorted as ipvsadm sorts
