@@ -30,8 +30,45 @@ impl Director {
         }
     }
 
-    /// Processes one frame in place and says what to do with it. See [`Director`] for an
-    /// example.
+    /// Processes one frame in place and says what to do with it.
+    ///
+    /// A minimal DR director: one port, one service with one real server, and a SYN from a client
+    /// that goes out to the server with only its MACs rewritten.
+    ///
+    /// ```
+    /// # use lvs_core::{sched::*, service::ServiceView, wire::PacketMeta, *};
+    /// # struct First;
+    /// # impl Scheduler for First {
+    /// #     fn name(&self) -> &'static str { "first" }
+    /// #     fn schedule(&mut self, _: &mut SchedCx<'_>, s: &ServiceView<'_>, _: &PacketMeta) -> Option<DestId> {
+    /// #         s.dests().next().map(|d| d.id())
+    /// #     }
+    /// # }
+    /// # fn factory(_: &str) -> Result<Box<dyn Scheduler>, SchedError> { Ok(Box::new(First)) }
+    /// # fn syn() -> Frame {
+    /// #     let mut b = [0u8; 54];
+    /// #     b[..12].copy_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0xfe]);
+    /// #     b[12..24].copy_from_slice(&[8, 0, 0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6]);
+    /// #     b[26..34].copy_from_slice(&[198, 51, 100, 2, 203, 0, 113, 100]);
+    /// #     b[34..38].copy_from_slice(&[0x9c, 0x40, 0, 80]);
+    /// #     b[46] = 0x50;
+    /// #     b[47] = 0x02;
+    /// #     Frame::new(wire::DEFAULT_HEADROOM, &b)
+    /// # }
+    /// let cfg = DirectorConfig::default().port(PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1])));
+    /// let mut d = Director::new(cfg, factory); // lvs_sched::by_name in a real program
+    /// let vip = ServiceKey::tcp("203.0.113.100".parse()?, 80);
+    /// d.add_service(ServiceConfig::new(vip, "first"))?;
+    /// let rip = "192.0.2.11".parse()?;
+    /// d.add_dest(&vip, RealServer::new(rip, 80, FwdMethod::Route, 1))?;
+    /// d.set_neighbour(rip, Neighbour { mac: MacAddr([2, 0, 0, 0, 1, 1]), port: 0 });
+    ///
+    /// let mut frame = syn(); // 198.51.100.2:40000 → 203.0.113.100:80, SYN
+    /// let now = Instant::from_secs(1);
+    /// assert!(matches!(d.process(now, &mut frame), Verdict::Transmit { port: 0, dest: Some(_) }));
+    /// assert_eq!(&frame.data()[..12], &[2, 0, 0, 0, 1, 1, 2, 0, 0, 0, 0, 1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn process(&mut self, now: Instant, frame: &mut Frame) -> Verdict {
         self.start_clock(now);
         let meta = match wire::parse(frame.data()) {
