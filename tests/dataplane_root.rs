@@ -25,6 +25,21 @@ fn can_run() -> bool {
 }
 
 /// A namespace with veth pairs `(a, b)` up and IPv6 off (no neighbour-discovery noise).
+/// The real server's MAC.
+const RS_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
+
+/// A DR director for 203.0.113.100:80 with two arms: clients (and their gateway) behind port 0
+/// with MAC `client_side`, the real server 192.0.2.11 behind port 1 with MAC `server_side`.
+fn two_armed_dr(client_side: MacAddr, server_side: MacAddr) -> lvs::Director {
+    let ports = vec![PortConfig::new(client_side), PortConfig::new(server_side)];
+    let mut d = lvs::director(DirectorConfig { ports, ..DirectorConfig::default() });
+    d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: RS_MAC, port: 1 });
+    d.set_gateway(Af::V4, Neighbour { mac: MacAddr([2, 0, 0, 0, 0, 0xfe]), port: 0 });
+    lvs::core::config::restore(&mut d, "-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n")
+        .unwrap();
+    d
+}
+
 fn ns_with_veths(name: &str, pairs: &[(&str, &str)]) -> Netns {
     let ns = Netns::create(name).unwrap();
     ns.exec("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"]).unwrap();
@@ -138,18 +153,8 @@ fn runtime_forwards_dr_between_veth_pairs() {
     std::thread::scope(|s| {
         s.spawn(|| {
             ns.enter().unwrap();
-            let rs_mac = MacAddr([2, 0, 0, 0, 1, 1]);
-            // Two arms, each port with its own MAC: clients on port 0, the server on port 1.
-            let ports =
-                vec![PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1])), PortConfig::new(MacAddr([2, 0, 0, 0, 0, 2]))];
-            let mut d = lvs::director(DirectorConfig { ports, ..DirectorConfig::default() });
-            d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: rs_mac, port: 1 });
-            d.set_gateway(Af::V4, Neighbour { mac: MacAddr([2, 0, 0, 0, 0, 0xfe]), port: 0 });
-            lvs::core::config::restore(
-                &mut d,
-                "-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n",
-            )
-            .unwrap();
+            // Each arm with its own MAC.
+            let d = two_armed_dr(MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
             let promisc = AfPacketConfig { promisc: true, ..AfPacketConfig::default() };
             let client_side = AfPacket::open("lvsc2", promisc).unwrap();
             let server_side = AfPacket::open("lvss2", AfPacketConfig::default()).unwrap();
@@ -167,7 +172,7 @@ fn runtime_forwards_dr_between_veth_pairs() {
             while rt.stats().tx < 50 && start.elapsed() < Duration::from_secs(2) {
                 rt.poll_once(Instant::from_secs(1)).unwrap();
             }
-            let got = collect(&mut server, 50, |d| d.get(0..6) == Some(&rs_mac.0[..]));
+            let got = collect(&mut server, 50, |d| d.get(0..6) == Some(&RS_MAC.0[..]));
             assert_eq!(got.len(), 50, "runtime stats: {:?}", rt.stats());
             for g in &got {
                 assert_eq!(&g[6..12], &[2, 0, 0, 0, 0, 2], "from the MAC of the server-side port");
@@ -188,18 +193,10 @@ fn fanout_spreads_flows_over_shards() {
         return;
     }
     let ns = ns_with_veths("lvs-t-fan", &[("lvsf1", "lvsf2"), ("lvsg1", "lvsg2")]);
-    let rs_mac = MacAddr([2, 0, 0, 0, 1, 1]);
     let name = ns.name().to_string();
     let make = Arc::new(move |_: usize| {
         lvs::dataplane::netns::enter(&name)?;
-        let port = PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1]));
-        let mut d = lvs::director(DirectorConfig { ports: vec![port; 2], ..DirectorConfig::default() });
-        d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: rs_mac, port: 1 });
-        lvs::core::config::restore(
-            &mut d,
-            "-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n",
-        )
-        .unwrap();
+        let d = two_armed_dr(MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 1]));
         let cfg = AfPacketConfig { promisc: true, fanout: Some(0x4c56), ..AfPacketConfig::default() };
         let client_side: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsf2", cfg)?);
         let server_side: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsg2", AfPacketConfig::default())?);
@@ -219,7 +216,7 @@ fn fanout_spreads_flows_over_shards() {
                 })
                 .collect();
             send_all(&mut client, &syns);
-            let got = collect(&mut server, 400, |d| d.get(0..6) == Some(&rs_mac.0[..]));
+            let got = collect(&mut server, 400, |d| d.get(0..6) == Some(&RS_MAC.0[..]));
             assert_eq!(got.len(), 400);
         });
     });

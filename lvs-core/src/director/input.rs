@@ -286,7 +286,7 @@ impl Director {
             return Verdict::Local;
         }
         let Some(nh) = self.dests.get(dest).and_then(|d| d.nh) else { return self.drop(Reason::UnknownNeighbour) };
-        let Some(port) = self.cfg.ports.get(usize::from(nh.port)).copied() else {
+        let Some(port) = self.port(nh.port).copied() else {
             return self.drop(Reason::UnknownPort);
         };
         let me = port.mac;

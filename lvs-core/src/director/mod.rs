@@ -281,7 +281,12 @@ impl Director {
 
     /// The source MAC of a frame leaving on `port`, or `None` for a port that does not exist.
     fn port_mac(&self, port: u16) -> Option<MacAddr> {
-        self.cfg.ports.get(usize::from(port)).map(|p| p.mac)
+        self.port(port).map(|p| p.mac)
+    }
+
+    /// Port `n` of the configuration.
+    fn port(&self, n: u16) -> Option<&PortConfig> {
+        self.cfg.ports.get(usize::from(n))
     }
 
     // ----- neighbours -----
