@@ -60,6 +60,15 @@ pub enum Error {
     /// The connection table is full.
     #[error("connection table full")]
     TableFull,
+    /// `--start-daemon` for a role that already runs (`EEXIST`).
+    #[error("sync daemon already running as {0}")]
+    DaemonRunning(&'static str),
+    /// `--stop-daemon` for a role that does not run (`ESRCH`).
+    #[error("no sync daemon running as {0}")]
+    NoDaemon(&'static str),
+    /// A sync sysctl out of its range (named).
+    #[error("invalid value for {0}")]
+    BadSyncParam(&'static str),
     /// A line of an `ipvsadm -R` rule file could not be read.
     #[error("line {line}: {msg}")]
     Parse {

@@ -19,6 +19,7 @@
 //! - [`stats`] — counters and the rate estimator (`ip_vs_est.c`).
 //! - [`wire`] — parsing and in-place rewriting with incremental checksums.
 //! - `xmit` (private) — one function per forwarding method (`ip_vs_xmit.c`).
+//! - [`sync`] — connection sync between directors: formats, the master's queue (`ip_vs_sync.c`).
 //! - [`director`] — the [`Director`]: control API and packet path (`ip_vs_core.c`).
 //! - [`config`] — `ipvsadm -S/-R` rules and `-L` listings (feature `ipvsadm`).
 //! - [`error`] — control-plane [`Error`]s and data-plane drop [`Reason`]s.
@@ -45,6 +46,7 @@ pub mod proto;
 pub mod sched;
 pub mod service;
 pub mod stats;
+pub mod sync;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod time;

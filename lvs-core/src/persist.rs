@@ -69,7 +69,7 @@ pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16,
         vport: tk.key.vport,
         dport: if tk.on_svc_port { d.cfg.endpoint.port } else { 0 },
         proto: tk.key.proto,
-        state: 0,
+        state: crate::proto::tpl::NONE,
         flags: flags | cf::TEMPLATE | cf::IN_HASHED,
         dest: dest.0,
         control: NIL,
@@ -79,6 +79,9 @@ pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16,
         tprev: NIL,
         tnext: NIL,
         tick: 0,
+        in_pkts: 0,
+        old_state: 0,
+        sync_end: 0,
     }
 }
 

@@ -34,12 +34,16 @@ pub(crate) mod cf {
     pub(crate) const IN_HASHED: u16 = 1 << 5;
     /// Linked in the reply index.
     pub(crate) const OUT_HASHED: u16 = 1 << 6;
+    /// Made from a sync message (`IP_VS_CONN_F_SYNC`).
+    pub(crate) const SYNC: u16 = 1 << 7;
+    /// A free slab slot, not an entry.
+    pub(crate) const FREE: u16 = 1 << 10;
     /// Forwarding method, two bits.
     pub(crate) const FWD_SHIFT: u16 = 8;
     pub(crate) const FWD_MASK: u16 = 0x3 << FWD_SHIFT;
 }
 
-/// One connection or template: 96 bytes, no pointers, no heap.
+/// One connection or template: 104 bytes, no pointers, no heap.
 #[derive(Clone, Debug)]
 pub(crate) struct Conn {
     pub(crate) caddr: [u8; 16],
@@ -67,6 +71,12 @@ pub(crate) struct Conn {
     pub(crate) tprev: u32,
     pub(crate) tnext: u32,
     pub(crate) tick: u32,
+    /// Packets from the client side (`in_pkts`; a template counts its connections' packets).
+    pub(crate) in_pkts: u32,
+    /// Sync bookkeeping: the state last sent and the wrapping-millisecond end time
+    /// (`old_state`, `sync_endtime`).
+    pub(crate) old_state: u8,
+    pub(crate) sync_end: u32,
 }
 
 impl Conn {
@@ -147,8 +157,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entry_is_96_bytes() {
-        assert_eq!(core::mem::size_of::<Conn>(), 96);
+    fn entry_is_104_bytes() {
+        assert_eq!(core::mem::size_of::<Conn>(), 104);
     }
 
     #[test]
@@ -172,6 +182,9 @@ mod tests {
                 tprev: NIL,
                 tnext: NIL,
                 tick: 0,
+                in_pkts: 0,
+                old_state: 0,
+                sync_end: 0,
             };
             assert_eq!(c.fwd(), m);
         }

@@ -204,7 +204,9 @@ impl ConnTable {
     pub(crate) fn remove_unarmed(&mut self, id: ConnId) -> Option<Conn> {
         self.unhash_in(id);
         self.unhash_out(id);
-        let c = self.slab.get(id.0 as usize)?.clone();
+        let slot = self.slab.get_mut(id.0 as usize)?;
+        let c = slot.clone();
+        slot.flags |= cf::FREE;
         self.free.push(id.0);
         self.live -= 1;
         Some(c)
@@ -247,15 +249,17 @@ impl ConnTable {
 
     /// Every live entry with its handle.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
-        // An entry is live when it is armed in the wheel or waiting in a due list; the free list
-        // says which slots are not.
-        let mut dead = alloc::vec![false; self.slab.len()];
-        for f in &self.free {
-            if let Some(d) = dead.get_mut(*f as usize) {
-                *d = true;
-            }
-        }
-        self.slab.iter().enumerate().filter(move |(i, _)| !dead[*i]).map(|(i, c)| (ConnId(i as u32), c))
+        self.slab.iter().enumerate().filter(|(_, c)| c.flags & cf::FREE == 0).map(|(i, c)| (ConnId(i as u32), c))
+    }
+
+    /// Slab slots, live or free: entries have handles below this.
+    pub(crate) fn slots(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// The live entry in slot `i`, if any.
+    pub(crate) fn live(&self, i: usize) -> Option<&Conn> {
+        self.slab.get(i).filter(|c| c.flags & cf::FREE == 0)
     }
 }
 

@@ -9,7 +9,7 @@ use crate::dest::{DestId, FwdMethod, F_AVAILABLE};
 use crate::error::Reason;
 use crate::proto::{self, tcp::TcpState};
 use crate::time::Instant;
-use crate::wire::PacketMeta;
+use crate::wire::{ipproto, PacketMeta};
 
 impl Director {
     /// The flags a connection to `dest` starts with (`dest->conn_flags`).
@@ -75,6 +75,9 @@ impl Director {
             tprev: NIL,
             tnext: NIL,
             tick: 0,
+            in_pkts: 0,
+            old_state: 0,
+            sync_end: 0,
         };
         let id = self.insert(c).ok_or(Reason::TableFull)?;
         self.stats.conn();
@@ -87,11 +90,22 @@ impl Director {
         Ok(id)
     }
 
-    /// The state step of a packet on connection `id` ([`proto::set_state`]).
+    /// The state step of a packet on connection `id` ([`proto::set_state`]); a connection
+    /// that becomes established (TCP) or is answered (UDP) assures its template
+    /// (`ip_vs_control_assure_ct`).
     pub(super) fn set_state(&mut self, id: ConnId, output: bool, tcp_flags: u8) {
         let Some(c) = self.conns.get_mut(id) else { return };
+        let before = c.state;
         let dest = c.dest_id().and_then(|d| self.dests.get_mut(d));
         proto::set_state(c, dest, &self.timeouts, output, tcp_flags);
+        let assure =
+            if c.proto == ipproto::TCP { c.state != before && c.state == TcpState::Established as u8 } else { output };
+        if assure && c.control != NIL {
+            let t = ConnId(c.control);
+            if let Some(t) = self.conns.get_mut(t).filter(|t| t.is_template()) {
+                t.state = proto::tpl::ASSURED;
+            }
+        }
     }
 
     /// `ip_vs_conn_expire`: a template that still controls connections waits another period;
@@ -129,7 +143,7 @@ impl Director {
     }
 
     /// `ip_vs_bind_dest`.
-    fn bind_dest(&mut self, c: &Conn) {
+    pub(super) fn bind_dest(&mut self, c: &Conn) {
         let Some(d) = c.dest_id().and_then(|id| self.dests.get_mut(id)) else { return };
         if c.is_template() {
             d.persist += 1;

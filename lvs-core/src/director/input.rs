@@ -262,8 +262,24 @@ impl Director {
             (c.fwd(), from_raw(c.af(), &c.daddr), c.dport, c.flags & cf::ONE_PACKET != 0);
         self.count(dest, u32::from(meta.ip_len), false);
         self.set_state(id, false, meta.tcp_flags);
-        let ms = self.conns.get(id).map_or(0, |c| c.timeout_ms);
+        let threshold = self.sync.params().threshold;
+        let Some(c) = self.conns.get_mut(id) else { return self.drop(Reason::DestUnavailable) };
+        let (ms, control) = (c.timeout_ms, c.control);
+        // `ip_vs_in`: a one-packet connection counts as at the threshold.
+        let pkts = if one_packet {
+            threshold
+        } else {
+            c.in_pkts = c.in_pkts.wrapping_add(1);
+            c.in_pkts
+        };
         self.conns.arm(id, now.as_nanos() + u64::from(ms) * 1_000_000);
+        if self.sync.is_master() {
+            self.sync_conn(now, id, pkts);
+        } else if one_packet && control != NIL {
+            if let Some(t) = self.conns.get_mut(ConnId(control)) {
+                t.in_pkts = t.in_pkts.wrapping_add(1);
+            }
+        }
         let v = self.transmit(frame, meta, dest, fwd, &daddr, dport);
         if one_packet {
             self.expire_now(id);

@@ -9,7 +9,9 @@
 //! - `output` — the NAT reply path (`ip_vs_out`, `handle_response`);
 //! - `conn` — connection creation, binding to servers, expiry (`ip_vs_conn.c`);
 //! - `icmp` — ICMP errors in both directions, and the refusals and resets the director sends;
-//! - `frag` — later fragments following their first.
+//! - `frag` — later fragments following their first;
+//! - `sync` — connection sync daemons: the master's records, the backup's application of them,
+//!   the full resync (`ip_vs_sync.c`).
 //!
 //! Persistence templates are made and checked in [`crate::persist`]; the state step that moves
 //! the server counters is [`crate::proto`]'s `set_state` (`set_tcp_state`).
@@ -20,8 +22,10 @@ mod frag;
 mod icmp;
 mod input;
 mod output;
+mod sync;
 
 pub use ctl::{BatchError, Command};
+pub use sync::{ResyncMessage, SyncOutcome, SyncRefused, SyncStats};
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -230,6 +234,7 @@ pub struct Director {
     next_est: Option<u64>,
     frags: FragTable,
     ip_id: u16,
+    sync: sync::SyncState,
 }
 
 impl Director {
@@ -255,6 +260,7 @@ impl Director {
             due: Vec::new(),
             next_est: None,
             ip_id: 0,
+            sync: sync::SyncState::default(),
         }
     }
 
@@ -437,14 +443,12 @@ impl Director {
         }
     }
 
-    /// When [`Director::tick`] should next run, or `None` when nothing waits.
+    /// When [`Director::tick`] (and [`Director::poll_sync`]) should next run, or `None` when
+    /// nothing waits.
     pub fn next_deadline(&self) -> Option<Instant> {
         let wheel = self.conns.wheel.next_deadline();
         let est = if self.svc_index.is_empty() { None } else { self.next_est };
-        match (wheel, est) {
-            (Some(a), Some(b)) => Some(Instant(a.min(b))),
-            (a, b) => a.or(b).map(Instant),
-        }
+        [wheel, est, self.sync_deadline()].into_iter().flatten().min().map(Instant)
     }
 }
 

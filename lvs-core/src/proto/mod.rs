@@ -1,6 +1,7 @@
 //! Per-protocol state machines and timeouts (`ip_vs_proto.c`): TCP as the kernel's transition
 //! tables, UDP as a single state. SCTP has its place here when it comes.
 
+pub mod sctp;
 pub mod tcp;
 pub mod udp;
 
@@ -83,14 +84,32 @@ pub(crate) fn set_state(c: &mut Conn, dest: Option<&mut Dest>, timeouts: &Timeou
     c.timeout_ms = timeout_s.saturating_mul(1000);
 }
 
-/// A connection's state as `ipvsadm -Lc` names it (templates are `ASSURED`).
+/// Template states (`IP_VS_CTPL_S_*`): a template is `NONE` until one of its connections is
+/// established (TCP) or answered (UDP), then `ASSURED`.
+pub(crate) mod tpl {
+    /// Not yet assured.
+    pub(crate) const NONE: u8 = 0;
+    /// A connection it controls got through.
+    pub(crate) const ASSURED: u8 = 1;
+}
+
+/// A connection's state as `ipvsadm -Lc` names it (`ERR!` for a number the protocol does not
+/// have, as a backup may be sent).
 pub(crate) fn state_name(c: &Conn) -> &'static str {
     if c.is_template() {
-        "ASSURED"
+        match c.state {
+            tpl::NONE => "NONE",
+            tpl::ASSURED => "ASSURED",
+            _ => "ERR!",
+        }
     } else if c.proto == ipproto::TCP {
         TcpState::from_u8(c.state).map_or("ERR!", TcpState::name)
-    } else {
+    } else if c.proto == ipproto::SCTP {
+        sctp::state_name(c.state)
+    } else if c.state == 0 {
         udp::STATE_NAME
+    } else {
+        "ERR!"
     }
 }
 

@@ -46,6 +46,8 @@ pub mod ipproto {
     pub const IPV6: u8 = 41;
     /// ICMPv6.
     pub const ICMPV6: u8 = 58;
+    /// SCTP.
+    pub const SCTP: u8 = 132;
 }
 
 /// Where a packet stands in fragmentation.
