@@ -396,11 +396,9 @@ impl Director {
     fn apply_message(&mut self, now: Instant, buf: &[u8]) -> Result<SyncOutcome, SyncRefused> {
         let Some(b) = self.sync.backup.as_ref() else { return Err(SyncRefused::NotBackup) };
         let mine = b.syncid;
-        if buf.len() > usize::from(b.maxlen) {
-            // The kernel's receive buffer is maxlen bytes: the rest is cut off, and the size
-            // check below then refuses the datagram.
-            return Err(SyncRefused::Message(MessageError::BadSize));
-        }
+        // The kernel receives into a buffer of maxlen bytes: the rest of a longer datagram is
+        // cut off, and the size check then decides.
+        let buf = &buf[..buf.len().min(usize::from(b.maxlen))];
         let msg = wire::parse(buf)?;
         if mine != 0 && msg.syncid != mine {
             return Err(SyncRefused::Syncid(msg.syncid));
