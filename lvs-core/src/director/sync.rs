@@ -675,8 +675,9 @@ impl Director {
         if st.cursor == usize::MAX || rate == 0 {
             return;
         }
-        // At most one message's worth of credit (40 records) builds up.
-        let cap = 40 * 1_000_000_000;
+        // Credit for at most a tenth of a second (and at least one full message) builds up, so
+        // a caller that polls late does not get a burst.
+        let cap = (rate / 10).max(40) * 1_000_000_000;
         st.credit = (st.credit + t.saturating_sub(st.last).saturating_mul(rate)).min(cap);
         st.last = t;
         loop {

@@ -52,8 +52,11 @@ fn addr(v6: bool) -> impl Strategy<Value = IpAddr> {
 }
 
 fn seqs() -> impl Strategy<Value = SeqOptions> {
-    let seq = (any::<u32>(), any::<u32>(), any::<u32>())
-        .prop_map(|(a, b, c)| Seq { init_seq: a, delta: b, previous_delta: c });
+    let seq = (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(a, b, c)| Seq {
+        init_seq: a,
+        delta: b,
+        previous_delta: c,
+    });
     (seq.clone(), seq).prop_map(|(i, o)| SeqOptions { in_seq: i, out_seq: o })
 }
 
