@@ -80,7 +80,7 @@ prop_compose! {
             proto, flags: fl & !flags::HASHED, state, caddr, vaddr, daddr,
             cport: ports[0], vport: ports[1], dport: ports[2], fwmark, timeout, seq,
             pe_data: (pe_len > 0).then(|| &pe[..pe_len]),
-            pe_name: (pe_len > 0 && name_len > 0).then(|| &b"sipsipsipsipsipsip"[..name_len]),
+            pe_name: (name_len > 0).then(|| &b"sipsipsipsipsipsip"[..name_len]),
         }
     }
 }

@@ -157,7 +157,7 @@ impl Record<'_> {
         let base = if self.is_v6() { V1_RECORD_V6 } else { V1_RECORD_V4 };
         base + self.seq.map_or(0, |_| SEQ_LEN + 2)
             + self.pe_data.map_or(0, |d| d.len() + 2)
-            + self.pe_name.filter(|_| self.pe_data.is_some()).map_or(0, |n| n.len() + 2)
+            + self.pe_name.map_or(0, |n| n.len() + 2)
     }
 
     /// Encoded length in a version-0 message.
@@ -548,12 +548,11 @@ impl MessageBuilder {
                     self.buf.extend_from_slice(&[OPT_SEQ, SEQ_LEN as u8]);
                     self.put_seqs(s);
                 }
-                if let Some(d) = r.pe_data {
-                    self.buf.extend_from_slice(&[OPT_PE_DATA, d.len() as u8]);
-                    self.buf.extend_from_slice(d);
-                    if let Some(n) = r.pe_name {
-                        self.buf.extend_from_slice(&[OPT_PE_NAME, n.len() as u8]);
-                        self.buf.extend_from_slice(n);
+                // The kernel sends a name only with data; either is encoded as given.
+                for (ty, v) in [(OPT_PE_DATA, r.pe_data), (OPT_PE_NAME, r.pe_name)] {
+                    if let Some(v) = v {
+                        self.buf.extend_from_slice(&[ty, v.len() as u8]);
+                        self.buf.extend_from_slice(v);
                     }
                 }
             }
