@@ -1,11 +1,14 @@
 //! Replays every recorded Linux 6.12 IPVS case in `tests/data/oracle/` through the library and
 //! compares, connection by connection and byte by byte, with what the kernel did: the
 //! assignment of every connection, the connection table, the `ipvsadm -Ln` listings (sorted and
-//! in list order), the `--stats` totals, and every frame the director transmitted.
+//! in list order), the `--stats` totals, and every frame the director transmitted. [`daemon`]
+//! does the same for `ipvsadm -Ln --daemon` over the connection-sync cases.
 
 #[path = "../examples/common/case.rs"]
 #[allow(dead_code)]
 mod case;
+#[path = "oracle/daemon.rs"]
+mod daemon;
 
 use std::path::{Path, PathBuf};
 

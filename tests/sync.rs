@@ -214,7 +214,7 @@ fn refusals_are_counted_and_change_nothing() {
     let _ = send(&mut a, t(0), tcp(client(1), 80, ACK));
     let _ = send(&mut a, t(0), tcp(client(1), 80, ACK));
     let g = a.poll_sync(t(5_000)).unwrap();
-    assert_eq!(d.handle_sync(t(0), &g.bytes), Err(SyncRefused::Syncid(255)));
+    assert_eq!(d.handle_sync(t(0), &g.bytes), Err(SyncRefused::Syncid(0)));
     assert_eq!(d.handle_sync(t(0), &g.bytes[..10]).unwrap_err().to_string(), "header size does not match the datagram");
     assert_eq!((d.conn_count(), d.sync_stats().refused), (0, 3));
 }

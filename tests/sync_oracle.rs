@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use lvs::core::config::{list, parse_command, ListOptions};
 use lvs::core::sync::wire::{self, Entry};
-use lvs::core::sync::{DaemonConfig, Role, SyncParams, Version};
+use lvs::core::sync::{Role, SyncParams, Version};
 use lvs::core::wire::{Frame, PacketMeta, DEFAULT_HEADROOM};
 use lvs::core::{Director, DirectorConfig, Instant, MacAddr, Neighbour, PortConfig};
 use lvs::dataplane::pcap::read_capture;
@@ -104,24 +104,6 @@ fn sysctl(d: &mut Director, kv: &str) {
     d.set_sync_params(p).unwrap();
 }
 
-/// The daemon options of an `ipvsadm --start-daemon` line.
-fn daemon(args: &[&str]) -> (Role, DaemonConfig) {
-    let role = if args[1] == "master" { Role::Master } else { Role::Backup };
-    let mut c = DaemonConfig::new("sync0");
-    for w in args[2..].chunks(2) {
-        match w[0] {
-            "--mcast-interface" => c.ifname = w[1].into(),
-            "--syncid" => c.syncid = w[1].parse().unwrap(),
-            "--sync-maxlen" => c.maxlen = w[1].parse().unwrap(),
-            "--mcast-group" => c.group = Some(w[1].parse().unwrap()),
-            "--mcast-port" => c.port = w[1].parse().unwrap(),
-            "--mcast-ttl" => c.ttl = w[1].parse().unwrap(),
-            o => panic!("daemon option {o}"),
-        }
-    }
-    (role, c)
-}
-
 /// Runs a control step (`ROLE: ipvsadm ...` or `ROLE: sysctl -w ...`) on `d`. Services the
 /// library does not have (those with the SIP persistence engine) are left out, with their
 /// real servers: `left_out` collects them.
@@ -129,13 +111,6 @@ fn control(d: &mut Director, cmd: &str, left_out: &mut Vec<String>) {
     let w: Vec<&str> = cmd.split_whitespace().collect();
     match w.first() {
         Some(&"sysctl") => sysctl(d, cmd.trim_start_matches("sysctl -w ")),
-        Some(&"ipvsadm") if w[1] == "--start-daemon" => {
-            let (role, c) = daemon(&w[1..]);
-            d.start_sync(role, &c, 1500).unwrap();
-        }
-        Some(&"ipvsadm") if w[1] == "--stop-daemon" => {
-            d.stop_sync(if w[2] == "master" { Role::Master } else { Role::Backup }).unwrap();
-        }
         Some(&"ipvsadm") if left_out.iter().any(|svc| cmd.contains(svc.as_str())) => {}
         Some(&"ipvsadm") => match parse_command(&w[1..]) {
             Ok(c) => d.execute(&c).unwrap_or_else(|e| panic!("{cmd}: {e}")),

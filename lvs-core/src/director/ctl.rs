@@ -1,6 +1,6 @@
 //! The control API (`ip_vs_ctl.c`): services and real servers added, edited and deleted in the
 //! kernel's list order, counters zeroed, timeouts set, and [`Command`]s — one per `ipvsadm`
-//! verb — run singly or as an all-or-nothing batch.
+//! verb, the sync daemons' included — run singly or as an all-or-nothing batch.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -13,6 +13,13 @@ use crate::proto::Timeouts;
 use crate::sched::{SchedError, Scheduler};
 use crate::service::{ServiceConfig, ServiceView, MAX_PERSIST_TIMEOUT};
 use crate::stats::Stats;
+use crate::sync::{DaemonConfig, Role};
+
+/// The sync interface MTU [`Director::execute`] gives [`Director::start_sync`]: the core knows
+/// no interfaces. It only matters to a backup started without `--sync-maxlen`, whose message
+/// limit becomes 1472 bytes (1452 over IPv6); an application that knows the real MTU calls
+/// `start_sync` itself.
+const COMMAND_MTU: u16 = 1500;
 
 /// One control command, as an `ipvsadm` verb (the kernel's `IP_VS_SO_SET_*`) gives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +42,11 @@ pub enum Command {
     Zero(Option<ServiceKey>),
     /// `--set tcp tcpfin udp`.
     SetTimeouts(u32, u32, u32),
+    /// `--start-daemon master|backup` with its daemon options; run as
+    /// [`Director::start_sync`] on a 1500-byte MTU.
+    StartDaemon(Role, DaemonConfig),
+    /// `--stop-daemon master|backup`, run as [`Director::stop_sync`].
+    StopDaemon(Role),
 }
 
 /// A batch that was refused: which command failed, and why.
@@ -70,13 +82,17 @@ impl Director {
                 self.set_timeouts(*a, *b, *c);
                 Ok(())
             }
+            Command::StartDaemon(role, cfg) => self.start_sync(*role, cfg, COMMAND_MTU),
+            Command::StopDaemon(role) => self.stop_sync(*role),
         }
     }
 
-    /// Runs a batch of commands all or nothing (`ipvsadm -R`): the batch is first tried on a
-    /// scratch director rebuilt from the current configuration (services, servers in list
-    /// order with their weights and thresholds, timeouts), and applied only when every command
-    /// passes there.
+    /// Runs a batch of commands all or nothing (`ipvsadm -R`, which takes every verb, the daemon
+    /// ones included): the batch is first tried on a scratch director rebuilt from the current
+    /// configuration (services, servers in list order with their weights and thresholds,
+    /// timeouts, the sync daemons that run), and applied only when every command passes there.
+    /// So a batch may stop and restart a daemon, and one that starts a running daemon or stops
+    /// one that does not run changes nothing.
     ///
     /// # Errors
     /// [`BatchError`] naming the first command that fails on the scratch director; then
@@ -98,7 +114,7 @@ impl Director {
     }
 
     /// The commands that rebuild the configuration (services, their servers in the kernel's
-    /// list order, timeouts).
+    /// list order, timeouts, the sync daemons).
     fn config_commands(&self) -> Vec<Command> {
         let mut out = Vec::new();
         for s in self.svcs.iter().flatten() {
@@ -112,6 +128,11 @@ impl Director {
         }
         let (tcp, tcpfin, udp) = self.timeouts.listed();
         out.push(Command::SetTimeouts(tcp, tcpfin, udp));
+        for role in [Role::Master, Role::Backup] {
+            if let Some(cfg) = self.sync_daemon(role) {
+                out.push(Command::StartDaemon(role, cfg.clone()));
+            }
+        }
         out
     }
 

@@ -118,6 +118,36 @@ fn control_errors_are_typed_and_change_nothing() {
 }
 
 #[test]
+fn daemon_commands_run_singly_and_in_batches() {
+    use crate::sync::{DaemonConfig, Role};
+    let mut d = director();
+    let cfg = DaemonConfig::new("sync0");
+    d.execute(&Command::StartDaemon(Role::Backup, cfg.clone())).unwrap();
+    // execute gives a 1500-byte MTU: the backup's default limit is 1500 - 28.
+    assert_eq!(d.sync_daemon(Role::Backup).map(|c| c.maxlen), Some(1472));
+    assert_eq!(d.execute(&Command::StartDaemon(Role::Backup, cfg.clone())), Err(Error::DaemonRunning("backup")));
+    // A batch is tried against the daemons that run: it may restart one...
+    let other = DaemonConfig { syncid: 9, ..cfg.clone() };
+    d.execute_all(&[Command::StopDaemon(Role::Backup), Command::StartDaemon(Role::Backup, other)]).unwrap();
+    assert_eq!(d.sync_daemon(Role::Backup).map(|c| c.syncid), Some(9));
+    // ...and one that fails anywhere changes nothing.
+    let err = d
+        .execute_all(&[
+            Command::StartDaemon(Role::Master, cfg.clone()),
+            Command::StopDaemon(Role::Master),
+            Command::StopDaemon(Role::Master),
+        ])
+        .unwrap_err();
+    assert_eq!(err, BatchError { index: Some(2), error: Error::NoDaemon("master") });
+    assert!(d.sync_daemon(Role::Master).is_none());
+    let err = d.execute_all(&[Command::Clear, Command::StartDaemon(Role::Backup, cfg)]).unwrap_err();
+    assert_eq!(err, BatchError { index: Some(1), error: Error::DaemonRunning("backup") });
+    assert_eq!(d.sync_daemon(Role::Backup).map(|c| c.syncid), Some(9));
+    d.execute(&Command::StopDaemon(Role::Backup)).unwrap();
+    assert_eq!(d.execute(&Command::StopDaemon(Role::Backup)), Err(Error::NoDaemon("backup")));
+}
+
+#[test]
 fn dr_changes_only_the_macs_and_ttl() {
     let mut d = director();
     add(&mut d, svc(), FwdMethod::Route, 80);

@@ -7,8 +7,8 @@
 //! `handle_sync`. Sockets live in `lvs-dataplane`.
 //!
 //! Beyond the kernel, a backup may ask a master for its whole table
-//! ([`ResyncMessage`](crate::director::ResyncMessage)): the
-//! master then streams every entry, rate-limited, in ordinary records.
+//! ([`ResyncMessage`](crate::director::ResyncMessage)): the master then streams every entry,
+//! rate-limited, in ordinary records.
 
 pub mod master;
 pub mod wire;
@@ -25,8 +25,9 @@ pub use wire::Version;
 pub const DEFAULT_GROUP: IpAddr = IpAddr::V4(Ipv4Addr::new(224, 0, 0, 81));
 /// The kernel's default UDP port (`IP_VS_SYNC_PORT`).
 pub const DEFAULT_PORT: u16 = 8848;
-/// The kernel's default sync id when none is given (ipvsadm's `--syncid` default).
-pub const DEFAULT_SYNCID: u8 = 255;
+/// The sync id when none is given: ipvsadm 1.31 sends 0 (its man page says so; only its usage
+/// text says 255). A backup with syncid 0 takes every syncid.
+pub const DEFAULT_SYNCID: u8 = 0;
 /// How long a partly filled message may wait before it is sent (`IPVS_SYNC_FLUSH_TIME`, 2 s).
 pub const FLUSH_NS: u64 = 2_000_000_000;
 /// The most sync sockets (`IPVS_SYNC_PORTS_MAX`).
@@ -71,7 +72,7 @@ pub struct DaemonConfig {
 }
 
 impl DaemonConfig {
-    /// A daemon on `ifname` with every other setting at ipvsadm's default (syncid 255).
+    /// A daemon on `ifname` with every other setting at ipvsadm's default (syncid 0).
     pub fn new(ifname: &str) -> Self {
         DaemonConfig { ifname: ifname.into(), syncid: DEFAULT_SYNCID, maxlen: 0, group: None, port: 0, ttl: 0 }
     }

@@ -1,15 +1,17 @@
 //! One `ipvsadm` command line (`ipvsadm.c`'s option parsing): its words, short, long and
-//! attached forms alike, read into a [`Command`].
+//! attached forms alike, read into a [`Command`]. The daemon verbs follow ipvsadm 1.31 to the
+//! letter: its value ranges, its table of options each verb takes, and its messages.
 
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::net::{IpAddr, Ipv4Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::addr::{Af, Proto, ServiceKey};
 use crate::dest::{FwdMethod, RealServer};
 use crate::director::Command;
 use crate::service::{SchedFlags, ServiceConfig, DEFAULT_PERSIST_TIMEOUT};
+use crate::sync::{DaemonConfig, Role};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Cmd {
@@ -22,6 +24,203 @@ enum Cmd {
     Clear,
     Zero,
     Set,
+    StartDaemon(Role),
+    StopDaemon(Role),
+}
+
+impl Cmd {
+    /// ipvsadm's name for the command (`cmdnames`), as its messages spell it.
+    fn name(self) -> &'static str {
+        match self {
+            Cmd::AddSvc => "add-service",
+            Cmd::EditSvc => "edit-service",
+            Cmd::DelSvc => "delete-service",
+            Cmd::AddDest => "add-server",
+            Cmd::EditDest => "edit-server",
+            Cmd::DelDest => "delete-server",
+            Cmd::Clear => "flush",
+            Cmd::Zero => "zero",
+            Cmd::Set => "set",
+            Cmd::StartDaemon(_) => "start-daemon",
+            Cmd::StopDaemon(_) => "stop-daemon",
+        }
+    }
+
+    /// The options the command takes (a blank in ipvsadm's `commands_v_options` table), for
+    /// the daemon verbs, whose rows this parser follows whole.
+    fn daemon_options(self) -> Option<&'static [Opt]> {
+        match self {
+            Cmd::StartDaemon(_) => Some(&Opt::DAEMON),
+            Cmd::StopDaemon(_) => Some(&[Opt::Syncid]),
+            _ => None,
+        }
+    }
+}
+
+/// An option, numbered as ipvsadm numbers its option bits (`OPTC_*`): its combination check
+/// names the first offending option in this order.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Numeric = 0,
+    Service = 2,
+    Scheduler = 3,
+    Persistent = 4,
+    Netmask = 5,
+    Server = 6,
+    Forward = 7,
+    Weight = 8,
+    UThreshold = 9,
+    LThreshold = 10,
+    McastInterface = 11,
+    Syncid = 19,
+    Ops = 21,
+    SchedFlags = 23,
+    McastGroup = 24,
+    McastPort = 25,
+    McastTtl = 26,
+    SyncMaxlen = 27,
+    TunType = 29,
+}
+
+impl Opt {
+    /// Every option this parser knows, in ipvsadm's order.
+    const ALL: [Opt; 19] = [
+        Opt::Numeric,
+        Opt::Service,
+        Opt::Scheduler,
+        Opt::Persistent,
+        Opt::Netmask,
+        Opt::Server,
+        Opt::Forward,
+        Opt::Weight,
+        Opt::UThreshold,
+        Opt::LThreshold,
+        Opt::McastInterface,
+        Opt::Syncid,
+        Opt::Ops,
+        Opt::SchedFlags,
+        Opt::McastGroup,
+        Opt::McastPort,
+        Opt::McastTtl,
+        Opt::SyncMaxlen,
+        Opt::TunType,
+    ];
+
+    /// The daemon options, in ipvsadm's order: `--start-daemon` takes all of them, every other
+    /// command none.
+    const DAEMON: [Opt; 6] =
+        [Opt::McastInterface, Opt::Syncid, Opt::McastGroup, Opt::McastPort, Opt::McastTtl, Opt::SyncMaxlen];
+
+    /// ipvsadm's name for the option (`optnames`).
+    fn name(self) -> &'static str {
+        match self {
+            Opt::Numeric => "numeric",
+            Opt::Service => "service-address",
+            Opt::Scheduler => "scheduler",
+            Opt::Persistent => "persistent",
+            Opt::Netmask => "netmask",
+            Opt::Server => "real-server",
+            Opt::Forward => "forwarding-method",
+            Opt::Weight => "weight",
+            Opt::UThreshold => "u-threshold",
+            Opt::LThreshold => "l-threshold",
+            Opt::McastInterface => "mcast-interface",
+            Opt::Syncid => "syncid",
+            Opt::Ops => "ops",
+            Opt::SchedFlags => "sched-flags",
+            Opt::McastGroup => "mcast-group",
+            Opt::McastPort => "mcast-port",
+            Opt::McastTtl => "mcast-ttl",
+            Opt::SyncMaxlen => "sync-maxlen",
+            Opt::TunType => "tun-type",
+        }
+    }
+
+    fn bit(self) -> u64 {
+        1u64 << self as u8
+    }
+}
+
+/// The options given so far, as ipvsadm's option bits.
+#[derive(Clone, Copy, Default)]
+struct Seen(u64);
+
+impl Seen {
+    fn set(&mut self, o: Opt) {
+        self.0 |= o.bit();
+    }
+
+    /// Sets a daemon option, refusing it twice as ipvsadm's `set_option` does.
+    fn once(&mut self, o: Opt) -> Result<(), String> {
+        if self.has(o) {
+            return Err(format!("multiple '{}' options specified", o.name()));
+        }
+        self.set(o);
+        Ok(())
+    }
+
+    fn has(self, o: Opt) -> bool {
+        self.0 & o.bit() != 0
+    }
+
+    /// ipvsadm's `generic_opt_check` for what this parser mirrors of it: a daemon verb takes
+    /// only its own options, and no other command takes a daemon option.
+    fn check(self, cmd: Cmd) -> Result<(), String> {
+        let illegal = match cmd.daemon_options() {
+            Some(allowed) => Opt::ALL.into_iter().find(|o| self.has(*o) && !allowed.contains(o)),
+            None => Opt::DAEMON.into_iter().find(|o| self.has(*o)),
+        };
+        match illegal {
+            Some(o) => Err(format!("Illegal '{}' option with the '{}' command", o.name(), cmd.name())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The interface a daemon started without `--mcast-interface` uses (ipvsadm's `DEF_MCAST_IFN`).
+const DEFAULT_MCAST_IFN: &str = "eth0";
+/// The longest interface name ipvsadm passes on (`IP_VS_IFNAME_MAXLEN - 1` bytes); it cuts
+/// longer ones.
+const IFNAME_MAX: usize = 15;
+
+/// A number as ipvsadm's `string_to_number` reads it (`strtol` in base 10: leading blanks and
+/// a sign allowed, nothing after the digits) when it lies in `min..=max`.
+fn number_in(s: &str, min: i64, max: i64) -> Option<i64> {
+    let n: i64 = s.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']).parse().ok()?;
+    (min..=max).contains(&n).then_some(n)
+}
+
+/// `master` or `backup`, the value of `--start-daemon` and `--stop-daemon`.
+fn daemon_role(v: &str, bad: &str) -> Result<Role, String> {
+    match v {
+        "master" => Ok(Role::Master),
+        "backup" => Ok(Role::Backup),
+        _ => Err(bad.to_string()),
+    }
+}
+
+/// `--mcast-group`: an IPv6 group when the text has a colon, IPv4 otherwise; multicast either way.
+fn mcast_group(v: &str) -> Result<IpAddr, String> {
+    if v.contains(':') {
+        match v.parse::<Ipv6Addr>() {
+            Ok(a) if a.is_multicast() => Ok(IpAddr::V6(a)),
+            _ => Err(format!("invalid IPv6 mcast-group `{v}'")),
+        }
+    } else {
+        match v.parse::<Ipv4Addr>() {
+            Ok(a) if a.is_multicast() => Ok(IpAddr::V4(a)),
+            _ => Err(format!("invalid IPv4 mcast-group `{v}'")),
+        }
+    }
+}
+
+/// `--mcast-interface`, cut to the length ipvsadm passes on.
+fn ifname(v: &str) -> String {
+    let mut end = v.len().min(IFNAME_MAX);
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    v.get(..end).unwrap_or_default().to_string()
 }
 
 fn parse_host(s: &str, default_port: u16) -> Result<(IpAddr, u16), String> {
@@ -91,7 +290,8 @@ fn sched_flags(v: &str, sched: &str) -> Result<SchedFlags, String> {
 }
 
 /// Parses one ipvsadm command from its arguments (without the program name), as
-/// `ipvsadm -A -t 10.0.0.1:80 -s wlc -p 600`.
+/// `ipvsadm -A -t 10.0.0.1:80 -s wlc -p 600` or `ipvsadm --start-daemon master
+/// --mcast-interface eth1 --syncid 7`.
 ///
 /// # Errors
 /// A message saying what is wrong.
@@ -110,6 +310,10 @@ pub fn parse_command<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
     let mut weight: Option<u32> = None;
     let (mut upper, mut lower) = (0u32, 0u32);
     let mut set: Vec<u32> = Vec::new();
+    let mut seen = Seen::default();
+    // ipvsadm zeroes its command entry: without --syncid the kernel gets 0, which a backup
+    // reads as "every syncid" (the man page's default; its usage text's 255 is not sent).
+    let mut daemon = DaemonConfig { syncid: 0, ..DaemonConfig::new("") };
 
     // Split `--opt=value` and `-wVALUE` forms into option and value.
     let mut toks: Vec<String> = Vec::new();
@@ -161,38 +365,119 @@ pub fn parse_command<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
                     set.push(parse_num(&value("--set")?, w)?);
                 }
             }
-            "-t" | "--tcp-service" => svc = Some((Some(Proto::Tcp), value(t)?)),
-            "-u" | "--udp-service" => svc = Some((Some(Proto::Udp), value(t)?)),
-            "--sctp-service" => svc = Some((Some(Proto::Sctp), value(t)?)),
-            "-f" | "--fwmark-service" => fwmark = Some(parse_num(&value(t)?, "firewall mark")?),
+            "--start-daemon" => {
+                let role = daemon_role(&value(t)?, "illegal start-daemon parameter specified")?;
+                set_cmd(&mut cmd, Cmd::StartDaemon(role))?;
+            }
+            "--stop-daemon" => {
+                // ipvsadm's words for a bad --stop-daemon value, underscore and all.
+                let role = daemon_role(&value(t)?, "illegal start_daemon specified")?;
+                set_cmd(&mut cmd, Cmd::StopDaemon(role))?;
+            }
+            "-t" | "--tcp-service" => {
+                seen.set(Opt::Service);
+                svc = Some((Some(Proto::Tcp), value(t)?));
+            }
+            "-u" | "--udp-service" => {
+                seen.set(Opt::Service);
+                svc = Some((Some(Proto::Udp), value(t)?));
+            }
+            "--sctp-service" => {
+                seen.set(Opt::Service);
+                svc = Some((Some(Proto::Sctp), value(t)?));
+            }
+            "-f" | "--fwmark-service" => {
+                seen.set(Opt::Service);
+                fwmark = Some(parse_num(&value(t)?, "firewall mark")?);
+            }
             "-6" | "--ipv6" => v6 = true,
-            "-s" | "--scheduler" => sched = Some(value(t)?),
+            "-s" | "--scheduler" => {
+                seen.set(Opt::Scheduler);
+                sched = Some(value(t)?);
+            }
             "-p" | "--persistent" => {
+                seen.set(Opt::Persistent);
                 persistent =
                     Some(if next_is_num { parse_num(&value(t)?, "timeout")? } else { DEFAULT_PERSIST_TIMEOUT });
             }
-            "-M" | "--netmask" => netmask = Some(value(t)?),
-            "-b" | "--sched-flags" => bflags = Some(value(t)?),
-            "-o" | "--ops" => ops = true,
-            "-r" | "--real-server" => rs = Some(value(t)?),
-            "-g" | "--gatewaying" => fwd = Some(FwdMethod::Route),
-            "-i" | "--ipip" => fwd = Some(FwdMethod::Tunnel),
-            "-m" | "--masquerading" => fwd = Some(FwdMethod::Masq),
-            "-w" | "--weight" => weight = Some(parse_num(&value(t)?, "weight")?),
-            "-x" | "--u-threshold" => upper = parse_num(&value(t)?, "upper threshold")?,
-            "-y" | "--l-threshold" => lower = parse_num(&value(t)?, "lower threshold")?,
+            "-M" | "--netmask" => {
+                seen.set(Opt::Netmask);
+                netmask = Some(value(t)?);
+            }
+            "-b" | "--sched-flags" => {
+                seen.set(Opt::SchedFlags);
+                bflags = Some(value(t)?);
+            }
+            "-o" | "--ops" => {
+                seen.set(Opt::Ops);
+                ops = true;
+            }
+            "-r" | "--real-server" => {
+                seen.set(Opt::Server);
+                rs = Some(value(t)?);
+            }
+            "-g" | "--gatewaying" | "-i" | "--ipip" | "-m" | "--masquerading" => {
+                seen.set(Opt::Forward);
+                fwd = Some(match t {
+                    "-i" | "--ipip" => FwdMethod::Tunnel,
+                    "-m" | "--masquerading" => FwdMethod::Masq,
+                    _ => FwdMethod::Route,
+                });
+            }
+            "-w" | "--weight" => {
+                seen.set(Opt::Weight);
+                weight = Some(parse_num(&value(t)?, "weight")?);
+            }
+            "-x" | "--u-threshold" => {
+                seen.set(Opt::UThreshold);
+                upper = parse_num(&value(t)?, "upper threshold")?;
+            }
+            "-y" | "--l-threshold" => {
+                seen.set(Opt::LThreshold);
+                lower = parse_num(&value(t)?, "lower threshold")?;
+            }
             "--tun-type" => {
+                seen.set(Opt::TunType);
                 let v = value(t)?;
                 if v != "ipip" {
                     return Err(format!("tunnel type '{v}' not supported (ipip only)"));
                 }
             }
-            "-n" | "--numeric" => {}
+            "-n" | "--numeric" => seen.set(Opt::Numeric),
             "--pe" => return Err("persistence engines (--pe) are not supported".to_string()),
+            "--mcast-interface" => {
+                seen.once(Opt::McastInterface)?;
+                daemon.ifname = ifname(&value(t)?);
+            }
+            "--syncid" => {
+                seen.once(Opt::Syncid)?;
+                let n = number_in(&value(t)?, 0, 255).ok_or("illegal syncid specified")?;
+                daemon.syncid = n as u8;
+            }
+            "--mcast-group" => {
+                seen.once(Opt::McastGroup)?;
+                daemon.group = Some(mcast_group(&value(t)?)?);
+            }
+            "--mcast-port" => {
+                seen.once(Opt::McastPort)?;
+                let n = number_in(&value(t)?, 1, 65535).ok_or("illegal mcast-port specified")?;
+                daemon.port = n as u16;
+            }
+            "--mcast-ttl" => {
+                seen.once(Opt::McastTtl)?;
+                let n = number_in(&value(t)?, 1, 255).ok_or("illegal mcast-ttl specified")?;
+                daemon.ttl = n as u8;
+            }
+            "--sync-maxlen" => {
+                seen.once(Opt::SyncMaxlen)?;
+                let n = number_in(&value(t)?, 1, 65535 - 20 - 8).ok_or("illegal sync-maxlen specified")?;
+                daemon.maxlen = n as u16;
+            }
             other => return Err(format!("unknown option '{other}'")),
         }
     }
     let cmd = cmd.ok_or("no command given")?;
+    seen.check(cmd)?;
     let key = match (svc, fwmark) {
         (Some(_), Some(_)) => return Err("both a service address and a firewall mark given".to_string()),
         (Some((Some(proto), s)), None) => {
@@ -248,6 +533,13 @@ pub fn parse_command<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
             [a, b, c] => Command::SetTimeouts(*a, *b, *c),
             _ => return Err("--set needs three values".to_string()),
         },
+        Cmd::StartDaemon(role) => {
+            if daemon.ifname.is_empty() {
+                daemon.ifname = DEFAULT_MCAST_IFN.to_string();
+            }
+            Command::StartDaemon(role, daemon)
+        }
+        Cmd::StopDaemon(role) => Command::StopDaemon(role),
     })
 }
 
@@ -302,5 +594,109 @@ mod tests {
         assert!(e(&["-a", "-t", "10.0.0.1:80"]).contains("no real server"));
         assert!(e(&["-t", "10.0.0.1:80"]).contains("no command"));
         assert!(e(&["-A", "-t", "10.0.0.1:80", "--pe", "sip"]).contains("--pe"));
+    }
+
+    fn daemon(args: &[&str]) -> (Role, DaemonConfig) {
+        match parse_command(args) {
+            Ok(Command::StartDaemon(role, cfg)) => (role, cfg),
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn daemon_verbs_parse_as_ipvsadm_reads_them() {
+        let (role, c) = daemon(&[
+            "--start-daemon",
+            "master",
+            "--mcast-interface",
+            "sync0",
+            "--syncid",
+            "42",
+            "--mcast-group",
+            "239.81.0.7",
+            "--mcast-port",
+            "9848",
+            "--mcast-ttl",
+            "4",
+            "--sync-maxlen",
+            "300",
+        ]);
+        assert_eq!(role, Role::Master);
+        assert_eq!(
+            c,
+            DaemonConfig {
+                ifname: "sync0".into(),
+                syncid: 42,
+                maxlen: 300,
+                group: Some("239.81.0.7".parse().unwrap()),
+                port: 9848,
+                ttl: 4
+            }
+        );
+        // Nothing but the role: eth0, syncid 0 (every syncid), the rest left to the kernel.
+        let (role, c) = daemon(&["--start-daemon=backup"]);
+        assert_eq!(role, Role::Backup);
+        assert_eq!(c, DaemonConfig { ifname: "eth0".into(), syncid: 0, maxlen: 0, group: None, port: 0, ttl: 0 });
+        let (_, c) = daemon(&["--start-daemon", "backup", "--mcast-group=ff02::81", "--syncid", "+9"]);
+        assert_eq!((c.group, c.syncid), (Some("ff02::81".parse().unwrap()), 9));
+        // The bounds are in, and strtol takes leading blanks; a long name is cut to 15 bytes.
+        let (_, c) = daemon(&["--start-daemon", "master", "--sync-maxlen", "65507", "--mcast-port", " 65535"]);
+        assert_eq!((c.maxlen, c.port), (65507, 65535));
+        let (_, c) = daemon(&["--start-daemon", "master", "--mcast-interface", "a-very-long-interface"]);
+        assert_eq!(c.ifname, "a-very-long-int");
+        let (_, c) = daemon(&["--start-daemon", "master", "--mcast-interface", ""]);
+        assert_eq!(c.ifname, "eth0");
+        assert_eq!(parse_command(&["--stop-daemon", "backup"]).unwrap(), Command::StopDaemon(Role::Backup));
+        // ipvsadm lets --stop-daemon carry a syncid; the kernel does not use it.
+        assert_eq!(
+            parse_command(&["--stop-daemon", "master", "--syncid", "7"]).unwrap(),
+            Command::StopDaemon(Role::Master)
+        );
+    }
+
+    #[test]
+    fn bad_daemon_lines_get_ipvsadm_messages() {
+        let e = |a: &[&str]| parse_command(a).unwrap_err();
+        let start = |extra: &[&str]| {
+            let mut v = alloc::vec!["--start-daemon", "master"];
+            v.extend_from_slice(extra);
+            e(&v)
+        };
+        assert_eq!(e(&["--start-daemon", "primary"]), "illegal start-daemon parameter specified");
+        assert_eq!(e(&["--stop-daemon", "Master"]), "illegal start_daemon specified");
+        assert_eq!(e(&["--start-daemon"]), "option --start-daemon needs a value");
+        for v in ["256", "-1", "7x", "", "0x10"] {
+            assert_eq!(start(&["--syncid", v]), "illegal syncid specified", "{v:?}");
+        }
+        for v in ["0", "65536", "port"] {
+            assert_eq!(start(&["--mcast-port", v]), "illegal mcast-port specified", "{v:?}");
+        }
+        for v in ["0", "256"] {
+            assert_eq!(start(&["--mcast-ttl", v]), "illegal mcast-ttl specified", "{v:?}");
+        }
+        for v in ["0", "65508"] {
+            assert_eq!(start(&["--sync-maxlen", v]), "illegal sync-maxlen specified", "{v:?}");
+        }
+        assert_eq!(start(&["--mcast-group", "10.0.0.1"]), "invalid IPv4 mcast-group `10.0.0.1'");
+        assert_eq!(start(&["--mcast-group", "239.1"]), "invalid IPv4 mcast-group `239.1'");
+        assert_eq!(start(&["--mcast-group", "2001:db8::1"]), "invalid IPv6 mcast-group `2001:db8::1'");
+        assert_eq!(start(&["--mcast-group", "ff02::81%eth0"]), "invalid IPv6 mcast-group `ff02::81%eth0'");
+        assert_eq!(start(&["--syncid", "1", "--syncid", "2"]), "multiple 'syncid' options specified");
+        assert_eq!(start(&["--stop-daemon", "master"]), "more than one command given");
+        // Options a verb does not take: the first in ipvsadm's order is named, wherever it stood.
+        assert_eq!(
+            start(&["-w", "3", "-t", "10.0.0.1:80"]),
+            "Illegal 'service-address' option with the 'start-daemon' command"
+        );
+        assert_eq!(start(&["-n"]), "Illegal 'numeric' option with the 'start-daemon' command");
+        assert_eq!(
+            e(&["--stop-daemon", "master", "--mcast-interface", "sync0"]),
+            "Illegal 'mcast-interface' option with the 'stop-daemon' command"
+        );
+        assert_eq!(
+            e(&["-A", "-t", "10.0.0.1:80", "--mcast-ttl", "2", "--syncid", "1"]),
+            "Illegal 'syncid' option with the 'add-service' command"
+        );
+        assert_eq!(e(&["-C", "--sync-maxlen", "100"]), "Illegal 'sync-maxlen' option with the 'flush' command");
     }
 }

@@ -1,6 +1,6 @@
 //! The `ipvsadm -L` family, byte for byte as ipvsadm 1.31 prints it: `-Ln` (with `--stats`,
-//! `--rate`, `--thresholds`, `--persistent-conn`, `--nosort`), `-Lcn` and `--timeout`, with
-//! services and servers in ipvsadm's order.
+//! `--rate`, `--thresholds`, `--persistent-conn`, `--nosort`), `-Lcn`, `--timeout` and
+//! `--daemon`, with services and servers in ipvsadm's order.
 
 use alloc::format;
 use alloc::string::String;
@@ -12,6 +12,7 @@ use crate::addr::{Af, Endpoint, ServiceKey};
 use crate::dest::DestView;
 use crate::director::{Director, ServiceInfo};
 use crate::stats::Counters;
+use crate::sync::Role;
 use crate::time::Instant;
 
 /// What to list, as ipvsadm's `-L` options choose.
@@ -34,6 +35,8 @@ pub enum ListOptions {
     Connections,
     /// `--timeout`.
     Timeout,
+    /// `--daemon`: the sync daemons that run, master first, with the settings in force.
+    Daemon,
 }
 
 /// The size ipvsadm reports for the connection hash table (`conn_tab_bits` = 12).
@@ -269,6 +272,26 @@ fn counters(out: &mut String, k: &Counters) {
     }
 }
 
+/// `--daemon` (`list_daemon`): a line per running daemon, master first as the kernel dumps
+/// them. ipvsadm prints maxlen, group, port and TTL when the kernel reports them, and a kernel
+/// that speaks netlink reports them all, resolved.
+fn daemon_rows(d: &Director, out: &mut String) {
+    for role in [Role::Master, Role::Backup] {
+        let Some(c) = d.sync_daemon(role) else { continue };
+        let _ = writeln!(
+            out,
+            "{} sync daemon (mcast={}, syncid={}, maxlen={}, group={}, port={}, ttl={})",
+            role.name(),
+            c.ifname,
+            c.syncid,
+            c.maxlen,
+            c.group(),
+            c.port,
+            c.ttl
+        );
+    }
+}
+
 /// The listing ipvsadm prints for `opt`.
 pub fn list(d: &Director, now: Instant, opt: ListOptions) -> String {
     let mut out = String::new();
@@ -279,6 +302,7 @@ pub fn list(d: &Director, now: Instant, opt: ListOptions) -> String {
             let (a, b, c) = d.timeouts().listed();
             let _ = writeln!(out, "Timeout (tcp tcpfin udp): {a} {b} {c}");
         }
+        ListOptions::Daemon => daemon_rows(d, &mut out),
         _ => {
             header(&mut out, opt);
             for s in sorted_services(d) {
@@ -296,6 +320,24 @@ pub fn list(d: &Director, now: Instant, opt: ListOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::DaemonConfig;
+    use crate::testkit::factory;
+    use crate::DirectorConfig;
+
+    #[test]
+    fn daemons_list_master_first_with_the_settings_in_force() {
+        let mut d = Director::new(DirectorConfig::default(), factory);
+        assert_eq!(list(&d, Instant::ZERO, ListOptions::Daemon), "");
+        let backup = DaemonConfig { group: Some("ff02::81".parse().unwrap()), ..DaemonConfig::new("sync0") };
+        d.start_sync(Role::Backup, &backup, 9000).unwrap();
+        let master = DaemonConfig { syncid: 0, ttl: 8, ..DaemonConfig::new("eth1") };
+        d.start_sync(Role::Master, &master, 9000).unwrap();
+        assert_eq!(
+            list(&d, Instant::ZERO, ListOptions::Daemon),
+            "master sync daemon (mcast=eth1, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=8)\n\
+             backup sync daemon (mcast=sync0, syncid=255, maxlen=8952, group=ff02::81, port=8848, ttl=1)\n"
+        );
+    }
 
     #[test]
     fn largenums_switch_units() {

@@ -124,6 +124,25 @@ mod tests {
     }
 
     #[test]
+    fn daemon_lines_restore_like_any_other() {
+        use crate::sync::Role;
+        // ipvsadm -R runs every line as a command, the daemon verbs included.
+        let mut d = d();
+        restore(&mut d, "-A -t 10.0.0.1:80 -s first\n--start-daemon master --mcast-interface sync0 --syncid 3\n")
+            .unwrap();
+        assert_eq!(d.sync_daemon(Role::Master).map(|c| c.syncid), Some(3));
+        // A second start of a running daemon fails the file, and nothing of it is applied.
+        let err = restore(&mut d, "-A -t 10.0.0.2:80 -s first\n--start-daemon master\n").unwrap_err();
+        assert_eq!(err, Error::Parse { line: 2, msg: "sync daemon already running as master".into() });
+        assert_eq!(d.services().count(), 1);
+        restore(&mut d, "--stop-daemon master\n--start-daemon master --syncid 4\n--start-daemon backup\n").unwrap();
+        assert_eq!(d.sync_daemon(Role::Master).map(|c| c.syncid), Some(4));
+        assert_eq!(d.sync_daemon(Role::Backup).map(|c| c.syncid), Some(0));
+        // -S writes no daemon lines, as ipvsadm's does not.
+        assert!(!save(&d).contains("daemon"));
+    }
+
+    #[test]
     fn save_round_trips() {
         let mut d = d();
         let text = "\
