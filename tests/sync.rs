@@ -155,6 +155,31 @@ fn nat_replies_are_translated_by_the_backup() {
 }
 
 #[test]
+fn an_entry_for_a_server_the_backup_lacks_is_kept_and_still_forwarded() {
+    let (mut a, mut b) = pair(SyncParams::default());
+    // The backup does not have 192.0.2.13 in its service (it still knows its MAC).
+    let key = ServiceKey::tcp(ip(VIP), 80);
+    b.del_dest(&key, &lvs::core::Endpoint::new(ip("192.0.2.13"), 80)).unwrap();
+    let c = client(3);
+    let mut to_13 = None;
+    for i in 0..3 {
+        let c = client(i);
+        let (_, f) = send(&mut a, t(10), tcp(c, 80, SYN));
+        if f[..6] == [2, 0, 0, 0, 1, 3] {
+            to_13 = Some(c);
+        }
+        let _ = send(&mut a, t(20), tcp(c, 80, ACK));
+        let _ = send(&mut a, t(30), tcp(c, 80, ACK));
+    }
+    let c13 = to_13.unwrap_or(c);
+    run(&mut a, &mut b, 100, 3_000);
+    assert_eq!(table(&b, t(3_000)), table(&a, t(3_000)));
+    assert_eq!(b.sync_stats().unbound, 1);
+    let (v, f) = send(&mut b, t(4_000), tcp(c13, 80, ACK));
+    assert_eq!((v, &f[..6]), (Verdict::Transmit { port: 0, dest: None }, &[2, 0, 0, 0, 1, 3][..]));
+}
+
+#[test]
 fn persistence_holds_across_fail_over() {
     let (mut a, mut b) = pair(SyncParams::default());
     let c = client(7);

@@ -95,6 +95,6 @@ impl Director {
             return self.drop(Reason::DestUnavailable);
         }
         self.count(dest, u32::from(meta.ip_len), false);
-        self.transmit(frame, meta, dest, fwd, &daddr, dport)
+        self.transmit(frame, meta, Some(dest), fwd, &daddr, dport)
     }
 }

@@ -44,7 +44,7 @@ impl Director {
             if fwd == FwdMethod::Masq {
                 return self.icmp_nat(frame, meta, e, &daddr, dport, Toward::Server(dest));
             }
-            return self.transmit(frame, meta, dest, fwd, &daddr, dport);
+            return self.transmit(frame, meta, Some(dest), fwd, &daddr, dport);
         }
         // An error from a NAT real server about a packet from the client (quoted client → RIP).
         if self.nat_conns > 0 {

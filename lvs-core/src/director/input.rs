@@ -109,8 +109,10 @@ impl Director {
         }
         let id = match found {
             Some(id) => {
+                // An entry a sync master sent for a server this director does not know has no
+                // server and is still forwarded (`ip_vs_in` checks only a bound server).
                 let dest = self.conns.get(id).and_then(Conn::dest_id);
-                if !dest.is_some_and(|d| self.dest_available(d)) {
+                if dest.is_some_and(|d| !self.dest_available(d)) {
                     if self.cfg.expire_nodest_conn {
                         self.expire_now(id);
                     }
@@ -257,10 +259,12 @@ impl Director {
     /// Client → real server on connection `id`.
     fn in_path(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
         let Some(c) = self.conns.get(id) else { return self.drop(Reason::DestUnavailable) };
-        let Some(dest) = c.dest_id() else { return self.drop(Reason::DestUnavailable) };
-        let (fwd, daddr, dport, one_packet) =
-            (c.fwd(), from_raw(c.af(), &c.daddr), c.dport, c.flags & cf::ONE_PACKET != 0);
-        self.count(dest, u32::from(meta.ip_len), false);
+        let (dest, fwd, daddr, dport, one_packet) =
+            (c.dest_id(), c.fwd(), from_raw(c.af(), &c.daddr), c.dport, c.flags & cf::ONE_PACKET != 0);
+        match dest {
+            Some(d) => self.count(d, u32::from(meta.ip_len), false),
+            None => self.stats.packet_in(u32::from(meta.ip_len)),
+        }
         self.set_state(id, false, meta.tcp_flags);
         let threshold = self.sync.params().threshold;
         let Some(c) = self.conns.get_mut(id) else { return self.drop(Reason::DestUnavailable) };
@@ -288,12 +292,13 @@ impl Director {
     }
 
     /// Applies the forwarding method (`ip_vs_{dr,nat,tunnel}_xmit`): out of the port of the
-    /// server's next hop, with that port's MAC as the source.
+    /// server's next hop (for an entry without a server, the next hop toward its address), with
+    /// that port's MAC as the source.
     pub(super) fn transmit(
         &mut self,
         frame: &mut Frame,
         meta: &PacketMeta,
-        dest: DestId,
+        dest: Option<DestId>,
         fwd: FwdMethod,
         daddr: &IpAddr,
         dport: u16,
@@ -301,7 +306,11 @@ impl Director {
         if fwd == FwdMethod::Local {
             return Verdict::Local;
         }
-        let Some(nh) = self.dests.get(dest).and_then(|d| d.nh) else { return self.drop(Reason::UnknownNeighbour) };
+        let nh = match dest {
+            Some(d) => self.dests.get(d).and_then(|d| d.nh),
+            None => Self::hop(&self.neigh, fwd, daddr),
+        };
+        let Some(nh) = nh else { return self.drop(Reason::UnknownNeighbour) };
         let Some(port) = self.port(nh.port).copied() else {
             return self.drop(Reason::UnknownPort);
         };
@@ -326,7 +335,7 @@ impl Director {
             FwdMethod::Local => Ok(()),
         };
         match r {
-            Ok(()) => Verdict::Transmit { port: nh.port, dest: Some(dest) },
+            Ok(()) => Verdict::Transmit { port: nh.port, dest },
             Err(XmitError::TtlExpired) => self.refuse(frame, meta, Reason::TtlExpired, IcmpKind::TimeExceeded),
             Err(XmitError::Bounds) => self.drop(Reason::NoHeadroom),
         }

@@ -313,10 +313,15 @@ impl Director {
     }
 
     fn next_hop(neigh: &NeighbourTable, rs: &RealServer) -> Option<Neighbour> {
-        match rs.fwd {
-            // Direct routing needs the server on a link of ours.
-            FwdMethod::Route => neigh.entries.get(&rs.endpoint.addr).copied(),
-            _ => neigh.route(&rs.endpoint.addr),
+        Self::hop(neigh, rs.fwd, &rs.endpoint.addr)
+    }
+
+    /// The next hop toward `addr` for forwarding method `fwd`: direct routing needs the server
+    /// on a link of ours, the other methods may go through a gateway.
+    fn hop(neigh: &NeighbourTable, fwd: FwdMethod, addr: &IpAddr) -> Option<Neighbour> {
+        match fwd {
+            FwdMethod::Route => neigh.entries.get(addr).copied(),
+            _ => neigh.route(addr),
         }
     }
 
