@@ -328,7 +328,8 @@ mod tests {
     fn daemons_list_master_first_with_the_settings_in_force() {
         let mut d = Director::new(DirectorConfig::default(), factory);
         assert_eq!(list(&d, Instant::ZERO, ListOptions::Daemon), "");
-        let backup = DaemonConfig { group: Some("ff02::81".parse().unwrap()), ..DaemonConfig::new("sync0") };
+        let backup =
+            DaemonConfig { syncid: 255, group: Some("ff02::81".parse().unwrap()), ..DaemonConfig::new("sync0") };
         d.start_sync(Role::Backup, &backup, 9000).unwrap();
         let master = DaemonConfig { syncid: 0, ttl: 8, ..DaemonConfig::new("eth1") };
         d.start_sync(Role::Master, &master, 9000).unwrap();
