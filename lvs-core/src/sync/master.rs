@@ -1,6 +1,6 @@
 //! The master's send side (`ip_vs_sync_buff` and the master thread): one message being filled
 //! per sync socket, full messages queued up to `sync_qlen_max`, a partly filled message sent
-//! once it is [`FLUSH_NS`](super::FLUSH_NS) old.
+//! once it is [`FLUSH_NS`] old.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;

@@ -6,8 +6,9 @@
 //! path and hands out datagrams with `poll_sync`; a backup feeds received datagrams to
 //! `handle_sync`. Sockets live in `lvs-dataplane`.
 //!
-//! Beyond the kernel, a backup may ask a master for its whole table ([`RESYNC_REQUEST`]): the
-//! master then streams every entry, rate-limited, in ordinary records.
+//! Beyond the kernel, a backup may ask a master for its whole table
+//! ([`ResyncMessage`](crate::director::ResyncMessage)): the master then streams every entry,
+//! rate-limited, in ordinary records.
 
 pub mod master;
 pub mod wire;
