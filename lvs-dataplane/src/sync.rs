@@ -387,9 +387,9 @@ mod tests {
 
     use super::*;
 
-    /// Port `k` (0..10) of this test process's own range.
+    /// Port `k` (0..20) of this test process's own range; each test takes its own ports.
     fn port(k: u16) -> u16 {
-        20_000 + (std::process::id() % 4000) as u16 * 10 + k
+        20_000 + (std::process::id() % 2000) as u16 * 20 + k
     }
 
     fn on_lo(port: u16) -> DaemonConfig {
@@ -502,8 +502,8 @@ mod tests {
         let p = SyncParams { ports: 3, resync_rate: 10, ..SyncParams::default() };
         let mut d = director(p);
         let mut s = SyncSockets::new();
-        s.start(&mut d, Role::Backup, &on_lo(port(4))).unwrap();
-        s.start(&mut d, Role::Master, &on_lo(port(4))).unwrap();
+        s.start(&mut d, Role::Backup, &on_lo(port(3))).unwrap();
+        s.start(&mut d, Role::Master, &on_lo(port(3))).unwrap();
         assert_eq!(s.senders().count(), 3 + 1, "the master's three and the backup's request socket");
         assert_eq!(s.listeners.len(), 3, "the master's request listener is the backup's first socket");
         assert_eq!(s.raw_fds().count(), 3);
@@ -519,7 +519,7 @@ mod tests {
     fn sockets_follow_daemons_started_on_the_director() {
         let mut d = director(SyncParams::default());
         let mut s = SyncSockets::new();
-        d.start_sync(Role::Backup, &on_lo(port(5)), 1500).unwrap();
+        d.start_sync(Role::Backup, &on_lo(port(6)), 1500).unwrap();
         s.poll(Instant::ZERO, &mut d).unwrap();
         assert_eq!(s.listeners.len(), 1);
         d.stop_sync(Role::Backup).unwrap();
@@ -539,22 +539,22 @@ mod tests {
         assert!(s.start(&mut d, Role::Master, &DaemonConfig::new("lvs-no-such-if")).is_err());
         assert!(d.sync_daemon(Role::Master).is_none());
         // An IPv6 group on an interface without IPv6 multicast routes: the socket fails.
-        let v6 = DaemonConfig { group: Some("ff02::81".parse().unwrap()), ..on_lo(port(6)) };
+        let v6 = DaemonConfig { group: Some("ff02::81".parse().unwrap()), ..on_lo(port(7)) };
         if s.start(&mut d, Role::Master, &v6).is_err() {
             assert!(d.sync_daemon(Role::Master).is_none());
             assert_eq!(s.senders().count(), 0);
         }
-        s.start(&mut d, Role::Backup, &on_lo(port(6))).unwrap();
-        assert_eq!(s.start(&mut d, Role::Backup, &on_lo(port(7))).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(d.sync_daemon(Role::Backup).map(|c| c.port), Some(port(6)));
+        s.start(&mut d, Role::Backup, &on_lo(port(7))).unwrap();
+        assert_eq!(s.start(&mut d, Role::Backup, &on_lo(port(8))).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(d.sync_daemon(Role::Backup).map(|c| c.port), Some(port(7)));
     }
 
     #[test]
     fn a_datagram_longer_than_maxlen_is_cut_short() {
         let mut backup = director(SyncParams::default());
         let mut bs = SyncSockets::new();
-        bs.start(&mut backup, Role::Backup, &DaemonConfig { maxlen: 1024, ..on_lo(port(8)) }).unwrap();
-        let to = SocketAddr::new(lvs_core::sync::DEFAULT_GROUP, port(8));
+        bs.start(&mut backup, Role::Backup, &DaemonConfig { maxlen: 1024, ..on_lo(port(9)) }).unwrap();
+        let to = SocketAddr::new(lvs_core::sync::DEFAULT_GROUP, port(9));
         let o = mcast::SendOpts { ifname: "lo", ifindex: linux::ifindex("lo").unwrap(), ttl: 1, sndbuf: 0 };
         let tx = mcast::send_socket(to, &o).unwrap();
         tx.send(&[0u8; 2000]).unwrap();
@@ -571,16 +571,46 @@ mod tests {
         let p = SyncParams { ports: 2, resync_rate: 10, ..SyncParams::default() };
         let mut d = director(p);
         let mut s = SyncSockets::new();
-        s.start(&mut d, Role::Master, &on_lo(port(9))).unwrap();
+        s.start(&mut d, Role::Master, &on_lo(port(10))).unwrap();
         let record = Datagram { socket: 1, bytes: vec![0; 8] };
         let request = Datagram { socket: 0, bytes: ResyncMessage::Request.encode(255) };
         let start = Datagram { socket: 0, bytes: ResyncMessage::Start.encode(255) };
         let addr = |s: &mut Sender| s.sock.peer_addr().unwrap().port();
-        assert_eq!(sender_for(&mut s.daemons, &record).map(addr), Some(port(9) + 1));
-        assert_eq!(sender_for(&mut s.daemons, &start).map(addr), Some(port(9)));
+        assert_eq!(sender_for(&mut s.daemons, &record).map(addr), Some(port(10) + 1));
+        assert_eq!(sender_for(&mut s.daemons, &start).map(addr), Some(port(10)));
         assert!(sender_for(&mut s.daemons, &request).is_none(), "no backup runs");
         assert!(sender_for(&mut s.daemons, &Datagram { socket: 2, ..record }).is_none(), "no third socket");
-        s.start(&mut d, Role::Backup, &on_lo(port(9))).unwrap();
-        assert_eq!(sender_for(&mut s.daemons, &request).map(addr), Some(port(9)));
+        s.start(&mut d, Role::Backup, &on_lo(port(10))).unwrap();
+        assert_eq!(sender_for(&mut s.daemons, &request).map(addr), Some(port(10)));
+    }
+
+    #[test]
+    fn runtimes_move_sync_datagrams_on_every_pass() {
+        use crate::runtime::{MonotonicClock, Runtime};
+
+        let mut master = Runtime::new(director(SyncParams::default()), Vec::new());
+        let mut backup = Runtime::new(director(SyncParams::default()), Vec::new());
+        master.start_sync(Role::Master, &on_lo(port(12))).unwrap();
+        backup.start_sync(Role::Backup, &on_lo(port(12))).unwrap();
+        let stop = backup.stop_handle();
+        let backup = std::thread::spawn(move || {
+            backup.run(&MonotonicClock::default()).unwrap();
+            backup
+        });
+        for sport in 3000..3010 {
+            establish(master.director_mut(), Instant::from_secs(1), sport);
+        }
+        master.poll_once(Instant::from_secs(1)).unwrap();
+        assert_eq!(master.sync().stats().sent, 0);
+        master.poll_once(Instant::from_secs(3)).unwrap();
+        assert_eq!(master.sync().stats().sent, 1, "the flush of the partly filled message");
+        // The backup's loop sleeps in poll until the datagram wakes it.
+        std::thread::sleep(Duration::from_millis(500));
+        stop.stop();
+        let mut backup = backup.join().unwrap();
+        assert_eq!(backup.sync().stats().received, 1);
+        assert_eq!(listing(backup.director()), listing(master.director()));
+        backup.stop_sync(Role::Backup).unwrap();
+        assert_eq!(backup.sync().raw_fds().count(), 0);
     }
 }
