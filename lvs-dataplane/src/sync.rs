@@ -6,10 +6,10 @@
 //! For each daemon the director runs, [`SyncSockets`] holds these sockets, all on the daemon's
 //! interface, group and port, socket `i` of `sync_ports` on `port + i`:
 //!
-//! | daemon | sends | receives |
+//! | daemon | sends to | listens on |
 //! |---|---|---|
-//! | master | one socket per `sync_ports`, to `group:port+i` | with `resync_rate > 0`, on `group:port` (resync requests) |
-//! | backup | with `resync_rate > 0`, one socket to `group:port` (its resync request) | one socket per `sync_ports`, on `group:port+i` |
+//! | master | `group:port+i`, a socket per `sync_ports` | `group:port` if `resync_rate > 0` (requests) |
+//! | backup | `group:port` if `resync_rate > 0` (its request) | `group:port+i`, a socket per `sync_ports` |
 //!
 //! A director that is master and backup at once listens once on a group and port both want.
 //! The resync exchange is this library's, not the kernel's; a kernel backup ignores it.
