@@ -7,6 +7,7 @@
 //! - [`runtime`] — the loop that drives a director over backends, one shard per core.
 //! - [`pcap`] — read pcap / pcapng captures, write pcap.
 //! - [`netns`] — enter a network namespace before opening ports (Linux).
+//! - [`sync`] — the sync daemons' multicast sockets, driven with the director (Linux).
 //!
 //! Test and lab tooling — the runner for recorded kernel cases and the namespace builders — is
 //! not part of this crate; it lives with the facade's examples (`examples/common/`).
@@ -25,6 +26,8 @@ pub mod pcap;
 #[cfg(feature = "pcap")]
 pub mod replay;
 pub mod runtime;
+#[cfg(target_os = "linux")]
+pub mod sync;
 mod sys;
 #[cfg(all(feature = "tap", target_os = "linux"))]
 pub mod tap;

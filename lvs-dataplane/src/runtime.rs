@@ -1,7 +1,7 @@
 //! The loop that drives a [`Director`] over one or more [`PacketIo`] ports (quinn's driver):
 //! receive a burst, `process_burst`, transmit each verdict on its port, hand the frames that are
-//! the application's (`Local`, `NotMine`) back to it, `tick` on time, and stop cleanly when
-//! asked; and [`Shards`], one such loop per core. Frames move between the receive pool, the
+//! the application's (`Local`, `NotMine`) back to it, `tick` on time, move the sync daemons'
+//! datagrams, and stop cleanly when asked; and [`Shards`], one such loop per core. Frames move between the receive pool, the
 //! transmit queues and the application's queue by swapping buffers, so nothing is copied or
 //! allocated per packet after warm-up.
 
@@ -11,10 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
 use lvs_core::config::{render_stats, stats_rows, sum_rows, StatsRow};
+use lvs_core::sync::{DaemonConfig, Role};
 use lvs_core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs_core::{Command, Director, Instant, Verdict};
 
 use crate::io::PacketIo;
+use crate::sync::SyncSockets;
 
 /// A monotonic clock turned into the director's [`Instant`]s.
 #[derive(Clone, Copy, Debug)]
@@ -143,7 +145,11 @@ impl LocalQueue {
     }
 }
 
-/// A director and its ports.
+/// A director, its ports and its sync daemons' sockets.
+///
+/// The sockets follow the sync daemons the director runs, whether started with
+/// [`Runtime::start_sync`] or on the director itself: every pass gives the director the sync
+/// datagrams that arrived and sends those it hands out (see [`SyncSockets`]).
 ///
 /// Frames the director leaves to the application — for a `Local` real server or for no
 /// virtual service — wait in a bounded queue, with the port they came from, until the
@@ -192,6 +198,9 @@ pub struct Runtime {
     on_local: Option<Box<LocalHandler>>,
     stats: RuntimeStats,
     stop: StopHandle,
+    sync: SyncSockets,
+    /// The descriptors `run` waits on, refilled before each wait.
+    wait_fds: Vec<RawFd>,
 }
 
 impl Runtime {
@@ -213,6 +222,8 @@ impl Runtime {
             ports,
             stats: RuntimeStats::default(),
             stop: StopHandle::default(),
+            sync: SyncSockets::new(),
+            wait_fds: Vec::new(),
         }
     }
 
@@ -269,12 +280,34 @@ impl Runtime {
         &self.ports
     }
 
-    /// One pass: a burst from every port through the director, then transmit, queue what is
-    /// the application's (and give it to the handler, if there is one) and tick. Returns how
-    /// many frames were received.
+    /// Starts sync daemon `role` on the director and opens its sockets
+    /// (`ipvsadm --start-daemon`); see [`SyncSockets::start`].
     ///
     /// # Errors
-    /// A port's system error.
+    /// As [`SyncSockets::start`]; the daemon then does not run.
+    pub fn start_sync(&mut self, role: Role, cfg: &DaemonConfig) -> io::Result<()> {
+        self.sync.start(&mut self.director, role, cfg)
+    }
+
+    /// Stops sync daemon `role` and closes its sockets (`ipvsadm --stop-daemon`).
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] when that daemon does not run.
+    pub fn stop_sync(&mut self, role: Role) -> io::Result<()> {
+        self.sync.stop(&mut self.director, role)
+    }
+
+    /// The sync daemons' sockets, for their counters ([`SyncSockets::stats`]).
+    pub fn sync(&self) -> &SyncSockets {
+        &self.sync
+    }
+
+    /// One pass: a burst from every port through the director, then transmit, queue what is
+    /// the application's (and give it to the handler, if there is one), tick, and a pass of
+    /// the sync sockets ([`SyncSockets::poll`]). Returns how many frames were received.
+    ///
+    /// # Errors
+    /// A port's system error; a sync daemon's socket that cannot be opened.
     pub fn poll_once(&mut self, now: Instant) -> io::Result<usize> {
         let mut total = 0;
         for (p, arrival) in (0..self.ports.len()).zip(0..=u16::MAX) {
@@ -313,6 +346,7 @@ impl Runtime {
         if self.director.next_deadline().is_some_and(|t| t <= now) {
             self.director.tick(now);
         }
+        self.sync.poll(now, &mut self.director)?;
         Ok(total)
     }
 
@@ -335,21 +369,21 @@ impl Runtime {
         Ok(())
     }
 
-    /// Runs until the stop handle is used, sleeping in `poll` while there is nothing to do
-    /// (at most until the director's next deadline, and never more than 10 ms). Frames for the
+    /// Runs until the stop handle is used, sleeping in `poll` while there is nothing to do:
+    /// until a port or a sync socket is readable, at most until the director's next deadline,
+    /// and never more than 10 ms (1 ms while a sync datagram waits for room). Frames for the
     /// application go to the handler set with [`Runtime::on_local`]; without one nobody can
     /// take them while the loop runs, so they are released after each pass (counted in
     /// `local` and `not_mine`; with AF_PACKET the kernel keeps its own copy).
     ///
     /// # Errors
-    /// A port's system error.
+    /// A port's system error; a sync daemon's socket that cannot be opened.
     pub fn run(&mut self, clock: &MonotonicClock) -> io::Result<()> {
         self.run_with(clock, |_| {})
     }
 
     /// [`Runtime::run`], calling `between` after every pass.
     fn run_with(&mut self, clock: &MonotonicClock, mut between: impl FnMut(&mut Runtime)) -> io::Result<()> {
-        let fds: Vec<_> = self.ports.iter().filter_map(|p| p.raw_fd()).collect();
         let release = self.on_local.is_none();
         while !self.stop.is_stopped() {
             let now = clock.now();
@@ -359,21 +393,30 @@ impl Runtime {
             }
             between(self);
             if got == 0 {
-                self.idle(now, &fds)?;
+                self.idle(now)?;
             }
         }
         Ok(())
     }
 
-    /// Waits for traffic: until a port is readable, the director's next deadline, or 10 ms.
-    fn idle(&self, now: Instant, fds: &[RawFd]) -> io::Result<()> {
-        let wait =
-            self.director.next_deadline().map_or(10, |t| (t.saturating_since(now).as_millis() as i32).clamp(0, 10));
-        if fds.is_empty() {
+    /// Waits for traffic: until a port or sync socket is readable, the director's next
+    /// deadline, or 10 ms (1 ms while a sync datagram waits for room in a send buffer).
+    fn idle(&mut self, now: Instant) -> io::Result<()> {
+        // The director keeps its sync datagrams while one is held, so its deadline may have
+        // passed: wait a little for room rather than spin.
+        let wait = if self.sync.is_blocked() {
+            1
+        } else {
+            self.director.next_deadline().map_or(10, |t| (t.saturating_since(now).as_millis() as i32).clamp(0, 10))
+        };
+        self.wait_fds.clear();
+        self.wait_fds.extend(self.ports.iter().filter_map(|p| p.raw_fd()));
+        self.wait_fds.extend(self.sync.raw_fds());
+        if self.wait_fds.is_empty() {
             std::thread::sleep(std::time::Duration::from_millis(wait as u64));
             Ok(())
         } else {
-            crate::sys::linux::poll_readable(fds, wait)
+            crate::sys::linux::poll_readable(&self.wait_fds, wait)
         }
     }
 }

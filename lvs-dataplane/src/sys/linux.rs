@@ -59,7 +59,8 @@ const ETH_P_ALL: u16 = 0x0003;
 /// The most frames one `sendmmsg` carries.
 pub(crate) const MAX_BATCH: usize = 64;
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+/// A system call's result: the value, or the error in `errno`.
+pub(super) fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -67,7 +68,8 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
+/// Sets socket option `name` at `level` to `val`.
+pub(super) fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
     // SAFETY: `val` is a live reference to a `T` of exactly the length passed.
     cvt(unsafe {
         libc::setsockopt(fd, level, name, (val as *const T).cast(), std::mem::size_of::<T>() as libc::socklen_t)
