@@ -5,7 +5,18 @@
 //! timing, unicast peers).
 //!
 //! - [`wire`] — the advertisement, both versions, encoded and decoded ([`wire::Repr`]).
+//! - [`instance`] — one virtual router: the state machine of RFC 5798 §6.4 ([`Instance`]).
+//! - [`group`] — several instances, keepalived's sync groups and tracked conditions
+//!   ([`Group`]).
+//!
+//! The I/O side (`lvs-dataplane`) opens raw IP protocol [`PROTO`] sockets, sends each
+//! [`Transmit`] with TTL / hop limit [`TTL`], feeds every received advertisement to
+//! [`Group::handle`] with the IP header's source, destination and TTL, and carries out the
+//! [`Action`]s [`Group::poll`] hands back (add or remove the virtual addresses, gratuitous ARP
+//! and unsolicited neighbour advertisements, notifications).
 
+pub mod group;
+pub mod instance;
 pub mod wire;
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -13,6 +24,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::addr::Af;
 use crate::neigh::MacAddr;
 
+pub use group::{Group, GroupAction, InstanceId, SyncId, Target, Track, TrackerId};
+pub use instance::{Action, AddressChange, Announce, Config, Event, Garp, Instance, IpHeader, Stats, Transmit};
 pub use wire::{Auth, Repr, Version};
 
 /// The IP protocol number of VRRP (RFC 5798 §5.1.1.4).
@@ -24,6 +37,10 @@ pub const TTL: u8 = 255;
 pub const GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 /// The IPv6 multicast group, ff02::12 (RFC 5798 §5.1.2.2).
 pub const GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+/// The priority of the router that owns the virtual addresses (RFC 5798 §5.2.4).
+pub const PRIO_OWNER: u8 = 255;
+/// The priority a master sends when it stops (RFC 5798 §5.2.4).
+pub const PRIO_STOP: u8 = 0;
 
 /// The multicast group of a family.
 pub fn group_addr(af: Af) -> IpAddr {
@@ -41,6 +58,31 @@ pub fn virtual_mac(af: Af, vrid: u8) -> MacAddr {
         Af::V6 => 2,
     };
     MacAddr([0, 0, 0x5e, 0, kind, vrid])
+}
+
+/// Where an instance stands (RFC 5798 §6.4, plus keepalived's FAULT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Not started, or shut down (`Initialize`).
+    Init,
+    /// Watching the master; takes over when it falls silent.
+    Backup,
+    /// Owns the virtual addresses and advertises.
+    Master,
+    /// A tracked condition forces the instance down (keepalived's FAULT).
+    Fault,
+}
+
+impl State {
+    /// The name keepalived logs and passes to its notify scripts.
+    pub const fn name(self) -> &'static str {
+        match self {
+            State::Init => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+            State::Fault => "FAULT",
+        }
+    }
 }
 
 /// Why a received advertisement was dropped: each reason has a counter slot
@@ -140,6 +182,46 @@ impl Reason {
             Reason::AddressList => "address-list",
         }
     }
+}
+
+/// A configuration the room refuses. A call that returns an error has changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A VRID outside 1..=255.
+    #[error("virtual router id must be 1..=255")]
+    BadVrid,
+    /// Priority 0 (reserved for the stop advertisement).
+    #[error("priority must be 1..=255")]
+    BadPriority,
+    /// An advertisement interval the version cannot carry: VRRPv2 whole seconds 1..=255,
+    /// VRRPv3 centiseconds 1..=4095.
+    #[error("advertisement interval not representable in this version")]
+    BadInterval,
+    /// No virtual address, or more than 255.
+    #[error("an instance needs 1..=255 virtual addresses")]
+    BadAddressCount,
+    /// A virtual address or peer of another family than the primary address.
+    #[error("addresses of mixed families")]
+    FamilyMismatch,
+    /// VRRPv2 is IPv4 only (RFC 3768).
+    #[error("vrrp version 2 is ipv4 only")]
+    V2Ipv6,
+    /// Authentication is a VRRPv2 field; VRRPv3 has none.
+    #[error("authentication needs vrrp version 2")]
+    AuthNeedsV2,
+    /// Another instance has the same VRID on the same interface and family.
+    #[error("virtual router id already used on this interface")]
+    DuplicateVrid,
+    /// An instance, sync group or tracker handle this group did not hand out.
+    #[error("no such instance, sync group or tracker")]
+    NoSuchHandle,
+    /// An instance that already belongs to a sync group.
+    #[error("instance already in a sync group")]
+    AlreadySynced,
+    /// A tracking weight outside -254..=254.
+    #[error("tracking weight must be -254..=254")]
+    BadWeight,
 }
 
 #[cfg(test)]

@@ -243,4 +243,681 @@ fn virtual_macs_and_groups() {
     assert_eq!(alloc::format!("{}", virtual_mac(crate::addr::Af::V4, 51)), "00:00:5e:00:01:33");
     assert_eq!(alloc::format!("{}", virtual_mac(crate::addr::Af::V6, 1)), "00:00:5e:00:02:01");
     assert_eq!(group_addr(crate::addr::Af::V6), ip("ff02::12"));
+    assert_eq!(State::Fault.name(), "FAULT");
+}
+
+// ---------------------------------------------------------------------------------------------
+// One instance, rule by rule (RFC 5798 §6.4, §7.1; RFC 3768; keepalived's additions).
+
+use core::time::Duration;
+
+use super::instance::{Action, Config, Event, Instance, IpHeader};
+use crate::time::Instant;
+
+const VIP4: &str = "10.0.0.100";
+
+fn at(ms: u64) -> Instant {
+    Instant::from_nanos(ms * 1_000_000)
+}
+
+/// A VRRPv3 IPv4 instance on 10.0.0.`me`, VRID 7, interval 1 s.
+fn v3(me: u8, prio: u8) -> Config {
+    let mut c = Config::new(7, IpAddr::V4(Ipv4Addr::new(10, 0, 0, me)), alloc::vec![ip(VIP4)]);
+    c.version = Version::V3;
+    c.priority = prio;
+    c
+}
+
+/// The same over VRRPv2.
+fn v2(me: u8, prio: u8) -> Config {
+    let mut c = v3(me, prio);
+    c.version = Version::V2;
+    c
+}
+
+fn just_before(t: Instant) -> Instant {
+    Instant(t.0 - 1)
+}
+
+/// An advertisement another router sends.
+#[derive(Clone)]
+struct Adv {
+    version: Version,
+    vrid: u8,
+    prio: u8,
+    interval: u16,
+    vips: Vec<IpAddr>,
+    auth: Auth,
+}
+
+impl Adv {
+    fn v3(prio: u8) -> Self {
+        Adv { version: Version::V3, vrid: 7, prio, interval: 100, vips: alloc::vec![ip(VIP4)], auth: Auth::None }
+    }
+
+    fn v2(prio: u8) -> Self {
+        Adv { version: Version::V2, interval: 1, ..Adv::v3(prio) }
+    }
+
+    fn bytes(&self, src: IpAddr, dst: IpAddr) -> Vec<u8> {
+        let raw = encode_addrs(&self.vips);
+        let addrs = Addrs::new(src.is_ipv6(), &raw).unwrap();
+        Repr {
+            version: self.version,
+            vrid: self.vrid,
+            priority: self.prio,
+            interval: self.interval,
+            auth: self.auth,
+            addrs,
+        }
+        .to_bytes(src, dst)
+    }
+}
+
+fn from(me: u8) -> IpHeader {
+    IpHeader { src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, me)), dst: g4(), ttl: TTL }
+}
+
+/// Feeds `adv` from 10.0.0.`me` to the group address.
+fn hear(vr: &mut Instance, now: Instant, me: u8, adv: &Adv) -> Result<(), Reason> {
+    let h = from(me);
+    vr.handle(now, &h, &adv.bytes(h.src, h.dst))
+}
+
+fn drain(vr: &mut Instance, now: Instant) -> Vec<Action> {
+    core::iter::from_fn(|| vr.poll(now)).collect()
+}
+
+fn sent(actions: &[Action]) -> Vec<(IpAddr, u8)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(t) => Some((t.dst, Repr::parse(&t.bytes, t.src, t.dst).unwrap().priority)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(actions: &[Action]) -> Vec<Event> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Notify { event, .. } => Some(*event),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Started and past its first notification.
+fn started(cfg: Config) -> Instance {
+    let mut vr = Instance::new(cfg).unwrap();
+    vr.start(Instant::ZERO);
+    drain(&mut vr, Instant::ZERO);
+    vr
+}
+
+/// Started, then master after its down timer.
+fn master(cfg: Config) -> (Instance, Instant) {
+    let mut vr = started(cfg);
+    let t = vr.next_deadline().unwrap();
+    drain(&mut vr, t);
+    assert_eq!(vr.state(), State::Master);
+    (vr, t)
+}
+
+#[test]
+fn timers_follow_the_rfc_formulas() {
+    // VRRPv3: Skew_Time = (256 − 200) × 100 cs / 256 = 21.875 cs.
+    let vr = Instance::new(v3(1, 200)).unwrap();
+    assert_eq!(vr.skew_time(), Duration::from_micros(218_750));
+    assert_eq!(vr.master_down_interval(), Duration::from_micros(3_218_750));
+    // VRRPv2: Skew_Time = (256 − 200) / 256 s whatever the interval.
+    let mut c = v2(1, 200);
+    c.advert_int = Duration::from_secs(3);
+    let vr = Instance::new(c).unwrap();
+    assert_eq!(vr.skew_time(), Duration::from_micros(218_750));
+    assert_eq!(vr.master_down_interval(), Duration::from_micros(9_218_750));
+}
+
+#[test]
+fn startup_waits_master_down_interval_then_takes_over() {
+    let mut vr = Instance::new(v3(1, 100)).unwrap();
+    assert_eq!(vr.state(), State::Init);
+    vr.start(Instant::ZERO);
+    assert_eq!(events(&drain(&mut vr, Instant::ZERO)), [Event::Backup]);
+    let mdi = vr.master_down_interval();
+    assert_eq!(vr.next_deadline(), Some(Instant::ZERO + mdi));
+    assert!(drain(&mut vr, just_before(Instant::ZERO + mdi)).is_empty());
+    let a = drain(&mut vr, Instant::ZERO + mdi);
+    // Advertisement first (the old master drops the address before our announcements), then the
+    // address, five gratuitous ARPs, the notification.
+    assert!(matches!(&a[0], Action::Send(t) if t.dst == g4() && t.src == ip("10.0.0.1") && t.src_mac.is_none()));
+    assert!(matches!(&a[1], Action::AddAddresses(c) if c.addrs == [ip(VIP4)] && c.accept && c.vmac.is_none()));
+    assert!(matches!(&a[2], Action::Announce(n) if n.addr == ip(VIP4) && n.count == 5 && n.mac.is_none()));
+    assert_eq!(events(&a), [Event::Master]);
+    assert_eq!(a.len(), 4);
+    assert_eq!(vr.stats().became_master, 1);
+    // Adver_Timer: one advertisement a second.
+    let t0 = Instant::ZERO + mdi;
+    assert_eq!(vr.next_deadline(), Some(t0 + Duration::from_secs(1)));
+    assert_eq!(sent(&drain(&mut vr, t0 + Duration::from_secs(1))), [(g4(), 100)]);
+}
+
+#[test]
+fn gratuitous_arp_timing_as_keepalived() {
+    let mut c = v3(1, 100);
+    c.vips.push(ip("10.0.0.101"));
+    c.garp.master_refresh = Duration::from_secs(60);
+    c.garp.master_refresh_repeat = 2;
+    let (mut vr, t0) = master(c);
+    let announces = |a: &[Action]| a.iter().filter(|x| matches!(x, Action::Announce(_))).count();
+    // garp_master_delay: the second burst of 5 per address at +5 s.
+    let mut seen = Vec::new();
+    let mut now = t0;
+    while now < t0 + Duration::from_secs(130) {
+        now = vr.next_deadline().unwrap();
+        let a = drain(&mut vr, now);
+        for x in &a {
+            if let Action::Announce(n) = x {
+                seen.push(((now - t0).as_secs(), n.count));
+            }
+        }
+        assert!(announces(&a) % 2 == 0, "every burst covers both addresses");
+    }
+    assert_eq!(seen, [(5, 5), (5, 5), (65, 2), (65, 2), (125, 2), (125, 2)]);
+    // Leaving master cancels the bursts.
+    hear(&mut vr, now, 9, &Adv::v3(200)).unwrap();
+    assert_eq!(vr.state(), State::Backup);
+    assert_eq!(announces(&drain(&mut vr, now)), 0);
+    assert_eq!(vr.next_deadline(), Some(now + vr.master_down_interval()), "only the down timer is left");
+}
+
+#[test]
+fn owner_takes_over_at_once_and_ignores_others() {
+    let mut vr = Instance::new(v3(1, PRIO_OWNER)).unwrap();
+    vr.start(Instant::ZERO);
+    assert_eq!(vr.state(), State::Master);
+    let a = drain(&mut vr, Instant::ZERO);
+    assert_eq!(sent(&a), [(g4(), 255)]);
+    assert_eq!(hear(&mut vr, at(10), 2, &Adv::v3(255)), Err(Reason::Owner));
+    assert_eq!(vr.state(), State::Master);
+}
+
+#[test]
+fn backup_accepts_higher_and_equal_and_learns_the_interval() {
+    let mut vr = started(v3(5, 100));
+    // A master at 50 cs: Master_Down_Interval follows its interval.
+    let mut a = Adv::v3(150);
+    a.interval = 50;
+    hear(&mut vr, at(100), 9, &a).unwrap();
+    assert_eq!(vr.master_adver_interval(), Duration::from_millis(500));
+    assert_eq!(vr.master(), Some(ip("10.0.0.9")));
+    assert_eq!(vr.stats().interval_mismatch, 1);
+    let mdi = vr.master_down_interval();
+    assert_eq!(mdi, Duration::from_nanos(1_500_000_000 + 156 * 500_000_000 / 256));
+    assert_eq!(vr.next_deadline(), Some(at(100) + mdi));
+    // Equal priority from a lower address is a master too (priority ≥ local).
+    hear(&mut vr, at(200), 2, &Adv::v3(100)).unwrap();
+    assert_eq!(vr.next_deadline(), Some(at(200) + vr.master_down_interval()));
+    assert_eq!(vr.state(), State::Backup);
+}
+
+#[test]
+fn preempting_backup_discards_lower_priority_and_takes_over() {
+    let mut vr = started(v3(5, 100));
+    let deadline = vr.next_deadline().unwrap();
+    for ms in [100, 1100, 2100, 3100] {
+        hear(&mut vr, at(ms), 9, &Adv::v3(50)).unwrap();
+    }
+    // The timer kept running from startup.
+    assert_eq!(vr.next_deadline(), Some(deadline));
+    drain(&mut vr, deadline);
+    assert_eq!(vr.state(), State::Master);
+}
+
+#[test]
+fn nopreempt_keeps_a_lower_master() {
+    let mut c = v3(5, 100);
+    c.preempt = false;
+    let mut vr = started(c);
+    for s in 0..10 {
+        hear(&mut vr, Instant::from_secs(s), 9, &Adv::v3(50)).unwrap();
+        drain(&mut vr, Instant::from_secs(s));
+    }
+    assert_eq!(vr.state(), State::Backup);
+}
+
+#[test]
+fn preempt_delay_holds_the_takeover() {
+    let mut c = v3(5, 100);
+    c.preempt_delay = Duration::from_secs(5);
+    let mut vr = started(c);
+    // keepalived: the first lower-priority advertisement starts the delay; until it ends they
+    // are accepted, then discarded, and the backup takes over a Master_Down_Interval later.
+    let mut s = 0;
+    while vr.state() == State::Backup {
+        hear(&mut vr, Instant::from_secs(s), 9, &Adv::v3(50)).unwrap();
+        s += 1;
+        drain(&mut vr, just_before(Instant::from_secs(s)));
+    }
+    let took = vr.stats().became_master;
+    assert_eq!(took, 1);
+    // Accepted at 0..=4 s (the delay runs to 5 s), discarded from 5 s on: master at 4 s + MDI.
+    assert_eq!(s, 8);
+}
+
+#[test]
+fn priority_zero_makes_a_backup_take_over_after_skew_time() {
+    let mut vr = started(v3(5, 200));
+    hear(&mut vr, at(500), 9, &Adv::v3(250)).unwrap();
+    hear(&mut vr, at(1500), 9, &Adv::v3(0)).unwrap();
+    assert_eq!(vr.stats().pri_zero_rx, 1);
+    assert_eq!(vr.next_deadline(), Some(at(1500) + vr.skew_time()));
+    let skew = vr.skew_time();
+    drain(&mut vr, at(1500) + skew);
+    assert_eq!(vr.state(), State::Master);
+}
+
+#[test]
+fn master_yields_to_higher_priority_and_to_a_higher_address() {
+    let (mut vr, t) = master(v3(5, 100));
+    hear(&mut vr, t, 9, &Adv::v3(101)).unwrap();
+    assert_eq!(vr.state(), State::Backup);
+    let a = drain(&mut vr, t);
+    assert!(matches!(&a[0], Action::RemoveAddresses(c) if c.addrs == [ip(VIP4)]));
+    assert_eq!(events(&a), [Event::Backup]);
+    assert!(sent(&a).is_empty(), "no priority 0 when yielding");
+    assert_eq!(vr.next_deadline(), Some(t + vr.master_down_interval()));
+    // Equal priority: the higher primary address wins (network byte order).
+    let (mut vr, t) = master(v3(5, 100));
+    hear(&mut vr, t, 6, &Adv::v3(100)).unwrap();
+    assert_eq!(vr.state(), State::Backup);
+}
+
+#[test]
+fn master_answers_lower_priority_and_priority_zero() {
+    let (mut vr, t) = master(v3(5, 100));
+    drain(&mut vr, t);
+    // A lower priority (or an equal one from a lower address): advertise at once (RFC 9568,
+    // keepalived's default), announce again, tell the application.
+    for (me, prio) in [(9, 50), (4, 100)] {
+        hear(&mut vr, t, me, &Adv::v3(prio)).unwrap();
+        let a = drain(&mut vr, t);
+        assert_eq!(sent(&a), [(g4(), 100)]);
+        assert_eq!(a.iter().filter(|x| matches!(x, Action::Announce(_))).count(), 1);
+        assert_eq!(events(&a), [Event::MasterRxLowerPri]);
+        assert_eq!(vr.state(), State::Master);
+    }
+    // Priority 0: advertise at once and restart Adver_Timer.
+    let later = t + Duration::from_millis(300);
+    hear(&mut vr, later, 9, &Adv::v3(0)).unwrap();
+    assert_eq!(sent(&drain(&mut vr, later)), [(g4(), 100)]);
+    assert_eq!(vr.next_deadline(), Some(later + Duration::from_secs(1)));
+    // lower_prio_no_advert: the RFCs before 9568.
+    let mut c = v3(5, 100);
+    c.lower_prio_no_advert = true;
+    let (mut vr, t) = master(c);
+    hear(&mut vr, t, 9, &Adv::v3(50)).unwrap();
+    assert!(sent(&drain(&mut vr, t)).is_empty());
+}
+
+#[test]
+fn shutdown_sends_priority_zero_and_gives_the_addresses_up() {
+    let (mut vr, t) = master(v3(5, 100));
+    drain(&mut vr, t);
+    vr.shutdown(t);
+    let a = drain(&mut vr, t);
+    assert_eq!(sent(&a), [(g4(), 0)]);
+    assert!(matches!(&a[1], Action::RemoveAddresses(_)));
+    assert_eq!(events(&a), [Event::Stop]);
+    assert_eq!(vr.state(), State::Init);
+    assert_eq!(vr.next_deadline(), None);
+    assert_eq!(vr.stats().pri_zero_tx, 1);
+    assert_eq!(hear(&mut vr, t, 9, &Adv::v3(100)), Err(Reason::Inactive));
+}
+
+#[test]
+fn receive_checks_drop_and_count() {
+    let mut vr = started(v3(5, 100));
+    let ok = Adv::v3(100);
+    let h = from(9);
+    let bytes = ok.bytes(h.src, h.dst);
+    let mut ttl = h;
+    ttl.ttl = 254;
+    assert_eq!(vr.handle(at(1), &ttl, &bytes), Err(Reason::Ttl));
+    let v6 = IpHeader { src: ip("fe80::9"), dst: g6(), ttl: TTL };
+    let six = Adv { vips: alloc::vec![ip("fe80::100")], ..Adv::v3(100) };
+    assert_eq!(vr.handle(at(1), &v6, &six.bytes(v6.src, v6.dst)), Err(Reason::Family));
+    assert_eq!(vr.handle(at(1), &h, &bytes[..10]), Err(Reason::Length));
+    assert_eq!(hear(&mut vr, at(1), 9, &Adv { vrid: 8, ..Adv::v3(100) }), Err(Reason::Vrid));
+    assert_eq!(hear(&mut vr, at(1), 9, &Adv::v2(100)), Err(Reason::Version));
+    assert_eq!(hear(&mut vr, at(1), 9, &Adv { interval: 0, ..Adv::v3(100) }), Err(Reason::Interval));
+    assert_eq!(hear(&mut vr, at(1), 5, &ok), Err(Reason::Looped));
+    let uni = IpHeader { dst: ip("10.0.0.5"), ..h };
+    assert_eq!(vr.handle(at(1), &uni, &ok.bytes(uni.src, uni.dst)), Err(Reason::Destination));
+    let mut bad = bytes.clone();
+    bad[2] ^= 1;
+    assert_eq!(vr.handle(at(1), &h, &bad), Err(Reason::Checksum));
+    // VRRPv3: another address list is counted, not dropped (RFC 5798 §7.1 makes it a MAY).
+    let other = Adv { vips: alloc::vec![ip("10.0.0.200")], ..Adv::v3(100) };
+    assert_eq!(hear(&mut vr, at(1), 9, &other), Ok(()));
+    assert_eq!(vr.stats().addr_list_err, 1);
+    for r in [Reason::Ttl, Reason::Family, Reason::Length, Reason::Vrid, Reason::Version, Reason::Interval] {
+        assert_eq!(vr.drops()[r.index()], 1, "{}", r.as_str());
+    }
+    assert_eq!(vr.stats().adverts_rx, 1);
+}
+
+#[test]
+fn v2_checks_interval_authentication_and_addresses() {
+    let mut c = v2(5, 100);
+    c.auth = Auth::password("secret");
+    let mut vr = started(c);
+    let good = Adv { auth: Auth::password("secret"), ..Adv::v2(100) };
+    assert_eq!(hear(&mut vr, at(1), 9, &good), Ok(()));
+    // RFC 3768 §7.1: the interval must be ours (keepalived drops too).
+    assert_eq!(hear(&mut vr, at(1), 9, &Adv { interval: 2, ..good.clone() }), Err(Reason::Interval));
+    assert_eq!(hear(&mut vr, at(1), 9, &Adv { auth: Auth::None, ..good.clone() }), Err(Reason::AuthType));
+    assert_eq!(hear(&mut vr, at(1), 9, &Adv { auth: Auth::password("guess"), ..good.clone() }), Err(Reason::Password));
+    // RFC 3768 §7.1: a different address list is dropped unless the owner sent it.
+    let other = alloc::vec![ip("10.0.0.200")];
+    assert_eq!(hear(&mut vr, at(1), 9, &Adv { vips: other.clone(), ..good.clone() }), Err(Reason::AddressList));
+    assert_eq!(hear(&mut vr, at(1), 9, &Adv { vips: other, prio: 255, ..good.clone() }), Ok(()));
+    assert_eq!(vr.stats().addr_list_err, 2);
+    // IPsec AH advertisements are a counted drop.
+    let h = from(9);
+    let mut ah = good.bytes(h.src, h.dst);
+    ah[4] = 2;
+    refix(&mut ah, h.src, h.dst);
+    assert_eq!(vr.handle(at(1), &h, &ah), Err(Reason::AuthAh));
+}
+
+#[test]
+fn unicast_peers_get_one_advertisement_each_and_are_the_only_ones_heard() {
+    let mut c = v3(5, 100);
+    c.unicast_peers = alloc::vec![ip("10.0.0.6"), ip("10.0.1.7")];
+    let (mut vr, t) = master(c.clone());
+    let a = drain(&mut vr, t + Duration::from_secs(1));
+    assert_eq!(sent(&a), [(ip("10.0.0.6"), 100), (ip("10.0.1.7"), 100)]);
+    for x in &a {
+        if let Action::Send(tx) = x {
+            // Each copy's VRRPv3 checksum covers its own destination.
+            assert!(Repr::parse(&tx.bytes, tx.src, tx.dst).is_ok());
+        }
+    }
+    let mut vr = started(c);
+    let to_me = |me: u8, ttl: u8| IpHeader { src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, me)), dst: ip("10.0.0.5"), ttl };
+    let h = to_me(6, 64);
+    assert_eq!(vr.handle(at(1), &h, &Adv::v3(150).bytes(h.src, h.dst)), Ok(()), "no TTL check in unicast");
+    let h = to_me(9, 255);
+    assert_eq!(vr.handle(at(1), &h, &Adv::v3(150).bytes(h.src, h.dst)), Err(Reason::Peer));
+    let h = IpHeader { src: ip("10.0.0.6"), dst: g4(), ttl: 255 };
+    assert_eq!(vr.handle(at(1), &h, &Adv::v3(150).bytes(h.src, h.dst)), Err(Reason::Destination));
+}
+
+#[test]
+fn virtual_mac_rides_on_every_action() {
+    let mut c = Config::new(9, ip("fe80::5"), alloc::vec![ip("fe80::1"), ip("2001:db8::1")]);
+    c.use_vmac = true;
+    c.accept = false;
+    assert_eq!(c.version, Version::V3, "IPv6 defaults to VRRPv3");
+    let mut vr = started(c);
+    let t = vr.next_deadline().unwrap();
+    let a = drain(&mut vr, t);
+    let vmac = Some(virtual_mac(crate::addr::Af::V6, 9));
+    assert!(matches!(&a[0], Action::Send(tx) if tx.src_mac == vmac && tx.dst == g6()));
+    assert!(matches!(&a[1], Action::AddAddresses(c) if c.vmac == vmac && !c.accept));
+    assert!(matches!(&a[2], Action::Announce(n) if n.mac == vmac));
+}
+
+#[test]
+fn configurations_the_versions_cannot_carry_are_refused() {
+    let bad = |f: &dyn Fn(&mut Config)| {
+        let mut c = v3(1, 100);
+        f(&mut c);
+        Instance::new(c).err()
+    };
+    assert_eq!(bad(&|c| c.vrid = 0), Some(Error::BadVrid));
+    assert_eq!(bad(&|c| c.priority = 0), Some(Error::BadPriority));
+    assert_eq!(bad(&|c| c.advert_int = Duration::from_millis(5)), Some(Error::BadInterval));
+    assert_eq!(bad(&|c| c.advert_int = Duration::from_secs(41)), Some(Error::BadInterval));
+    assert_eq!(bad(&|c| c.advert_int = Duration::from_millis(10)), None);
+    assert_eq!(
+        bad(&|c| {
+            c.version = Version::V2;
+            c.advert_int = Duration::from_millis(1500);
+        }),
+        Some(Error::BadInterval)
+    );
+    assert_eq!(bad(&|c| c.vips.clear()), Some(Error::BadAddressCount));
+    assert_eq!(bad(&|c| c.vips.push(ip("2001:db8::1"))), Some(Error::FamilyMismatch));
+    assert_eq!(bad(&|c| c.unicast_peers.push(ip("2001:db8::1"))), Some(Error::FamilyMismatch));
+    assert_eq!(bad(&|c| c.auth = Auth::password("x")), Some(Error::AuthNeedsV2));
+    assert_eq!(
+        bad(&|c| {
+            *c = Config::new(1, ip("fe80::1"), alloc::vec![ip("fe80::2")]);
+            c.version = Version::V2;
+        }),
+        Some(Error::V2Ipv6)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Groups: dispatch, tracking, sync groups.
+
+use super::group::{Group, GroupAction, InstanceId, SyncId, Target, Track};
+
+fn gdrain(g: &mut Group, now: Instant) -> Vec<GroupAction> {
+    core::iter::from_fn(|| g.poll(now)).collect()
+}
+
+fn state(g: &Group, id: InstanceId) -> State {
+    g.instance(id).unwrap().state()
+}
+
+fn prio(g: &Group, id: InstanceId) -> u8 {
+    g.instance(id).unwrap().priority()
+}
+
+fn track(target: Target, weight: i16, reverse: bool) -> Track {
+    Track { target, weight, reverse }
+}
+
+#[test]
+fn group_dispatches_by_port_family_and_vrid() {
+    let mut g = Group::new();
+    let a = g.add_instance(v3(5, 100)).unwrap();
+    let mut c = v3(5, 100);
+    c.port = 1;
+    let b = g.add_instance(c).unwrap();
+    assert_eq!(g.add_instance(v3(6, 100)), Err(Error::DuplicateVrid));
+    let mut six = Config::new(7, ip("fe80::5"), alloc::vec![ip("fe80::100")]);
+    six.port = 1;
+    g.add_instance(six).unwrap();
+    g.start(Instant::ZERO);
+    gdrain(&mut g, Instant::ZERO);
+    let h = from(9);
+    let bytes = Adv::v3(150).bytes(h.src, h.dst);
+    g.handle(at(10), 1, &h, &bytes).unwrap();
+    assert_eq!(g.instance(b).unwrap().master(), Some(ip("10.0.0.9")));
+    assert_eq!(g.instance(a).unwrap().master(), None);
+    assert_eq!(g.handle(at(10), 2, &h, &bytes), Err(Reason::Vrid));
+    assert_eq!(g.handle(at(10), 1, &h, &bytes[..1]), Err(Reason::Length));
+    assert_eq!(g.drops()[Reason::Vrid.index()], 1);
+    assert_eq!(g.drops()[Reason::Length.index()], 1);
+    assert_eq!(g.instances().count(), 3);
+}
+
+#[test]
+fn tracking_weights_follow_keepalived_sign_rules() {
+    // (weight, reverse, OK, failing): the priority over a base of 100.
+    for (weight, reverse, ok, failing) in
+        [(10, false, 110, 100), (-10, false, 100, 90), (10, true, 90, 100), (-10, true, 100, 110)]
+    {
+        let mut g = Group::new();
+        let id = g.add_instance(v3(5, 100)).unwrap();
+        let t = g.add_tracker(Instant::ZERO, true, &[track(Target::Instance(id), weight, reverse)]).unwrap();
+        assert_eq!(prio(&g, id), ok, "weight {weight} reverse {reverse} OK");
+        g.set_tracker(Instant::ZERO, t, false).unwrap();
+        assert_eq!(prio(&g, id), failing, "weight {weight} reverse {reverse} failing");
+    }
+    // The priority stays within 1..=254; the owner's never moves.
+    let mut g = Group::new();
+    let id = g.add_instance(v3(5, 200)).unwrap();
+    let owner = g.add_instance(Config { vrid: 8, ..v3(5, 255) }).unwrap();
+    let up = [track(Target::Instance(id), 254, false), track(Target::Instance(owner), -254, true)];
+    let t = g.add_tracker(Instant::ZERO, true, &up).unwrap();
+    g.add_tracker(Instant::ZERO, false, &[track(Target::Instance(owner), -254, false)]).unwrap();
+    assert_eq!((prio(&g, id), prio(&g, owner)), (254, 255));
+    g.add_tracker(Instant::ZERO, false, &[track(Target::Instance(id), -254, false)]).unwrap();
+    g.set_tracker(Instant::ZERO, t, false).unwrap();
+    assert_eq!(prio(&g, id), 1);
+    assert_eq!(g.add_tracker(Instant::ZERO, true, &[track(Target::Instance(id), 255, false)]), Err(Error::BadWeight));
+    // Handles of another group.
+    let (mut other, x, _, s) = synced(false);
+    let mut last = None;
+    for _ in 0..4 {
+        last = Some(other.add_tracker(Instant::ZERO, true, &[track(Target::Instance(x), 1, false)]).unwrap());
+    }
+    assert_eq!(g.set_tracker(Instant::ZERO, last.unwrap(), true), Err(Error::NoSuchHandle));
+    assert_eq!(g.add_tracker(Instant::ZERO, true, &[track(Target::Sync(s), 0, false)]), Err(Error::NoSuchHandle));
+}
+
+#[test]
+fn a_lower_priority_moves_the_backups_down_timer() {
+    let mut g = Group::new();
+    let id = g.add_instance(v3(5, 200)).unwrap();
+    let t = g.add_tracker(Instant::ZERO, true, &[track(Target::Instance(id), -100, false)]).unwrap();
+    g.start(Instant::ZERO);
+    let before = g.next_deadline().unwrap();
+    let mdi200 = g.instance(id).unwrap().master_down_interval();
+    g.set_tracker(at(100), t, false).unwrap();
+    let mdi100 = g.instance(id).unwrap().master_down_interval();
+    assert_eq!(g.next_deadline().unwrap(), before + (mdi100 - mdi200));
+}
+
+#[test]
+fn weight_zero_forces_fault_and_a_master_resigns() {
+    let mut g = Group::new();
+    let id = g.add_instance(v3(5, 100)).unwrap();
+    let link = g.add_tracker(Instant::ZERO, true, &[track(Target::Instance(id), 0, false)]).unwrap();
+    g.start(Instant::ZERO);
+    let t = g.next_deadline().unwrap();
+    gdrain(&mut g, t);
+    assert_eq!(state(&g, id), State::Master);
+    g.set_tracker(t, link, false).unwrap();
+    assert_eq!(state(&g, id), State::Fault);
+    let a = gdrain(&mut g, t);
+    let acts: Vec<&Action> =
+        a.iter().filter_map(|x| if let GroupAction::Instance(_, a) = x { Some(a) } else { None }).collect();
+    assert!(matches!(acts[0], Action::Send(tx) if Repr::parse(&tx.bytes, tx.src, tx.dst).unwrap().priority == 0));
+    assert!(matches!(acts[1], Action::RemoveAddresses(_)));
+    assert!(matches!(acts[2], Action::Notify { event: Event::Fault, .. }));
+    assert_eq!(g.next_deadline(), None, "no timers in FAULT");
+    assert_eq!(g.handle(t, 0, &from(9), &Adv::v3(100).bytes(from(9).src, g4())), Err(Reason::Inactive));
+    // Back up: BACKUP, and master again a Master_Down_Interval later.
+    g.set_tracker(at(10_000), link, true).unwrap();
+    assert_eq!(state(&g, id), State::Backup);
+    let mdi = g.instance(id).unwrap().master_down_interval();
+    assert_eq!(g.next_deadline(), Some(at(10_000) + mdi));
+    // A tracker failing before start: the instance starts in FAULT.
+    let mut g = Group::new();
+    let id = g.add_instance(v3(5, 100)).unwrap();
+    g.add_tracker(Instant::ZERO, true, &[track(Target::Instance(id), 0, true)]).unwrap();
+    assert_eq!(state(&g, id), State::Init);
+    g.start(Instant::ZERO);
+    assert_eq!(state(&g, id), State::Fault, "weight 0 reverse: FAULT while OK");
+}
+
+/// Two instances in a sync group, on two interfaces.
+fn synced(tracking_weight: bool) -> (Group, InstanceId, InstanceId, SyncId) {
+    let mut g = Group::new();
+    let a = g.add_instance(v3(5, 100)).unwrap();
+    let mut c = v3(5, 100);
+    c.port = 1;
+    let b = g.add_instance(c).unwrap();
+    let s = g.add_sync_group(&[a, b], tracking_weight).unwrap();
+    (g, a, b, s)
+}
+
+#[test]
+fn sync_group_becomes_master_only_when_every_member_wants_to() {
+    let (mut g, a, b, s) = synced(false);
+    assert_eq!(g.add_sync_group(&[a], false), Err(Error::AlreadySynced));
+    g.start(Instant::ZERO);
+    assert_eq!(g.sync_state(s), Some(State::Backup));
+    gdrain(&mut g, Instant::ZERO);
+    // Member b keeps hearing a master on its link; a's timer fires but it is held back.
+    let h = from(9);
+    let adv = Adv::v3(150).bytes(h.src, h.dst);
+    let mut now = Instant::ZERO;
+    for s in 0..10 {
+        now = Instant::from_secs(s);
+        g.handle(now, 1, &h, &adv).unwrap();
+        gdrain(&mut g, now);
+    }
+    assert_eq!((state(&g, a), state(&g, b)), (State::Backup, State::Backup));
+    assert_eq!(g.instance(a).unwrap().stats().became_master, 0, "a was held back, never master");
+    // b's master goes silent: once b's timer fires too, both become master together.
+    let t = g.next_deadline().unwrap();
+    let mut out = Vec::new();
+    let mut t = t;
+    while state(&g, b) != State::Master {
+        out.extend(gdrain(&mut g, t));
+        t = g.next_deadline().unwrap();
+    }
+    assert_eq!(state(&g, a), State::Master);
+    assert!(out.contains(&GroupAction::Sync(s, State::Master)));
+    assert!(now < t);
+}
+
+#[test]
+fn sync_group_members_follow_each_other_back_and_into_fault() {
+    let (mut g, a, b, s) = synced(false);
+    g.start(Instant::ZERO);
+    let mut t = Instant::ZERO;
+    while state(&g, a) != State::Master || state(&g, b) != State::Master {
+        gdrain(&mut g, t);
+        t = g.next_deadline().unwrap();
+    }
+    gdrain(&mut g, t);
+    // A higher priority on a's link: a yields, and b follows (no priority 0 from b).
+    g.handle(t, 0, &from(9), &Adv::v3(200).bytes(from(9).src, g4())).unwrap();
+    assert_eq!((state(&g, a), state(&g, b)), (State::Backup, State::Backup));
+    let acts = gdrain(&mut g, t);
+    assert!(acts.contains(&GroupAction::Sync(s, State::Backup)));
+    assert!(acts.iter().any(|x| matches!(x, GroupAction::Instance(i, Action::RemoveAddresses(_)) if *i == b)));
+    assert!(!acts.iter().any(|x| matches!(x, GroupAction::Instance(_, Action::Send(_)))));
+    // A condition forcing FAULT on one member takes the group there, and out again.
+    let link = g.add_tracker(t, false, &[track(Target::Instance(b), 0, false)]).unwrap();
+    assert_eq!((state(&g, a), state(&g, b), g.sync_state(s)), (State::Fault, State::Fault, Some(State::Fault)));
+    g.set_tracker(t, link, true).unwrap();
+    assert_eq!((state(&g, a), state(&g, b), g.sync_state(s)), (State::Backup, State::Backup, Some(State::Backup)));
+}
+
+#[test]
+fn sync_group_members_ignore_their_own_weights_unless_told() {
+    for (tracking_weight, want) in [(false, 100), (true, 90)] {
+        let (mut g, a, b, s) = synced(tracking_weight);
+        g.add_tracker(Instant::ZERO, false, &[track(Target::Instance(a), -10, false)]).unwrap();
+        assert_eq!(prio(&g, a), want);
+        // A weight on the group itself applies to every member.
+        g.add_tracker(Instant::ZERO, true, &[track(Target::Sync(s), 5, false)]).unwrap();
+        assert_eq!((prio(&g, a), prio(&g, b)), (want + 5, 105));
+    }
+}
+
+#[test]
+fn shutdown_stops_every_instance() {
+    let (mut g, a, b, s) = synced(false);
+    g.start(Instant::ZERO);
+    g.shutdown(at(1));
+    assert_eq!((state(&g, a), state(&g, b), g.sync_state(s)), (State::Init, State::Init, Some(State::Init)));
+    let acts = gdrain(&mut g, at(1));
+    assert_eq!(
+        acts.iter()
+            .filter(|x| matches!(x, GroupAction::Instance(_, Action::Notify { event: Event::Stop, .. })))
+            .count(),
+        2
+    );
 }
