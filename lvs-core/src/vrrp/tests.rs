@@ -703,6 +703,278 @@ fn configurations_the_versions_cannot_carry_are_refused() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A simulated segment: N routers, one VRID, a lossless bus with a fixed propagation delay, and
+// simulated time that jumps from deadline to deadline.
+
+/// Propagation delay on the bus: without one, two backups whose timers fire at the same instant
+/// would not both become master, and the tie-break by address would never be exercised.
+const LATENCY: Duration = Duration::from_micros(100);
+
+struct Node {
+    vr: Instance,
+    alive: bool,
+    start: Instant,
+    /// When this router last accepted an advertisement.
+    last_rx: Instant,
+}
+
+struct Segment {
+    nodes: Vec<Node>,
+    now: Instant,
+    /// Advertisements on the wire: delivery time, sender, the transmission.
+    wire: Vec<(Instant, usize, super::instance::Transmit)>,
+    /// Every transition to master: when, which router, when it had last accepted an
+    /// advertisement.
+    masters: Vec<(Instant, usize, Instant)>,
+}
+
+impl Segment {
+    fn new(cfgs: Vec<(Config, Instant)>) -> Self {
+        let nodes = cfgs
+            .into_iter()
+            .map(|(c, start)| Node { vr: Instance::new(c).unwrap(), alive: true, start, last_rx: Instant::ZERO })
+            .collect();
+        Segment { nodes, now: Instant::ZERO, wire: Vec::new(), masters: Vec::new() }
+    }
+
+    fn next_event(&self) -> Option<Instant> {
+        let timers = self.nodes.iter().filter(|n| n.alive).filter_map(|n| {
+            if n.vr.state() == State::Init {
+                Some(n.start.max(self.now))
+            } else {
+                n.vr.next_deadline()
+            }
+        });
+        timers.chain(self.wire.iter().map(|w| w.0)).min()
+    }
+
+    /// Runs every event up to `end`.
+    fn run_until(&mut self, end: Instant) {
+        while let Some(t) = self.next_event().filter(|t| *t <= end) {
+            self.now = t.max(self.now);
+            let now = self.now;
+            for n in self.nodes.iter_mut().filter(|n| n.alive && n.vr.state() == State::Init && n.start <= now) {
+                n.vr.start(now);
+            }
+            let due: Vec<_> = self.wire.iter().filter(|w| w.0 <= now).cloned().collect();
+            self.wire.retain(|w| w.0 > now);
+            for (_, from, tx) in due {
+                self.deliver(from, &tx);
+            }
+            self.drain();
+        }
+        self.now = end;
+    }
+
+    fn deliver(&mut self, from: usize, tx: &super::instance::Transmit) {
+        let now = self.now;
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            let addressed = tx.dst.is_multicast() || tx.dst == n.vr.config().primary;
+            if i == from || !n.alive || !addressed {
+                continue;
+            }
+            match n.vr.handle(now, &IpHeader { src: tx.src, dst: tx.dst, ttl: TTL }, &tx.bytes) {
+                Ok(()) => n.last_rx = now,
+                Err(r) => assert_eq!(r, Reason::Inactive, "only a stopped router refuses"),
+            }
+        }
+    }
+
+    /// Polls every live router until none has anything to do at `now`.
+    fn drain(&mut self) {
+        let now = self.now;
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            if !n.alive {
+                continue;
+            }
+            while let Some(a) = n.vr.poll(now) {
+                match a {
+                    Action::Send(tx) => self.wire.push((now + LATENCY, i, tx)),
+                    Action::Notify { event: Event::Master, .. } => self.masters.push((now, i, n.last_rx)),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn masters_now(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].alive && self.nodes[i].vr.state() == State::Master).collect()
+    }
+
+    /// The router the election must pick among the live ones: highest priority, then highest
+    /// primary address.
+    fn best(&self) -> usize {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].alive)
+            .max_by_key(|&i| (self.nodes[i].vr.priority(), self.nodes[i].vr.config().primary))
+            .unwrap()
+    }
+
+    /// Kills a router without a word (power cut): it sends nothing more.
+    fn kill(&mut self, i: usize) {
+        self.nodes[i].alive = false;
+        self.wire.retain(|w| w.1 != i);
+    }
+}
+
+/// A segment's settings: version and family, interval, unicast or multicast.
+#[derive(Clone, Copy, Debug)]
+struct Kind {
+    version: Version,
+    v6: bool,
+    interval: Duration,
+    unicast: bool,
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    (
+        prop_oneof![Just((Version::V2, false)), Just((Version::V3, false)), Just((Version::V3, true))],
+        prop_oneof![Just(1000u64), Just(100), Just(370)],
+        any::<bool>(),
+    )
+        .prop_map(|((version, v6), ms, unicast)| Kind {
+            version,
+            v6,
+            // VRRPv2 carries whole seconds only.
+            interval: Duration::from_millis(if version == Version::V2 { 1000 } else { ms }),
+            unicast,
+        })
+}
+
+fn addr_of(v6: bool, i: usize) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1 + i as u16))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1 + i as u8))
+    }
+}
+
+fn segment(k: Kind, routers: &[(u8, u64)]) -> Segment {
+    let vip = if k.v6 { ip("2001:db8::100") } else { ip("198.51.100.1") };
+    let n = routers.len();
+    let cfgs = routers
+        .iter()
+        .enumerate()
+        .map(|(i, &(prio, start_ms))| {
+            let mut c = Config::new(42, addr_of(k.v6, i), alloc::vec![vip]);
+            c.version = k.version;
+            c.priority = prio;
+            c.advert_int = k.interval;
+            if k.unicast {
+                c.unicast_peers = (0..n).filter(|&j| j != i).map(|j| addr_of(k.v6, j)).collect();
+            }
+            (c, at(start_ms))
+        })
+        .collect();
+    Segment::new(cfgs)
+}
+
+/// Long enough for any election in these settings to settle: the last start, one
+/// Master_Down_Interval (under 4 intervals) to take over, one more for a preemption.
+fn settled(seg: &Segment, k: Kind) -> Instant {
+    let last = seg.nodes.iter().map(|n| n.start).max().unwrap();
+    last + k.interval * 10
+}
+
+fn routers() -> impl Strategy<Value = Vec<(u8, u64)>> {
+    // Few distinct priorities, so ties are common.
+    proptest::collection::vec((prop::sample::select(alloc::vec![50u8, 100, 100, 200, 254]), 0u64..5000), 2..=5)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// After convergence there is exactly one master, and it has the highest priority.
+    #[test]
+    fn one_master_with_the_highest_priority(k in kind(), rs in routers()) {
+        let mut seg = segment(k, &rs);
+        let end = settled(&seg, k);
+        seg.run_until(end);
+        let m = seg.masters_now();
+        prop_assert_eq!(m.len(), 1, "masters {:?}", m);
+        let top = rs.iter().map(|r| r.0).max().unwrap();
+        prop_assert_eq!(seg.nodes[m[0]].vr.priority(), top);
+        // And it stays that way.
+        seg.run_until(end + k.interval * 10);
+        prop_assert_eq!(seg.masters_now(), m);
+    }
+
+    /// Routers that contend at once — same start, same priority — leave the higher primary
+    /// address master (RFC 5798 §6.4.3).
+    #[test]
+    fn ties_go_to_the_higher_address(k in kind(), n in 2usize..=5, prio in 1u8..=254) {
+        let rs: Vec<(u8, u64)> = (0..n).map(|_| (prio, 0)).collect();
+        let mut seg = segment(k, &rs);
+        let end = settled(&seg, k);
+        seg.run_until(end);
+        prop_assert_eq!(seg.masters_now(), [n - 1]);
+    }
+
+    /// A master that dies without a word is replaced by the best backup one
+    /// Master_Down_Interval after that backup last heard it: within Master_Down_Interval of the
+    /// death.
+    #[test]
+    fn takeover_after_master_death(k in kind(), rs in routers(), offset in 0u64..1000, revive in any::<bool>()) {
+        let mut seg = segment(k, &rs);
+        let end = settled(&seg, k);
+        seg.run_until(end);
+        let old = seg.masters_now()[0];
+        let death = end + Duration::from_millis(offset);
+        seg.run_until(death);
+        seg.kill(old);
+        let before = seg.masters.len();
+        seg.run_until(death + k.interval * 10);
+        let best = seg.best();
+        let (t, first, heard) = seg.masters[before];
+        let mdi = seg.nodes[best].vr.master_down_interval();
+        prop_assert_eq!(seg.nodes[first].vr.priority(), seg.nodes[best].vr.priority());
+        prop_assert!(t > death && t <= death + mdi + LATENCY, "took over {:?} after the death", t - death);
+        prop_assert_eq!(t, heard + mdi);
+        prop_assert_eq!(seg.masters_now(), [best]);
+        if revive {
+            // It comes back. With preempt on it takes over again if its priority is above
+            // everyone else's; an equal priority does not displace a running master (a backup
+            // accepts priority ≥ its own, RFC 5798 §6.4.2).
+            let current = seg.masters_now()[0];
+            seg.nodes[old] = Node {
+                vr: Instance::new(seg.nodes[old].vr.config().clone()).unwrap(),
+                alive: true,
+                start: seg.now,
+                last_rx: Instant::ZERO,
+            };
+            let later = seg.now + k.interval * 10;
+            seg.run_until(later);
+            let (po, pc) = (seg.nodes[old].vr.priority(), seg.nodes[current].vr.priority());
+            prop_assert_eq!(seg.masters_now(), [if po > pc { old } else { current }]);
+        }
+    }
+
+    /// A master that shuts down sends priority 0: the best backup takes over after its
+    /// Skew_Time, not Master_Down_Interval.
+    #[test]
+    fn priority_zero_takeover_after_skew_time(k in kind(), rs in routers(), offset in 0u64..1000) {
+        let mut seg = segment(k, &rs);
+        let end = settled(&seg, k);
+        seg.run_until(end);
+        let old = seg.masters_now()[0];
+        let stop = end + Duration::from_millis(offset);
+        seg.run_until(stop);
+        seg.nodes[old].vr.shutdown(stop);
+        seg.drain();
+        seg.nodes[old].alive = false;
+        let before = seg.masters.len();
+        seg.run_until(stop + k.interval * 10);
+        let best = seg.best();
+        let (t, first, _) = seg.masters[before];
+        let skew = seg.nodes[first].vr.skew_time();
+        prop_assert_eq!(seg.nodes[first].vr.priority(), seg.nodes[best].vr.priority());
+        prop_assert_eq!(t, stop + LATENCY + skew);
+        prop_assert!(skew < seg.nodes[first].vr.master_down_interval());
+        prop_assert_eq!(seg.masters_now(), [best]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Groups: dispatch, tracking, sync groups.
 
 use super::group::{Group, GroupAction, InstanceId, SyncId, Target, Track};
