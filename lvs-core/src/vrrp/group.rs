@@ -106,7 +106,7 @@ struct Tracker {
 /// let mut g = Group::new();
 /// let ext = g.add_instance(Config::new(51, "192.0.2.2".parse()?, vec!["192.0.2.100".parse()?]))?;
 /// let int = g.add_instance(Config::new(52, "198.51.100.2".parse()?, vec!["198.51.100.1".parse()?]))?;
-/// let pair = g.add_sync_group(&[ext, int], false)?;
+/// let pair = g.add_sync_group(Instant::ZERO, &[ext, int], false)?;
 /// // The uplink: down means FAULT for both.
 /// let link = g.add_tracker(Instant::ZERO, true, &[Track { target: Target::Sync(pair), weight: 0, reverse: false }])?;
 /// g.start(Instant::ZERO);
@@ -122,6 +122,26 @@ pub struct Group {
     trackers: Vec<Tracker>,
     out: VecDeque<GroupAction>,
     drops: [u64; Reason::COUNT],
+}
+
+/// What a condition, OK or failing, does through one track (the table in the module doc):
+/// whether it forces FAULT, and how far it moves the priority.
+fn effect(ok: bool, t: &Track) -> (bool, i32) {
+    if t.weight == 0 {
+        return (ok == t.reverse, 0);
+    }
+    let w = i32::from(t.weight);
+    let applies = if w > 0 { ok } else { !ok };
+    (
+        false,
+        if !applies {
+            0
+        } else if t.reverse {
+            -w
+        } else {
+            w
+        },
+    )
 }
 
 /// A handle's number: the index it was handed out at.
@@ -155,11 +175,17 @@ impl Group {
     }
 
     /// Binds instances into a sync group. `tracking_weight` honours weighted tracks on the
-    /// members (keepalived's `sync_group_tracking_weight`).
+    /// members (keepalived's `sync_group_tracking_weight`). Tracking is applied again at `now`:
+    /// a member already forced into FAULT takes the others there.
     ///
     /// # Errors
     /// [`Error::NoSuchHandle`], or [`Error::AlreadySynced`] for an instance in another group.
-    pub fn add_sync_group(&mut self, members: &[InstanceId], tracking_weight: bool) -> Result<SyncId, Error> {
+    pub fn add_sync_group(
+        &mut self,
+        now: Instant,
+        members: &[InstanceId],
+        tracking_weight: bool,
+    ) -> Result<SyncId, Error> {
         let idx: Vec<usize> = members.iter().map(|m| self.slot(*m)).collect::<Result<_, _>>()?;
         if idx.iter().any(|&i| self.slots[i].sync.is_some()) {
             return Err(Error::AlreadySynced);
@@ -169,6 +195,7 @@ impl Group {
             self.slots[i].sync = Some(g);
         }
         self.syncs.push(SyncGroup { members: idx, tracking_weight, state: State::Init });
+        self.refresh(now);
         Ok(SyncId(id(g)))
     }
 
@@ -210,7 +237,7 @@ impl Group {
         Ok(())
     }
 
-    /// Starts every instance (RFC 5798 §6.4.1).
+    /// Starts every instance still in INIT (RFC 5798 §6.4.1).
     pub fn start(&mut self, now: Instant) {
         for i in 0..self.slots.len() {
             let prev = self.slots[i].inst.state();
@@ -363,23 +390,14 @@ impl Group {
                     }
                     Target::Sync(SyncId(g)) => self.syncs.get(g as usize).map_or(&[], |g| &g.members[..]),
                 };
-                let on_member = matches!(tr.target, Target::Instance(_));
-                for &i in targets {
-                    if i >= n {
-                        continue;
-                    }
-                    if tr.weight == 0 {
-                        faults[i] |= t.ok == tr.reverse;
-                        continue;
-                    }
-                    let synced = self.slots[i].sync.map(|g| !self.syncs[g].tracking_weight);
-                    if on_member && synced == Some(true) {
-                        continue;
-                    }
-                    let w = i32::from(tr.weight);
-                    let active = if w > 0 { t.ok } else { !t.ok };
-                    if active {
-                        delta[i] += if tr.reverse { -w } else { w };
+                let (fault, weight) = effect(t.ok, tr);
+                for &i in targets.iter().filter(|&&i| i < n) {
+                    faults[i] |= fault;
+                    // keepalived ignores weights a member of a sync group carries itself.
+                    let ignored = matches!(tr.target, Target::Instance(_))
+                        && self.slots[i].sync.is_some_and(|g| !self.syncs[g].tracking_weight);
+                    if !ignored {
+                        delta[i] += weight;
                     }
                 }
             }

@@ -508,6 +508,9 @@ impl Instance {
     /// VRRPv2 authentication and interval, destination and unicast peer, our own address, the
     /// owner, the address list) and runs the state machine.
     ///
+    /// DoS warning: the address-list check compares each advertised address with the
+    /// configured ones, at most 255 × 255 comparisons when both lists are full.
+    ///
     /// # Errors
     /// The [`Reason`] it was dropped for, also counted in [`Instance::drops`].
     pub fn handle(&mut self, now: Instant, ip: &IpHeader, bytes: &[u8]) -> Result<(), Reason> {

@@ -1108,14 +1108,14 @@ fn synced(tracking_weight: bool) -> (Group, InstanceId, InstanceId, SyncId) {
     let mut c = v3(5, 100);
     c.port = 1;
     let b = g.add_instance(c).unwrap();
-    let s = g.add_sync_group(&[a, b], tracking_weight).unwrap();
+    let s = g.add_sync_group(Instant::ZERO, &[a, b], tracking_weight).unwrap();
     (g, a, b, s)
 }
 
 #[test]
 fn sync_group_becomes_master_only_when_every_member_wants_to() {
     let (mut g, a, b, s) = synced(false);
-    assert_eq!(g.add_sync_group(&[a], false), Err(Error::AlreadySynced));
+    assert_eq!(g.add_sync_group(Instant::ZERO, &[a], false), Err(Error::AlreadySynced));
     g.start(Instant::ZERO);
     assert_eq!(g.sync_state(s), Some(State::Backup));
     gdrain(&mut g, Instant::ZERO);
@@ -1192,4 +1192,18 @@ fn shutdown_stops_every_instance() {
             .count(),
         2
     );
+}
+
+#[test]
+fn a_sync_group_formed_around_a_faulted_member_faults_whole() {
+    let mut g = Group::new();
+    let a = g.add_instance(v3(5, 100)).unwrap();
+    let mut c = v3(5, 100);
+    c.port = 1;
+    let b = g.add_instance(c).unwrap();
+    g.start(Instant::ZERO);
+    g.add_tracker(Instant::ZERO, false, &[track(Target::Instance(a), 0, false)]).unwrap();
+    assert_eq!((state(&g, a), state(&g, b)), (State::Fault, State::Backup));
+    let s = g.add_sync_group(at(5), &[a, b], false).unwrap();
+    assert_eq!((state(&g, a), state(&g, b), g.sync_state(s)), (State::Fault, State::Fault, Some(State::Fault)));
 }
