@@ -20,6 +20,8 @@
 //! - [`wire`] — parsing and in-place rewriting with incremental checksums.
 //! - `xmit` (private) — one function per forwarding method (`ip_vs_xmit.c`).
 //! - [`sync`] — connection sync between directors: formats, the master's queue (`ip_vs_sync.c`).
+//! - [`vrrp`] — director failover: keepalived's VRRP (RFC 5798 / RFC 3768) — advertisements,
+//!   the state machine of each virtual router, sync groups and tracking.
 //! - [`director`] — the [`Director`]: control API and packet path (`ip_vs_core.c`).
 //! - [`config`] — `ipvsadm -S/-R` rules and `-L` listings (feature `ipvsadm`).
 //! - [`error`] — control-plane [`Error`]s and data-plane drop [`Reason`]s.
@@ -50,6 +52,7 @@ pub mod sync;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod time;
+pub mod vrrp;
 pub mod wire;
 pub(crate) mod xmit;
 
