@@ -1,7 +1,8 @@
 //! A director of the failover lab, as its own process in its namespace so that the lab can
 //! SIGKILL it: this library on AF_PACKET on `eth0`, with the lab's rules and neighbours, and the
 //! kernel's sync daemons on `sync0` (224.0.0.81:8848) through `Runtime::start_sync`. It prints
-//! `ready` once its sockets are open and `event resynced` when a full resync has arrived; it
+//! `ready` once its sockets are open and `event resynced <ms>` when a full resync has arrived,
+//! that many milliseconds after `ready`; it
 //! answers `list plain|conns` with `ipvsadm -Ln` or `-Lcn` between `begin` and `end`, and
 //! stops when its standard input closes.
 
@@ -71,13 +72,13 @@ fn direct(args: &[String]) -> Result<(), String> {
         }
     });
     println!("ready");
-    let (clock, stop) = (MonotonicClock::default(), rt.stop_handle());
+    let (clock, stop, ready) = (MonotonicClock::default(), rt.stop_handle(), std::time::Instant::now());
     let mut resyncs = 0;
     rt.run_with(&clock, |rt| {
         let done = rt.director().sync_stats().resyncs_done;
         if done > resyncs {
             resyncs = done;
-            println!("event resynced");
+            println!("event resynced {:.1}", ready.elapsed().as_secs_f64() * 1e3);
         }
         loop {
             match commands.try_recv() {

@@ -466,7 +466,10 @@ pub(crate) fn run(cfg: &FailoverConfig, interrupt: &AtomicBool) -> Result<Report
         let mut a = lab.director(Side::A, "backup", rate)?;
         let up = Instant::now();
         let resynced = match cfg.rejoin {
-            Rejoin::Resync => a.expect_event("resynced", PATIENCE).map(|()| Some(up.elapsed()))?,
+            Rejoin::Resync => {
+                let ms: f64 = a.expect_event("resynced", PATIENCE)?.parse().map_err(err)?;
+                Some(Duration::from_secs_f64(ms / 1e3))
+            }
             Rejoin::KernelBackup => None,
         };
         pause((up + REJOIN).saturating_duration_since(Instant::now()), interrupt)?;

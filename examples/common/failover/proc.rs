@@ -67,17 +67,19 @@ impl LabProc {
         }
     }
 
-    /// Waits for the event line `event <name>` (at most `timeout`).
+    /// Waits for the event line `event <name> [<value>]` (at most `timeout`) and returns its
+    /// value.
     ///
     /// # Errors
     /// When it does not come.
-    pub(super) fn expect_event(&mut self, name: &str, timeout: Duration) -> Result<(), String> {
-        let line = format!("event {name}");
-        if let Some(i) = self.events.iter().position(|e| *e == line) {
-            self.events.remove(i);
-            return Ok(());
+    pub(super) fn expect_event(&mut self, name: &str, timeout: Duration) -> Result<String, String> {
+        let prefix = format!("event {name}");
+        let value = |l: &str| l.strip_prefix(&prefix).map(|v| v.trim().to_string());
+        if let Some(i) = self.events.iter().position(|e| value(e).is_some()) {
+            return Ok(value(&self.events.remove(i)).unwrap_or_default());
         }
-        self.wait_line(|l| l == line, timeout).map(drop).map_err(|e| format!("waiting for {name}: {e}"))
+        let line = self.wait_line(|l| value(l).is_some(), timeout).map_err(|e| format!("waiting for {name}: {e}"))?;
+        Ok(value(&line).unwrap_or_default())
     }
 
     /// Sends `list <what>` and returns the listing the process prints between `begin` and
