@@ -1,5 +1,6 @@
 //! What the failover lab measured, and its printed report.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,8 @@ pub(crate) struct Failover {
     pub(crate) tcp_lost: usize,
     /// Bytes the lost connections had sent and never got back.
     pub(crate) bytes_lost: u64,
+    /// How the lost connections ended, and how many each way.
+    pub(crate) endings: BTreeMap<String, usize>,
     /// UDP datagrams sent around this fail-over, and those never echoed.
     pub(crate) udp_sent: usize,
     pub(crate) udp_lost: usize,
@@ -63,6 +66,7 @@ impl Failover {
             tcp: 0,
             tcp_lost: 0,
             bytes_lost: 0,
+            endings: BTreeMap::new(),
             udp_sent: 0,
             udp_lost: 0,
             gap_tcp: None,
@@ -87,6 +91,8 @@ impl Failover {
                     if at.is_some_and(inside) {
                         f.tcp_lost += 1;
                         f.bytes_lost += (log.echoed.iter().filter(|e| e.is_none()).count() * CHUNK) as u64;
+                        let how = log.error.clone().unwrap_or_else(|| "stalled".into());
+                        *f.endings.entry(how).or_default() += 1;
                         continue;
                     }
                     if at.is_none_or(|t| t < lo) {
@@ -206,6 +212,9 @@ impl fmt::Display for Failover {
             "  TCP connections lost         {} of {} ({} bytes lost)",
             self.tcp_lost, self.tcp, self.bytes_lost
         )?;
+        for (how, n) in &self.endings {
+            writeln!(f, "    {n} × {how}")?;
+        }
         writeln!(f, "  UDP datagrams lost           {} of {}", self.udp_lost, self.udp_sent)?;
         let gap = |g: Option<Duration>| g.map_or("no stream left".into(), ms);
         writeln!(f, "  longest gap, TCP / UDP       {} / {}", gap(self.gap_tcp), gap(self.gap_udp))?;
