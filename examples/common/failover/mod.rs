@@ -43,6 +43,7 @@ use crate::netns::Netns;
 use client::{Ctl, Kind};
 use proc::LabProc;
 pub(crate) use report::Report;
+use report::{Around, Step};
 
 /// The first argument that makes this executable a director of the lab: then the mode (`dr`,
 /// `nat`), the side (`a`, `b`), the sync roles (`master,backup`, `backup`) and the resync
@@ -156,13 +157,6 @@ impl Side {
         }
     }
 
-    fn other(self) -> Side {
-        match self {
-            Side::A => Side::B,
-            Side::B => Side::A,
-        }
-    }
-
     fn mac(self) -> MacAddr {
         MacAddr([2, 0, 0, 0, 0, 0x0a + self.index()])
     }
@@ -195,15 +189,10 @@ fn rules(mode: Mode) -> String {
         Mode::Nat => "-m",
     };
     let mut r = String::new();
-    for (svc, extra) in [
-        (format!("-t {VIP}:{STREAM_PORT}"), ""),
-        (format!("-u {VIP}:{STREAM_PORT}"), ""),
-        (format!("-t {VIP}:{PERSIST_PORT}"), " -p 300"),
-    ] {
-        r.push_str(&format!("-A {svc} -s rr{extra}\n"));
-        let port = svc.rsplit(':').next().unwrap_or_default();
+    for (proto, port, extra) in [("-t", STREAM_PORT, ""), ("-u", STREAM_PORT, ""), ("-t", PERSIST_PORT, " -p 300")] {
+        r.push_str(&format!("-A {proto} {VIP}:{port} -s rr{extra}\n"));
         for i in 0..SERVERS {
-            r.push_str(&format!("-a {} -r {}:{port} {flag} -w 1\n", &svc, server_ip(mode, i)));
+            r.push_str(&format!("-a {proto} {VIP}:{port} -r {}:{port} {flag} -w 1\n", server_ip(mode, i)));
         }
     }
     r
@@ -375,9 +364,9 @@ impl Lab {
     }
 }
 
-/// Which streams' entries a director's `ipvsadm -Lcn` holds: the number of streams, and
+/// Which streams' entries a director's `ipvsadm -Lcn` holds: how many of how many streams, and
 /// whether the persistence template is there.
-fn held(listing: &str, logs: &[(Kind, u16)]) -> (usize, bool) {
+fn held(listing: &str, logs: &[(Kind, u16)]) -> (usize, usize, bool) {
     let rows: Vec<Vec<&str>> = listing.lines().map(|l| l.split_whitespace().collect()).collect();
     let has = |proto: &str, client_port: u16, vport: u16| {
         let (client, virt) = (format!("{CLIENT_IP}:{client_port}"), format!("{VIP}:{vport}"));
@@ -390,7 +379,7 @@ fn held(listing: &str, logs: &[(Kind, u16)]) -> (usize, bool) {
             Kind::Udp => has("UDP", *port, STREAM_PORT),
         })
         .count();
-    (streams, has("TCP", 0, PERSIST_PORT))
+    (streams, logs.len(), has("TCP", 0, PERSIST_PORT))
 }
 
 /// Sets `abort` when dropped — also when the lab unwinds — so the stream threads end.
@@ -402,12 +391,20 @@ impl Drop for AbortOnDrop<'_> {
     }
 }
 
-/// Kills the active director, moves the next hops to the other one, and notes when.
-fn fail_over(lab: &Lab, active: &mut LabProc, to: Side) -> Result<(Instant, Duration), String> {
-    let at = Instant::now();
+/// Kills director `from` (process `active`), moves the next hops to `to`, which `held` the
+/// streams' entries, and notes when.
+fn fail_over(
+    lab: &Lab,
+    from: Side,
+    active: &mut LabProc,
+    to: Side,
+    held: (usize, usize, bool),
+) -> Result<Step, String> {
+    let kill = Instant::now();
     active.kill();
     lab.point_to(to)?;
-    Ok((at, at.elapsed()))
+    let moved = kill.elapsed();
+    Ok(Step { from: from.name(), to: to.name(), kill, moved, held, persistence: Vec::new(), rejoin: None })
 }
 
 /// Runs the lab. `interrupt` (set by a Ctrl-C handler) ends it early; everything is removed
@@ -444,7 +441,7 @@ pub(crate) fn run(cfg: &FailoverConfig, interrupt: &AtomicBool) -> Result<Report
         let persistence_before = client::probe(client, 3);
         // B knows every stream (and the template) before A goes.
         let deadline = Instant::now() + PATIENCE;
-        while held(&b.listing("conns")?, &ports) != (ports.len(), true) {
+        while held(&b.listing("conns")?, &ports) != (ports.len(), ports.len(), true) {
             if Instant::now() > deadline {
                 return Err("B did not learn every connection from A's sync in time".to_string());
             }
@@ -452,10 +449,9 @@ pub(crate) fn run(cfg: &FailoverConfig, interrupt: &AtomicBool) -> Result<Report
         }
         pause(STEADY, interrupt)?;
 
-        let held1 = held(&b.listing("conns")?, &ports);
-        let (kill1, moved1) = fail_over(&lab, &mut a, Side::B)?;
+        let mut one = fail_over(&lab, Side::A, &mut a, Side::B, held(&b.listing("conns")?, &ports))?;
         pause(AFTER, interrupt)?;
-        let after1 = client::probe(client, 3);
+        one.persistence = client::probe(client, 3);
         // Reaped before it starts again in the same namespace.
         drop(a);
 
@@ -473,10 +469,10 @@ pub(crate) fn run(cfg: &FailoverConfig, interrupt: &AtomicBool) -> Result<Report
             Rejoin::KernelBackup => None,
         };
         pause((up + REJOIN).saturating_duration_since(Instant::now()), interrupt)?;
-        let held2 = held(&a.listing("conns")?, &ports);
-        let (kill2, moved2) = fail_over(&lab, &mut b, Side::A)?;
+        let mut two = fail_over(&lab, Side::B, &mut b, Side::A, held(&a.listing("conns")?, &ports))?;
+        two.rejoin = Some((cfg.rejoin, resynced));
         pause(AFTER, interrupt)?;
-        let after2 = client::probe(client, 3);
+        two.persistence = client::probe(client, 3);
         let survivor = (a.listing("plain")?, a.listing("conns")?);
 
         ctl.stop_sending.store(true, Ordering::Relaxed);
@@ -484,14 +480,7 @@ pub(crate) fn run(cfg: &FailoverConfig, interrupt: &AtomicBool) -> Result<Report
         for t in threads {
             logs.push(t.join().map_err(|_| "a stream thread panicked")?);
         }
-        let mut report = Report::new(cfg.mode, rules(cfg.mode), &logs, [kill1, kill2]);
-        (report.persistence_before, report.other_client, report.survivor) = (persistence_before, other, survivor);
-        let steps =
-            [(Side::A, held1, moved1, after1, None), (Side::B, held2, moved2, after2, Some((cfg.rejoin, resynced)))];
-        for (f, (from, (n, template), moved, after, rejoin)) in report.failovers.iter_mut().zip(steps) {
-            (f.from, f.to, f.held, f.moved, f.persistence, f.rejoin) =
-                (from.name(), from.other().name(), (n, ports.len(), template), moved, after, rejoin);
-        }
-        Ok(report)
+        let around = Around { other_client: other, persistence_before, survivor };
+        Ok(Report::new(cfg.mode, &logs, around, [one, two]))
     })
 }

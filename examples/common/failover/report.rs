@@ -5,10 +5,38 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::client::{Kind, StreamLog, CHUNK};
-use super::{Mode, Rejoin, PERSIST_PORT, SERVERS, STREAM_PORT, VIP};
+use super::{rules, Mode, Rejoin, OTHER_CLIENT_IP, PERSIST_PORT, SERVERS, STREAM_PORT, VIP};
 
 /// A fail-over's window opens this long before its kill: what stalled then was lost to it.
 const LEAD: Duration = Duration::from_millis(500);
+
+/// What the lab did and saw at one fail-over, besides the streams.
+pub(super) struct Step {
+    /// The director killed, and the one that took over.
+    pub(super) from: &'static str,
+    pub(super) to: &'static str,
+    /// When the one was killed, and how long until the next hops named the other.
+    pub(super) kill: Instant,
+    pub(super) moved: Duration,
+    /// Stream entries the new director held at the kill, of how many, and whether it held the
+    /// persistence template.
+    pub(super) held: (usize, usize, bool),
+    /// The real server of three new connections to the persistent service afterwards.
+    pub(super) persistence: Vec<Option<usize>>,
+    /// For a director restarted before this fail-over: how, and how long after it was up its
+    /// full resync had arrived.
+    pub(super) rejoin: Option<(Rejoin, Option<Duration>)>,
+}
+
+/// What the lab saw before the first fail-over and at the end.
+pub(super) struct Around {
+    /// The real server the other client got from the persistent service first.
+    pub(super) other_client: Option<usize>,
+    /// The real server of three new connections to it before the first fail-over.
+    pub(super) persistence_before: Vec<Option<usize>>,
+    /// `ipvsadm -Ln` and `-Lcn` of the surviving director at the end.
+    pub(super) survivor: (String, String),
+}
 
 /// Measured around one fail-over.
 pub(crate) struct Failover {
@@ -52,17 +80,18 @@ fn stall(log: &StreamLog) -> Option<Instant> {
 }
 
 impl Failover {
-    /// The stream measures of the fail-over whose kill was at `kill`, up to the next one's
+    /// Fail-over `step` with what the streams recorded from its kill up to the next one's
     /// (`next`, or the end).
-    pub(super) fn measure(logs: &[StreamLog], kill: Instant, next: Option<Instant>) -> Failover {
+    fn measure(logs: &[StreamLog], step: Step, next: Option<Instant>) -> Failover {
+        let kill = step.kill;
         let lo = kill - LEAD;
         let inside = |t: Instant| t >= lo && next.is_none_or(|n| t < n - LEAD);
         let mut f = Failover {
-            from: "",
-            to: "",
-            rejoin: None,
-            held: (0, 0, false),
-            moved: Duration::ZERO,
+            from: step.from,
+            to: step.to,
+            rejoin: step.rejoin,
+            held: step.held,
+            moved: step.moved,
             tcp: 0,
             tcp_lost: 0,
             bytes_lost: 0,
@@ -73,7 +102,7 @@ impl Failover {
             gap_udp: None,
             first: None,
             resumed: Some(Duration::ZERO),
-            persistence: Vec::new(),
+            persistence: step.persistence,
         };
         for log in logs {
             let udp = log.kind == Kind::Udp;
@@ -118,7 +147,7 @@ impl Failover {
 
     /// Whether every new connection to the persistent service went to `server`.
     fn persistence_held(&self, server: Option<usize>) -> bool {
-        server.is_some() && self.persistence.iter().all(|s| *s == server)
+        server.is_some() && !self.persistence.is_empty() && self.persistence.iter().all(|s| *s == server)
     }
 }
 
@@ -145,8 +174,9 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    /// Gathers what the streams recorded; `kills` are the two fail-overs' kill times.
-    pub(super) fn new(mode: Mode, rules: String, logs: &[StreamLog], kills: [Instant; 2]) -> Report {
+    /// The report of a run in `mode`: what the streams recorded, what the lab saw around the
+    /// fail-overs, and the two fail-over `steps`.
+    pub(super) fn new(mode: Mode, logs: &[StreamLog], around: Around, steps: [Step; 2]) -> Report {
         let mut spread = [0; SERVERS];
         let mut persistent = None;
         for log in logs {
@@ -156,17 +186,21 @@ impl Report {
                 _ => {}
             }
         }
-        let early = |log: &&StreamLog| log.lost() && stall(log).is_none_or(|t| t < kills[0] - LEAD);
+        let first = steps[0].kill;
+        let early = |log: &&StreamLog| log.lost() && stall(log).is_none_or(|t| t < first - LEAD);
+        let lost_before = logs.iter().filter(early).count();
+        let [one, two] = steps;
+        let next = two.kill;
         Report {
             mode,
-            rules,
+            rules: rules(mode),
             spread,
-            other_client: None,
+            other_client: around.other_client,
             persistent,
-            persistence_before: Vec::new(),
-            lost_before: logs.iter().filter(early).count(),
-            failovers: [Failover::measure(logs, kills[0], Some(kills[1])), Failover::measure(logs, kills[1], None)],
-            survivor: (String::new(), String::new()),
+            persistence_before: around.persistence_before,
+            lost_before,
+            failovers: [Failover::measure(logs, one, Some(next)), Failover::measure(logs, two, None)],
+            survivor: around.survivor,
         }
     }
 
@@ -176,7 +210,9 @@ impl Report {
     pub(crate) fn persistence_held(&self, upto: usize) -> bool {
         let p = self.persistent;
         p.is_some()
+            && self.other_client.is_some()
             && p != self.other_client
+            && !self.persistence_before.is_empty()
             && self.persistence_before.iter().all(|s| *s == p)
             && self.failovers.iter().take(upto + 1).all(|f| f.persistence_held(p))
     }
@@ -245,7 +281,7 @@ impl fmt::Display for Report {
         let (other, p) = (servers(&[self.other_client]), servers(&[self.persistent]));
         writeln!(
             f,
-            "persistent service: another client (192.0.2.5) came first and got {other} (a director without the"
+            "persistent service: another client ({OTHER_CLIENT_IP}) came first and got {other} (a director without the"
         )?;
         writeln!(f, "templates would choose it again); the long-lived connection is on {p}")?;
         writeln!(f, "new connections before fail-over 1: {}", servers(&self.persistence_before))?;
