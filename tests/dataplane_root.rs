@@ -6,6 +6,8 @@
 #[path = "../examples/common/netns.rs"]
 #[allow(dead_code)]
 mod netns;
+#[path = "../examples/common/root.rs"]
+mod root;
 
 use std::time::{Duration, Instant as StdInstant};
 
@@ -19,9 +21,9 @@ use lvs::dataplane::runtime::Runtime;
 use lvs::dataplane::tap::Tap;
 use netns::Netns;
 
-/// Whether this test can run (root, `ip`, `sysctl`); see `netns::can_run_as_root`.
+/// Whether this test can run (root, `ip`, `sysctl`); see `root::can_run_as_root`.
 fn can_run() -> bool {
-    netns::can_run_as_root(&["ip", "sysctl"])
+    root::can_run_as_root(&["ip", "sysctl"])
 }
 
 /// A namespace with veth pairs `(a, b)` up and IPv6 off (no neighbour-discovery noise).

@@ -12,6 +12,8 @@
 #[path = "../examples/common/netns.rs"]
 #[allow(dead_code)]
 mod netns;
+#[path = "../examples/common/root.rs"]
+mod root;
 
 use std::net::IpAddr;
 use std::sync::mpsc;
@@ -33,7 +35,7 @@ use lvs::dataplane::sync::SyncIoStats;
 use netns::Netns;
 
 fn can_run() -> bool {
-    netns::can_run_as_root(&["ip", "sysctl", "tc"])
+    root::can_run_as_root(&["ip", "sysctl", "tc"])
 }
 
 /// The master's end of the veth pair, and the backup's.

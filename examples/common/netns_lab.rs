@@ -40,10 +40,6 @@ const CLIENT_IP: [u8; 4] = [192, 0, 2, 2];
 const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
 
-fn mac_text(m: [u8; 6]) -> String {
-    MacAddr(m).to_string()
-}
-
 fn server_ip(mode: Mode, i: usize) -> Ipv4Addr {
     match mode {
         Mode::Nat => Ipv4Addr::new(10, 0, 0, 11 + i as u8),
@@ -61,13 +57,7 @@ fn err(e: impl std::fmt::Display) -> String {
 
 /// Plugs `ns` into the lab's bridge as `eth0` with `mac`.
 fn attach(lan: &Netns, ns: &Netns, port: &str, mac: [u8; 6]) -> Result<(), String> {
-    lan.exec("ip", &["link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns.name()]).map_err(err)?;
-    lan.exec("ip", &["link", "set", port, "master", "br0", "up"]).map_err(err)?;
-    ns.exec("ip", &["link", "set", "eth0", "address", &mac_text(mac), "up"]).map_err(err)?;
-    for k in ["all", "default", "eth0"] {
-        ns.exec("sysctl", &["-qw", &format!("net.ipv6.conf.{k}.disable_ipv6=1")]).map_err(err)?;
-    }
-    Ok(())
+    lan.plug("br0", port, ns, "eth0", MacAddr(mac)).map_err(err)
 }
 
 /// The user-space decapsulator of one TUN server: IP-in-IP frames for `own` arrive on `eth0`;
@@ -154,8 +144,7 @@ pub(crate) fn run(cfg: &LabConfig, interrupt: &AtomicBool) -> Result<(LabRun, Op
     };
     let n = cfg.weights.len();
     let lan = Netns::create(&format!("lvs{tag}-lan")).map_err(err)?;
-    lan.exec("ip", &["link", "add", "br0", "type", "bridge"]).map_err(err)?;
-    lan.exec("ip", &["link", "set", "br0", "up"]).map_err(err)?;
+    lan.bridge("br0").map_err(err)?;
     let director = Netns::create(&format!("lvs{tag}-dir")).map_err(err)?;
     attach(&lan, &director, "v-d", DIRECTOR_MAC)?;
     director.exec("ip", &["addr", "add", "192.0.2.1/24", "dev", "eth0"]).map_err(err)?;

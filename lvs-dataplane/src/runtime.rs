@@ -382,8 +382,36 @@ impl Runtime {
         self.run_with(clock, |_| {})
     }
 
-    /// [`Runtime::run`], calling `between` after every pass.
-    fn run_with(&mut self, clock: &MonotonicClock, mut between: impl FnMut(&mut Runtime)) -> io::Result<()> {
+    /// [`Runtime::run`], calling `between` after every pass: for an application that reads
+    /// counters, applies control-plane changes or answers requests while the loop runs (its
+    /// own thread then keeps the director without locks). `between` should return quickly;
+    /// the loop waits for traffic only after it.
+    ///
+    /// ```no_run
+    /// # use lvs_core::neigh::MacAddr;
+    /// # use lvs_core::testkit::{factory, DIRECTOR_MAC};
+    /// # use lvs_core::{Director, DirectorConfig, PortConfig};
+    /// use lvs_dataplane::runtime::{MonotonicClock, Runtime};
+    ///
+    /// # let cfg = DirectorConfig::default().port(PortConfig::new(MacAddr(DIRECTOR_MAC)));
+    /// # let director = Director::new(cfg, factory);
+    /// let mut rt = Runtime::new(director, Vec::new());
+    /// let (mut shown, stop) = (0, rt.stop_handle());
+    /// rt.run_with(&MonotonicClock::default(), |rt| {
+    ///     // Report each resync a backup completes, then stop after the first.
+    ///     let done = rt.director().sync_stats().resyncs_done;
+    ///     if done > shown {
+    ///         shown = done;
+    ///         println!("resynced");
+    ///         stop.stop();
+    ///     }
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Runtime::run`].
+    pub fn run_with(&mut self, clock: &MonotonicClock, mut between: impl FnMut(&mut Runtime)) -> io::Result<()> {
         let release = self.on_local.is_none();
         while !self.stop.is_stopped() {
             let now = clock.now();
