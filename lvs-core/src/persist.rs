@@ -11,7 +11,7 @@ use core::net::{IpAddr, Ipv4Addr};
 
 use crate::addr::{mask_addr, raw, Af, ServiceKey};
 use crate::conn::table::InKey;
-use crate::conn::{cf, Conn, ConnId, ConnTable, NIL};
+use crate::conn::{cf, Conn, ConnId, ConnTable};
 use crate::dest::{Dest, DestId, Dests, F_AVAILABLE};
 use crate::wire::PacketMeta;
 
@@ -72,16 +72,8 @@ pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16,
         state: crate::proto::tpl::NONE,
         flags: flags | cf::TEMPLATE | cf::IN_HASHED,
         dest: dest.0,
-        control: NIL,
-        n_control: 0,
         timeout_ms: timeout_s.saturating_mul(1000),
-        expires: 0,
-        tprev: NIL,
-        tnext: NIL,
-        tick: 0,
-        in_pkts: 0,
-        old_state: 0,
-        sync_end: 0,
+        ..Conn::BLANK
     }
 }
 

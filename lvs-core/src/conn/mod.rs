@@ -80,6 +80,31 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// An entry with no addresses, no server, no links and no timer: constructions fill in what
+    /// they know (`Conn { caddr, .., ..Conn::BLANK }`).
+    pub(crate) const BLANK: Conn = Conn {
+        caddr: [0; 16],
+        vaddr: [0; 16],
+        daddr: [0; 16],
+        cport: 0,
+        vport: 0,
+        dport: 0,
+        proto: 0,
+        state: 0,
+        flags: 0,
+        dest: NIL,
+        control: NIL,
+        n_control: 0,
+        timeout_ms: 0,
+        expires: 0,
+        tprev: NIL,
+        tnext: NIL,
+        tick: 0,
+        in_pkts: 0,
+        old_state: 0,
+        sync_end: 0,
+    };
+
     pub(crate) fn af(&self) -> Af {
         if self.flags & cf::V6 != 0 {
             Af::V6
@@ -164,28 +189,7 @@ mod tests {
     #[test]
     fn fwd_bits_round_trip() {
         for m in [FwdMethod::Masq, FwdMethod::Route, FwdMethod::Tunnel, FwdMethod::Local] {
-            let c = Conn {
-                caddr: [0; 16],
-                vaddr: [0; 16],
-                daddr: [0; 16],
-                cport: 0,
-                vport: 0,
-                dport: 0,
-                proto: 6,
-                state: 0,
-                flags: Conn::fwd_bits(m),
-                dest: NIL,
-                control: NIL,
-                n_control: 0,
-                timeout_ms: 0,
-                expires: 0,
-                tprev: NIL,
-                tnext: NIL,
-                tick: 0,
-                in_pkts: 0,
-                old_state: 0,
-                sync_end: 0,
-            };
+            let c = Conn { proto: 6, flags: Conn::fwd_bits(m), ..Conn::BLANK };
             assert_eq!(c.fwd(), m);
         }
     }

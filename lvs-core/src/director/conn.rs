@@ -69,15 +69,9 @@ impl Director {
             flags,
             dest: dest.0,
             control,
-            n_control: 0,
             timeout_ms: 3000,
             expires: now.as_nanos() + 3_000_000_000,
-            tprev: NIL,
-            tnext: NIL,
-            tick: 0,
-            in_pkts: 0,
-            old_state: 0,
-            sync_end: 0,
+            ..Conn::BLANK
         };
         let id = self.insert(c).ok_or(Reason::TableFull)?;
         self.stats.conn();

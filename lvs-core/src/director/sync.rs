@@ -522,23 +522,8 @@ impl Director {
         if c.dest != NIL {
             return;
         }
-        let af = c.af();
-        let r = Record {
-            proto: c.proto,
-            flags: kflags,
-            state: 0,
-            caddr: from_raw(af, &c.caddr),
-            vaddr: from_raw(af, &c.vaddr),
-            daddr: from_raw(af, &c.daddr),
-            cport: c.cport,
-            vport: c.vport,
-            dport: c.dport,
-            fwmark: 0,
-            timeout: 0,
-            seq: None,
-            pe_data: None,
-            pe_name: None,
-        };
+        let (af, c) = (c.af(), c.clone());
+        let r = self.record_of(&c);
         let Some(dest) = self.find_synced_dest(&r, kflags) else { return };
         let own = self.conn_flags(dest, af);
         let Some(c) = self.conns.get_mut(id) else { return };
@@ -626,16 +611,7 @@ impl Director {
             state: r.state as u8,
             flags,
             dest: dest.map_or(NIL, |d| d.0),
-            control: NIL,
-            n_control: 0,
-            timeout_ms: 0,
-            expires: 0,
-            tprev: NIL,
-            tnext: NIL,
-            tick: 0,
-            in_pkts: 0,
-            old_state: 0,
-            sync_end: 0,
+            ..Conn::BLANK
         }
     }
 
