@@ -148,7 +148,10 @@ mod tests {
         assert_eq!(q, want);
         let root = DnsCheck::default().query(1);
         assert_eq!(&root[HEADER..], &[0, 0, 6, 0, 1]);
-        assert_eq!(DnsCheck::new("example.org.", qtype::MX).query(1)[HEADER..], *b"\x07example\x03org\x00\x00\x0f\x00\x01");
+        assert_eq!(
+            DnsCheck::new("example.org.", qtype::MX).query(1)[HEADER..],
+            *b"\x07example\x03org\x00\x00\x0f\x00\x01"
+        );
     }
 
     #[test]

@@ -39,14 +39,7 @@ pub struct HttpCheck {
 impl HttpCheck {
     /// A GET of `path` that passes on 2xx.
     pub fn get(path: &str) -> Self {
-        HttpCheck {
-            tls: false,
-            path: path.into(),
-            status: Vec::new(),
-            digest: None,
-            expect: None,
-            virtualhost: None,
-        }
+        HttpCheck { tls: false, path: path.into(), status: Vec::new(), digest: None, expect: None, virtualhost: None }
     }
 
     /// The same check over TLS (`SSL_GET`).

@@ -58,9 +58,7 @@ impl MiscCheck {
     pub fn judge(&self, exit: Exit) -> Outcome {
         match exit {
             Exit::Code(0) => Outcome::up(Detail::Exit(0)),
-            Exit::Code(c @ 2..=255) if self.dynamic => {
-                Outcome::up(Detail::Exit(c)).with_weight(c.unsigned_abs() - 2)
-            }
+            Exit::Code(c @ 2..=255) if self.dynamic => Outcome::up(Detail::Exit(c)).with_weight(c.unsigned_abs() - 2),
             Exit::Code(c) => Outcome::down(Detail::Exit(c)),
             Exit::Signal(s) => Outcome::down(Detail::Signal(s)),
             Exit::Failed(why) => Outcome::down(Detail::Io(why)),

@@ -39,7 +39,11 @@ impl SmtpCheck {
 
     /// The conversation of one probe.
     pub fn exchange(&self) -> SmtpExchange {
-        SmtpExchange { helo: alloc::format!("HELO {}\r\n", self.helo_name).into_bytes(), phase: Phase::Banner, buf: Vec::new() }
+        SmtpExchange {
+            helo: alloc::format!("HELO {}\r\n", self.helo_name).into_bytes(),
+            phase: Phase::Banner,
+            buf: Vec::new(),
+        }
     }
 }
 
