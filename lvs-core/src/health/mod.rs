@@ -83,3 +83,5 @@ pub enum HealthError {
     BadPolicy(&'static str),
 }
 
+#[cfg(test)]
+mod tests;
