@@ -501,3 +501,293 @@ TCP  203.0.113.100:80             up (live 11 >= 1)
 ";
     assert_eq!(text, want, "\n{text}");
 }
+
+/// Property tests: the monitor and a director under simulated time, probes answered after
+/// random delays (some never, some after their deadline) with random outcomes and dynamic
+/// weights, random operator overrides and suspicions; every invariant checked after every
+/// step.
+mod props {
+    use alloc::collections::BTreeMap;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// How one probe goes: never answered (0), failed (1) or passed (2 and up), after
+    /// `delay_ms`, maybe setting a weight.
+    #[derive(Clone, Debug)]
+    struct Fate {
+        answer: u8,
+        delay_ms: u16,
+        weight: Option<u8>,
+    }
+
+    fn fate() -> impl Strategy<Value = Fate> {
+        (0u8..5, 0u16..700, proptest::option::weighted(0.1, 0u8..6)).prop_map(|(answer, delay_ms, weight)| Fate {
+            answer,
+            delay_ms,
+            weight,
+        })
+    }
+
+    #[derive(Clone, Debug)]
+    struct Setup {
+        weights: Vec<u32>,
+        rise: u32,
+        fall: u32,
+        fast: bool,
+        policy: ServicePolicy,
+    }
+
+    fn setup() -> impl Strategy<Value = Setup> {
+        (
+            proptest::collection::vec(1u32..6, 1..5),
+            (1u32..4, 1u32..4, any::<bool>()),
+            (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), 0u64..5),
+            (1u32..9, 0u32..3, any::<bool>()),
+        )
+            .prop_map(
+                |(weights, (rise, fall, fast), (inhibit, alpha, sorry, sorry_inhibit, slow), (q, h, passive))| {
+                    let policy = ServicePolicy {
+                        inhibit_on_failure: inhibit,
+                        sorry_server: sorry.then(super::sorry),
+                        sorry_server_inhibit: sorry_inhibit,
+                        quorum: q,
+                        hysteresis: h,
+                        alpha,
+                        slow_start: secs(slow),
+                        passive: Passive { enabled: passive, ..Passive::default() },
+                        ..ServicePolicy::default()
+                    };
+                    Setup { weights, rise, fall, fast, policy }
+                },
+            )
+    }
+
+    /// Passes at the end of a history, and failures.
+    fn trailing(h: &[bool]) -> (u32, u32) {
+        let run = |v: bool| h.iter().rev().take_while(|x| **x == v).count() as u32;
+        (run(true), run(false))
+    }
+
+    struct Sim {
+        lab: Lab,
+        setup: Setup,
+        servers: Vec<RealServer>,
+        fates: Vec<Fate>,
+        next_fate: usize,
+        /// Answers on their way: when, to which probe, what.
+        pending: Vec<(Instant, ProbeId, Outcome)>,
+        /// Probes in flight: server and deadline.
+        in_flight: BTreeMap<ProbeId, (ServerId, Instant)>,
+        /// The results the monitor applied, per server, in order.
+        history: BTreeMap<ServerId, Vec<bool>>,
+        health: BTreeMap<ServerId, Health>,
+        quorum: bool,
+    }
+
+    impl Sim {
+        fn new(setup: Setup, fates: Vec<Fate>) -> Self {
+            let servers: Vec<RealServer> = setup.weights.iter().enumerate().map(|(i, w)| rs(i as u8 + 1, *w)).collect();
+            let plan = plan()
+                .with_rise_fall(setup.rise, setup.fall)
+                .with_fast_down_inter(setup.fast.then(|| ms(300)), setup.fast.then(|| ms(2500)))
+                .with_warmup(secs(1));
+            let mut lab = Lab::new(setup.policy.clone(), &servers, plan);
+            let health = lab.ids.iter().map(|id| (*id, lab.m.server(*id).unwrap().health())).collect();
+            let quorum = lab.m.service(&key()).unwrap().quorum_up();
+            let history = lab.ids.iter().map(|id| (*id, Vec::new())).collect();
+            lab.events();
+            Sim {
+                lab,
+                setup,
+                servers,
+                fates,
+                next_fate: 0,
+                pending: Vec::new(),
+                in_flight: BTreeMap::new(),
+                history,
+                health,
+                quorum,
+            }
+        }
+
+        /// One step at the next instant anything happens; false past `end`.
+        fn step(&mut self, end: Instant, op: Option<(usize, u8)>) -> bool {
+            let answer_at = self.pending.iter().map(|p| p.0).min();
+            let Some(now) = [self.lab.m.next_deadline(), answer_at].into_iter().flatten().min() else { return false };
+            if now > end {
+                return false;
+            }
+            self.lab.now = now;
+            let (due, later): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(|p| p.0 <= now);
+            self.pending = later;
+            for (_, pid, outcome) in due {
+                let up = outcome.up;
+                match self.lab.m.report(&mut self.lab.d, now, pid, outcome) {
+                    Ok(()) => {
+                        let (server, _) = self.in_flight.remove(&pid).unwrap();
+                        self.history.get_mut(&server).unwrap().push(up);
+                    }
+                    Err(e) => {
+                        assert_eq!(e, HealthError::UnknownProbe);
+                        assert!(!self.in_flight.contains_key(&pid), "a probe in flight was refused");
+                    }
+                }
+            }
+            self.lab.m.tick(&mut self.lab.d, now);
+            let timed_out: Vec<ProbeId> =
+                self.in_flight.iter().filter(|(_, (_, d))| *d <= now).map(|(p, _)| *p).collect();
+            for pid in timed_out {
+                let (server, _) = self.in_flight.remove(&pid).unwrap();
+                self.history.get_mut(&server).unwrap().push(false);
+            }
+            while let Some(p) = self.lab.m.poll(now) {
+                assert_eq!(p.deadline, now + ms(500));
+                let f = self.fates[self.next_fate % self.fates.len()].clone();
+                self.next_fate += 1;
+                self.in_flight.insert(p.id, (p.server, p.deadline));
+                if f.answer > 0 {
+                    let mut o =
+                        if f.answer == 1 { Outcome::down(Detail::Refused) } else { Outcome::up(Detail::Passed) };
+                    o.weight = f.weight.map(u32::from);
+                    self.pending.push((now + ms(u64::from(f.delay_ms)), p.id, o));
+                }
+            }
+            if let Some((i, kind)) = op {
+                let id = self.lab.ids[i % self.lab.ids.len()];
+                match kind {
+                    0..4 => {
+                        let over =
+                            [None, Some(Override::Up), Some(Override::Down), Some(Override::Drain)][kind as usize];
+                        self.lab.m.set_override(&mut self.lab.d, now, id, over).unwrap();
+                    }
+                    4 => {
+                        self.lab.m.suspect(now, id, Symptom::SynReset);
+                    }
+                    _ => {
+                        self.lab.m.suspect(now, id, Symptom::SynUnanswered);
+                    }
+                }
+            }
+            self.check(now);
+            true
+        }
+
+        fn check(&mut self, now: Instant) {
+            let (rise, fall) = (self.setup.rise, self.setup.fall);
+            let p = &self.setup.policy;
+            let svc = self.lab.m.service(&key()).unwrap();
+            let sorry_active = svc.sorry_active();
+            let live: u64 = svc.servers().filter(|s| s.state() == State::Up).map(|s| u64::from(s.weight())).sum();
+            assert_eq!(svc.live_weight(), live);
+            for (i, id) in self.lab.ids.iter().enumerate() {
+                let s = self.lab.m.server(*id).unwrap();
+                let h = s.health();
+                let (passes, failures) = trailing(&self.history[id]);
+                // Rise and fall: never up with fewer than `rise` passes in a row behind the
+                // change, never down with fewer than `fall` failures; and no change missed.
+                if h != self.health[id] {
+                    match h {
+                        Health::Up => assert!(passes >= rise, "up after {passes} passes, rise {rise}"),
+                        Health::Down => assert!(failures >= fall, "down after {failures} failures, fall {fall}"),
+                    }
+                }
+                match h {
+                    Health::Up => assert!(failures < fall, "still up after {failures} failures"),
+                    Health::Down => assert!(passes < rise, "still down after {passes} passes"),
+                }
+                assert_eq!((s.streak().passes, s.streak().failures), (passes, failures));
+                self.health.insert(*id, h);
+                // The state in force follows the override, else the health.
+                let want_state = match (s.override_state(), h) {
+                    (Some(Override::Up), _) | (None, Health::Up) => State::Up,
+                    (Some(Override::Drain), _) => State::Drain,
+                    _ => State::Down,
+                };
+                assert_eq!(s.state(), want_state);
+                // The table reflects the state: removed, weight 0, or the weight in force.
+                let in_table = entry(&self.lab.d, &self.servers[i]);
+                assert_eq!(in_table, s.weight_in_force(), "{:?} {:?}", s.state(), s.real_server());
+                match s.state() {
+                    State::Up if !sorry_active => {
+                        let w = in_table.unwrap();
+                        assert!(w <= s.weight(), "slow start over the weight: {w} > {}", s.weight());
+                        if !s.ramping() {
+                            assert_eq!(w, s.weight());
+                        }
+                        if now.saturating_since(s.since()) >= p.slow_start {
+                            assert!(!s.ramping() && w == s.weight(), "ramp not over {:?} after", p.slow_start);
+                        } else if s.weight() > 0 {
+                            assert!(w >= 1);
+                        }
+                    }
+                    State::Drain => assert_eq!(in_table, Some(0)),
+                    _ => assert_eq!(in_table, p.inhibit_on_failure.then_some(0)),
+                }
+            }
+            // Quorum: every event crosses its threshold, the state they tell is the
+            // monitor's, and the state is consistent with the live weight.
+            let (q, h) = (u64::from(p.quorum), u64::from(p.hysteresis));
+            for e in core::iter::from_fn(|| self.lab.m.poll_event()) {
+                match e {
+                    Event::QuorumGained { live_weight, threshold, .. } => {
+                        assert!(!self.quorum && live_weight > 0 && live_weight >= q + h && threshold == q + h);
+                        self.quorum = true;
+                    }
+                    Event::QuorumLost { live_weight, threshold, .. } => {
+                        assert!(self.quorum && (live_weight == 0 || live_weight < q.saturating_sub(h)));
+                        assert_eq!(threshold, q.saturating_sub(h));
+                        self.quorum = false;
+                    }
+                    Event::ControlFailed { error, .. } => panic!("director refused: {error}"),
+                    _ => {}
+                }
+            }
+            let svc = self.lab.m.service(&key()).unwrap();
+            assert_eq!(svc.quorum_up(), self.quorum);
+            if self.quorum {
+                assert!(live > 0 && live >= q.saturating_sub(h));
+            } else {
+                assert!(live == 0 || live < q + h);
+            }
+            // The sorry server is in the table (at its weight) exactly while quorum is lost;
+            // with the default quorum, exactly while no server is up with a weight.
+            if let Some(sorry) = p.sorry_server {
+                let present = entry(&self.lab.d, &sorry);
+                assert_eq!(present == Some(sorry.weight), !self.quorum);
+                if !self.quorum {
+                    for s in svc.servers() {
+                        assert!(
+                            matches!(entry(&self.lab.d, &s.real_server()), None | Some(0)),
+                            "a server beside the sorry server"
+                        );
+                    }
+                } else {
+                    assert_eq!(present, p.sorry_server_inhibit.then_some(0));
+                }
+                if q == 1 && h == 0 {
+                    assert_eq!(sorry_active, live == 0);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn health_reactions_hold_under_random_timing(
+            setup in setup(),
+            fates in proptest::collection::vec(fate(), 1..64),
+            ops in proptest::collection::vec(proptest::option::weighted(0.05, (0usize..4, 0u8..6)), 1..200),
+        ) {
+            let mut sim = Sim::new(setup, fates);
+            let end = sim.lab.now + secs(60);
+            let mut n = 0;
+            while sim.step(end, ops[n % ops.len()]) {
+                n += 1;
+            }
+            prop_assert!(n > 0);
+        }
+    }
+}
