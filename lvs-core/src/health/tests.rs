@@ -502,6 +502,27 @@ TCP  203.0.113.100:80             up (live 11 >= 1)
     assert_eq!(text, want, "\n{text}");
 }
 
+#[test]
+fn probes_are_owned_and_send_for_a_prober_thread() {
+    fn send<T: Send + 'static>() {}
+    send::<Probe>();
+    send::<Exchange>();
+    send::<Event>();
+    let http = CheckPlan { check: alloc::sync::Arc::new(Check::Http(HttpCheck::get("/health"))), ..plan() };
+    let mut lab = Lab::new(ServicePolicy::default(), &[rs(1, 1)], http.with_connect(None, Some(8080)));
+    let p = lab.m.poll(lab.now).unwrap();
+    assert_eq!(
+        (p.target, p.check.transport()),
+        (Endpoint::new(rs(1, 1).endpoint.addr, 8080), Transport::Tcp { tls: false })
+    );
+    let mut x = p.exchange().unwrap();
+    let Step::Send(req) = x.start() else { panic!("the request first") };
+    assert!(req.starts_with(b"GET /health HTTP/1.0\r\nHost: 192.0.2.11:8080\r\n"));
+    let Step::Done(o) = x.received(b"HTTP/1.1 503 Busy\r\n\r\n") else { panic!("decided by the status") };
+    lab.m.report(&mut lab.d, lab.now, p.id, o).unwrap();
+    assert_eq!(lab.m.server(lab.ids[0]).unwrap().last_result().unwrap().1, &Detail::Status(503));
+}
+
 /// Property tests: the monitor and a director under simulated time, probes answered after
 /// random delays (some never, some after their deadline) with random outcomes and dynamic
 /// weights, random operator overrides and suspicions; every invariant checked after every
