@@ -24,6 +24,9 @@
 //!   the state machine of each virtual router, sync groups and tracking.
 //! - [`director`] — the [`Director`]: control API and packet path (`ip_vs_core.c`).
 //! - [`config`] — `ipvsadm -S/-R` rules and `-L` listings (feature `ipvsadm`).
+//! - [`health`] — health checking of real servers (keepalived's checkers, ldirectord, mon):
+//!   check plans, rise/fall, remove or quiesce, sorry server, quorum, slow start, events and a
+//!   status listing; the probes' I/O is the caller's.
 //! - [`error`] — control-plane [`Error`]s and data-plane drop [`Reason`]s.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -42,6 +45,7 @@ pub mod conn;
 pub mod dest;
 pub mod director;
 pub mod error;
+pub mod health;
 pub mod neigh;
 pub mod persist;
 pub mod proto;
