@@ -36,13 +36,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant as StdInstant};
 
-use lvs::core::vrrp::{AddressChange, Config, Event, Group, Repr, Version, PROTO};
+use lvs::core::vrrp::{virtual_mac, AddressChange, Config, Event, Group, Repr, Version, PROTO};
 use lvs::core::wire::{self, Frame, DEFAULT_HEADROOM};
 use lvs::core::{Af, Instant};
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
 use lvs::dataplane::io::PacketIo;
 use lvs::dataplane::pcap::CaptureWriter;
-use lvs::dataplane::runtime::MonotonicClock;
+use lvs::dataplane::runtime::{MonotonicClock, StopHandle};
 use lvs::dataplane::vrrp::{interface_addr, Hooks, KernelAddresses, Origin, VrrpIo, VrrpIoStats};
 use netns::Netns;
 
@@ -292,11 +292,13 @@ struct Spec {
     /// The other routers (their IPv4 addresses are the unicast peers).
     others: Vec<usize>,
     nopreempt: bool,
+    /// lvs only: send from the virtual router MAC.
+    vmac: bool,
 }
 
 impl Spec {
     fn new(mode: Mode, me: usize, priority: u8, routers: usize) -> Spec {
-        Spec { mode, me, priority, others: (0..routers).filter(|&k| k != me).collect(), nopreempt: false }
+        Spec { mode, me, priority, others: (0..routers).filter(|&k| k != me).collect(), nopreempt: false, vmac: false }
     }
 
     fn peers(&self) -> Vec<IpAddr> {
@@ -315,6 +317,7 @@ impl Spec {
         c.advert_int = self.mode.advert();
         c.unicast_peers = self.peers();
         c.preempt = !self.nopreempt;
+        c.use_vmac = self.vmac;
         c
     }
 
@@ -390,6 +393,7 @@ struct Ended {
 
 /// An lvs router: a `VrrpIo` with one instance in a thread inside its namespace.
 struct Lvs {
+    stop: StopHandle,
     end: Option<mpsc::Sender<End>>,
     thread: Option<JoinHandle<Ended>>,
     log: Arc<Mutex<Vec<(StdInstant, Event)>>>,
@@ -401,7 +405,8 @@ impl Lvs {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (end_tx, end_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-        let (spec, hooks_log) = (spec.clone(), log.clone());
+        let (spec, hooks_log, stop) = (spec.clone(), log.clone(), StopHandle::default());
+        let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
             let opened = (|| -> Result<VrrpIo<Recorder>, Box<dyn std::error::Error>> {
                 lvs::dataplane::netns::enter(&ns)?;
@@ -421,24 +426,15 @@ impl Lvs {
             ready_tx.send(Ok(())).unwrap();
             let clock = MonotonicClock::default();
             io.start(clock.now());
-            loop {
-                let now = clock.now();
-                io.poll(now);
-                io.wait(now, Duration::from_millis(5)).unwrap();
-                let how = match end_rx.try_recv() {
-                    Ok(how) => how,
-                    Err(mpsc::TryRecvError::Empty) => continue,
-                    Err(mpsc::TryRecvError::Disconnected) => End::Shutdown,
-                };
-                let at = StdInstant::now();
-                if how == End::Shutdown {
-                    io.shutdown(clock.now());
-                }
-                return Ended { at, io: io.stats() };
+            io.run(&clock, &stopped).unwrap();
+            let at = StdInstant::now();
+            if end_rx.recv() != Ok(End::Kill) {
+                io.shutdown(clock.now());
             }
+            Ended { at, io: io.stats() }
         });
         ready_rx.recv_timeout(Duration::from_secs(5)).expect("lvs router started").unwrap();
-        Lvs { end: Some(end_tx), thread: Some(thread), log }
+        Lvs { stop, end: Some(end_tx), thread: Some(thread), log }
     }
 
     /// The last state the router entered.
@@ -457,6 +453,7 @@ impl Lvs {
 
     fn stop(mut self, how: End) -> Ended {
         self.end.take().unwrap().send(how).unwrap();
+        self.stop.stop();
         let ended = self.thread.take().unwrap().join().unwrap();
         let io = ended.io;
         assert_eq!(
@@ -472,6 +469,7 @@ impl Lvs {
 impl Drop for Lvs {
     fn drop(&mut self) {
         drop(self.end.take());
+        self.stop.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -848,14 +846,15 @@ fn keepalived_over_lvs_v2_ipv4_unicast() {
 }
 
 /// Two lvs routers (150 and 100): the first is master; killed, the second takes over (timed);
-/// restarted, the first preempts; stopped, the second takes over after its Skew_Time.
-fn two_lvs(tag: &str, mode: Mode) {
+/// restarted, the first preempts; stopped, the second takes over after its Skew_Time. With
+/// `vmac`, both send their advertisements and announcements from the virtual router MAC.
+fn two_lvs(tag: &str, mode: Mode, vmac: bool) {
     if !can_run() {
         return;
     }
     let seg = Segment::new(tag, 2);
     let vip = mode.vip();
-    let (a, b) = (Spec::new(mode, 0, 150, 2), Spec::new(mode, 1, 100, 2));
+    let (a, b) = (Spec { vmac, ..Spec::new(mode, 0, 150, 2) }, Spec { vmac, ..Spec::new(mode, 1, 100, 2) });
     let ra = Lvs::start(&seg, &a);
     let rb = Lvs::start(&seg, &b);
     ra.wait_state(Event::Master, election(mode, 150));
@@ -876,16 +875,50 @@ fn two_lvs(tag: &str, mode: Mode) {
     check_handover(&seg, "lvs from a stopped lvs", mode, 100, 0, 1, t0);
     seg.wait_vip(1, vip, Duration::from_secs(1));
     rb.stop(End::Shutdown);
+    if vmac {
+        check_vmac(&seg, mode);
+    }
+}
+
+/// Every advertisement and announcement left from the virtual router MAC, and the
+/// announcements name it.
+fn check_vmac(seg: &Segment, mode: Mode) {
+    let vmac = virtual_mac(if mode.v6 { Af::V6 } else { Af::V4 }, VRID).0;
+    let (mut adverts, mut announces) = (0, 0);
+    for s in seg.capture.frames() {
+        match kind(&s.data) {
+            Kind::Advert(_) => adverts += 1,
+            Kind::Announce(_) => {
+                // ARP's sender hardware address; the NA's target link-layer address option.
+                let named = if mode.v6 { &s.data[s.data.len() - 6..] } else { &s.data[22..28] };
+                assert_eq!(named, vmac);
+                announces += 1;
+            }
+            Kind::Other => continue,
+        }
+        assert_eq!(&s.data[6..12], vmac, "from router {}", s.router);
+    }
+    assert!(adverts > 0 && announces > 0);
 }
 
 #[test]
 fn two_lvs_v3_ipv4_1s() {
-    two_lvs("ll1", Mode { advert_cs: 100, ..Mode::V3 });
+    two_lvs("ll1", Mode { advert_cs: 100, ..Mode::V3 }, false);
 }
 
 #[test]
 fn two_lvs_v3_ipv6_100ms() {
-    two_lvs("ll6", Mode::V3_6);
+    two_lvs("ll6", Mode::V3_6, false);
+}
+
+#[test]
+fn two_lvs_vmac_v3_ipv4() {
+    two_lvs("llm", Mode::V3, true);
+}
+
+#[test]
+fn two_lvs_vmac_v3_ipv6() {
+    two_lvs("llw", Mode::V3_6, true);
 }
 
 /// Two lvs routers (150 and 100) and keepalived (120): the first lvs is master; killed,
