@@ -663,9 +663,10 @@ fn check_takeover(what: &str, mode: Mode, prio: u8, t: Takeover) {
     let bound = mdi + Duration::from_millis(50);
     assert!(t.advert <= bound, "{what}: {t:?} over {bound:?}");
     assert!(t.announce <= bound, "{what}: {t:?} over {bound:?}");
-    // Not early either: the backup waited for the whole interval after the last advertisement
-    // (less the capture's few milliseconds of imprecision).
-    assert!(t.since_last + Duration::from_millis(5) >= mdi, "{what}: {t:?} before {mdi:?}");
+    // Not early either: the backup waited for the whole interval after the last advertisement,
+    // less the capture's imprecision (its ring hands frames up within 2 ms, and a capture
+    // thread the scheduler holds back reads the last advertisement late).
+    assert!(t.since_last + Duration::from_millis(20) >= mdi, "{what}: {t:?} before {mdi:?}");
     assert!(t.since_last <= bound, "{what}: {t:?} over {bound:?}");
 }
 
