@@ -8,6 +8,8 @@
 //! - [`pcap`] — read pcap / pcapng captures, write pcap.
 //! - [`netns`] — enter a network namespace before opening ports (Linux).
 //! - [`sync`] — the sync daemons' multicast sockets, driven with the director (Linux).
+//! - [`health`] — the health checks' prober and the checker that drives a monitor with it
+//!   (Linux).
 //!
 //! Test and lab tooling — the runner for recorded kernel cases and the namespace builders — is
 //! not part of this crate; it lives with the facade's examples (`examples/common/`).
@@ -18,6 +20,8 @@
 
 #[cfg(all(feature = "afpacket", target_os = "linux"))]
 pub mod afpacket;
+#[cfg(target_os = "linux")]
+pub mod health;
 pub mod io;
 #[cfg(target_os = "linux")]
 pub mod netns;
