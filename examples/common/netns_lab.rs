@@ -289,7 +289,7 @@ pub(crate) fn run(cfg: &LabConfig, interrupt: &AtomicBool) -> Result<(LabRun, Op
             t.join().map_err(|_| "decapsulator panicked".to_string())??;
         }
         let (listing, stats) = dir.join().map_err(|_| "director panicked".to_string())??;
-        Ok::<_, String>(LabRun { answers, listing, stats, rules: rules.clone() })
+        Ok::<_, String>(LabRun { answers, listing, stats, rules: rules.clone(), notes: Vec::new(), health: None })
     });
     drop(topo);
     outcome.map(|r| (r, decap))
