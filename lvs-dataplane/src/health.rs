@@ -438,6 +438,15 @@ impl Prober {
         self.stats
     }
 
+    /// What the prober did since the last call (or since it was made), the counters then
+    /// starting again from zero: for a periodic export, or to measure a steady state apart
+    /// from a start-up.
+    pub fn take_stats(&mut self) -> ProberStats {
+        let s = self.stats;
+        self.stats = ProberStats { peak_in_flight: self.in_flight, ..ProberStats::default() };
+        s
+    }
+
     /// The descriptor that is readable when a probe has something to do: for an application's
     /// own `poll` set.
     pub fn raw_fd(&self) -> RawFd {
@@ -748,6 +757,11 @@ impl HealthChecker {
     /// The prober, for its statistics.
     pub fn prober(&self) -> &Prober {
         &self.prober
+    }
+
+    /// The prober's statistics since the last call ([`Prober::take_stats`]).
+    pub fn take_stats(&mut self) -> ProberStats {
+        self.prober.take_stats()
     }
 
     /// The next event, when no handler takes them.
