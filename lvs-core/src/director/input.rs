@@ -107,19 +107,22 @@ impl Director {
                 found = None;
             }
         }
-        let id = match found {
-            Some(id) => {
-                // An entry a sync master sent for a server this director does not know has no
-                // server and is still forwarded (`ip_vs_in` checks only a bound server).
-                let dest = self.conns.get(id).and_then(Conn::dest_id);
-                if dest.is_some_and(|d| !self.dest_available(d)) {
-                    if self.cfg.expire_nodest_conn {
-                        self.expire_now(id);
-                    }
+        // The server check of `ip_vs_in_hook`: a connection to a server that is gone is
+        // dropped with its packet, or, with `expire_nodest_conn`, expired and the packet
+        // scheduled afresh (5.9+, without conntrack). An entry a sync master sent for a server
+        // this director does not know has no server and is still forwarded.
+        if let Some(id) = found {
+            let dest = self.conns.get(id).and_then(Conn::dest_id);
+            if dest.is_some_and(|d| !self.dest_available(d)) {
+                if !self.cfg.expire_nodest_conn {
                     return self.drop(Reason::DestUnavailable);
                 }
-                id
+                self.expire_now(id);
+                found = None;
             }
+        }
+        let id = match found {
+            Some(id) => id,
             None => match self.new_flow(now, frame, meta) {
                 Ok(id) => id,
                 Err(v) => return v,
