@@ -29,8 +29,9 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use lvs_core::director::{Suspicion, Symptom as Seen};
 use lvs_core::health::{
-    Check, Control, Detail, Event, Exchange, Exit, Monitor, Outcome, Probe, ProbeId, Step, Transport,
+    Check, Control, Detail, Event, Exchange, Exit, Monitor, Outcome, Probe, ProbeId, Step, Symptom, Transport,
 };
 use lvs_core::Instant;
 
@@ -752,6 +753,18 @@ impl HealthChecker {
     /// as its [`Control`]).
     pub fn monitor_mut(&mut self) -> &mut Monitor {
         &mut self.monitor
+    }
+
+    /// Hands the monitor a server the director's data path suspects
+    /// ([`lvs_core::Director::poll_suspect`]): with passive detection on for its service, its
+    /// next check comes at once. Returns whether it did.
+    pub fn suspect(&mut self, now: Instant, s: &Suspicion) -> bool {
+        let Some(id) = self.monitor.find(&s.service, &s.server) else { return false };
+        let symptom = match s.symptom {
+            Seen::SynReset => Symptom::SynReset,
+            Seen::SynRetransmitted => Symptom::SynUnanswered,
+        };
+        self.monitor.suspect(now, id, symptom)
     }
 
     /// The prober, for its statistics.

@@ -381,6 +381,9 @@ impl Runtime {
         }
         self.sync.poll(now, &mut self.director)?;
         if let Some(h) = self.health.as_mut() {
+            while let Some(s) = self.director.poll_suspect() {
+                h.suspect(now, &s);
+            }
             h.poll(now, &mut self.director)?;
         }
         Ok(total)

@@ -5,7 +5,7 @@
 
 use core::net::IpAddr;
 
-use super::{Director, Verdict};
+use super::{Director, Symptom, Verdict};
 use crate::addr::{from_raw, raw, Af, ServiceKey};
 use crate::conn::table::{InKey, OutKey};
 use crate::conn::{cf, Conn, ConnId, NIL};
@@ -102,9 +102,15 @@ impl Director {
             }
         }
         if let Some(id) = found {
-            if meta.proto == ipproto::TCP && meta.tcp_flags & flags::SYN != 0 && self.should_reschedule(id) {
-                self.expire_now(id);
-                found = None;
+            if meta.proto == ipproto::TCP && meta.tcp_flags & flags::SYN != 0 {
+                if self.should_reschedule(id) {
+                    self.expire_now(id);
+                    found = None;
+                } else if let Some(c) = self.conns.get(id).filter(|c| c.state == TcpState::SynRecv as u8) {
+                    if let (Some(d), 0) = (c.dest_id(), meta.tcp_flags & flags::ACK) {
+                        self.suspect(d, Symptom::SynRetransmitted);
+                    }
+                }
             }
         }
         // The server check of `ip_vs_in_hook`: a connection to a server that is gone is

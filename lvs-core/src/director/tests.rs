@@ -901,3 +901,30 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn passive_checks_note_a_refusing_server_and_a_retransmitted_syn() {
+    let suspicions = |d: &mut Director| core::iter::from_fn(|| d.poll_suspect()).collect::<Vec<_>>();
+    let rs11 = Endpoint::new(ip("192.0.2.11"), 80);
+    // Off by default.
+    let mut d = director();
+    add(&mut d, svc(), FwdMethod::Route, 80);
+    let _ = send(&mut d, 1, Tcp::new(client(1000), (vip(), 80), SYN));
+    let _ = send(&mut d, 2, Tcp::new(client(1000), (vip(), 80), SYN));
+    assert!(suspicions(&mut d).is_empty());
+    // DR: the client sends its SYN again.
+    let mut d = director_with(DirectorConfig { passive_checks: true, ..DirectorConfig::default() });
+    add(&mut d, svc(), FwdMethod::Route, 80);
+    let _ = send(&mut d, 1, Tcp::new(client(1000), (vip(), 80), SYN));
+    assert!(suspicions(&mut d).is_empty(), "a first SYN says nothing");
+    let _ = send(&mut d, 2, Tcp::new(client(1000), (vip(), 80), SYN));
+    assert_eq!(suspicions(&mut d), [Suspicion { service: svc(), server: rs11, symptom: Symptom::SynRetransmitted }]);
+    // NAT: the server answers the SYN with a reset.
+    let mut d = director_with(DirectorConfig { passive_checks: true, ..DirectorConfig::default() });
+    add(&mut d, svc(), FwdMethod::Masq, 80);
+    let _ = send(&mut d, 1, Tcp::new(client(1000), (vip(), 80), SYN));
+    let mut rst = Tcp::new((ip("192.0.2.11"), 80), client(1000), flags::RST | ACK);
+    rst.src_mac = rs_mac(1).0;
+    let _ = send(&mut d, 1, rst);
+    assert_eq!(suspicions(&mut d), [Suspicion { service: svc(), server: rs11, symptom: Symptom::SynReset }]);
+}

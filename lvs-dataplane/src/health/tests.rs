@@ -412,3 +412,27 @@ fn probes_in_flight_never_exceed_the_bound() {
     // Five waves of 8 at 100 ms each: the last wave started about 400 ms late.
     assert!(s.worst_lateness >= Duration::from_millis(350), "{s:?}");
 }
+
+#[test]
+fn a_suspicion_from_the_data_path_brings_the_next_check_forward() {
+    use lvs_core::director::{Suspicion, Symptom as Seen};
+    use lvs_core::health::Passive;
+
+    let clock = Clock::default();
+    let now = clock.now();
+    let mut d = director();
+    let rs = RealServer::new([192, 0, 2, 11].into(), 80, FwdMethod::Route, 1);
+    let plan = CheckPlan::new(Check::Tcp(TcpCheck)).with_interval(Duration::from_secs(60));
+    let passive = Passive { enabled: true, unanswered_syns: 2, min_gap: Duration::ZERO };
+    let policy = ServicePolicy { passive, ..ServicePolicy::default() };
+    let mut m = Monitor::new(1);
+    m.add_service(&mut d, now, key(), policy, [(rs, plan)]).unwrap();
+    let mut h = HealthChecker::new(m).unwrap();
+    let first = h.next_deadline(now).unwrap();
+    let seen = |symptom| Suspicion { service: key(), server: Endpoint::new(rs.endpoint.addr, 80), symptom };
+    assert!(!h.suspect(now, &seen(Seen::SynRetransmitted)), "one retransmitted SYN is not enough");
+    assert!(h.suspect(now, &seen(Seen::SynRetransmitted)));
+    assert!(h.next_deadline(now).unwrap() < first);
+    let stranger = Suspicion { server: Endpoint::new([192, 0, 2, 99].into(), 80), ..seen(Seen::SynReset) };
+    assert!(!h.suspect(now, &stranger));
+}
