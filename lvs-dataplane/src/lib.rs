@@ -9,7 +9,7 @@
 //! - [`netns`] — enter a network namespace before opening ports (Linux).
 //! - [`sync`] — the sync daemons' multicast sockets, driven with the director (Linux).
 //! - [`vrrp`] — VRRP's raw sockets, announcements and address hooks around a sans-IO group
-//!   of virtual routers, and sync daemons that follow it ([`vrrp::lvs_sync`]) (Linux).
+//!   of virtual routers (Linux).
 //!
 //! Test and lab tooling — the runner for recorded kernel cases and the namespace builders — is
 //! not part of this crate; it lives with the facade's examples (`examples/common/`).
