@@ -7,7 +7,9 @@
 //!   DR / NAT / TUN rewrites and the `ipvsadm` text formats.
 //! - [`sched`] (`lvs-sched`, `no_std`): the schedulers, with the kernel's exact choices.
 //! - `dataplane` (`lvs-dataplane`, std, feature `dataplane`): packet I/O backends, capture
-//!   replay, the runtime loop, the sync daemons' multicast sockets and VRRP's sockets.
+//!   replay, the runtime loop, the sync daemons' multicast sockets, and VRRP's sockets with
+//!   what ties a director pair to it (sync following the master, as keepalived's
+//!   `lvs_sync_daemon`).
 //!
 //! ```
 //! use lvs::core::{config::ListOptions, Instant};

@@ -104,6 +104,9 @@ fn afpacket_moves_frames_across_a_veth_pair() {
             ns.enter().unwrap();
             let mut a = AfPacket::open("lvsa", AfPacketConfig::default()).unwrap();
             let mut b = AfPacket::open("lvsb", AfPacketConfig { promisc: true, ..AfPacketConfig::default() }).unwrap();
+            // Not promiscuous: frames for another MAC are not its own, whatever the link
+            // delivers (a veth delivers everything its peer sends).
+            let mut own = AfPacket::open("lvsb", AfPacketConfig::default()).unwrap();
             let frames: Vec<Frame> =
                 (0..200u32).map(|i| Frame::new(DEFAULT_HEADROOM, &test_frame([2, 0, 0, 0, 0xbb, 1], i))).collect();
             send_all(&mut a, &frames);
@@ -112,6 +115,9 @@ fn afpacket_moves_frames_across_a_veth_pair() {
             for (i, g) in got.iter().enumerate() {
                 assert_eq!(g, &test_frame([2, 0, 0, 0, 0xbb, 1], i as u32), "in order, unchanged");
             }
+            send_all(&mut a, &[Frame::new(DEFAULT_HEADROOM, &test_frame([0xff; 6], 200))]);
+            let got = collect(&mut own, 1, |d| d.get(12..14) == Some(&[0x88, 0xb5]));
+            assert_eq!(got, [test_frame([0xff; 6], 200)], "only the broadcast, none of the frames for another MAC");
             // PACKET_IGNORE_OUTGOING: the sender does not see its own frames.
             let echo = collect(&mut a, 1, |d| d.get(12..14) == Some(&[0x88, 0xb5]));
             assert!(echo.is_empty());

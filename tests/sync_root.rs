@@ -6,6 +6,9 @@
 //! are removed when a test ends, also on failure. Without root (or `ip`, `sysctl`, `tc`) these
 //! tests fail under CI and say they were skipped elsewhere.
 //!
+//! The last test runs VRRP beside the two runtimes and checks that the daemons follow it as
+//! keepalived's `lvs_sync_daemon` switches them.
+//!
 //! Interoperability with the kernel's own daemons (`ipvsadm --start-daemon`) is not tested
 //! here: it needs a kernel built with IPVS, which the test machines do not have.
 
@@ -16,7 +19,8 @@ mod netns;
 mod root;
 
 use std::net::IpAddr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant as StdInstant};
 
 use lvs::core::director::SyncStats;
@@ -24,6 +28,7 @@ use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::proto::tcp::flags::{ACK, SYN};
 use lvs::core::sync::{DaemonConfig, Role, SyncParams};
 use lvs::core::testkit::{Tcp, DIRECTOR_MAC};
+use lvs::core::vrrp::{Config as VrrpConfig, Group, State, Version};
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs::core::{DirectorConfig, Instant, PortConfig};
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
@@ -32,6 +37,7 @@ use lvs::dataplane::pcap::Captured;
 use lvs::dataplane::replay::PcapReplay;
 use lvs::dataplane::runtime::{MonotonicClock, Runtime};
 use lvs::dataplane::sync::SyncIoStats;
+use lvs::dataplane::vrrp::{KernelAddresses, LvsSyncDaemon, VrrpIo};
 use netns::Netns;
 
 fn can_run() -> bool {
@@ -282,4 +288,90 @@ fn a_full_send_buffer_delays_datagrams_but_loses_none() {
     assert_synced(&master, &backup, 2000);
     assert!(master.io.send_blocked > 0, "the buffer was never full: {:?}", master.io);
     assert_eq!(master.sync.queue_full, 0);
+}
+
+/// What a director of the VRRP test shows: its instance's state and the sync daemons it runs,
+/// with their syncids.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Shown {
+    state: Option<State>,
+    master: Option<u8>,
+    backup: Option<u8>,
+}
+
+/// A director in `ns` whose sync daemons on `ifname` follow a VRRP instance (VRID 51, VRRPv3
+/// every 100 ms, priority `prio`, primary address `primary`), VRRP and the runtime in one loop,
+/// until `stop`; then VRRP shuts down and the loop runs on until the daemons are stopped.
+fn vrrp_director(ns: &Netns, ifname: &str, primary: &str, prio: u8, shown: &Mutex<Shown>, stop: &AtomicBool) {
+    ns.enter().unwrap();
+    let mut cfg = VrrpConfig::new(51, primary.parse().unwrap(), vec!["10.81.0.100".parse().unwrap()]);
+    (cfg.version, cfg.advert_int, cfg.priority) = (Version::V3, Duration::from_millis(100), prio);
+    let mut group = Group::new();
+    let vr = group.add_instance(cfg).unwrap();
+    let mut lvs_syncd = LvsSyncDaemon::new(&group, vr, ifname).unwrap();
+    let mut vrrp = VrrpIo::open(group, &[ifname], lvs_syncd.hooks(KernelAddresses)).unwrap();
+    let mut rt = Runtime::new(director(SyncParams::default()), Vec::new());
+    let clock = MonotonicClock::default();
+    vrrp.start(clock.now());
+    let start = StdInstant::now();
+    let mut stopped = false;
+    while start.elapsed() < Duration::from_secs(20) {
+        let now = clock.now();
+        if !stopped && stop.load(Ordering::Relaxed) {
+            vrrp.shutdown(now);
+            stopped = true;
+        }
+        rt.poll_once(now).unwrap();
+        vrrp.poll(now);
+        lvs_syncd.apply(&mut rt).unwrap();
+        let d = rt.director();
+        let now_shown = Shown {
+            state: vrrp.group().instance(vr).map(|i| i.state()),
+            master: d.sync_daemon(Role::Master).map(|c| c.syncid),
+            backup: d.sync_daemon(Role::Backup).map(|c| c.syncid),
+        };
+        *shown.lock().unwrap() = now_shown;
+        if stopped && now_shown.master.is_none() && now_shown.backup.is_none() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn the_sync_daemons_follow_vrrp_as_keepalived_switches_them() {
+    if !can_run() {
+        return;
+    }
+    let (m, b) = pair("sv");
+    let (a_shown, b_shown) = (Mutex::new(Shown::default()), Mutex::new(Shown::default()));
+    let (a_stop, b_stop) = (AtomicBool::new(false), AtomicBool::new(false));
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let start = StdInstant::now();
+        while !f() {
+            assert!(start.elapsed() < Duration::from_secs(5), "{what}: {:?} {:?}", a_shown, b_shown);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let master =
+        |s: &Mutex<Shown>| *s.lock().unwrap() == Shown { state: Some(State::Master), master: Some(51), backup: None };
+    let backup =
+        |s: &Mutex<Shown>| *s.lock().unwrap() == Shown { state: Some(State::Backup), master: None, backup: Some(51) };
+    std::thread::scope(|s| {
+        s.spawn(|| vrrp_director(&m, MASTER_IF, "10.81.0.1", 150, &a_shown, &a_stop));
+        s.spawn(|| vrrp_director(&b, BACKUP_IF, "10.81.0.2", 100, &b_shown, &b_stop));
+        // The master daemon where the instance is master, the backup daemon elsewhere, each
+        // with the VRID as syncid.
+        wait("150 master, 100 backup", &|| master(&a_shown) && backup(&b_shown));
+        // The master stops (priority 0): the other takes over and switches its daemons; the
+        // stopped one runs none.
+        a_stop.store(true, Ordering::Relaxed);
+        wait("the 100 takes over", &|| master(&b_shown));
+        wait("the stopped one runs no daemon", &|| {
+            *a_shown.lock().unwrap() == Shown { state: Some(State::Init), master: None, backup: None }
+        });
+        b_stop.store(true, Ordering::Relaxed);
+    });
+    // Both loops ended, which they do only with no daemon left.
+    assert_eq!(b_shown.lock().unwrap().master, None);
 }

@@ -173,7 +173,8 @@ impl Capture {
         let (sw, out, done) = (sw.to_string(), frames.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             lvs::dataplane::netns::enter(&sw).unwrap();
-            let cfg = AfPacketConfig { block_size: 1 << 16, block_nr: 8, ..AfPacketConfig::default() };
+            // Promiscuous: unicast advertisements are for another MAC than the switch port's.
+            let cfg = AfPacketConfig { promisc: true, block_size: 1 << 16, block_nr: 8, ..AfPacketConfig::default() };
             let mut socks: Vec<AfPacket> = (0..ports).map(|i| AfPacket::open(&format!("p{i}"), cfg).unwrap()).collect();
             let mut pool: Vec<Frame> = (0..64).map(|_| Frame::with_capacity(DEFAULT_HEADROOM + 2048)).collect();
             ready_tx.send(()).unwrap();

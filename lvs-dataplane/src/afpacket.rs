@@ -15,7 +15,10 @@ use crate::sys::linux::{PacketOpts, PacketSocket, MAX_BATCH};
 /// Options of an [`AfPacket`] socket.
 #[derive(Clone, Copy, Debug)]
 pub struct AfPacketConfig {
-    /// Receive frames not addressed to the interface's MAC.
+    /// Receive frames not addressed to the interface's MAC: promiscuous mode, and frames the
+    /// link delivers for other hosts (a switch flooding unicast it has no port for) are handed
+    /// on. Off, they are skipped, as the kernel's stack drops them; a director that takes a
+    /// VRRP virtual MAC's traffic needs it on.
     pub promisc: bool,
     /// Join fanout group `id` (hash mode): sockets of one group share the traffic by flow.
     pub fanout: Option<u16>,

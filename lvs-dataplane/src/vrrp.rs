@@ -40,6 +40,61 @@
 //! vrrp.shutdown(clock.now()); // priority 0: the best backup takes over at once
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # A director pair
+//!
+//! What keepalived ties to an instance, an application ties through the group and the hooks:
+//!
+//! - **Connection sync** follows the instance ([`lvs_sync`], keepalived's `lvs_sync_daemon`):
+//!   [`LvsSyncDaemon::hooks`] wraps the application's hooks, and [`LvsSyncDaemon::apply`], from
+//!   the runtime's loop, runs the master daemon while the instance is MASTER and the backup
+//!   daemon otherwise, with the VRID as syncid.
+//! - **The interface** ([`link_up`]): keepalived puts an instance whose interface is down into
+//!   FAULT; here a tracker of weight 0, set from [`link_up`] in the loop that drives the
+//!   [`VrrpIo`].
+//! - **A health-check quorum**: a tracker of negative weight takes that much off the priority
+//!   while the quorum is lost, so that a peer of higher priority than what is left takes over
+//!   (it preempts, or its master-down timer runs out); keepalived does the same with a
+//!   `track_script` or `track_file` of that weight. Weight 0 forces FAULT instead.
+//! - **Events** (keepalived's `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`):
+//!   [`Hooks::notify`], with the instance, the event and the priority in force;
+//!   [`SyncHooks`] passes them on to the hooks it wraps.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lvs_core::vrrp::{Config, Group, Target, Track};
+//! use lvs_dataplane::runtime::{MonotonicClock, StopHandle};
+//! use lvs_dataplane::vrrp::{link_up, KernelAddresses, LvsSyncDaemon, VrrpIo};
+//!
+//! let clock = MonotonicClock::default();
+//! let mut cfg = Config::new(51, "192.0.2.3".parse()?, vec!["192.0.2.1".parse()?]);
+//! cfg.priority = 150;
+//! let mut group = Group::new();
+//! let vr = group.add_instance(cfg)?;
+//! let down = |weight| [Track { target: Target::Instance(vr), weight, reverse: false }];
+//! // eth0 down: FAULT. Fewer than two real servers alive: priority 150 − 60 = 90, below a
+//! // peer's 100.
+//! let link = group.add_tracker(clock.now(), link_up("eth0")?, &down(0))?;
+//! let quorum = group.add_tracker(clock.now(), true, &down(-60))?;
+//! let lvs_syncd = LvsSyncDaemon::new(&group, vr, "sync0")?; // apply() it in the runtime's loop
+//! let mut vrrp = VrrpIo::open(group, &["eth0"], lvs_syncd.hooks(KernelAddresses))?;
+//! vrrp.start(clock.now());
+//! let stop = StopHandle::default();
+//! # let alive = || 3;
+//! while !stop.is_stopped() {
+//!     let now = clock.now();
+//!     vrrp.group_mut().set_tracker(now, link, link_up("eth0")?)?;
+//!     vrrp.group_mut().set_tracker(now, quorum, alive() >= 2)?;
+//!     vrrp.poll(now);
+//!     vrrp.wait(now, Duration::from_millis(10))?;
+//! }
+//! vrrp.shutdown(clock.now());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod lvs_sync;
+
+pub use lvs_sync::{LvsSyncDaemon, SyncHooks};
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -95,6 +150,19 @@ pub fn interface_addr(ifname: &str, af: Af) -> io::Result<Option<IpAddr>> {
         _ => false,
     });
     Ok(found)
+}
+
+/// Whether interface `ifname` is up and running: administratively up (`IFF_UP`) and
+/// operationally up (`IFF_RUNNING`: it has carrier; a veth whose peer is down has none). This
+/// is what keepalived watches on an instance's interface, which it tracks by default (FAULT
+/// while it is down, unless `dont_track_primary`); here the application wires it to a tracker
+/// of weight 0, as the [module doc](self) shows.
+///
+/// # Errors
+/// When there is no such interface, or the interfaces cannot be listed.
+pub fn link_up(ifname: &str) -> io::Result<bool> {
+    linux::ifindex(ifname)?;
+    Ok(rawip::interface(ifname)?.running)
 }
 
 /// A gratuitous ARP for `addr` from `mac`, as a whole Ethernet frame: a broadcast ARP request

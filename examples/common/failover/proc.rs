@@ -67,18 +67,23 @@ impl LabProc {
         }
     }
 
-    /// Waits for the event line `event <name> [<value>]` (at most `timeout`) and returns its
-    /// value.
+    /// Waits for the next event line `event <name> [<value>]` (at most `timeout`) and returns
+    /// its value. Events are taken in order: those that came before it are dropped, so a later
+    /// call waits for a later event.
     ///
     /// # Errors
     /// When it does not come.
     pub(super) fn expect_event(&mut self, name: &str, timeout: Duration) -> Result<String, String> {
-        let prefix = format!("event {name}");
-        let value = |l: &str| l.strip_prefix(&prefix).map(|v| v.trim().to_string());
+        let value = |l: &str| {
+            let rest = l.strip_prefix("event ")?.strip_prefix(name)?;
+            (rest.is_empty() || rest.starts_with(' ')).then(|| rest.trim().to_string())
+        };
         if let Some(i) = self.events.iter().position(|e| value(e).is_some()) {
-            return Ok(value(&self.events.remove(i)).unwrap_or_default());
+            let seen: Vec<String> = self.events.drain(..=i).collect();
+            return Ok(seen.last().and_then(|e| value(e)).unwrap_or_default());
         }
         let line = self.wait_line(|l| value(l).is_some(), timeout).map_err(|e| format!("waiting for {name}: {e}"))?;
+        self.events.clear();
         Ok(value(&line).unwrap_or_default())
     }
 

@@ -4,28 +4,65 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::capture::{first, Seen, What};
 use super::client::{Kind, StreamLog, CHUNK};
-use super::{rules, Mode, Rejoin, OTHER_CLIENT_IP, PERSIST_PORT, SERVERS, STREAM_PORT, VIP};
+use super::{
+    rules, How, Mode, Rejoin, Side, OTHER_CLIENT_IP, PERSIST_PORT, PREEMPT_DELAY, SERVERS, STREAM_PORT, VIP, VRID,
+};
 
-/// A fail-over's window opens this long before its kill: what stalled then was lost to it.
+/// A change's window opens this long before it: what stalled then was lost to it.
 const LEAD: Duration = Duration::from_millis(500);
 
-/// What the lab did and saw at one fail-over, besides the streams.
+/// What made the active director change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// The active director was SIGKILLed.
+    Kill,
+    /// The active director's link was pulled: its port on the bridge set down.
+    LinkDown,
+    /// The preferred director restarted as a backup and preempted (VRRP).
+    Restarted,
+    /// The preferred director's link came back; it preempted (VRRP).
+    LinkUp,
+}
+
+impl Cause {
+    /// Whether the director of higher priority took over again, rather than after a failure.
+    pub(crate) fn is_preempt(self) -> bool {
+        matches!(self, Cause::Restarted | Cause::LinkUp)
+    }
+}
+
+/// What the lab did and saw at one change of director, besides the streams and the capture.
 pub(super) struct Step {
-    /// The director killed, and the one that took over.
-    pub(super) from: &'static str,
-    pub(super) to: &'static str,
-    /// When the one was killed, and how long until the next hops named the other.
-    pub(super) kill: Instant,
-    pub(super) moved: Duration,
-    /// Stream entries the new director held at the kill, of how many, and whether it held the
+    /// The director that was active, and the one that took over.
+    pub(super) from: Side,
+    pub(super) to: Side,
+    pub(super) cause: Cause,
+    /// The kill, the link pulled, or (a preempt) the new master's first advertisement.
+    pub(super) at: Instant,
+    /// Stream entries the new director held just before, of how many, and whether it held the
     /// persistence template.
     pub(super) held: (usize, usize, bool),
+    /// By hand: how long until the next hops named the new director.
+    pub(super) moved: Option<Duration>,
+    /// VRRP, a failure: the new master's Master_Down_Interval, which bounds its takeover.
+    pub(super) bound: Option<Duration>,
+    /// A preempt: from the director's return (up again, or its link back) to its first
+    /// advertisement as master.
+    pub(super) back: Option<Duration>,
     /// The real server of three new connections to the persistent service afterwards.
     pub(super) persistence: Vec<Option<usize>>,
-    /// For a director restarted before this fail-over: how, and how long after it was up its
+    /// For a director restarted before this change: how, and how long after it was up its
     /// full resync had arrived.
     pub(super) rejoin: Option<(Rejoin, Option<Duration>)>,
+}
+
+impl Step {
+    /// A change of `cause` from `from` to `to` at `at`, the new director holding `held`.
+    pub(super) fn new(cause: Cause, from: Side, to: Side, at: Instant, held: (usize, usize, bool)) -> Step {
+        Step { from, to, cause, at, held, moved: None, bound: None, back: None, persistence: Vec::new(), rejoin: None }
+    }
 }
 
 /// What the lab saw before the first fail-over and at the end.
@@ -38,20 +75,31 @@ pub(super) struct Around {
     pub(super) survivor: (String, String),
 }
 
-/// Measured around one fail-over.
+/// Measured around one change of director.
 pub(crate) struct Failover {
-    /// The director killed.
+    /// The director that was active.
     pub(crate) from: &'static str,
     /// The director that took over.
     pub(crate) to: &'static str,
-    /// For a director restarted before this fail-over: how, and how long after it was up its
+    /// What made it change.
+    pub(crate) cause: Cause,
+    /// For a director restarted before this change: how, and how long after it was up its
     /// full resync had arrived.
     pub(crate) rejoin: Option<(Rejoin, Option<Duration>)>,
-    /// Stream entries the new director held when the old one was killed, of how many, and
-    /// whether it held the persistence template.
+    /// Stream entries the new director held just before, of how many, and whether it held
+    /// the persistence template.
     pub(crate) held: (usize, usize, bool),
-    /// From the kill until the next hops named the new director.
-    pub(crate) moved: Duration,
+    /// By hand: from the kill until the next hops named the new director.
+    pub(crate) moved: Option<Duration>,
+    /// VRRP, a failure: the new master's Master_Down_Interval.
+    pub(crate) bound: Option<Duration>,
+    /// A preempt: from the director's return to its first advertisement as master.
+    pub(crate) back: Option<Duration>,
+    /// On the wire, from the change: the new master's first advertisement, its first
+    /// gratuitous ARP, and the first frame it forwarded to a real server — the takeover time.
+    pub(crate) master: Option<Duration>,
+    pub(crate) announced: Option<Duration>,
+    pub(crate) forwarded: Option<Duration>,
     /// TCP connections, and those lost here.
     pub(crate) tcp: usize,
     pub(crate) tcp_lost: usize,
@@ -59,16 +107,16 @@ pub(crate) struct Failover {
     pub(crate) bytes_lost: u64,
     /// How the lost connections ended, and how many each way.
     pub(crate) endings: BTreeMap<String, usize>,
-    /// UDP datagrams sent around this fail-over, and those never echoed.
+    /// UDP datagrams sent around this change, and those never echoed.
     pub(crate) udp_sent: usize,
     pub(crate) udp_lost: usize,
     /// The longest wait between two echoes on one surviving stream, TCP and UDP (`None`: no
     /// such stream).
     pub(crate) gap_tcp: Option<Duration>,
     pub(crate) gap_udp: Option<Duration>,
-    /// From the kill until the first echo of a chunk sent after it, on any stream.
+    /// From the change until the first echo of a chunk sent after it, on any stream.
     pub(crate) first: Option<Duration>,
-    /// From the kill until every surviving stream had such an echo.
+    /// From the change until every surviving stream had such an echo.
     pub(crate) resumed: Option<Duration>,
     /// The real server of three new connections to the persistent service afterwards.
     pub(crate) persistence: Vec<Option<usize>>,
@@ -80,18 +128,25 @@ fn stall(log: &StreamLog) -> Option<Instant> {
 }
 
 impl Failover {
-    /// Fail-over `step` with what the streams recorded from its kill up to the next one's
-    /// (`next`, or the end).
-    fn measure(logs: &[StreamLog], step: Step, next: Option<Instant>) -> Failover {
-        let kill = step.kill;
+    /// Change `step` with what the streams recorded from it up to the next one (`next`, or
+    /// the end), and what the capture `seen` of the new director after it.
+    fn measure(logs: &[StreamLog], step: Step, next: Option<Instant>, seen: &[Seen]) -> Failover {
+        let kill = step.at;
         let lo = kill - LEAD;
         let inside = |t: Instant| t >= lo && next.is_none_or(|n| t < n - LEAD);
+        let wire = |want: fn(What) -> bool| first(seen, step.to, kill, want).map(|t| t - kill);
         let mut f = Failover {
-            from: step.from,
-            to: step.to,
+            from: step.from.name(),
+            to: step.to.name(),
+            cause: step.cause,
             rejoin: step.rejoin,
             held: step.held,
             moved: step.moved,
+            bound: step.bound,
+            back: step.back,
+            master: wire(|w| matches!(w, What::Advert(p) if p > 0)),
+            announced: wire(|w| w == What::Garp),
+            forwarded: wire(|w| w == What::Forwarded),
             tcp: 0,
             tcp_lost: 0,
             bytes_lost: 0,
@@ -155,6 +210,8 @@ impl Failover {
 pub(crate) struct Report {
     /// Forwarding method.
     pub(crate) mode: Mode,
+    /// Who moved the active director.
+    pub(crate) how: How,
     /// The directors' rules.
     pub(crate) rules: String,
     /// TCP streams on the stream port per real server.
@@ -167,16 +224,24 @@ pub(crate) struct Report {
     pub(crate) persistence_before: Vec<Option<usize>>,
     /// TCP connections lost before the first fail-over.
     pub(crate) lost_before: usize,
-    /// The two fail-overs: A to B, then B back to the restarted A.
-    pub(crate) failovers: [Failover; 2],
+    /// Every change of director, in order: by hand A to B, then B back to the restarted A;
+    /// with VRRP also A's link pulled and restored.
+    pub(crate) failovers: Vec<Failover>,
     /// `ipvsadm -Ln` and `-Lcn` of the surviving director at the end.
     pub(crate) survivor: (String, String),
 }
 
 impl Report {
-    /// The report of a run in `mode`: what the streams recorded, what the lab saw around the
-    /// fail-overs, and the two fail-over `steps`.
-    pub(super) fn new(mode: Mode, logs: &[StreamLog], around: Around, steps: [Step; 2]) -> Report {
+    /// The report of a run in `mode`, `how`: what the streams recorded, what the lab saw
+    /// around the changes, the changes (`steps`) and what the capture `seen`.
+    pub(super) fn new(
+        mode: Mode,
+        how: How,
+        logs: &[StreamLog],
+        around: Around,
+        steps: Vec<Step>,
+        seen: &[Seen],
+    ) -> Report {
         let mut spread = [0; SERVERS];
         let mut persistent = None;
         for log in logs {
@@ -186,20 +251,23 @@ impl Report {
                 _ => {}
             }
         }
-        let first = steps[0].kill;
-        let early = |log: &&StreamLog| log.lost() && stall(log).is_none_or(|t| t < first - LEAD);
+        let first = steps.first().map(|s| s.at);
+        let early =
+            |log: &&StreamLog| log.lost() && first.is_some_and(|first| stall(log).is_none_or(|t| t < first - LEAD));
         let lost_before = logs.iter().filter(early).count();
-        let [one, two] = steps;
-        let next = two.kill;
+        let nexts: Vec<Option<Instant>> = steps.iter().skip(1).map(|s| Some(s.at)).chain([None]).collect();
+        let failovers =
+            steps.into_iter().zip(nexts).map(|(step, next)| Failover::measure(logs, step, next, seen)).collect();
         Report {
             mode,
+            how,
             rules: rules(mode),
             spread,
             other_client: around.other_client,
             persistent,
             persistence_before: around.persistence_before,
             lost_before,
-            failovers: [Failover::measure(logs, one, Some(next)), Failover::measure(logs, two, None)],
+            failovers,
             survivor: around.survivor,
         }
     }
@@ -231,18 +299,42 @@ impl fmt::Display for Failover {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (held, of, template) = self.held;
         let template = if template { "and the persistence template" } else { "no persistence template" };
+        let after = |d: Option<Duration>| d.map_or("never".into(), ms);
         match self.rejoin {
             Some((Rejoin::Resync, done)) => {
-                let done = done.map_or("never".into(), ms);
-                writeln!(f, "  {} restarted as a backup with full resync (table in {done})", self.to)?
+                writeln!(f, "  {} restarted as a backup with full resync (table in {})", self.to, after(done))?
             }
             Some((Rejoin::KernelBackup, _)) => {
                 writeln!(f, "  {} restarted as a kernel-style backup (no resync)", self.to)?
             }
             None => {}
         }
+        if self.cause == Cause::LinkUp {
+            writeln!(f, "  {}'s link back up: BACKUP again, resynced over the sync link while in FAULT", self.to)?;
+        }
         writeln!(f, "  {} held {held} of {of} stream connections, {template}", self.to)?;
-        writeln!(f, "  {} killed (SIGKILL); next hop moved to {} in {}", self.from, self.to, ms(self.moved))?;
+        let (from, to) = (self.from, self.to);
+        match self.cause {
+            Cause::Kill => writeln!(f, "  {from} killed (SIGKILL)")?,
+            Cause::LinkDown => writeln!(f, "  {from}'s link pulled (its port on the bridge set down)")?,
+            Cause::Restarted | Cause::LinkUp => writeln!(
+                f,
+                "  {to} preempted {} after it was back (preempt_delay {}); times below from its first advertisement",
+                after(self.back),
+                ms(PREEMPT_DELAY)
+            )?,
+        }
+        if let Some(moved) = self.moved {
+            writeln!(f, "  next hop moved to {to} by hand in {}", ms(moved))?;
+        }
+        if self.bound.is_some() {
+            writeln!(f, "  {to}'s first advertisement         +{}", after(self.master))?;
+        }
+        if self.bound.is_some() || self.cause.is_preempt() {
+            writeln!(f, "  {to}'s first gratuitous ARP         +{}", after(self.announced))?;
+        }
+        let bound = self.bound.map_or(String::new(), |b| format!(" (Master_Down_Interval {})", ms(b)));
+        writeln!(f, "  {to}'s first frame to a real server  +{}{bound}", after(self.forwarded))?;
         writeln!(
             f,
             "  TCP connections lost         {} of {} ({} bytes lost)",
@@ -256,25 +348,38 @@ impl fmt::Display for Failover {
         writeln!(f, "  longest gap, TCP / UDP       {} / {}", gap(self.gap_tcp), gap(self.gap_udp))?;
         let first = self.first.map_or("none".into(), ms);
         let resumed = self.resumed.map_or("not every one".into(), ms);
-        writeln!(f, "  kill to first echo           {first} (every surviving stream back after {resumed})")?;
+        writeln!(f, "  to first echo                {first} (every surviving stream back after {resumed})")?;
         writeln!(f, "  persistent service after     {}", servers(&self.persistence))
     }
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tcp = self.failovers[0].tcp;
-        writeln!(
-            f,
-            "# {} failover lab: two library directors on AF_PACKET, kernel-format sync on 224.0.0.81:8848",
-            self.mode.name()
-        )?;
+        let tcp = self.failovers.first().map_or(0, |f| f.tcp);
+        match self.how {
+            How::Manual(_) => writeln!(
+                f,
+                "# {} failover lab: two library directors on AF_PACKET, kernel-format sync on 224.0.0.81:8848, \
+                 next hops moved by hand",
+                self.mode.name()
+            )?,
+            How::Vrrp { advert_int } => writeln!(
+                f,
+                "# {} failover lab: two library directors on AF_PACKET, VRRPv3 every {} (A {}, B {}, \
+                 preempt_delay {}), kernel-format sync on 224.0.0.81:8848 following VRRP (syncid {VRID})",
+                self.mode.name(),
+                ms(advert_int),
+                Side::A.priority(),
+                Side::B.priority(),
+                ms(PREEMPT_DELAY)
+            )?,
+        }
         writeln!(f, "{}", self.rules)?;
         writeln!(
             f,
             "{} TCP connections to {VIP}:{STREAM_PORT}, one to :{PERSIST_PORT} (persistent) and a UDP flow to :{STREAM_PORT}; \
              a numbered {CHUNK}-byte chunk every 20 ms on each, every echo checked",
-            tcp - 1
+            tcp.saturating_sub(1)
         )?;
         let spread: Vec<String> = self.spread.iter().enumerate().map(|(i, n)| format!("rs{} {n}", i + 1)).collect();
         writeln!(f, "stream connections per server: {}", spread.join(", "))?;
@@ -292,7 +397,8 @@ impl fmt::Display for Report {
             writeln!(f, "\nfail-over {}: {} -> {}", i + 1, fo.from, fo.to)?;
             write!(f, "{fo}")?;
         }
-        writeln!(f, "\n# ipvsadm -Ln on {} at the end\n{}", self.failovers[1].to, self.survivor.0)?;
-        write!(f, "# ipvsadm -Lcn on {} at the end\n{}", self.failovers[1].to, self.survivor.1)
+        let last = self.failovers.last().map_or("?", |f| f.to);
+        writeln!(f, "\n# ipvsadm -Ln on {last} at the end\n{}", self.survivor.0)?;
+        write!(f, "# ipvsadm -Lcn on {last} at the end\n{}", self.survivor.1)
     }
 }

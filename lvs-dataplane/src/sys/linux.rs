@@ -42,6 +42,11 @@ struct Tpacket3Hdr {
     net: u16,
 }
 
+/// Where a frame's `sockaddr_ll` follows its header in the ring:
+/// `TPACKET_ALIGN(sizeof(struct tpacket3_hdr))`, the header being 48 bytes.
+const TPACKET3_SLL: usize = 48;
+/// `sll_pkttype` of a frame addressed to another host's MAC (linux/if_packet.h).
+const PACKET_OTHERHOST: u8 = 3;
 const TPACKET_V3: libc::c_int = 2;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
@@ -135,6 +140,8 @@ pub(crate) struct PacketOpts {
 pub(crate) struct PacketSocket {
     fd: OwnedFd,
     ring: Ring,
+    /// Hand on frames addressed to other hosts' MACs (promiscuous mode).
+    other_hosts: bool,
 }
 
 impl PacketSocket {
@@ -202,7 +209,7 @@ impl PacketSocket {
             let v: u32 = u32::from(group) | (PACKET_FANOUT_HASH << 16);
             setsockopt(s, libc::SOL_PACKET, PACKET_FANOUT, &v)?;
         }
-        Ok(PacketSocket { fd, ring })
+        Ok(PacketSocket { fd, ring, other_hosts: o.promisc })
     }
 
     pub(crate) fn fd(&self) -> RawFd {
@@ -210,7 +217,11 @@ impl PacketSocket {
     }
 
     /// Hands up to `max` received frames to `f` in order, each with whether its transport
-    /// checksum was left unfinished (`TP_STATUS_CSUMNOTREADY`); returns how many.
+    /// checksum was left unfinished (`TP_STATUS_CSUMNOTREADY`); returns how many. Without
+    /// promiscuous mode, frames addressed to another host's MAC are skipped: a packet socket
+    /// sees them whenever the link delivers them (a bridge or switch flooding a unicast frame
+    /// it has no port for, a veth's peer sending anything), where the kernel's own stack drops
+    /// them.
     pub(crate) fn recv(&mut self, max: usize, mut f: impl FnMut(&[u8], bool)) -> usize {
         let mut n = 0;
         while n < max {
@@ -241,7 +252,13 @@ impl PacketSocket {
             let h = unsafe { &*block.add(off).cast::<Tpacket3Hdr>() };
             let (mac, snap, next) = (usize::from(h.mac), h.snaplen as usize, h.next_offset as usize);
             let csum_not_ready = h.status & TP_STATUS_CSUMNOTREADY != 0;
-            if off + mac + snap <= self.ring.block_size {
+            let sll = off + TPACKET3_SLL;
+            let other_host = !self.other_hosts
+                && sll + std::mem::size_of::<libc::sockaddr_ll>() <= self.ring.block_size
+                // SAFETY: the kernel writes the frame's `sockaddr_ll` right after its header,
+                // inside this block (bounds checked just above); it is read in place.
+                && unsafe { (*block.add(sll).cast::<libc::sockaddr_ll>()).sll_pkttype } == PACKET_OTHERHOST;
+            if !other_host && off + mac + snap <= self.ring.block_size {
                 // SAFETY: bounds checked against the block just above.
                 let data = unsafe { std::slice::from_raw_parts(block.add(off + mac), snap) };
                 f(data, csum_not_ready);

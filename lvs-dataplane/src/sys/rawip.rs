@@ -306,11 +306,13 @@ impl PacketTx {
 }
 
 /// An interface's link-layer address and IP addresses, in the kernel's order (an IPv4 primary
-/// address before the addresses added after it).
+/// address before the addresses added after it), and whether it is up and running.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Interface {
     pub(crate) mac: Option<[u8; 6]>,
     pub(crate) addrs: Vec<IpAddr>,
+    /// `IFF_UP` and `IFF_RUNNING`: administratively up and operationally up (carrier).
+    pub(crate) running: bool,
 }
 
 /// What `getifaddrs` says of interface `ifname`.
@@ -348,6 +350,8 @@ pub(crate) fn interface(ifname: &str) -> io::Result<Interface> {
                 out.addrs.extend(ip);
             }
             libc::AF_PACKET => {
+                let up = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_uint;
+                out.running = ifa.ifa_flags & up == up;
                 // SAFETY: an AF_PACKET entry's address is a `sockaddr_ll`.
                 let ll = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_ll>() };
                 if ll.sll_halen == 6 {
@@ -372,6 +376,7 @@ mod tests {
     fn loopback_has_its_addresses() {
         let lo = interface("lo").unwrap();
         assert!(lo.addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{lo:?}");
+        assert!(lo.running, "lo is up");
         assert!(interface("lvs-no-such-if").unwrap().addrs.is_empty());
     }
 }
