@@ -3,6 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, Ordering};
 
@@ -326,4 +327,33 @@ pub(crate) fn enter_netns(name: &str) -> io::Result<()> {
     let f = std::fs::File::open(format!("/var/run/netns/{name}"))?;
     // SAFETY: `f` is an open namespace file; `setns` affects only this thread.
     cvt(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }).map(|_| ())
+}
+
+/// Calls `f` with `addr` as a `sockaddr` pointer and its length.
+pub(crate) fn with_sockaddr<T>(addr: &SocketAddr, f: impl FnOnce(*const libc::sockaddr, libc::socklen_t) -> T) -> T {
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: `sockaddr_in` is plain data; all-zero is a valid starting value.
+            let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            f(std::ptr::addr_of!(sin).cast(), std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: `sockaddr_in6` is plain data; all-zero is a valid starting value.
+            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_scope_id = a.scope_id();
+            f(std::ptr::addr_of!(sin6).cast(), std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+        }
+    }
+}
+
+/// Binds socket `fd` to `addr`.
+pub(crate) fn bind(fd: RawFd, addr: &SocketAddr) -> io::Result<()> {
+    // SAFETY: the address pointer and length come from `with_sockaddr` and live across the call.
+    cvt(with_sockaddr(addr, |sa, len| unsafe { libc::bind(fd, sa, len) })).map(|_| ())
 }

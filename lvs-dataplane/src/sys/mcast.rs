@@ -6,7 +6,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::linux::{cvt, setsockopt};
+use super::linux::{bind, cvt, setsockopt};
 
 /// `struct ifreq` with the `int` member of its union (`ifr_mtu`).
 #[repr(C)]
@@ -62,33 +62,6 @@ fn ipv4_addr(fd: RawFd, ifname: &str) -> io::Result<Option<Ipv4Addr>> {
         Ok(_) => Ok(Some(Ipv4Addr::from(u32::from_be(req.addr.sin_addr.s_addr)))),
         Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(None),
         Err(e) => Err(e),
-    }
-}
-
-/// Binds `fd` to `addr`.
-fn bind(fd: RawFd, addr: &SocketAddr) -> io::Result<()> {
-    match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: `sockaddr_in` is plain data; all-zero is a valid starting value.
-            let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            // SAFETY: `sin` is a valid `sockaddr_in` of the length passed.
-            cvt(unsafe { libc::bind(fd, std::ptr::addr_of!(sin).cast(), len) }).map(|_| ())
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: `sockaddr_in6` is plain data; all-zero is a valid starting value.
-            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_addr.s6_addr = a.ip().octets();
-            sin6.sin6_scope_id = a.scope_id();
-            let len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-            // SAFETY: `sin6` is a valid `sockaddr_in6` of the length passed.
-            cvt(unsafe { libc::bind(fd, std::ptr::addr_of!(sin6).cast(), len) }).map(|_| ())
-        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::io;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::linux::{cvt, setsockopt};
+use super::linux::{cvt, setsockopt, with_sockaddr};
 
 /// An epoll set whose events carry a `u64` token.
 pub(crate) struct Epoll {
@@ -65,29 +65,6 @@ impl Epoll {
 pub(crate) const EPOLLIN: u32 = libc::EPOLLIN as u32;
 pub(crate) const EPOLLOUT: u32 = libc::EPOLLOUT as u32;
 
-/// Calls `f` with `addr` as a `sockaddr` pointer and its length.
-fn with_sockaddr<T>(addr: &SocketAddr, f: impl FnOnce(*const libc::sockaddr, libc::socklen_t) -> T) -> T {
-    match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: `sockaddr_in` is plain data; all-zero is a valid starting value.
-            let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-            f(std::ptr::addr_of!(sin).cast(), std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: `sockaddr_in6` is plain data; all-zero is a valid starting value.
-            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_addr.s6_addr = a.ip().octets();
-            sin6.sin6_scope_id = a.scope_id();
-            f(std::ptr::addr_of!(sin6).cast(), std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
-        }
-    }
-}
-
 /// A new non-blocking socket of `domain`, `kind` and `proto`.
 fn socket(domain: libc::c_int, kind: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain system call; the result is checked before use.
@@ -127,8 +104,7 @@ pub(crate) fn tcp_connect(target: &SocketAddr, source: Option<&SocketAddr>) -> i
 
 /// Binds socket `fd` to `addr`.
 pub(crate) fn bind(fd: &impl AsRawFd, addr: &SocketAddr) -> io::Result<()> {
-    // SAFETY: the address pointer and length come from `with_sockaddr` and live across the call.
-    cvt(with_sockaddr(addr, |sa, len| unsafe { libc::bind(fd.as_raw_fd(), sa, len) })).map(|_| ())
+    super::linux::bind(fd.as_raw_fd(), addr)
 }
 
 /// Makes closing `sock` send a reset instead of a FIN, so a check leaves no TIME_WAIT behind
