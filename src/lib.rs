@@ -8,6 +8,8 @@
 //! - [`sched`] (`lvs-sched`, `no_std`): the schedulers, with the kernel's exact choices.
 //! - `dataplane` (`lvs-dataplane`, std, feature `dataplane`): packet I/O backends, capture
 //!   replay, the runtime loop and the sync daemons' multicast sockets.
+//! - `files` (std, feature `keepalived`): `FsSource`, the filesystem for keepalived.conf and
+//!   its `include`s (`core::config::keepalived`, `core::config::ldirectord`).
 //!
 //! ```
 //! use lvs::core::{config::ListOptions, Instant};
@@ -22,6 +24,8 @@
 #![warn(missing_docs)]
 
 pub use lvs_core as core;
+#[cfg(all(feature = "std", feature = "keepalived"))]
+pub mod files;
 #[cfg(feature = "dataplane")]
 pub use lvs_dataplane as dataplane;
 pub use lvs_sched as sched;

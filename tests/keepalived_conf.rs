@@ -202,3 +202,43 @@ fn a_configuration_the_director_refuses_changes_nothing() {
     assert_eq!((e.file.as_str(), e.line), ("keepalived.conf", 6), "{e}");
     assert_eq!(d.services().count(), 0);
 }
+
+#[test]
+fn files_and_includes_come_from_the_filesystem() {
+    use lvs::files::FsSource;
+    let root = std::env::temp_dir().join(format!("lvs-keepalived-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(root.join("conf.d")).unwrap();
+    fs::create_dir_all(root.join("vs")).unwrap();
+    let main = root.join("keepalived.conf");
+    fs::write(&main, "global_defs {\n router_id lab\n}\ninclude conf.d/*.conf\ninclude vs/{web,dns}.inc\n").unwrap();
+    fs::write(root.join("conf.d/20-b.conf"), "vrrp_script b {\n script /bin/true\n}\n").unwrap();
+    fs::write(root.join("conf.d/10-a.conf"), "vrrp_script a {\n script /bin/true\n}\n").unwrap();
+    fs::write(root.join("conf.d/.hidden.conf"), "garbage {\n").unwrap();
+    fs::write(root.join("vs/web.inc"), "virtual_server 192.0.2.1 80 {\n}\n").unwrap();
+    fs::write(root.join("vs/dns.inc"), "virtual_server 192.0.2.1 53 {\n protocol UDP\n bad keyword\n}\n").unwrap();
+    let p = keepalived::parse(&mut FsSource, main.to_str().unwrap(), &Options::default()).unwrap();
+    let scripts: Vec<&str> = p.config.vrrp_scripts.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(scripts, ["a", "b"], "sorted, the hidden file left out");
+    let ports: Vec<u16> = p.config.virtual_servers.iter().map(|v| v.keys[0].port()).collect();
+    assert_eq!(ports, [80, 53], "brace alternatives in order");
+    let w = &p.warnings[0];
+    assert_eq!((w.file.as_str(), w.line, w.keyword.as_str()), (root.join("vs/dns.inc").to_str().unwrap(), 3, "bad"));
+    // An include of the including file is a cycle.
+    fs::write(root.join("vs/web.inc"), "include ../keepalived.conf\n").unwrap();
+    let e = keepalived::parse(&mut FsSource, main.to_str().unwrap(), &Options::default()).unwrap_err();
+    assert!(e.message.starts_with("include cycle: "), "{e}");
+    fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn every_truncation_of_every_sample_reads_or_errs() {
+    for (name, text) in samples() {
+        for cut in (0..=text.len()).filter(|c| text.is_char_boundary(*c)) {
+            if let Ok(p) = parse(&name, &text[..cut]) {
+                let mut d = lvs::director(DirectorConfig::default());
+                let _ = p.config.apply(&mut d, &mut Monitor::new(1), Instant::ZERO, &interfaces);
+            }
+        }
+    }
+}

@@ -3,16 +3,35 @@
 //! [`Monitor`] checks and puts in the table. keepalived.conf and ldirectord.cf both turn into
 //! a [`Deployment`], applied all or nothing.
 
+use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::ToString;
 use alloc::vec::Vec;
+use core::net::IpAddr;
 
-use crate::addr::{Af, ServiceKey};
+use crate::addr::{Af, Proto, ServiceKey};
 use crate::config::source::{ConfigError, Files, Origin};
 use crate::dest::{FwdMethod, RealServer, MAX_WEIGHT};
 use crate::director::{Command, Director};
 use crate::health::{CheckPlan, Monitor, ServerId, ServicePolicy};
 use crate::time::Instant;
+
+/// The most real servers one virtual service of a configuration may have: the director and
+/// the monitor look servers up by walking a service's list, so a configuration's setup costs
+/// the square of this per service.
+pub const MAX_SERVERS_PER_SERVICE: usize = 4096;
+
+/// The most table entries (services, and each service's real and sorry servers) a
+/// configuration may stand for once groups and ranges are expanded.
+pub const MAX_ENTRIES: usize = 1 << 18;
+
+/// A total order on service keys, to find one configured twice without comparing every pair.
+pub(crate) fn key_order(k: &ServiceKey) -> (Option<u32>, Af, Option<Proto>, Option<IpAddr>, u16) {
+    match *k {
+        ServiceKey::Inet { proto, addr, port } => (None, k.af(), Some(proto), Some(addr), port),
+        ServiceKey::Fwmark { mark, af } => (Some(mark), af, None, None, 0),
+    }
+}
 
 /// A virtual service the health checker looks after.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,15 +88,15 @@ impl Deployment {
             if m.service(&h.key).is_some() {
                 return Err(self.files.error(h.origin, "service is already health-checked"));
             }
+            let mut seen = BTreeSet::new();
             if let Some(s) = &h.policy.sorry_server {
                 check_dest(&self.files, h.origin, &h.key, s)?;
+                seen.insert((s.endpoint.addr, s.endpoint.port));
             }
-            for (i, (o, rs, plan)) in h.servers.iter().enumerate() {
+            for (o, rs, plan) in &h.servers {
                 check_dest(&self.files, *o, &h.key, rs)?;
                 plan.validate().map_err(|e| self.files.error(*o, e))?;
-                let twice = h.servers[..i].iter().any(|(_, x, _)| x.endpoint == rs.endpoint)
-                    || h.policy.sorry_server.is_some_and(|s| s.endpoint == rs.endpoint);
-                if twice {
+                if !seen.insert((rs.endpoint.addr, rs.endpoint.port)) {
                     return Err(self.files.error(*o, format!("real server {} given twice", rs.endpoint)));
                 }
             }

@@ -3,13 +3,14 @@
 //! health [`Monitor`] ([`Deployment`]), the VRRP [`Group`] with its sync groups and tracked
 //! conditions ([`Vrrp`]), and the sync daemons ([`SyncFollow`]).
 
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::net::IpAddr;
 
-use super::model::{Keepalived, Tracked, VirtualServer};
+use super::model::{Keepalived, Tracked, VirtualServer, VrrpScript};
 use crate::addr::{Af, ServiceKey};
 use crate::config::deploy::{Deployed, Deployment, HealthService};
 use crate::config::source::{ConfigError, Origin};
@@ -191,8 +192,10 @@ impl Keepalived {
     pub fn vrrp(&self, now: Instant, interfaces: &dyn Fn(&str) -> Option<Interface>) -> Result<Vrrp, ConfigError> {
         let files = &self.files;
         let mut v = Vrrp { group: Group::new(), instances: Vec::new(), sync_groups: Vec::new(), trackers: Vec::new() };
-        let mut ifaces: Vec<(String, Vec<Track>)> = Vec::new();
-        let mut scripts: Vec<(String, Vec<Track>)> = Vec::new();
+        let mut by_name = BTreeMap::new();
+        let mut ifaces = Tracks::default();
+        let mut scripts = Tracks::default();
+        let defs: BTreeMap<&str, &VrrpScript> = self.vrrp_scripts.iter().map(|s| (s.name.as_str(), s)).collect();
         for i in &self.vrrp_instances {
             let af = i.vips.first().or(i.src_ip.as_ref()).map_or(Af::V4, Af::of);
             let iface = match &i.interface {
@@ -203,13 +206,11 @@ impl Keepalived {
             };
             let own = iface.and_then(|f| if af == Af::V4 { f.v4 } else { f.v6 });
             let primary = i.src_ip.or(own).ok_or_else(|| {
-                files.error(
-                    i.origin,
-                    format!(
-                        "no {} address to send from: give an interface that has one, or unicast_src_ip",
-                        af_name(af)
-                    ),
-                )
+                let msg = format!(
+                    "no {} address to send from: give an interface that has one, or unicast_src_ip",
+                    af_name(af)
+                );
+                files.error(i.origin, msg)
             })?;
             let mut cfg = Config::new(i.vrid, primary, i.vips.clone());
             if let Some(ver) = i.version.or(self.global.vrrp_version.filter(|_| af == Af::V4)) {
@@ -231,31 +232,31 @@ impl Keepalived {
             cfg.port = iface.map_or(0, |f| f.port);
             let id = v.group.add_instance(cfg).map_err(|e| files.error(i.origin, vrrp_error(e)))?;
             v.instances.push((i.name.clone(), id));
+            by_name.insert(i.name.as_str(), id);
             let target = Target::Instance(id);
             if let (Some(name), false) = (&i.interface, i.dont_track_primary) {
-                add_track(&mut ifaces, name, Track { target, weight: 0, reverse: false });
+                ifaces.add(name, i.origin, Track { target, weight: 0, reverse: false });
             }
-            self.tracks(&i.track_interfaces, &i.track_scripts, target, &mut ifaces, &mut scripts);
+            Self::tracks(&defs, &i.track_interfaces, &i.track_scripts, target, &mut ifaces, &mut scripts);
         }
         for g in &self.vrrp_sync_groups {
-            let members: Vec<InstanceId> = g.members.iter().filter_map(|m| v.instance(m)).collect();
+            let members: Vec<InstanceId> = g.members.iter().filter_map(|m| by_name.get(m.as_str()).copied()).collect();
             let id = v
                 .group
                 .add_sync_group(now, &members, g.tracking_weight)
                 .map_err(|e| files.error(g.origin, vrrp_error(e)))?;
             v.sync_groups.push((g.name.clone(), id));
-            self.tracks(&g.track_interfaces, &g.track_scripts, Target::Sync(id), &mut ifaces, &mut scripts);
+            Self::tracks(&defs, &g.track_interfaces, &g.track_scripts, Target::Sync(id), &mut ifaces, &mut scripts);
         }
-        for (name, tracks) in ifaces {
-            let id =
-                v.group.add_tracker(now, true, &tracks).map_err(|e| files.error(Origin::default(), vrrp_error(e)))?;
-            v.trackers.push(Tracker { id, kind: TrackKind::Interface(name) });
-        }
-        for (name, tracks) in scripts {
-            let ok = !self.vrrp_scripts.iter().any(|s| s.name == name && s.init_fail);
-            let id =
-                v.group.add_tracker(now, ok, &tracks).map_err(|e| files.error(Origin::default(), vrrp_error(e)))?;
-            v.trackers.push(Tracker { id, kind: TrackKind::Script(name) });
+        let failing: BTreeSet<&str> =
+            self.vrrp_scripts.iter().filter(|s| s.init_fail).map(|s| s.name.as_str()).collect();
+        for (script, list) in [(false, ifaces), (true, scripts)] {
+            for (name, (origin, tracks)) in list.into_ordered() {
+                let ok = !(script && failing.contains(name.as_str()));
+                let id = v.group.add_tracker(now, ok, &tracks).map_err(|e| files.error(origin, vrrp_error(e)))?;
+                let kind = if script { TrackKind::Script(name) } else { TrackKind::Interface(name) };
+                v.trackers.push(Tracker { id, kind });
+            }
         }
         Ok(v)
     }
@@ -263,32 +264,49 @@ impl Keepalived {
     /// The tracks of one instance or sync group: interfaces at their weight (0: FAULT),
     /// scripts at the entry's weight or else the script's own.
     fn tracks(
-        &self,
+        defs: &BTreeMap<&str, &VrrpScript>,
         ifs: &[Tracked],
         scs: &[Tracked],
         target: Target,
-        ifaces: &mut Vec<(String, Vec<Track>)>,
-        scripts: &mut Vec<(String, Vec<Track>)>,
+        ifaces: &mut Tracks,
+        scripts: &mut Tracks,
     ) {
         for t in ifs {
-            add_track(ifaces, &t.name, Track { target, weight: t.weight.unwrap_or(0), reverse: t.reverse });
+            ifaces.add(&t.name, t.origin, Track { target, weight: t.weight.unwrap_or(0), reverse: t.reverse });
         }
         for t in scs {
-            let script = self.vrrp_scripts.iter().find(|s| s.name == t.name);
-            let (weight, reverse) = match (t.weight, script) {
+            let (weight, reverse) = match (t.weight, defs.get(t.name.as_str())) {
                 (Some(w), _) => (w, t.reverse),
                 (None, Some(s)) => (s.weight, s.reverse || t.reverse),
                 (None, None) => (0, t.reverse),
             };
-            add_track(scripts, &t.name, Track { target, weight, reverse });
+            scripts.add(&t.name, t.origin, Track { target, weight, reverse });
         }
     }
 }
 
-fn add_track(list: &mut Vec<(String, Vec<Track>)>, name: &str, t: Track) {
-    match list.iter_mut().find(|(n, _)| n == name) {
-        Some((_, tracks)) => tracks.push(t),
-        None => list.push((name.to_string(), vec![t])),
+/// Tracks by the name of what they track, in the order the names first appear, each name with
+/// where it was first tracked.
+#[derive(Default)]
+struct Tracks {
+    order: Vec<String>,
+    by_name: BTreeMap<String, (Origin, Vec<Track>)>,
+}
+
+impl Tracks {
+    fn add(&mut self, name: &str, origin: Origin, t: Track) {
+        match self.by_name.get_mut(name) {
+            Some((_, tracks)) => tracks.push(t),
+            None => {
+                self.order.push(name.to_string());
+                self.by_name.insert(name.to_string(), (origin, vec![t]));
+            }
+        }
+    }
+
+    fn into_ordered(mut self) -> Vec<(String, (Origin, Vec<Track>))> {
+        let order = core::mem::take(&mut self.order);
+        order.into_iter().filter_map(|n| self.by_name.remove(&n).map(|v| (n, v))).collect()
     }
 }
 

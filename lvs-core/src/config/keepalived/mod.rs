@@ -42,7 +42,7 @@ mod read;
 mod tree;
 mod vrrp;
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -55,6 +55,7 @@ pub use model::{
 };
 pub use read::{Limits, Options};
 
+use crate::config::deploy::{key_order, MAX_ENTRIES, MAX_SERVERS_PER_SERVICE};
 use crate::config::source::{ConfigError, MemSource, Origin, Source, Warning};
 use tree::{Cx, Node};
 
@@ -70,7 +71,8 @@ pub struct Parsed {
 /// Reads the configuration at `path` from `src`, with everything it includes.
 ///
 /// DoS warning: the work grows with the text, its includes and its parameter substitutions,
-/// within [`Options::limits`].
+/// within [`Options::limits`]; the services and servers it stands for are bounded by
+/// [`MAX_GROUP_MEMBERS`], [`MAX_SERVERS_PER_SERVICE`] and [`MAX_ENTRIES`].
 ///
 /// # Errors
 /// The first syntax error, bad value, unknown name, unreadable file or passed limit, with its
@@ -126,51 +128,61 @@ fn sections(cx: &mut Cx, nodes: &[Node]) -> Result<Keepalived, ConfigError> {
     Ok(k)
 }
 
-/// Every name refers to something, and nothing is defined twice.
+/// Every name refers to something, nothing is defined twice, and the table the virtual
+/// servers stand for stays within [`MAX_SERVERS_PER_SERVICE`] and [`MAX_ENTRIES`].
 fn resolve(cx: &Cx, k: &Keepalived) -> Result<(), ConfigError> {
     let err = |o: Origin, m: String| cx.files.error(o, m);
-    let dup = |names: Vec<(&str, Origin)>, what: &str| {
-        for (i, (n, o)) in names.iter().enumerate() {
-            if names[..i].iter().any(|(m, _)| m == n) {
-                return Err(err(*o, format!("{what} '{n}' is defined twice")));
+    let names = |items: Vec<(&str, Origin)>, what: &str| {
+        let mut seen = BTreeSet::new();
+        for (n, o) in items {
+            if !seen.insert(String::from(n)) {
+                return Err(err(o, format!("{what} '{n}' is defined twice")));
             }
         }
-        Ok(())
+        Ok(seen)
     };
-    dup(k.vrrp_instances.iter().map(|i| (i.name.as_str(), i.origin)).collect(), "vrrp_instance")?;
-    dup(k.vrrp_scripts.iter().map(|s| (s.name.as_str(), s.origin)).collect(), "vrrp_script")?;
-    dup(k.vrrp_sync_groups.iter().map(|g| (g.name.as_str(), g.origin)).collect(), "vrrp_sync_group")?;
-    let instance = |n: &str| k.vrrp_instances.iter().any(|i| i.name == n);
-    let mut synced: Vec<&str> = Vec::new();
+    let instances = names(k.vrrp_instances.iter().map(|i| (i.name.as_str(), i.origin)).collect(), "vrrp_instance")?;
+    let scripts = names(k.vrrp_scripts.iter().map(|s| (s.name.as_str(), s.origin)).collect(), "vrrp_script")?;
+    names(k.vrrp_sync_groups.iter().map(|g| (g.name.as_str(), g.origin)).collect(), "vrrp_sync_group")?;
+    let mut synced = BTreeSet::new();
     for g in &k.vrrp_sync_groups {
         for m in &g.members {
-            if !instance(m) {
+            if !instances.contains(m) {
                 return Err(err(g.origin, format!("vrrp_sync_group '{}': no vrrp_instance '{m}'", g.name)));
             }
-            if synced.contains(&m.as_str()) {
+            if !synced.insert(m) {
                 return Err(err(g.origin, format!("vrrp_instance '{m}' is in two sync groups")));
             }
-            synced.push(m);
         }
     }
     let tracked = k.vrrp_instances.iter().flat_map(|i| &i.track_scripts);
     for t in tracked.chain(k.vrrp_sync_groups.iter().flat_map(|g| &g.track_scripts)) {
-        if !k.vrrp_scripts.iter().any(|s| s.name == t.name) {
+        if !scripts.contains(&t.name) {
             return Err(err(t.origin, format!("track_script: no vrrp_script '{}'", t.name)));
         }
     }
     if let Some(s) = &k.global.sync_daemon {
-        if let Some(n) = s.instance.as_deref().filter(|n| !instance(n)) {
+        if let Some(n) = s.instance.as_ref().filter(|n| !instances.contains(*n)) {
             return Err(err(s.origin, format!("lvs_sync_daemon: no vrrp_instance '{n}'")));
         }
     }
-    let mut keys = Vec::new();
+    let mut keys = BTreeSet::new();
+    let mut entries = 0usize;
     for vs in &k.virtual_servers {
+        if vs.real_servers.len() > MAX_SERVERS_PER_SERVICE {
+            return Err(err(vs.origin, format!("virtual_server: more than {MAX_SERVERS_PER_SERVICE} real servers")));
+        }
+        entries = entries.saturating_add(vs.keys.len().saturating_mul(vs.real_servers.len() + 2));
+        if entries > MAX_ENTRIES {
+            return Err(err(
+                vs.origin,
+                format!("virtual_server: the configuration stands for more than {MAX_ENTRIES} table entries"),
+            ));
+        }
         for key in &vs.keys {
-            if keys.contains(key) {
+            if !keys.insert(key_order(key)) {
                 return Err(err(vs.origin, format!("virtual_server: service {key} is configured twice")));
             }
-            keys.push(*key);
         }
     }
     Ok(())

@@ -439,3 +439,23 @@ fn every_truncation_of_a_configuration_reads_or_errs() {
     }
     assert_eq!(ok(text).config.virtual_servers[0].keys[0].port(), 80);
 }
+
+#[test]
+fn the_table_a_configuration_stands_for_is_bounded() {
+    let mut many = String::from("virtual_server 192.0.2.1 80 {\n");
+    for i in 0..=crate::config::deploy::MAX_SERVERS_PER_SERVICE {
+        many.push_str(&alloc::format!(" real_server 10.{}.{}.{} 80 {{\n }}\n", i >> 16, (i >> 8) & 0xff, i & 0xff));
+    }
+    many.push_str("}\n");
+    assert_eq!(err(&many).message, "virtual_server: more than 4096 real servers");
+    let mut wide = String::from("virtual_server_group g {\n 10.0.0.0/20 80\n}\nvirtual_server group g {\n");
+    for i in 0..64 {
+        wide.push_str(&alloc::format!(" real_server 10.1.0.{i} 80 {{\n }}\n"));
+    }
+    wide.push_str("}\n");
+    let e = err(&wide);
+    assert_eq!(
+        (e.line, e.message.as_str()),
+        (4, "virtual_server: the configuration stands for more than 262144 table entries")
+    );
+}

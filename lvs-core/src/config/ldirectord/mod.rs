@@ -33,7 +33,6 @@ mod read;
 use alloc::vec::Vec;
 
 pub use model::{CheckType, Ldirectord, Real, Virtual};
-pub use read::MAX_RANGE;
 
 use crate::config::deploy::{Deployed, Deployment, HealthService};
 use crate::config::source::{ConfigError, Warning};
@@ -52,8 +51,10 @@ pub struct Parsed {
 
 /// Reads the text of an ldirectord.cf named `name` (for messages).
 ///
-/// DoS warning: the work grows with the text; a `real=` range stands for at most
-/// [`MAX_RANGE`] servers.
+/// DoS warning: the work grows with the text; a virtual service takes at most
+/// [`MAX_SERVERS_PER_SERVICE`](crate::config::deploy::MAX_SERVERS_PER_SERVICE) real servers
+/// (its ranges expanded), a file at most [`MAX_ENTRIES`](crate::config::deploy::MAX_ENTRIES)
+/// table entries.
 ///
 /// # Errors
 /// The first line ldirectord would refuse, or that names a host (the library resolves no

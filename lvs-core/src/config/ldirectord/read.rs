@@ -2,6 +2,7 @@
 //! lines are indented (four spaces or a tab), `#` comments. Globals apply wherever they stand,
 //! as in ldirectord; each section is resolved into a [`Virtual`] once the file is read.
 
+use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -11,12 +12,10 @@ use core::time::Duration;
 use super::check::check_plans;
 use super::model::{CheckType, Ldirectord, Real, Virtual};
 use crate::addr::{Af, Proto, ServiceKey};
+use crate::config::deploy::{key_order, MAX_ENTRIES, MAX_SERVERS_PER_SERVICE};
 use crate::config::source::{ConfigError, Files, Origin, Warning};
 use crate::dest::{FwdMethod, RealServer};
 use crate::service::SchedFlags;
-
-/// The most real servers one `real=` range may stand for.
-pub const MAX_RANGE: u32 = 4096;
 
 /// One `key = value` line.
 struct Setting {
@@ -139,10 +138,18 @@ pub(crate) fn read(text: &str, name: &str) -> Result<(Ldirectord, Vec<Warning>),
         }
     }
     let mut out = Ldirectord { files: Files::default(), virtuals: Vec::new() };
+    let (mut keys, mut entries) = (BTreeSet::new(), 0usize);
     for sec in &sections {
         let v = virtual_section(&mut cx, &g, sec)?;
-        if out.virtuals.iter().any(|o| o.key == v.key) {
+        if !keys.insert(key_order(&v.key)) {
             return Err(cx.files.error(sec.origin, format!("virtual: {} is configured twice", v.key)));
+        }
+        entries = entries.saturating_add(v.reals.len() + 2);
+        if entries > MAX_ENTRIES {
+            return Err(cx.files.error(
+                sec.origin,
+                format!("virtual: the configuration stands for more than {MAX_ENTRIES} table entries"),
+            ));
         }
         out.virtuals.push(v);
     }
@@ -488,8 +495,8 @@ fn real(cx: &mut Cx, s: &Setting, v: &mut Virtual, v6: bool) -> Result<(), Confi
     if hi < lo || (v6 && lo != hi) {
         return Err(cx.err(s, "a range runs from a lower to a higher IPv4 address"));
     }
-    if hi - lo >= MAX_RANGE {
-        return Err(cx.err(s, format!("a range may hold at most {MAX_RANGE} servers")));
+    if v.reals.len() + (hi - lo) as usize >= MAX_SERVERS_PER_SERVICE {
+        return Err(cx.err(s, format!("a virtual service may have at most {MAX_SERVERS_PER_SERVICE} real servers")));
     }
     for n in lo..=hi {
         let a = if v6 { addr } else { IpAddr::V4(Ipv4Addr::from(n)) };

@@ -148,7 +148,7 @@ fn errors_name_their_line() {
         (
             "virtual=192.0.2.1:80\n\treal=10.0.0.0->10.0.255.255 gate\n",
             2,
-            "real: a range may hold at most 4096 servers",
+            "real: a virtual service may have at most 4096 real servers",
         ),
     ] {
         let e = parse(text, "ld.cf").unwrap_err();
