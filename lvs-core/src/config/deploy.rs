@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::net::IpAddr;
 
 use crate::addr::{Af, Proto, ServiceKey};
-use crate::config::source::{ConfigError, Files, Origin};
+use crate::config::source::{ConfigError, ErrorKind, Files, Origin};
 use crate::dest::{FwdMethod, RealServer, MAX_WEIGHT};
 use crate::director::{Command, Director};
 use crate::health::{CheckPlan, Monitor, ServerId, ServicePolicy};
@@ -86,7 +86,7 @@ impl Deployment {
         }
         for h in &self.health {
             if m.service(&h.key).is_some() {
-                return Err(self.files.error(h.origin, "service is already health-checked"));
+                return Err(self.files.error(h.origin, ErrorKind::Duplicate, "service is already health-checked"));
             }
             let mut seen = BTreeSet::new();
             if let Some(s) = &h.policy.sorry_server {
@@ -95,9 +95,13 @@ impl Deployment {
             }
             for (o, rs, plan) in &h.servers {
                 check_dest(&self.files, *o, &h.key, rs)?;
-                plan.validate().map_err(|e| self.files.error(*o, e))?;
+                plan.validate().map_err(|e| self.files.error(*o, ErrorKind::Value, e))?;
                 if !seen.insert((rs.endpoint.addr, rs.endpoint.port)) {
-                    return Err(self.files.error(*o, format!("real server {} given twice", rs.endpoint)));
+                    return Err(self.files.error(
+                        *o,
+                        ErrorKind::Duplicate,
+                        format!("real server {} given twice", rs.endpoint),
+                    ));
                 }
             }
         }
@@ -116,7 +120,7 @@ impl Deployment {
         self.check(m)?;
         d.execute_all(&self.command_list()).map_err(|e| {
             let origin = e.index.and_then(|i| self.commands.get(i)).map_or(Origin::default(), |(o, _)| *o);
-            self.files.error(origin, e.error.to_string())
+            self.files.error(origin, ErrorKind::Refused, e.error.to_string())
         })?;
         let mut out = Deployed::default();
         for h in &self.health {
@@ -124,7 +128,7 @@ impl Deployment {
             // `check` ruled out every refusal of `add_service`.
             let ids = m
                 .add_service(d, now, h.key, h.policy.clone(), servers)
-                .map_err(|e| self.files.error(h.origin, e.to_string()))?;
+                .map_err(|e| self.files.error(h.origin, ErrorKind::Refused, e.to_string()))?;
             out.servers.push((h.key, ids));
         }
         Ok(out)
@@ -134,13 +138,17 @@ impl Deployment {
 /// `ipvsadm -a`'s checks on a real server, at the statement it comes from.
 fn check_dest(files: &Files, o: Origin, key: &ServiceKey, rs: &RealServer) -> Result<(), ConfigError> {
     if rs.weight > MAX_WEIGHT {
-        return Err(files.error(o, format!("weight {} out of range (0..=65535)", rs.weight)));
+        return Err(files.error(o, ErrorKind::Value, format!("weight {} out of range (0..=65535)", rs.weight)));
     }
     if rs.l_threshold > rs.u_threshold {
-        return Err(files.error(o, "lower threshold above upper threshold"));
+        return Err(files.error(o, ErrorKind::Value, "lower threshold above upper threshold"));
     }
     if Af::of(&rs.endpoint.addr) != key.af() && rs.fwd != FwdMethod::Tunnel {
-        return Err(files.error(o, format!("real server {} is not of the service's address family", rs.endpoint)));
+        return Err(files.error(
+            o,
+            ErrorKind::Value,
+            format!("real server {} is not of the service's address family", rs.endpoint),
+        ));
     }
     Ok(())
 }

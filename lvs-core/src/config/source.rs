@@ -251,6 +251,68 @@ impl core::fmt::Display for Warning {
     }
 }
 
+/// What kind of problem makes a configuration unusable: one per class of fault, so that an
+/// application can tell a typo from a missing file or a refusal without reading the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Malformed text: an unterminated string, a stray or missing brace, a missing or
+    /// unexpected word, a required setting left out.
+    Syntax,
+    /// A value of the wrong form or out of its range.
+    Value,
+    /// A name that refers to nothing (a group, instance, script or interface), or an include
+    /// that leads back to a file being read.
+    Reference,
+    /// Something defined or listed twice.
+    Duplicate,
+    /// A form the library does not implement and cannot ignore without changing what the file
+    /// means (`~SEQ`, a tunnel type other than ipip, a host name to resolve).
+    Unsupported,
+    /// A file that cannot be read, or a checked `include` that matches nothing.
+    Read,
+    /// A bound passed: bytes, files, include depth, nesting, line length, table size.
+    Limit,
+    /// What the director, the health monitor or the VRRP group refuses.
+    Refused,
+}
+
+impl ErrorKind {
+    /// Number of kinds.
+    pub const COUNT: usize = 8;
+
+    /// All kinds, in order.
+    pub const ALL: [ErrorKind; ErrorKind::COUNT] = [
+        ErrorKind::Syntax,
+        ErrorKind::Value,
+        ErrorKind::Reference,
+        ErrorKind::Duplicate,
+        ErrorKind::Unsupported,
+        ErrorKind::Read,
+        ErrorKind::Limit,
+        ErrorKind::Refused,
+    ];
+
+    /// Its slot, for an application that counts errors by kind.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A short name for logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Syntax => "syntax",
+            ErrorKind::Value => "value",
+            ErrorKind::Reference => "reference",
+            ErrorKind::Duplicate => "duplicate",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Read => "read",
+            ErrorKind::Limit => "limit",
+            ErrorKind::Refused => "refused",
+        }
+    }
+}
+
 /// A configuration that cannot be used, and where: a syntax error, a bad value, a reference
 /// to nothing, a file that cannot be read, a limit passed, or a change the director refuses.
 /// Nothing of a configuration that gives one is applied.
@@ -261,6 +323,8 @@ pub struct ConfigError {
     pub file: String,
     /// The 1-based line, 0 when none applies.
     pub line: u32,
+    /// The class of problem.
+    pub kind: ErrorKind,
     /// What is wrong.
     pub message: String,
 }
@@ -275,9 +339,9 @@ impl Files {
         self.0.get(o.file as usize).map_or("?", String::as_str)
     }
 
-    /// An error at `o`.
-    pub fn error(&self, o: Origin, message: impl Into<String>) -> ConfigError {
-        ConfigError { file: self.name(o).to_string(), line: o.line, message: message.into() }
+    /// An error of `kind` at `o`.
+    pub fn error(&self, o: Origin, kind: ErrorKind, message: impl Into<String>) -> ConfigError {
+        ConfigError { file: self.name(o).to_string(), line: o.line, kind, message: message.into() }
     }
 
     /// A warning at `o` about `keyword`.
@@ -290,6 +354,15 @@ impl Files {
 mod tests {
     use super::*;
     use alloc::vec;
+
+    #[test]
+    fn error_kinds_are_dense_and_named() {
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i);
+            assert!(!k.as_str().is_empty());
+            assert!(ErrorKind::ALL[..i].iter().all(|o| o.as_str() != k.as_str()));
+        }
+    }
 
     #[test]
     fn braces_expand_in_order_and_nest() {

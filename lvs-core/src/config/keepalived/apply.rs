@@ -13,7 +13,7 @@ use core::net::IpAddr;
 use super::model::{Keepalived, Tracked, VirtualServer, VrrpScript};
 use crate::addr::{Af, ServiceKey};
 use crate::config::deploy::{Deployed, Deployment, HealthService};
-use crate::config::source::{ConfigError, Origin};
+use crate::config::source::{ConfigError, ErrorKind, Origin};
 use crate::dest::RealServer;
 use crate::director::{Command, Director};
 use crate::health::Monitor;
@@ -199,9 +199,9 @@ impl Keepalived {
         for i in &self.vrrp_instances {
             let af = i.vips.first().or(i.src_ip.as_ref()).map_or(Af::V4, Af::of);
             let iface = match &i.interface {
-                Some(name) => {
-                    Some(interfaces(name).ok_or_else(|| files.error(i.origin, format!("unknown interface '{name}'")))?)
-                }
+                Some(name) => Some(interfaces(name).ok_or_else(|| {
+                    files.error(i.origin, ErrorKind::Reference, format!("unknown interface '{name}'"))
+                })?),
                 None => None,
             };
             let own = iface.and_then(|f| if af == Af::V4 { f.v4 } else { f.v6 });
@@ -210,7 +210,7 @@ impl Keepalived {
                     "no {} address to send from: give an interface that has one, or unicast_src_ip",
                     af_name(af)
                 );
-                files.error(i.origin, msg)
+                files.error(i.origin, ErrorKind::Reference, msg)
             })?;
             let mut cfg = Config::new(i.vrid, primary, i.vips.clone());
             if let Some(ver) = i.version.or(self.global.vrrp_version.filter(|_| af == Af::V4)) {
@@ -230,7 +230,7 @@ impl Keepalived {
             cfg.garp = i.garp.over(&self.global.garp).resolve();
             cfg.lower_prio_no_advert = i.lower_prio_no_advert.or(self.global.lower_prio_no_advert).unwrap_or(false);
             cfg.port = iface.map_or(0, |f| f.port);
-            let id = v.group.add_instance(cfg).map_err(|e| files.error(i.origin, vrrp_error(e)))?;
+            let id = v.group.add_instance(cfg).map_err(|e| files.error(i.origin, ErrorKind::Refused, vrrp_error(e)))?;
             v.instances.push((i.name.clone(), id));
             by_name.insert(i.name.as_str(), id);
             let target = Target::Instance(id);
@@ -244,7 +244,7 @@ impl Keepalived {
             let id = v
                 .group
                 .add_sync_group(now, &members, g.tracking_weight)
-                .map_err(|e| files.error(g.origin, vrrp_error(e)))?;
+                .map_err(|e| files.error(g.origin, ErrorKind::Refused, vrrp_error(e)))?;
             v.sync_groups.push((g.name.clone(), id));
             Self::tracks(&defs, &g.track_interfaces, &g.track_scripts, Target::Sync(id), &mut ifaces, &mut scripts);
         }
@@ -253,7 +253,10 @@ impl Keepalived {
         for (script, list) in [(false, ifaces), (true, scripts)] {
             for (name, (origin, tracks)) in list.into_ordered() {
                 let ok = !(script && failing.contains(name.as_str()));
-                let id = v.group.add_tracker(now, ok, &tracks).map_err(|e| files.error(origin, vrrp_error(e)))?;
+                let id = v
+                    .group
+                    .add_tracker(now, ok, &tracks)
+                    .map_err(|e| files.error(origin, ErrorKind::Refused, vrrp_error(e)))?;
                 let kind = if script { TrackKind::Script(name) } else { TrackKind::Interface(name) };
                 v.trackers.push(Tracker { id, kind });
             }

@@ -11,7 +11,7 @@ use core::ops::RangeInclusive;
 use core::time::Duration;
 
 use super::tree::{split_command, Cx, Node};
-use crate::config::source::ConfigError;
+use crate::config::source::{ConfigError, ErrorKind};
 use crate::health::dns::qtype;
 use crate::health::{Check, CheckPlan, DnsCheck, HttpCheck, MiscCheck, PingCheck, SmtpCheck, TcpCheck, UdpCheck};
 
@@ -187,7 +187,9 @@ impl Kind {
             Kind::Ping => Check::Ping(PingCheck),
             Kind::Http { tls, urls } => {
                 let mut urls = urls.into_iter();
-                let Some((_, mut h)) = urls.next() else { return Err(cx.err(n, "needs a url block")) };
+                let Some((_, mut h)) = urls.next() else {
+                    return Err(cx.fault(n, ErrorKind::Syntax, "needs a url block"));
+                };
                 for (u, _) in urls {
                     cx.warn(&u, "only the first url of a checker is checked; ignored");
                 }
@@ -220,7 +222,7 @@ impl Kind {
                 Check::Dns(d)
             }
             Kind::Misc { path, dynamic } => {
-                let Some(path) = path else { return Err(cx.err(n, "needs misc_path")) };
+                let Some(path) = path else { return Err(cx.fault(n, ErrorKind::Syntax, "needs misc_path")) };
                 let words = split_command(&path);
                 let Some((program, args)) = words.split_first() else {
                     return Err(cx.err(n, "misc_path is empty"));
@@ -258,7 +260,7 @@ fn url(cx: &mut Cx, n: &Node) -> Result<(Node, HttpCheck), ConfigError> {
             _ => cx.warn(s, "not a url setting this library implements (regular expressions included); ignored"),
         }
     }
-    h.path = path.ok_or_else(|| cx.err(n, "needs a path"))?;
+    h.path = path.ok_or_else(|| cx.fault(n, ErrorKind::Syntax, "needs a path"))?;
     Ok((Node { block: None, ..n.clone() }, h))
 }
 

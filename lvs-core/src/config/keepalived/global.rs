@@ -8,7 +8,7 @@ use core::time::Duration;
 
 use super::model::{GarpSettings, GlobalDefs, SyncDaemon};
 use super::tree::{Cx, Node};
-use crate::config::source::ConfigError;
+use crate::config::source::{ConfigError, ErrorKind};
 use crate::vrrp::Version;
 
 /// A `global_defs` block into `g`.
@@ -64,14 +64,14 @@ pub(crate) fn garp(cx: &Cx, n: &Node, prefix: &str, g: &mut GarpSettings) -> Res
 fn lvs_timeouts(cx: &Cx, n: &Node) -> Result<[u32; 3], ConfigError> {
     let mut t = [0u32; 3];
     if n.args.is_empty() || n.args.len() % 2 != 0 {
-        return Err(cx.err(n, "expected [tcp SECS] [tcpfin SECS] [udp SECS]"));
+        return Err(cx.fault(n, ErrorKind::Syntax, "expected [tcp SECS] [tcpfin SECS] [udp SECS]"));
     }
     for i in (0..n.args.len()).step_by(2) {
         let slot = match n.args[i].as_str() {
             "tcp" => 0,
             "tcpfin" => 1,
             "udp" => 2,
-            w => return Err(cx.err(n, format!("unknown timeout '{w}'"))),
+            w => return Err(cx.fault(n, ErrorKind::Syntax, format!("unknown timeout '{w}'"))),
         };
         t[slot] = cx.num_in(n, i + 1, 1, i64::from(i32::MAX))?;
     }
@@ -105,7 +105,7 @@ fn sync_daemon(cx: &Cx, n: &Node) -> Result<SyncDaemon, ConfigError> {
                 i += 1;
                 continue;
             }
-            other => return Err(cx.err(n, format!("unexpected '{other}'"))),
+            other => return Err(cx.fault(n, ErrorKind::Syntax, format!("unexpected '{other}'"))),
         }
         i += 2;
     }

@@ -12,7 +12,7 @@ use super::check::{checker, Defaults, KINDS};
 use super::model::{RealServerConf, VirtualServer};
 use super::tree::{Cx, Node};
 use crate::addr::{Af, Proto, ServiceKey};
-use crate::config::source::ConfigError;
+use crate::config::source::{ConfigError, ErrorKind};
 use crate::dest::{FwdMethod, RealServer};
 use crate::health::ServicePolicy;
 use crate::service::SchedFlags;
@@ -51,12 +51,16 @@ pub(crate) fn vs_group(cx: &mut Cx, n: &Node) -> Result<(String, Vec<Member>), C
             Some(p) => Some(p.parse::<u16>().map_err(|_| cx.err(e, format!("bad port '{p}'")))?),
         };
         if e.args.len() > 1 || e.block.is_some() {
-            return Err(cx.err(e, "expected ADDRESS[-LAST|/PREFIX] [PORT] or fwmark N"));
+            return Err(cx.fault(e, ErrorKind::Syntax, "expected ADDRESS[-LAST|/PREFIX] [PORT] or fwmark N"));
         }
         for a in range(&e.key).ok_or_else(|| cx.err(e, "bad address or range"))? {
             members.push(Member::Addr(a, port));
             if members.len() > MAX_GROUP_MEMBERS {
-                return Err(cx.err(e, format!("group stands for more than {MAX_GROUP_MEMBERS} services")));
+                return Err(cx.fault(
+                    e,
+                    ErrorKind::Limit,
+                    format!("group stands for more than {MAX_GROUP_MEMBERS} services"),
+                ));
             }
         }
     }
@@ -133,8 +137,10 @@ fn method(cx: &Cx, n: &Node) -> Result<FwdMethod, ConfigError> {
         "DR" => Ok(FwdMethod::Route),
         "TUN" => match (n.arg(1), n.arg(2)) {
             (None, _) | (Some("type"), Some("ipip")) => Ok(FwdMethod::Tunnel),
-            (Some("type"), Some(t)) => Err(cx.err(n, format!("tunnel type '{t}' is not supported (only ipip)"))),
-            _ => Err(cx.err(n, "expected TUN [type ipip]")),
+            (Some("type"), Some(t)) => {
+                Err(cx.fault(n, ErrorKind::Unsupported, format!("tunnel type '{t}' is not supported (only ipip)")))
+            }
+            _ => Err(cx.fault(n, ErrorKind::Syntax, "expected TUN [type ipip]")),
         },
         _ => Err(cx.err(n, format!("unknown forwarding method '{m}'"))),
     }
@@ -164,7 +170,7 @@ fn endpoint(cx: &Cx, n: &Node) -> Result<(IpAddr, u16), ConfigError> {
         Some(_) => cx.num(n, 1)?,
     };
     if n.args.len() > 2 {
-        return Err(cx.err(n, "expected ADDRESS [PORT]"));
+        return Err(cx.fault(n, ErrorKind::Syntax, "expected ADDRESS [PORT]"));
     }
     Ok((addr, port))
 }
@@ -280,7 +286,9 @@ pub(crate) fn virtual_server(
         Head::Addr(addr, port) => alloc::vec![ServiceKey::Inet { proto, addr, port }],
         Head::Fwmark(mark) => alloc::vec![ServiceKey::Fwmark { mark, af: fw_af(None) }],
         Head::Group(name) => {
-            let members = groups.get(&name).ok_or_else(|| cx.err(n, format!("no virtual_server_group '{name}'")))?;
+            let members = groups
+                .get(&name)
+                .ok_or_else(|| cx.fault(n, ErrorKind::Reference, format!("no virtual_server_group '{name}'")))?;
             vs.group = Some(name);
             members
                 .iter()

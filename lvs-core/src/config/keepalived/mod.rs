@@ -56,7 +56,7 @@ pub use model::{
 pub use read::{Limits, Options};
 
 use crate::config::deploy::{key_order, MAX_ENTRIES, MAX_SERVERS_PER_SERVICE};
-use crate::config::source::{ConfigError, MemSource, Origin, Source, Warning};
+use crate::config::source::{ConfigError, ErrorKind, MemSource, Origin, Source, Warning};
 use tree::{Cx, Node};
 
 /// A configuration read, with what in it the library does not act on.
@@ -100,7 +100,7 @@ fn sections(cx: &mut Cx, nodes: &[Node]) -> Result<Keepalived, ConfigError> {
     for n in nodes.iter().filter(|n| n.key == "virtual_server_group") {
         let (name, members) = lvs::vs_group(cx, n)?;
         if groups.insert(name, members).is_some() {
-            return Err(cx.err(n, "a group of this name exists already"));
+            return Err(cx.fault(n, ErrorKind::Duplicate, "a group of this name exists already"));
         }
     }
     let mut k = Keepalived::default();
@@ -131,12 +131,12 @@ fn sections(cx: &mut Cx, nodes: &[Node]) -> Result<Keepalived, ConfigError> {
 /// Every name refers to something, nothing is defined twice, and the table the virtual
 /// servers stand for stays within [`MAX_SERVERS_PER_SERVICE`] and [`MAX_ENTRIES`].
 fn resolve(cx: &Cx, k: &Keepalived) -> Result<(), ConfigError> {
-    let err = |o: Origin, m: String| cx.files.error(o, m);
+    let err = |o: Origin, kind: ErrorKind, m: String| cx.files.error(o, kind, m);
     let names = |items: Vec<(&str, Origin)>, what: &str| {
         let mut seen = BTreeSet::new();
         for (n, o) in items {
             if !seen.insert(String::from(n)) {
-                return Err(err(o, format!("{what} '{n}' is defined twice")));
+                return Err(err(o, ErrorKind::Duplicate, format!("{what} '{n}' is defined twice")));
             }
         }
         Ok(seen)
@@ -148,40 +148,53 @@ fn resolve(cx: &Cx, k: &Keepalived) -> Result<(), ConfigError> {
     for g in &k.vrrp_sync_groups {
         for m in &g.members {
             if !instances.contains(m) {
-                return Err(err(g.origin, format!("vrrp_sync_group '{}': no vrrp_instance '{m}'", g.name)));
+                return Err(err(
+                    g.origin,
+                    ErrorKind::Reference,
+                    format!("vrrp_sync_group '{}': no vrrp_instance '{m}'", g.name),
+                ));
             }
             if !synced.insert(m) {
-                return Err(err(g.origin, format!("vrrp_instance '{m}' is in two sync groups")));
+                return Err(err(g.origin, ErrorKind::Duplicate, format!("vrrp_instance '{m}' is in two sync groups")));
             }
         }
     }
     let tracked = k.vrrp_instances.iter().flat_map(|i| &i.track_scripts);
     for t in tracked.chain(k.vrrp_sync_groups.iter().flat_map(|g| &g.track_scripts)) {
         if !scripts.contains(&t.name) {
-            return Err(err(t.origin, format!("track_script: no vrrp_script '{}'", t.name)));
+            return Err(err(t.origin, ErrorKind::Reference, format!("track_script: no vrrp_script '{}'", t.name)));
         }
     }
     if let Some(s) = &k.global.sync_daemon {
         if let Some(n) = s.instance.as_ref().filter(|n| !instances.contains(*n)) {
-            return Err(err(s.origin, format!("lvs_sync_daemon: no vrrp_instance '{n}'")));
+            return Err(err(s.origin, ErrorKind::Reference, format!("lvs_sync_daemon: no vrrp_instance '{n}'")));
         }
     }
     let mut keys = BTreeSet::new();
     let mut entries = 0usize;
     for vs in &k.virtual_servers {
         if vs.real_servers.len() > MAX_SERVERS_PER_SERVICE {
-            return Err(err(vs.origin, format!("virtual_server: more than {MAX_SERVERS_PER_SERVICE} real servers")));
+            return Err(err(
+                vs.origin,
+                ErrorKind::Limit,
+                format!("virtual_server: more than {MAX_SERVERS_PER_SERVICE} real servers"),
+            ));
         }
         entries = entries.saturating_add(vs.keys.len().saturating_mul(vs.real_servers.len() + 2));
         if entries > MAX_ENTRIES {
             return Err(err(
                 vs.origin,
+                ErrorKind::Limit,
                 format!("virtual_server: the configuration stands for more than {MAX_ENTRIES} table entries"),
             ));
         }
         for key in &vs.keys {
             if !keys.insert(key_order(key)) {
-                return Err(err(vs.origin, format!("virtual_server: service {key} is configured twice")));
+                return Err(err(
+                    vs.origin,
+                    ErrorKind::Duplicate,
+                    format!("virtual_server: service {key} is configured twice"),
+                ));
             }
         }
     }

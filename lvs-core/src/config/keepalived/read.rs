@@ -12,7 +12,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use crate::config::source::{dir_of, join, ConfigError, Files, Origin, Source, Warning};
+use crate::config::source::{dir_of, join, ConfigError, ErrorKind, Files, Origin, Source, Warning};
 
 /// Bounds on what reading one configuration may cost; past any of them the configuration is
 /// refused with an error.
@@ -136,8 +136,8 @@ impl Reader<'_> {
         Ok(())
     }
 
-    fn err(&self, o: Origin, msg: impl Into<String>) -> ConfigError {
-        self.files.error(o, msg)
+    fn err(&self, o: Origin, kind: ErrorKind, msg: impl Into<String>) -> ConfigError {
+        self.files.error(o, kind, msg)
     }
 
     /// Opens a file and makes it the one read next.
@@ -145,21 +145,25 @@ impl Reader<'_> {
         let limits = self.opts.limits;
         if self.frames.iter().any(|f| f.path == path) {
             let chain: Vec<&str> = self.frames.iter().map(|f| f.path.as_str()).chain([path]).collect();
-            return Err(self.err(at, format!("include cycle: {}", chain.join(" -> "))));
+            return Err(self.err(at, ErrorKind::Reference, format!("include cycle: {}", chain.join(" -> "))));
         }
         if self.frames.len() >= limits.max_include_depth {
-            return Err(self.err(at, format!("includes nested deeper than {}", limits.max_include_depth)));
+            return Err(self.err(
+                at,
+                ErrorKind::Limit,
+                format!("includes nested deeper than {}", limits.max_include_depth),
+            ));
         }
         if self.files.0.len() >= limits.max_files {
-            return Err(self.err(at, format!("more than {} files", limits.max_files)));
+            return Err(self.err(at, ErrorKind::Limit, format!("more than {} files", limits.max_files)));
         }
         let text = match self.src.read(path) {
             Ok(t) => t,
             Err(why) if strict || self.frames.is_empty() => {
                 let msg = format!("cannot read {path}: {why}");
                 return Err(match self.frames.is_empty() {
-                    true => ConfigError { file: path.to_string(), line: 0, message: msg },
-                    false => self.err(at, msg),
+                    true => ConfigError { file: path.to_string(), line: 0, kind: ErrorKind::Read, message: msg },
+                    false => self.err(at, ErrorKind::Read, msg),
                 });
             }
             Err(why) => {
@@ -186,7 +190,11 @@ impl Reader<'_> {
     fn spend(&mut self, at: Origin, n: usize) -> Result<(), ConfigError> {
         self.bytes = self.bytes.saturating_add(n);
         if self.bytes > self.opts.limits.max_bytes {
-            return Err(self.err(at, format!("configuration larger than {} bytes", self.opts.limits.max_bytes)));
+            return Err(self.err(
+                at,
+                ErrorKind::Limit,
+                format!("configuration larger than {} bytes", self.opts.limits.max_bytes),
+            ));
         }
         Ok(())
     }
@@ -195,7 +203,11 @@ impl Reader<'_> {
     /// a line for the parser.
     fn logical(&mut self, origin: Origin, text: String, from_file: bool) -> Result<(), ConfigError> {
         if text.len() > self.opts.limits.max_line {
-            return Err(self.err(origin, format!("line longer than {} bytes", self.opts.limits.max_line)));
+            return Err(self.err(
+                origin,
+                ErrorKind::Limit,
+                format!("line longer than {} bytes", self.opts.limits.max_line),
+            ));
         }
         let Some(t) = conditional(text.trim(), self.opts.config_id.as_deref()) else { return Ok(()) };
         if t.is_empty() {
@@ -207,7 +219,7 @@ impl Reader<'_> {
             return Ok(());
         }
         if t.starts_with("~SEQ") || t.starts_with("~LST") {
-            return Err(self.err(origin, "~SEQ and ~LST blocks are not supported"));
+            return Err(self.err(origin, ErrorKind::Unsupported, "~SEQ and ~LST blocks are not supported"));
         }
         if let Some(expanded) = self.substitute(t) {
             self.spend(origin, expanded.len())?;
@@ -311,14 +323,14 @@ impl Reader<'_> {
         let (keyword, pattern) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
         let pattern = unquote(pattern.trim());
         if pattern.is_empty() {
-            return Err(self.err(origin, format!("{keyword}: no file named")));
+            return Err(self.err(origin, ErrorKind::Syntax, format!("{keyword}: no file named")));
         }
         let dir = self.frames.last().map(|f| dir_of(&f.path).to_string()).unwrap_or_default();
         let full = join(&dir, pattern);
         let matches = self.src.glob(&full);
         if matches.is_empty() {
             if strict {
-                return Err(self.err(origin, format!("{keyword}: no file matches {full}")));
+                return Err(self.err(origin, ErrorKind::Read, format!("{keyword}: no file matches {full}")));
             }
             self.warnings.push(self.files.warning(
                 origin,

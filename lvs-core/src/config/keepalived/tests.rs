@@ -10,6 +10,7 @@ use core::time::Duration;
 use super::*;
 use crate::addr::{Af, ServiceKey};
 use crate::config::save;
+use crate::config::source::ErrorKind;
 use crate::dest::FwdMethod;
 use crate::health::{Check, Monitor};
 use crate::sync::Role;
@@ -128,19 +129,21 @@ fn includes_are_relative_globbed_and_in_order() {
 fn include_cycles_depth_and_size_are_refused() {
     let mut m = MemSource::new().with("a", "include b\n").with("b", "x\ninclude a\n");
     let e = read::read(&mut m, "a", &Options::default()).unwrap_err();
-    assert_eq!((e.file.as_str(), e.line, e.message.as_str()), ("b", 2, "include cycle: a -> b -> a"));
+    assert_eq!((e.file.as_str(), e.line, e.kind), ("b", 2, ErrorKind::Reference));
+    assert_eq!(e.message, "include cycle: a -> b -> a");
     let mut deep = MemSource::new();
     for i in 0..40 {
         deep = deep.with(&alloc::format!("f{i}"), &alloc::format!("include f{}\n", i + 1));
     }
     let e = read::read(&mut deep, "f0", &Options::default()).unwrap_err();
-    assert!(e.message.contains("nested deeper than 16"), "{e}");
+    assert!(e.message.contains("nested deeper than 16") && e.kind == ErrorKind::Limit, "{e}");
     let big = "x\n".repeat(1000);
     let opts = Options { limits: Limits { max_bytes: 1500, ..Limits::default() }, ..Options::default() };
     let e = read::read(&mut MemSource::new().with("k", &big), "k", &opts).unwrap_err();
     assert_eq!((e.line, e.message.as_str()), (0, "configuration larger than 1500 bytes"));
     let e = read::read(&mut MemSource::new(), "missing.conf", &Options::default()).unwrap_err();
     assert_eq!(e.to_string(), "missing.conf:0: cannot read missing.conf: no such file");
+    assert_eq!(e.kind, ErrorKind::Read);
 }
 
 // ----- grammar -----
@@ -283,25 +286,25 @@ fn what_is_not_implemented_is_warned_about_with_file_line_and_keyword() {
 
 #[test]
 fn bad_values_name_their_line() {
-    for (text, line, msg) in [
-        ("virtual_server 192.0.2.300 80 {\n}\n", 1, "virtual_server: bad address '192.0.2.300'"),
-        ("virtual_server 192.0.2.1 80 {\n real_server 10.0.0.1 80 {\n  weight heavy\n }\n}\n", 3, "weight: bad number 'heavy'"),
-        ("virtual_server 192.0.2.1 80 {\n delay_loop 0\n}\n", 2, "delay_loop: must be more than 0"),
-        ("virtual_server 192.0.2.1 80 {\n real_server 10.0.0.1 80 {\n  HTTP_GET {\n   url { digest 00 }\n  }\n }\n}\n", 4, "digest: bad digest '00'"),
-        ("virtual_server 192.0.2.1 80 {\n real_server 10.0.0.1 80 {\n  HTTP_GET {\n  }\n }\n}\n", 3, "HTTP_GET: needs a url block"),
-        ("virtual_server 192.0.2.1 80 {\n real_server 10.0.0.1 80 {\n  MISC_CHECK {\n  }\n }\n}\n", 3, "MISC_CHECK: needs misc_path"),
-        ("vrrp_instance v {\n virtual_router_id 256\n}\n", 2, "virtual_router_id: 256 is outside 1..=255"),
-        ("vrrp_instance v {\n interface eth0\n}\n", 1, "vrrp_instance: needs a virtual_router_id"),
-        ("vrrp_instance v {\n virtual_router_id 1\n authentication {\n  auth_type PASS\n }\n}\n", 3, "authentication: needs auth_type PASS and auth_pass"),
-        ("vrrp_sync_group g {\n group {\n  nope\n }\n}\n", 1, "vrrp_sync_group 'g': no vrrp_instance 'nope'"),
-        ("vrrp_instance v {\n virtual_router_id 1\n track_script {\n  s\n }\n}\n", 4, "track_script: no vrrp_script 's'"),
-        ("vrrp_instance v {\n virtual_router_id 1\n}\nvrrp_instance v {\n virtual_router_id 2\n}\n", 4, "vrrp_instance 'v' is defined twice"),
-        ("virtual_server 192.0.2.1 80 {\n}\nvirtual_server 192.0.2.1 80 {\n}\n", 3, "virtual_server: service TCP 192.0.2.1:80 is configured twice"),
-        ("global_defs {\n lvs_sync_daemon eth1 VI_9\n}\n", 2, "lvs_sync_daemon: no vrrp_instance 'VI_9'"),
-        ("global_defs {\n lvs_timeouts tcp\n}\n", 2, "lvs_timeouts: expected [tcp SECS] [tcpfin SECS] [udp SECS]"),
+    for (text, line, kind, msg) in [
+        ("virtual_server 192.0.2.300 80 {\n}\n", 1, ErrorKind::Value, "virtual_server: bad address '192.0.2.300'"),
+        ("virtual_server 192.0.2.1 80 {\n real_server 10.0.0.1 80 {\n  weight heavy\n }\n}\n", 3, ErrorKind::Value, "weight: bad number 'heavy'"),
+        ("virtual_server 192.0.2.1 80 {\n delay_loop 0\n}\n", 2, ErrorKind::Value, "delay_loop: must be more than 0"),
+        ("virtual_server 192.0.2.1 80 {\n real_server 10.0.0.1 80 {\n  HTTP_GET {\n   url { digest 00 }\n  }\n }\n}\n", 4, ErrorKind::Value, "digest: bad digest '00'"),
+        ("virtual_server 192.0.2.1 80 {\n real_server 10.0.0.1 80 {\n  HTTP_GET {\n  }\n }\n}\n", 3, ErrorKind::Syntax, "HTTP_GET: needs a url block"),
+        ("virtual_server 192.0.2.1 80 {\n real_server 10.0.0.1 80 {\n  MISC_CHECK {\n  }\n }\n}\n", 3, ErrorKind::Syntax, "MISC_CHECK: needs misc_path"),
+        ("vrrp_instance v {\n virtual_router_id 256\n}\n", 2, ErrorKind::Value, "virtual_router_id: 256 is outside 1..=255"),
+        ("vrrp_instance v {\n interface eth0\n}\n", 1, ErrorKind::Syntax, "vrrp_instance: needs a virtual_router_id"),
+        ("vrrp_instance v {\n virtual_router_id 1\n authentication {\n  auth_type PASS\n }\n}\n", 3, ErrorKind::Syntax, "authentication: needs auth_type PASS and auth_pass"),
+        ("vrrp_sync_group g {\n group {\n  nope\n }\n}\n", 1, ErrorKind::Reference, "vrrp_sync_group 'g': no vrrp_instance 'nope'"),
+        ("vrrp_instance v {\n virtual_router_id 1\n track_script {\n  s\n }\n}\n", 4, ErrorKind::Reference, "track_script: no vrrp_script 's'"),
+        ("vrrp_instance v {\n virtual_router_id 1\n}\nvrrp_instance v {\n virtual_router_id 2\n}\n", 4, ErrorKind::Duplicate, "vrrp_instance 'v' is defined twice"),
+        ("virtual_server 192.0.2.1 80 {\n}\nvirtual_server 192.0.2.1 80 {\n}\n", 3, ErrorKind::Duplicate, "virtual_server: service TCP 192.0.2.1:80 is configured twice"),
+        ("global_defs {\n lvs_sync_daemon eth1 VI_9\n}\n", 2, ErrorKind::Reference, "lvs_sync_daemon: no vrrp_instance 'VI_9'"),
+        ("global_defs {\n lvs_timeouts tcp\n}\n", 2, ErrorKind::Syntax, "lvs_timeouts: expected [tcp SECS] [tcpfin SECS] [udp SECS]"),
     ] {
         let e = err(text);
-        assert_eq!((e.line, e.message.as_str()), (line, msg), "{text}");
+        assert_eq!((e.line, e.kind, e.message.as_str()), (line, kind, msg), "{text}");
     }
 }
 

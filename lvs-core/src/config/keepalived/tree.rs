@@ -11,7 +11,7 @@ use core::str::FromStr;
 use core::time::Duration;
 
 use super::read::Line;
-use crate::config::source::{ConfigError, Files, Origin, Warning};
+use crate::config::source::{ConfigError, ErrorKind, Files, Origin, Warning};
 
 /// One statement: a keyword, its arguments, and its block if it has one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,7 +140,7 @@ pub(crate) fn parse(lines: &[Line], files: &Files, max_nesting: usize) -> Result
     let mut open: Vec<(Node, Vec<Node>)> = Vec::new();
     let mut top: Vec<Node> = Vec::new();
     for line in lines {
-        let toks = tokens(&line.text).map_err(|m| files.error(line.origin, m))?;
+        let toks = tokens(&line.text).map_err(|m| files.error(line.origin, ErrorKind::Syntax, m))?;
         let mut current: Option<Node> = None;
         for tok in toks {
             let list = open.last_mut().map_or(&mut top, |(_, l)| l);
@@ -156,11 +156,15 @@ pub(crate) fn parse(lines: &[Line], files: &Files, max_nesting: usize) -> Result
                         Some(n) => n,
                         None => match list.pop() {
                             Some(n) if n.block.is_none() => n,
-                            _ => return Err(files.error(line.origin, "'{' without a keyword")),
+                            _ => return Err(files.error(line.origin, ErrorKind::Syntax, "'{' without a keyword")),
                         },
                     };
                     if open.len() >= max_nesting {
-                        return Err(files.error(line.origin, format!("blocks nested deeper than {max_nesting}")));
+                        return Err(files.error(
+                            line.origin,
+                            ErrorKind::Limit,
+                            format!("blocks nested deeper than {max_nesting}"),
+                        ));
                     }
                     open.push((owner, Vec::new()));
                 }
@@ -169,7 +173,7 @@ pub(crate) fn parse(lines: &[Line], files: &Files, max_nesting: usize) -> Result
                         list.push(n);
                     }
                     let Some((mut owner, children)) = open.pop() else {
-                        return Err(files.error(line.origin, "'}' without a block to close"));
+                        return Err(files.error(line.origin, ErrorKind::Syntax, "'}' without a block to close"));
                     };
                     owner.block = Some(children);
                     open.last_mut().map_or(&mut top, |(_, l)| l).push(owner);
@@ -181,7 +185,9 @@ pub(crate) fn parse(lines: &[Line], files: &Files, max_nesting: usize) -> Result
         }
     }
     match open.first() {
-        Some((owner, _)) => Err(files.error(owner.origin, format!("block of '{}' is not closed", owner.key))),
+        Some((owner, _)) => {
+            Err(files.error(owner.origin, ErrorKind::Syntax, format!("block of '{}' is not closed", owner.key)))
+        }
         None => Ok(top),
     }
 }
@@ -193,9 +199,14 @@ pub(crate) struct Cx {
 }
 
 impl Cx {
-    /// An error about statement `n`.
+    /// A bad value in statement `n`.
     pub(crate) fn err(&self, n: &Node, msg: impl core::fmt::Display) -> ConfigError {
-        self.files.error(n.origin, format!("{}: {msg}", n.key))
+        self.fault(n, ErrorKind::Value, msg)
+    }
+
+    /// An error of `kind` about statement `n`.
+    pub(crate) fn fault(&self, n: &Node, kind: ErrorKind, msg: impl core::fmt::Display) -> ConfigError {
+        self.files.error(n.origin, kind, format!("{}: {msg}", n.key))
     }
 
     /// A warning about statement `n`.
@@ -217,7 +228,7 @@ impl Cx {
 
     /// Argument `i`, which must be there.
     pub(crate) fn need<'n>(&self, n: &'n Node, i: usize) -> Result<&'n str, ConfigError> {
-        n.arg(i).ok_or_else(|| self.err(n, "missing value"))
+        n.arg(i).ok_or_else(|| self.fault(n, ErrorKind::Syntax, "missing value"))
     }
 
     /// Argument `i` as a number.
@@ -257,7 +268,7 @@ impl Cx {
 
     /// The statement's block, which it must have.
     pub(crate) fn block<'n>(&self, n: &'n Node) -> Result<&'n [Node], ConfigError> {
-        n.block.as_deref().ok_or_else(|| self.err(n, "needs a { } block"))
+        n.block.as_deref().ok_or_else(|| self.fault(n, ErrorKind::Syntax, "needs a { } block"))
     }
 
     /// A notify command: its first argument; `username [groupname]` after it are warned about.

@@ -11,7 +11,7 @@ use core::time::Duration;
 use super::global::{garp, version};
 use super::model::{GarpSettings, Notify, SyncDaemon, Tracked, VrrpInstance, VrrpScript, VrrpSyncGroup};
 use super::tree::{Cx, Node};
-use crate::config::source::ConfigError;
+use crate::config::source::{ConfigError, ErrorKind};
 use crate::vrrp::Auth;
 
 /// A `vrrp_script NAME { … }` block.
@@ -42,7 +42,7 @@ pub(crate) fn vrrp_script(cx: &mut Cx, n: &Node) -> Result<VrrpScript, ConfigErr
         }
     }
     if v.script.is_empty() {
-        return Err(cx.err(n, "needs a script"));
+        return Err(cx.fault(n, ErrorKind::Syntax, "needs a script"));
     }
     Ok(v)
 }
@@ -61,7 +61,7 @@ fn weight(cx: &Cx, n: &Node, i: usize) -> Result<(i16, bool), ConfigError> {
     let reverse = match n.arg(i + 1) {
         None | Some("noreverse" | "no_reverse") => false,
         Some("reverse") => true,
-        Some(x) => return Err(cx.err(n, format!("unexpected '{x}'"))),
+        Some(x) => return Err(cx.fault(n, ErrorKind::Syntax, format!("unexpected '{x}'"))),
     };
     Ok((w, reverse))
 }
@@ -77,7 +77,7 @@ fn tracked(cx: &Cx, n: &Node) -> Result<Vec<Tracked>, ConfigError> {
                 (Some(w), r)
             }
             Some("reverse") if e.args.len() == 1 => (None, true),
-            Some(x) => return Err(cx.err(e, format!("unexpected '{x}'"))),
+            Some(x) => return Err(cx.fault(e, ErrorKind::Syntax, format!("unexpected '{x}'"))),
         };
         out.push(Tracked { origin: e.origin, name: e.key.clone(), weight, reverse });
     }
@@ -215,7 +215,7 @@ pub(crate) fn vrrp_instance(cx: &mut Cx, n: &Node) -> Result<(VrrpInstance, Opti
         }
     }
     if v.vrid == 0 {
-        return Err(cx.err(n, "needs a virtual_router_id"));
+        return Err(cx.fault(n, ErrorKind::Syntax, "needs a virtual_router_id"));
     }
     Ok((v, sync))
 }
@@ -237,7 +237,7 @@ fn authentication(cx: &mut Cx, n: &Node) -> Result<Auth, ConfigError> {
             Ok(Auth::None)
         }
         (Some((s, k)), _) if k != "PASS" => Err(cx.err(&s, format!("unknown auth_type '{k}'"))),
-        _ => Err(cx.err(n, "needs auth_type PASS and auth_pass")),
+        _ => Err(cx.fault(n, ErrorKind::Syntax, "needs auth_type PASS and auth_pass")),
     }
 }
 

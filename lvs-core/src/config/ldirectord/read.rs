@@ -13,7 +13,7 @@ use super::check::check_plans;
 use super::model::{CheckType, Ldirectord, Real, Virtual};
 use crate::addr::{Af, Proto, ServiceKey};
 use crate::config::deploy::{key_order, MAX_ENTRIES, MAX_SERVERS_PER_SERVICE};
-use crate::config::source::{ConfigError, Files, Origin, Warning};
+use crate::config::source::{ConfigError, ErrorKind, Files, Origin, Warning};
 use crate::dest::{FwdMethod, RealServer};
 use crate::service::SchedFlags;
 
@@ -54,7 +54,11 @@ struct Cx {
 
 impl Cx {
     fn err(&self, s: &Setting, msg: impl core::fmt::Display) -> ConfigError {
-        self.files.error(s.origin, format!("{}: {msg}", s.key))
+        self.fault(s, ErrorKind::Value, msg)
+    }
+
+    fn fault(&self, s: &Setting, kind: ErrorKind, msg: impl core::fmt::Display) -> ConfigError {
+        self.files.error(s.origin, kind, format!("{}: {msg}", s.key))
     }
 
     fn ignored(&mut self, s: &Setting) {
@@ -111,7 +115,7 @@ pub(crate) fn read(text: &str, name: &str) -> Result<(Ldirectord, Vec<Warning>),
         if indented {
             match sections.last_mut().filter(|_| in_section) {
                 Some(sec) => sec.settings.push(s),
-                None => return Err(cx.err(&s, "indented line outside a virtual section")),
+                None => return Err(cx.fault(&s, ErrorKind::Syntax, "indented line outside a virtual section")),
             }
             continue;
         }
@@ -134,7 +138,7 @@ pub(crate) fn read(text: &str, name: &str) -> Result<(Ldirectord, Vec<Warning>),
             "autoreload" | "callback" | "logfile" | "emailalert" | "emailalertfreq" | "emailalertstatus"
             | "emailalertfrom" | "smtp" | "execute" | "supervised" | "readdquiescent" | "cleanstop"
             | "maintenancedir" => cx.ignored(&s),
-            _ => return Err(cx.err(&s, "unknown directive")),
+            _ => return Err(cx.fault(&s, ErrorKind::Syntax, "unknown directive")),
         }
     }
     let mut out = Ldirectord { files: Files::default(), virtuals: Vec::new() };
@@ -142,12 +146,17 @@ pub(crate) fn read(text: &str, name: &str) -> Result<(Ldirectord, Vec<Warning>),
     for sec in &sections {
         let v = virtual_section(&mut cx, &g, sec)?;
         if !keys.insert(key_order(&v.key)) {
-            return Err(cx.files.error(sec.origin, format!("virtual: {} is configured twice", v.key)));
+            return Err(cx.files.error(
+                sec.origin,
+                ErrorKind::Duplicate,
+                format!("virtual: {} is configured twice", v.key),
+            ));
         }
         entries = entries.saturating_add(v.reals.len() + 2);
         if entries > MAX_ENTRIES {
             return Err(cx.files.error(
                 sec.origin,
+                ErrorKind::Limit,
                 format!("virtual: the configuration stands for more than {MAX_ENTRIES} table entries"),
             ));
         }
@@ -219,10 +228,11 @@ fn default_service(port: u16) -> &'static str {
 
 /// `ADDRESS[:PORT]` (`[v6]:PORT` for IPv6); a host name is an error, since the library
 /// resolves no names.
-fn host_port(s: &str, v6: bool) -> Result<(IpAddr, Option<u16>), String> {
+fn host_port(s: &str, v6: bool) -> Result<(IpAddr, Option<u16>), (ErrorKind, String)> {
+    let syntax = |m: &str| (ErrorKind::Syntax, m.to_string());
     let (host, p) = if v6 {
-        let rest = s.strip_prefix('[').ok_or("IPv6 addresses go in brackets")?;
-        let (h, after) = rest.split_once(']').ok_or("unclosed bracket")?;
+        let rest = s.strip_prefix('[').ok_or_else(|| syntax("IPv6 addresses go in brackets"))?;
+        let (h, after) = rest.split_once(']').ok_or_else(|| syntax("unclosed bracket"))?;
         (h, after.strip_prefix(':'))
     } else {
         match s.split_once(':') {
@@ -230,13 +240,15 @@ fn host_port(s: &str, v6: bool) -> Result<(IpAddr, Option<u16>), String> {
             None => (s, None),
         }
     };
-    let addr: IpAddr = host.parse().map_err(|_| format!("'{host}' is not an address (host names are not resolved)"))?;
+    let addr: IpAddr = host
+        .parse()
+        .map_err(|_| (ErrorKind::Unsupported, format!("'{host}' is not an address (host names are not resolved)")))?;
     if addr.is_ipv6() != v6 {
-        return Err(format!("'{host}' is not of the section's address family"));
+        return Err((ErrorKind::Value, format!("'{host}' is not of the section's address family")));
     }
     let port = match p {
         None => None,
-        Some(p) => Some(port(p).ok_or_else(|| format!("unknown port '{p}'"))?),
+        Some(p) => Some(port(p).ok_or_else(|| (ErrorKind::Value, format!("unknown port '{p}'")))?),
     };
     Ok((addr, port))
 }
@@ -258,8 +270,8 @@ fn virtual_section(cx: &mut Cx, g: &Globals, sec: &Section) -> Result<Virtual, C
         let mark: u32 = cx.positive(&head)?;
         (None, mark)
     } else {
-        let (a, p) = host_port(&sec.head, sec.v6).map_err(|m| cx.err(&head, m))?;
-        let p = p.ok_or_else(|| cx.err(&head, "needs a port"))?;
+        let (a, p) = host_port(&sec.head, sec.v6).map_err(|(k, m)| cx.fault(&head, k, m))?;
+        let p = p.ok_or_else(|| cx.fault(&head, ErrorKind::Syntax, "needs a port"))?;
         (Some(a), u32::from(p))
     };
     let af = if sec.v6 { Af::V6 } else { Af::V4 };
@@ -348,7 +360,7 @@ fn virtual_section(cx: &mut Cx, g: &Globals, sec: &Section) -> Result<Virtual, C
             }
             "login" | "passwd" | "database" | "secret" | "load" | "emailalert" | "emailalertfreq"
             | "emailalertstatus" | "monitorfile" | "cleanstop" | "smtp" => cx.ignored(s),
-            _ => return Err(cx.err(s, "unknown directive")),
+            _ => return Err(cx.fault(s, ErrorKind::Syntax, "unknown directive")),
         }
     }
     v.key = match (key_addr, proto) {
@@ -459,10 +471,10 @@ fn real(cx: &mut Cx, s: &Setting, v: &mut Virtual, v6: bool) -> Result<(), Confi
         Some((a, b)) => (a, Some(b)),
         None => (target, None),
     };
-    let (addr, first_port) = host_port(first, v6).map_err(|m| cx.err(s, m))?;
+    let (addr, first_port) = host_port(first, v6).map_err(|(k, m)| cx.fault(s, k, m))?;
     // In a range the port follows the last address.
     let (end_addr, port) = match last {
-        Some(b) => host_port(b, v6).map_err(|m| cx.err(s, m))?,
+        Some(b) => host_port(b, v6).map_err(|(k, m)| cx.fault(s, k, m))?,
         None => (addr, first_port),
     };
     let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
@@ -477,14 +489,14 @@ fn real(cx: &mut Cx, s: &Setting, v: &mut Virtual, v6: bool) -> Result<(), Confi
     if rest.starts_with('"') {
         let quoted: Vec<&str> = rest.splitn(5, '"').collect();
         if quoted.len() < 5 || !matches!(quoted[2].trim(), "," | "") {
-            return Err(cx.err(s, "expected \"request\", \"receive\""));
+            return Err(cx.fault(s, ErrorKind::Syntax, "expected \"request\", \"receive\""));
         }
         let path = http_path(cx, s, quoted[1]);
         request = Some((path, quoted[3].to_string()));
         rest = quoted[4].trim_start();
     }
     for w in rest.split_whitespace() {
-        let bad = || cx.err(s, format!("unexpected '{w}'"));
+        let bad = || cx.fault(s, ErrorKind::Syntax, format!("unexpected '{w}'"));
         match w.split_once(':') {
             Some(("l", n)) => rs.l_threshold = n.parse().map_err(|_| bad())?,
             Some(("u", n)) => rs.u_threshold = n.parse().map_err(|_| bad())?,
@@ -496,7 +508,11 @@ fn real(cx: &mut Cx, s: &Setting, v: &mut Virtual, v6: bool) -> Result<(), Confi
         return Err(cx.err(s, "a range runs from a lower to a higher IPv4 address"));
     }
     if v.reals.len() + (hi - lo) as usize >= MAX_SERVERS_PER_SERVICE {
-        return Err(cx.err(s, format!("a virtual service may have at most {MAX_SERVERS_PER_SERVICE} real servers")));
+        return Err(cx.fault(
+            s,
+            ErrorKind::Limit,
+            format!("a virtual service may have at most {MAX_SERVERS_PER_SERVICE} real servers"),
+        ));
     }
     for n in lo..=hi {
         let a = if v6 { addr } else { IpAddr::V4(Ipv4Addr::from(n)) };
@@ -516,14 +532,14 @@ fn to_int(a: &IpAddr) -> u32 {
 /// `fallback = ADDR[:PORT] [gate|masq|ipip]` (gate and the virtual port by default).
 fn fallback_server(cx: &Cx, s: &Setting, v: &Virtual, v6: bool) -> Result<RealServer, ConfigError> {
     let mut words = s.value.split_whitespace();
-    let target = words.next().ok_or_else(|| cx.err(s, "needs an address"))?;
-    let (addr, port) = host_port(target, v6).map_err(|m| cx.err(s, m))?;
+    let target = words.next().ok_or_else(|| cx.fault(s, ErrorKind::Syntax, "needs an address"))?;
+    let (addr, port) = host_port(target, v6).map_err(|(k, m)| cx.fault(s, k, m))?;
     let fwd = match words.next() {
         None => FwdMethod::Route,
         Some(m) => method(m).ok_or_else(|| cx.err(s, "forward method must be gate, masq or ipip"))?,
     };
     if words.next().is_some() {
-        return Err(cx.err(s, "expected ADDRESS[:PORT] [gate|masq|ipip]"));
+        return Err(cx.fault(s, ErrorKind::Syntax, "expected ADDRESS[:PORT] [gate|masq|ipip]"));
     }
     let port = port.unwrap_or(match v.key {
         ServiceKey::Inet { port, .. } => port,

@@ -8,6 +8,7 @@ use core::time::Duration;
 use super::*;
 use crate::addr::{Af, ServiceKey};
 use crate::config::save;
+use crate::config::source::ErrorKind;
 use crate::dest::FwdMethod;
 use crate::health::{Check, Transport};
 use crate::testkit::factory;
@@ -124,35 +125,49 @@ fn checktypes_map_to_checks() {
 
 #[test]
 fn errors_name_their_line() {
-    for (text, line, msg) in [
-        ("virtual=web.example:80\n", 1, "virtual: 'web.example' is not an address (host names are not resolved)"),
-        ("virtual=192.0.2.1\n", 1, "virtual: needs a port"),
-        ("virtual=192.0.2.1:80\n\treal=10.0.0.1 gate\n\tscheduler=wlc\n\tfoo=1\n", 4, "foo: unknown directive"),
-        ("    real=10.0.0.1 gate\n", 1, "real: indented line outside a virtual section"),
+    use ErrorKind::*;
+    for (text, line, kind, msg) in [
+        (
+            "virtual=web.example:80\n",
+            1,
+            Unsupported,
+            "virtual: 'web.example' is not an address (host names are not resolved)",
+        ),
+        ("virtual=192.0.2.1\n", 1, Syntax, "virtual: needs a port"),
+        ("virtual=192.0.2.1:80\n\treal=10.0.0.1 gate\n\tscheduler=wlc\n\tfoo=1\n", 4, Syntax, "foo: unknown directive"),
+        ("    real=10.0.0.1 gate\n", 1, Syntax, "real: indented line outside a virtual section"),
         (
             "virtual=192.0.2.1:80\n\treal6=[::1]:80 gate\n",
             2,
+            Value,
             "real6: virtual= takes real= and fallback=, virtual6= takes real6= and fallback6=",
         ),
         (
             "virtual=192.0.2.1:80\n\treal=10.0.0.9->10.0.0.1 gate\n",
             2,
+            Value,
             "real: a range runs from a lower to a higher IPv4 address",
         ),
-        ("virtual=192.0.2.1:80\n\treal=10.0.0.1 gate x:1\n", 2, "real: unexpected 'x:1'"),
-        ("virtual=192.0.2.1:80\n\tnetmask=255.0.255.0\n", 2, "netmask: not a contiguous netmask"),
-        ("virtual=7\n\tprotocol=tcp\n", 2, "protocol: must be tcp or udp for an address, fwm for a firewall mark"),
-        ("checktimeout=0\n", 1, "checktimeout: must be more than 0"),
-        ("quiescent=maybe\n", 1, "quiescent: must be 'yes' or 'no'"),
-        ("virtual=192.0.2.1:80\nvirtual=192.0.2.1:80\n", 2, "virtual: TCP 192.0.2.1:80 is configured twice"),
+        ("virtual=192.0.2.1:80\n\treal=10.0.0.1 gate x:1\n", 2, Syntax, "real: unexpected 'x:1'"),
+        ("virtual=192.0.2.1:80\n\tnetmask=255.0.255.0\n", 2, Value, "netmask: not a contiguous netmask"),
+        (
+            "virtual=7\n\tprotocol=tcp\n",
+            2,
+            Value,
+            "protocol: must be tcp or udp for an address, fwm for a firewall mark",
+        ),
+        ("checktimeout=0\n", 1, Value, "checktimeout: must be more than 0"),
+        ("quiescent=maybe\n", 1, Value, "quiescent: must be 'yes' or 'no'"),
+        ("virtual=192.0.2.1:80\nvirtual=192.0.2.1:80\n", 2, Duplicate, "virtual: TCP 192.0.2.1:80 is configured twice"),
         (
             "virtual=192.0.2.1:80\n\treal=10.0.0.0->10.0.255.255 gate\n",
             2,
+            Limit,
             "real: a virtual service may have at most 4096 real servers",
         ),
     ] {
         let e = parse(text, "ld.cf").unwrap_err();
-        assert_eq!((e.file.as_str(), e.line, e.message.as_str()), ("ld.cf", line, msg), "{text}");
+        assert_eq!((e.file.as_str(), e.line, e.kind, e.message.as_str()), ("ld.cf", line, kind, msg), "{text}");
     }
 }
 
