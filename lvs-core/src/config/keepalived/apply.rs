@@ -343,12 +343,26 @@ fn service(vs: &VirtualServer, key: ServiceKey, out: &mut Deployment) {
         .filter_map(|r| r.check.as_ref().map(|plan| (r.origin, port(r.server), plan.clone())))
         .collect();
     if checked.is_empty() {
-        // Nothing is checked, so nothing changes: keepalived's quorum rule, applied once.
+        // Nothing is checked, so nothing changes: keepalived's quorum rule, applied once. The
+        // sorry server stands in for the servers (which stay at weight 0 with
+        // inhibit_on_failure), or waits at weight 0 with sorry_server_inhibit.
         let live: u64 = unchecked.iter().map(|r| u64::from(r.server.weight)).sum();
         let quorum = live > 0 && live >= u64::from(policy.quorum) + u64::from(policy.hysteresis);
-        if let (false, Some(sorry)) = (quorum, policy.sorry_server) {
-            out.commands.push((vs.origin, Command::AddDest(key, sorry)));
-            return;
+        match (quorum, policy.sorry_server) {
+            (false, Some(sorry)) => {
+                out.commands.push((vs.origin, Command::AddDest(key, sorry)));
+                if policy.inhibit_on_failure {
+                    for r in unchecked {
+                        out.commands
+                            .push((r.origin, Command::AddDest(key, RealServer { weight: 0, ..port(r.server) })));
+                    }
+                }
+                return;
+            }
+            (true, Some(sorry)) if policy.sorry_server_inhibit => {
+                out.commands.push((vs.origin, Command::AddDest(key, RealServer { weight: 0, ..sorry })));
+            }
+            _ => {}
         }
     } else {
         out.health.push(HealthService { origin: vs.origin, key, policy, servers: checked });

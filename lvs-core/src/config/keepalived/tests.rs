@@ -389,8 +389,10 @@ fn the_table_at_startup_follows_alpha_sorry_servers_and_unchecked_servers() {
                 virtual_server 192.0.2.1 80 {\n lb_algo first\n alpha\n sorry_server 10.0.0.9\n\
                 real_server 10.0.0.1 80 {\n  TCP_CHECK {\n  }\n }\n real_server 10.0.0.2 80 {\n }\n}\n\
                 virtual_server 192.0.2.2 80 {\n lb_algo first\n sorry_server 10.0.0.9 80\n}\n\
-                virtual_server 192.0.2.3 80 {\n lb_algo first\n sorry_server 10.0.0.9 80\n quorum 5\n\
-                real_server 10.0.0.3 80 {\n  weight 4\n }\n}\n";
+                virtual_server 192.0.2.3 80 {\n lb_algo first\n sorry_server 10.0.0.9 80\n quorum 5\n inhibit_on_failure\n\
+                real_server 10.0.0.3 80 {\n  weight 4\n }\n}\n\
+                virtual_server 192.0.2.4 80 {\n lb_algo first\n sorry_server 10.0.0.9 80\n sorry_server_inhibit\n\
+                real_server 10.0.0.4 80 {\n }\n}\n";
     let p = ok(text);
     assert_eq!(p.warnings.len(), 1, "an unchecked server does not count toward the quorum: {:?}", p.warnings);
     let mut d = Director::new(DirectorConfig::default(), factory);
@@ -399,12 +401,15 @@ fn the_table_at_startup_follows_alpha_sorry_servers_and_unchecked_servers() {
     p.config.apply(&mut d, &mut m, Instant::ZERO, &|_| None).unwrap();
     // The old service was flushed; with alpha the checked server is out and, without quorum,
     // the sorry server in (on the service's port); the unchecked one is in regardless. A
-    // service without servers, or whose servers miss the quorum, has its sorry server.
+    // service without servers, or whose servers miss the quorum, has its sorry server (its
+    // servers at weight 0 with inhibit_on_failure); with sorry_server_inhibit the sorry server
+    // waits at weight 0.
     assert_eq!(
         save(&d),
         "-A -t 192.0.2.1:80 -s first\n-a -t 192.0.2.1:80 -r 10.0.0.2:80 -m -w 1\n-a -t 192.0.2.1:80 -r 10.0.0.9:80 -m -w 1\n\
          -A -t 192.0.2.2:80 -s first\n-a -t 192.0.2.2:80 -r 10.0.0.9:80 -m -w 1\n\
-         -A -t 192.0.2.3:80 -s first\n-a -t 192.0.2.3:80 -r 10.0.0.9:80 -m -w 1\n"
+         -A -t 192.0.2.3:80 -s first\n-a -t 192.0.2.3:80 -r 10.0.0.3:80 -m -w 0\n-a -t 192.0.2.3:80 -r 10.0.0.9:80 -m -w 1\n\
+         -A -t 192.0.2.4:80 -s first\n-a -t 192.0.2.4:80 -r 10.0.0.4:80 -m -w 1\n-a -t 192.0.2.4:80 -r 10.0.0.9:80 -m -w 0\n"
     );
     assert_eq!(d.timeouts().listed(), (900, 120, 60));
     // Applying again: the services are there and the monitor has them: refused, unchanged.
