@@ -171,9 +171,9 @@ impl Reader<'_> {
                 return Ok(());
             }
         };
-        self.spend(at, text.len())?;
         let file = self.files.0.len() as u32;
         self.files.0.push(path.to_string());
+        self.spend(at, text.len())?;
         self.frames.push(Frame {
             file,
             path: path.to_string(),

@@ -140,7 +140,7 @@ fn include_cycles_depth_and_size_are_refused() {
     let big = "x\n".repeat(1000);
     let opts = Options { limits: Limits { max_bytes: 1500, ..Limits::default() }, ..Options::default() };
     let e = read::read(&mut MemSource::new().with("k", &big), "k", &opts).unwrap_err();
-    assert_eq!((e.line, e.message.as_str()), (0, "configuration larger than 1500 bytes"));
+    assert_eq!((e.file.as_str(), e.line, e.message.as_str()), ("k", 0, "configuration larger than 1500 bytes"));
     let e = read::read(&mut MemSource::new(), "missing.conf", &Options::default()).unwrap_err();
     assert_eq!(e.to_string(), "missing.conf:0: cannot read missing.conf: no such file");
     assert_eq!(e.kind, ErrorKind::Read);
