@@ -5,7 +5,14 @@
 //! ```text
 //! cargo run --release --example lab -- dr [-s SCHED] [-w 1,2,3] [-p SECS] [-n REQUESTS] [-c CLIENTS]
 //! cargo run --release --example lab -- dr --netns     # as root: kernel clients and servers
+//! cargo run --release --example lab -- dr -n 24 --kill rs2@6 --revive rs2@14   # health checks
 //! ```
+//!
+//! `--kill rsN@REQ` closes server N's listener before request REQ (counted from 1) and
+//! `--revive rsN@REQ` opens it again; either turns on HTTP health checks from the director's
+//! own stack (every 200 ms of simulated time, down after two failures, up after two passes),
+//! and the output shows the failure detected, the server leaving rotation and rejoining.
+//! Requests may fail only between a kill and the server leaving rotation.
 //!
 //! In-process by default (smoltcp hosts, no root). With `--netns`, network namespaces with
 //! kernel HTTP servers and `curl` as the client, the director on AF_PACKET (see
@@ -24,9 +31,19 @@ use std::sync::Arc;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: lab dr|nat|tun [--netns] [-s SCHEDULER] [-w W1,W2,W3] [-p PERSIST_SECS] [-n REQUESTS] [-c CLIENTS]"
+        "usage: lab dr|nat|tun [--netns] [-s SCHEDULER] [-w W1,W2,W3] [-p PERSIST_SECS] [-n REQUESTS] [-c CLIENTS]\n       \
+         [--kill rsN@REQ] [--revive rsN@REQ] (in process only)"
     );
     ExitCode::from(2)
+}
+
+/// `rsN@REQ` as (server index, request index), both from 0.
+fn server_at(v: &str, servers: usize) -> Option<(usize, usize)> {
+    let (rs, req) = v.split_once('@')?;
+    let n: usize = rs.strip_prefix("rs")?.parse().ok()?;
+    let req: usize = req.parse().ok()?;
+    (1..=servers).contains(&n).then_some(())?;
+    Some((n - 1, req.checked_sub(1)?))
 }
 
 /// The client end of a request (curl picks its own port).
@@ -68,8 +85,16 @@ fn main() -> ExitCode {
                 Ok(n) if n > 0 && n < 200 => cfg.clients = n,
                 _ => return usage(),
             },
+            "--kill" | "--revive" => match server_at(v, cfg.weights.len()) {
+                Some(k) if a == "--kill" => cfg.kill.push(k),
+                Some(k) => cfg.revive.push(k),
+                None => return usage(),
+            },
             _ => return usage(),
         }
+    }
+    if netns && !(cfg.kill.is_empty() && cfg.revive.is_empty()) {
+        return usage();
     }
     let outcome = if netns {
         let interrupt = Arc::new(AtomicBool::new(false));
@@ -98,14 +123,22 @@ fn main() -> ExitCode {
     if let Some(d) = decap {
         println!("# real servers decapsulate with the {d}\n");
     }
-    let mut failed = 0;
+    let (mut failed, mut unexpected) = (0, 0);
+    // Servers killed and not yet out of rotation: a request may fail while one is.
+    let mut dying = 0usize;
     for (i, a) in run.answers.iter().enumerate() {
+        for (_, note) in run.notes.iter().filter(|(at, _)| *at == i) {
+            println!("          {note}");
+            dying += usize::from(note.contains(" killed:"));
+            dying = dying.saturating_sub(usize::from(note.contains(" down (")));
+        }
         match a.server {
             Some(s) => {
                 println!("request {:>3}  {} -> 203.0.113.100:80  answered by rs{}", i + 1, from(a), s + 1)
             }
             None => {
                 failed += 1;
+                unexpected += usize::from(dying == 0);
                 println!("request {:>3}  {} -> 203.0.113.100:80  FAILED", i + 1, from(a));
             }
         }
@@ -114,8 +147,13 @@ fn main() -> ExitCode {
     print!("{}", run.listing);
     println!();
     print!("{}", run.stats);
-    if failed > 0 {
-        eprintln!("lab: {failed} of {} requests failed", run.answers.len());
+    if let Some(h) = &run.health {
+        println!();
+        print!("{h}");
+        println!("\n{failed} requests failed, all between a kill and the server leaving rotation");
+    }
+    if unexpected > 0 {
+        eprintln!("lab: {unexpected} of {} requests failed", run.answers.len());
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -7,7 +7,7 @@
 //!   DR / NAT / TUN rewrites and the `ipvsadm` text formats.
 //! - [`sched`] (`lvs-sched`, `no_std`): the schedulers, with the kernel's exact choices.
 //! - `dataplane` (`lvs-dataplane`, std, feature `dataplane`): packet I/O backends, capture
-//!   replay, the runtime loop and the sync daemons' multicast sockets.
+//!   replay, the runtime loop, the sync daemons' multicast sockets and VRRP's sockets.
 //! - `files` (std, feature `keepalived`): `FsSource`, the filesystem for keepalived.conf and
 //!   its `include`s (`core::config::keepalived`, `core::config::ldirectord`).
 //!

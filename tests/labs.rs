@@ -16,7 +16,15 @@ fn run(
     requests: usize,
     clients: usize,
 ) -> Vec<usize> {
-    let cfg = LabConfig { mode, scheduler: scheduler.into(), weights: weights.to_vec(), persist, requests, clients };
+    let cfg = LabConfig {
+        mode,
+        scheduler: scheduler.into(),
+        weights: weights.to_vec(),
+        persist,
+        requests,
+        clients,
+        ..LabConfig::default()
+    };
     let r = lab::run(&cfg).unwrap();
     assert_eq!(r.answers.len(), requests);
     for (i, a) in r.answers.iter().enumerate() {
@@ -91,4 +99,44 @@ fn nat_persistence_sticks() {
 #[test]
 fn tun_persistence_sticks() {
     persistence_sticks(Mode::Tun);
+}
+
+/// `--kill rs2@6 --revive rs2@14`: health checks from the director's own stack take rs2 out
+/// of rotation after its listener closes and back after it opens again; requests fail only in
+/// between the kill and the server leaving rotation.
+fn kill_and_revive(mode: Mode) {
+    let cfg = LabConfig {
+        mode,
+        scheduler: "rr".into(),
+        requests: 24,
+        kill: vec![(1, 5)],
+        revive: vec![(1, 13)],
+        ..LabConfig::default()
+    };
+    let r = lab::run(&cfg).unwrap();
+    let at = |text: &str| r.notes.iter().find(|(_, n)| n.contains(text)).map(|(i, _)| *i);
+    let (killed, down) = (at("rs2 killed").unwrap(), at(":80 down (").expect("rs2 never left rotation"));
+    let (revived, up) = (at("rs2 revived").unwrap(), at(":80 up (").expect("rs2 never rejoined"));
+    assert!(killed <= down && down < revived && revived <= up, "{:?}", r.notes);
+    for (i, a) in r.answers.iter().enumerate() {
+        assert!(a.server.is_some() || (killed..down).contains(&i), "request {i} failed outside the window");
+        assert!(a.server != Some(1) || !(down..up).contains(&i), "request {i} went to rs2 while out");
+    }
+    assert!(r.answers[up..].iter().any(|a| a.server == Some(1)), "rs2 back in rotation");
+    assert!(r.health.is_some_and(|h| h.contains("UP     HTTP")));
+}
+
+#[test]
+fn dr_kill_and_revive() {
+    kill_and_revive(Mode::Dr);
+}
+
+#[test]
+fn nat_kill_and_revive() {
+    kill_and_revive(Mode::Nat);
+}
+
+#[test]
+fn tun_kill_and_revive() {
+    kill_and_revive(Mode::Tun);
 }

@@ -20,7 +20,15 @@ use std::sync::atomic::AtomicBool;
 use lab::{LabConfig, Mode};
 
 fn run(mode: Mode, scheduler: &str, weights: &[u32], persist: Option<u32>, requests: usize) -> Vec<usize> {
-    let cfg = LabConfig { mode, scheduler: scheduler.into(), weights: weights.to_vec(), persist, requests, clients: 1 };
+    let cfg = LabConfig {
+        mode,
+        scheduler: scheduler.into(),
+        weights: weights.to_vec(),
+        persist,
+        requests,
+        clients: 1,
+        ..LabConfig::default()
+    };
     let (r, _) = netns_lab::run(&cfg, &AtomicBool::new(false)).unwrap();
     assert_eq!(r.answers.len(), requests);
     for (i, a) in r.answers.iter().enumerate() {

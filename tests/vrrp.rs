@@ -6,6 +6,11 @@
 //! decode to what tcpdump prints, re-encode byte for byte, and keep a lower-priority lvs
 //! instance of the same virtual router a backup of whoever sent it. The deliberately malformed
 //! `vrrp-vrrp_print-oobr-2.pcap` must be refused without a panic.
+//!
+//! Then keepalived's own advertisements, recorded in the interop tests (`tests/data/vrrp/`, see
+//! its README): each decodes to the configuration keepalived ran with, re-encodes byte for byte,
+//! and keeps an lvs backup of the same virtual router following keepalived until its
+//! priority-0 advertisement, after which the backup takes over a Skew_Time later.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -20,12 +25,16 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+/// Every IP protocol 112 frame of a capture of `tests/data/corpus/tcpdump-tests`.
+fn vrrp_frames(name: &str) -> Vec<(Instant, IpHeader, Vec<u8>)> {
+    capture_frames(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus/tcpdump-tests").join(name))
+}
+
 /// Every IP protocol 112 frame of a capture: capture time, the IP header fields VRRP checks,
 /// the VRRP message as the IP header bounds it.
-fn vrrp_frames(name: &str) -> Vec<(Instant, IpHeader, Vec<u8>)> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus/tcpdump-tests").join(name);
+fn capture_frames(path: &Path) -> Vec<(Instant, IpHeader, Vec<u8>)> {
     let mut out = Vec::new();
-    for c in read_capture(&path).unwrap() {
+    for c in read_capture(path).unwrap() {
         let Ok(m) = wire::parse(&c.data) else { continue };
         if m.proto != lvs::core::vrrp::PROTO {
             continue;
@@ -135,5 +144,107 @@ fn malformed_vrrp_capture_is_refused_without_panic() {
         assert!(r.is_err());
         let counted: u64 = g.drops().iter().chain(g.instances().flat_map(|(_, i)| i.drops())).sum();
         assert_eq!(counted, 1, "{r:?} counted once");
+    }
+}
+
+/// One recorded keepalived capture: its file, version, interval (as the wire carries it), the
+/// IP destination, and the virtual address.
+struct Recorded {
+    file: &'static str,
+    version: Version,
+    interval: u16,
+    dst: &'static str,
+    vip: &'static str,
+}
+
+const RECORDED: [Recorded; 4] = [
+    Recorded {
+        file: "keepalived-v2-ipv4-1000ms.pcap",
+        version: Version::V2,
+        interval: 1,
+        dst: "224.0.0.18",
+        vip: "10.112.0.100",
+    },
+    Recorded {
+        file: "keepalived-v2-ipv4-unicast-1000ms.pcap",
+        version: Version::V2,
+        interval: 1,
+        dst: "10.112.0.11",
+        vip: "10.112.0.100",
+    },
+    Recorded {
+        file: "keepalived-v3-ipv4-100ms.pcap",
+        version: Version::V3,
+        interval: 10,
+        dst: "224.0.0.18",
+        vip: "10.112.0.100",
+    },
+    Recorded {
+        file: "keepalived-v3-ipv6-100ms.pcap",
+        version: Version::V3,
+        interval: 10,
+        dst: "ff02::12",
+        vip: "fd00:112::100",
+    },
+];
+
+fn recorded(r: &Recorded) -> Vec<(Instant, IpHeader, Vec<u8>)> {
+    capture_frames(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vrrp").join(r.file))
+}
+
+#[test]
+fn keepalived_advertisements_decode_as_configured() {
+    for r in &RECORDED {
+        let frames = recorded(r);
+        assert_eq!(frames.len(), 5, "{}", r.file);
+        let priorities: Vec<u8> = frames.iter().map(|(_, _, b)| b[2]).collect();
+        assert_eq!(priorities, [150, 150, 150, 150, 0], "{}", r.file);
+        for (_, h, bytes) in &frames {
+            assert_eq!(h.ttl, 255);
+            assert_eq!(h.dst, ip(r.dst));
+            if h.src.is_ipv4() {
+                assert_eq!(h.src, ip("10.112.0.10"));
+            }
+            let a = Repr::parse(bytes, h.src, h.dst).unwrap_or_else(|e| panic!("{}: {}", r.file, e.as_str()));
+            assert_eq!((a.version, a.vrid, a.interval, a.auth), (r.version, 51, r.interval, Auth::None), "{}", r.file);
+            assert_eq!(a.addrs.iter().collect::<Vec<_>>(), [ip(r.vip)]);
+            assert_eq!(a.to_bytes(h.src, h.dst), *bytes, "{}: re-encoded byte for byte", r.file);
+        }
+    }
+}
+
+#[test]
+fn keepalived_advertisements_lead_an_lvs_backup() {
+    for r in &RECORDED {
+        let frames = recorded(r);
+        let (_, first, _) = &frames[0];
+        let primary = if first.src.is_ipv6() { ip("fe80::1") } else { ip("10.112.0.11") };
+        let mut c = Config::new(51, primary, vec![ip(r.vip)]);
+        c.version = r.version;
+        c.advert_int = if r.version == Version::V2 {
+            Duration::from_secs(u64::from(r.interval))
+        } else {
+            Duration::from_millis(u64::from(r.interval) * 10)
+        };
+        if !first.dst.is_multicast() {
+            c.unicast_peers = vec![first.src];
+        }
+        let mut g = Group::new();
+        let id = g.add_instance(c).unwrap();
+        let start = frames[0].0;
+        g.start(start);
+        for (t, h, bytes) in &frames {
+            while g.poll(*t).is_some() {}
+            g.handle(*t, 0, h, bytes).unwrap_or_else(|e| panic!("{}: refused: {}", r.file, e.as_str()));
+            assert_eq!(g.instance(id).unwrap().state(), State::Backup, "{}", r.file);
+        }
+        let vr = g.instance(id).unwrap();
+        assert_eq!((vr.stats().adverts_rx, vr.stats().pri_zero_rx, vr.stats().addr_list_err), (5, 1, 0));
+        // After priority 0 the backup waits Skew_Time only, then takes over.
+        let (last, _, _) = frames[4];
+        let due = g.next_deadline().unwrap();
+        assert_eq!(due - last, vr.skew_time(), "{}", r.file);
+        while g.poll(due).is_some() {}
+        assert_eq!(g.instance(id).unwrap().state(), State::Master, "{}", r.file);
     }
 }

@@ -13,11 +13,13 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
 
-use lvs::core::addr::Af;
+use lvs::core::addr::{Af, Proto, ServiceKey};
 use lvs::core::config::{list, ListOptions};
+use lvs::core::dest::{FwdMethod, RealServer};
+use lvs::core::health::{Check, CheckPlan, Detail, Exchange, HttpCheck, Monitor, Outcome, Probe, ServicePolicy, Step};
 use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
-use lvs::core::{DirectorConfig, Instant, PortConfig, Verdict};
+use lvs::core::{Director, DirectorConfig, Instant, PortConfig, Verdict};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
@@ -62,6 +64,11 @@ pub(crate) struct LabConfig {
     pub(crate) requests: usize,
     /// Number of client hosts the requests rotate over.
     pub(crate) clients: usize,
+    /// Real servers whose listener closes before a request: `(server, request)`, both from 0.
+    /// Any kill or revive turns health checking on.
+    pub(crate) kill: Vec<(usize, usize)>,
+    /// Real servers whose listener opens again before a request.
+    pub(crate) revive: Vec<(usize, usize)>,
 }
 
 impl Default for LabConfig {
@@ -73,6 +80,8 @@ impl Default for LabConfig {
             persist: None,
             requests: 12,
             clients: 1,
+            kill: Vec::new(),
+            revive: Vec::new(),
         }
     }
 }
@@ -98,6 +107,11 @@ pub(crate) struct LabRun {
     pub(crate) stats: String,
     /// The rules the director was configured with.
     pub(crate) rules: String,
+    /// What happened between requests (kills, revivals, health events): printed before request
+    /// `.0`.
+    pub(crate) notes: Vec<(usize, String)>,
+    /// The health listing at the end, when checks ran.
+    pub(crate) health: Option<String>,
 }
 
 /// An in-memory NIC: frames in, frames out.
@@ -205,6 +219,18 @@ fn server_ip(mode: Mode, i: usize) -> [u8; 4] {
     }
 }
 
+/// An ARP request from `mac`/`ip` for `target`.
+fn arp_request(mac: [u8; 6], ip: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target);
+    f
+}
+
 /// The director's ARP answers: the lab's stand-in for the director host's own stack.
 fn arp_reply(frame: &[u8], mine: &[[u8; 4]]) -> Option<Vec<u8>> {
     if frame.len() < 42 || frame[12..14] != [0x08, 0x06] || frame[20..22] != [0, 1] {
@@ -250,6 +276,139 @@ pub(crate) fn rules_for(cfg: &LabConfig, servers: &[Ipv4Addr]) -> String {
     r
 }
 
+/// How often the in-process lab checks its servers (simulated time), and how far apart its
+/// requests are when it does.
+const CHECK_INTERVAL_MS: u64 = 200;
+const REQUEST_SPACING_MS: i64 = 100;
+
+/// One health probe in flight on the director's own stack.
+struct LabProbe {
+    probe: Probe,
+    socket: SocketHandle,
+    exchange: Option<Exchange>,
+    connected: bool,
+}
+
+/// Health checking in the in-process lab: the monitor (the core's, on simulated time) and the
+/// director's own smoltcp stack, from which each probe opens a real TCP connection to a
+/// server's address and holds the core's HTTP conversation over it.
+struct LabHealth {
+    monitor: Monitor,
+    host: Host,
+    probes: Vec<LabProbe>,
+    next_port: u16,
+}
+
+fn lab_now(t_ms: i64) -> Instant {
+    Instant::from_nanos(t_ms as u64 * 1_000_000)
+}
+
+impl LabHealth {
+    /// HTTP checks of every server: every 200 ms, a 100 ms timeout, down after two failures
+    /// (the second 100 ms after the first), up after two passes.
+    fn new(d: &mut Director, cfg: &LabConfig, director_ips: &[[u8; 4]]) -> Result<LabHealth, String> {
+        let key = ServiceKey::Inet { proto: Proto::Tcp, addr: IpAddr::from(VIP), port: 80 };
+        let method = match cfg.mode {
+            Mode::Dr => FwdMethod::Route,
+            Mode::Nat => FwdMethod::Masq,
+            Mode::Tun => FwdMethod::Tunnel,
+        };
+        let plan = CheckPlan::new(Check::Http(HttpCheck::get("/").with_expect(b"rs")))
+            .with_interval(std::time::Duration::from_millis(CHECK_INTERVAL_MS))
+            .with_timeout(std::time::Duration::from_millis(100))
+            .with_retry(1, std::time::Duration::from_millis(100))
+            .with_rise_fall(2, 2)
+            .with_warmup(std::time::Duration::ZERO);
+        let servers = cfg
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (RealServer::new(IpAddr::from(server_ip(cfg.mode, i)), 80, method, *w), plan.clone()));
+        let mut monitor = Monitor::new(1);
+        monitor.add_service(d, lab_now(0), key, ServicePolicy::default(), servers).map_err(|e| e.to_string())?;
+        let addrs: Vec<([u8; 4], u8)> = director_ips.iter().filter(|a| **a != VIP).map(|a| (*a, 24)).collect();
+        let mut host = Host::new(DIRECTOR_MAC, &addrs, [198, 51, 100, 254], false);
+        // The director's stack knows its servers' MACs, as its director does (set_neighbour):
+        // smoltcp learns them from an ARP request addressed to it, and asks for one address a
+        // second at most, so three probes at once would otherwise wait for ARP.
+        for i in 0..cfg.weights.len() {
+            let own = server_ip(cfg.mode, i);
+            let gateway = if cfg.mode == Mode::Nat { [10, 0, 0, 1] } else { [198, 51, 100, 1] };
+            host.deliver(arp_request([2, 0, 0, 0, 1, 1 + i as u8], own, gateway));
+        }
+        Ok(LabHealth { monitor, host, probes: Vec::new(), next_port: 50_000 })
+    }
+
+    /// One millisecond of the checks: start the probes that are due, move those in flight,
+    /// report what they found; returns the monitor's events.
+    fn step(&mut self, d: &mut Director, t_ms: i64) -> Vec<String> {
+        let now = lab_now(t_ms);
+        self.monitor.tick(d, now);
+        while let Some(probe) = self.monitor.poll(now) {
+            let socket = self.host.tcp_socket();
+            let target = match probe.target.addr {
+                IpAddr::V4(a) => IpAddress::Ipv4(v4(a.octets())),
+                IpAddr::V6(_) => continue,
+            };
+            self.next_port = self.next_port.checked_add(1).unwrap_or(50_000);
+            let sock = self.host.sockets.get_mut::<tcp::Socket>(socket);
+            if sock.connect(self.host.iface.context(), (target, probe.target.port), self.next_port).is_err() {
+                continue;
+            }
+            let exchange = probe.exchange();
+            self.probes.push(LabProbe { probe, socket, exchange, connected: false });
+        }
+        self.host.poll(SInstant::from_millis(t_ms));
+        let mut i = 0;
+        while i < self.probes.len() {
+            let p = &mut self.probes[i];
+            let sock = self.host.sockets.get_mut::<tcp::Socket>(p.socket);
+            let mut verdict = None;
+            if !p.connected && sock.state() == tcp::State::Established {
+                p.connected = true;
+                if let Some(Step::Send(b)) = p.exchange.as_mut().map(Exchange::start) {
+                    let _ = sock.send_slice(&b);
+                }
+            }
+            if sock.can_recv() {
+                let mut buf = Vec::new();
+                let _ = sock.recv(|b| {
+                    buf.extend_from_slice(b);
+                    (b.len(), ())
+                });
+                if let Some(Step::Done(o)) = p.exchange.as_mut().map(|x| x.received(&buf)) {
+                    verdict = Some(o);
+                }
+            }
+            if verdict.is_none() && matches!(sock.state(), tcp::State::Closed | tcp::State::CloseWait) {
+                verdict = Some(match p.exchange.as_mut() {
+                    // A reset to the SYN: nothing listens.
+                    _ if !p.connected => Outcome::down(Detail::Refused),
+                    Some(x) => x.closed(),
+                    None => Outcome::up(Detail::Passed),
+                });
+            }
+            let expired = now > p.probe.deadline;
+            if verdict.is_some() || expired {
+                if let Some(o) = verdict {
+                    // A probe the monitor failed at its deadline already is no longer its concern.
+                    let _ = self.monitor.report(d, now, p.probe.id, o);
+                }
+                sock.abort();
+                let socket = p.socket;
+                self.probes.swap_remove(i);
+                self.host.poll(SInstant::from_millis(t_ms));
+                self.host.sockets.remove(socket);
+                continue;
+            }
+            i += 1;
+        }
+        std::iter::from_fn(|| self.monitor.poll_event())
+            .map(|e| format!("t={:.3}s  health: {e}", t_ms as f64 / 1000.0))
+            .collect()
+    }
+}
+
 /// Runs the lab.
 ///
 /// # Errors
@@ -289,6 +448,13 @@ pub(crate) fn run(cfg: &LabConfig) -> Result<LabRun, String> {
         d.set_neighbour(IpAddr::from([198, 51, 100, 2 + i as u8]), Neighbour { mac: MacAddr(c.mac), port: 0 });
     }
     d.set_gateway(Af::V4, Neighbour { mac: MacAddr(clients[0].mac), port: 0 });
+    let mut health = if cfg.kill.is_empty() && cfg.revive.is_empty() {
+        None
+    } else {
+        Some(LabHealth::new(&mut d, cfg, &director_ips)?)
+    };
+    let mut notes = Vec::new();
+    let mut killed = vec![false; n];
 
     // Each server keeps a few listening sockets and answers one request per connection.
     let listeners: Vec<Vec<SocketHandle>> = servers
@@ -309,6 +475,21 @@ pub(crate) fn run(cfg: &LabConfig) -> Result<LabRun, String> {
     let mut t_ms: i64 = 0;
     let mut frame = Frame::with_capacity(DEFAULT_HEADROOM + 2048);
     for req in 0..cfg.requests {
+        for &(si, _) in cfg.kill.iter().filter(|(_, r)| *r == req) {
+            if let Some(k) = killed.get_mut(si) {
+                *k = true;
+                notes.push((req, format!("t={:.3}s  rs{} killed: its listener closed", t_ms as f64 / 1000.0, si + 1)));
+                for lh in &listeners[si] {
+                    servers[si].sockets.get_mut::<tcp::Socket>(*lh).abort();
+                }
+            }
+        }
+        for &(si, _) in cfg.revive.iter().filter(|(_, r)| *r == req) {
+            if let Some(k) = killed.get_mut(si) {
+                *k = false;
+                notes.push((req, format!("t={:.3}s  rs{} revived: listening again", t_ms as f64 / 1000.0, si + 1)));
+            }
+        }
         let ci = req % clients.len();
         let port = 40_000 + req as u16;
         let h = clients[ci].tcp_socket();
@@ -318,8 +499,10 @@ pub(crate) fn run(cfg: &LabConfig) -> Result<LabRun, String> {
             sock.connect(c.iface.context(), (IpAddress::Ipv4(v4(VIP)), 80), port).map_err(|e| e.to_string())?;
         }
         let (mut sent, mut got, mut done) = (false, Vec::new(), false);
-        let deadline = t_ms + 10_000;
-        while !done && t_ms < deadline {
+        let (started, deadline) = (t_ms, t_ms + 10_000);
+        // With health checks on, requests start every 100 ms so that checks happen between them.
+        let spacing = if health.is_some() { REQUEST_SPACING_MS } else { 0 };
+        while (!done || t_ms < started + spacing) && t_ms < deadline {
             t_ms += 1;
             let now = SInstant::from_millis(t_ms);
             for c in clients.iter_mut() {
@@ -344,7 +527,7 @@ pub(crate) fn run(cfg: &LabConfig) -> Result<LabRun, String> {
                     if sock.state() == tcp::State::CloseWait {
                         sock.close();
                     }
-                    if !sock.is_open() {
+                    if !sock.is_open() && !killed[si] {
                         let _ = sock.listen(80);
                     }
                 }
@@ -369,13 +552,17 @@ pub(crate) fn run(cfg: &LabConfig) -> Result<LabRun, String> {
                         sock.close();
                     }
                 }
-                if sent && matches!(sock.state(), tcp::State::TimeWait | tcp::State::Closed) {
+                // Answered and closed, or refused (a reset to the SYN).
+                if matches!(sock.state(), tcp::State::Closed) || sent && sock.state() == tcp::State::TimeWait {
                     done = true;
                 }
             }
+            if let Some(h) = health.as_mut() {
+                notes.extend(h.step(&mut d, t_ms).into_iter().map(|e| (req + 1, e)));
+            }
             // The switch: move every frame to its destination MAC; the director's go through lvs.
             let mut wire: VecDeque<Vec<u8>> = VecDeque::new();
-            for host in clients.iter_mut().chain(servers.iter_mut()) {
+            for host in clients.iter_mut().chain(servers.iter_mut()).chain(health.as_mut().map(|h| &mut h.host)) {
                 wire.extend(host.nic.tx.drain(..));
             }
             let mut hops = 0;
@@ -391,10 +578,15 @@ pub(crate) fn run(cfg: &LabConfig) -> Result<LabRun, String> {
                         wire.push_back(r);
                     } else if dst == DIRECTOR_MAC {
                         frame.load(DEFAULT_HEADROOM, &f);
-                        if let Verdict::Transmit { .. } =
-                            d.process(Instant::from_nanos(t_ms as u64 * 1_000_000), &mut frame)
-                        {
-                            wire.push_back(frame.data().to_vec());
+                        match d.process(Instant::from_nanos(t_ms as u64 * 1_000_000), &mut frame) {
+                            Verdict::Transmit { .. } => wire.push_back(frame.data().to_vec()),
+                            // Not for a service: the director's own stack (the health probes).
+                            Verdict::NotMine => {
+                                if let Some(h) = health.as_mut() {
+                                    h.host.deliver(f.clone());
+                                }
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -412,5 +604,12 @@ pub(crate) fn run(cfg: &LabConfig) -> Result<LabRun, String> {
         clients[ci].sockets.remove(h);
     }
     let now = Instant::from_nanos(t_ms as u64 * 1_000_000);
-    Ok(LabRun { answers, listing: list(&d, now, ListOptions::Plain), stats: list(&d, now, ListOptions::Stats), rules })
+    Ok(LabRun {
+        answers,
+        listing: list(&d, now, ListOptions::Plain),
+        stats: list(&d, now, ListOptions::Stats),
+        rules,
+        notes,
+        health: health.map(|h| lvs::core::health::status(&h.monitor, now)),
+    })
 }

@@ -108,15 +108,21 @@ impl Netns {
     pub(crate) fn enter(&self) -> io::Result<()> {
         lvs::dataplane::netns::enter(&self.name)
     }
-}
 
-impl Drop for Netns {
-    fn drop(&mut self) {
+    /// Kills every process in the namespace (`ip netns pids`), as a crash or an operator's
+    /// `kill -9` would.
+    pub(crate) fn kill_all(&self) {
         if let Ok(pids) = run("ip", &["netns", "pids", &self.name]) {
             for pid in pids.split_whitespace() {
                 let _ = run("kill", &["-9", pid]);
             }
         }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.kill_all();
         let _ = run("ip", &["netns", "del", &self.name]);
     }
 }

@@ -13,6 +13,7 @@
 //! created is removed on return, on failure and (through the caller's stop flag) on Ctrl-C.
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
@@ -21,7 +22,7 @@ use lvs::core::addr::Af;
 use lvs::core::config::{list, ListOptions};
 use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
-use lvs::core::{DirectorConfig, Instant, PortConfig};
+use lvs::core::{Director, DirectorConfig, Instant, PortConfig};
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
 use lvs::dataplane::io::PacketIo;
 use lvs::dataplane::runtime::{MonotonicClock, Runtime};
@@ -98,20 +99,29 @@ fn decapsulate(ns: &Netns, own: Ipv4Addr, stop: &AtomicBool) -> Result<(), Strin
     Ok(())
 }
 
-/// The director: this library on AF_PACKET in its namespace, until `stop`.
-fn direct(ns: &Netns, cfg: &LabConfig, rules: &str, stop: &AtomicBool) -> Result<(String, String), String> {
-    ns.enter().map_err(err)?;
-    let mut d = lvs::director(
-        DirectorConfig::default()
-            .port(PortConfig::new(MacAddr(DIRECTOR_MAC)).with_addr(Ipv4Addr::from(DIRECTOR_IP).into()))
-            .with_random_seeds(),
-    );
-    for i in 0..cfg.weights.len() {
-        d.set_neighbour(server_ip(cfg.mode, i).into(), Neighbour { mac: MacAddr(server_mac(i)), port: 0 });
+/// The lab's director for `servers` real servers, with its neighbours and gateway and no
+/// services yet. With `expire_nodest_conn` (as a health-checked director wants, its servers
+/// removed when they fail) a connection to a removed server ends at its next packet, so a
+/// client port that comes round again is scheduled afresh after its retransmission.
+pub(crate) fn lab_director(mode: Mode, servers: usize, expire_nodest_conn: bool) -> Director {
+    let mut cfg = DirectorConfig::default()
+        .port(PortConfig::new(MacAddr(DIRECTOR_MAC)).with_addr(Ipv4Addr::from(DIRECTOR_IP).into()))
+        .with_random_seeds();
+    cfg.expire_nodest_conn = expire_nodest_conn;
+    let mut d = lvs::director(cfg);
+    for i in 0..servers {
+        d.set_neighbour(server_ip(mode, i).into(), Neighbour { mac: MacAddr(server_mac(i)), port: 0 });
     }
     let client = Neighbour { mac: MacAddr(CLIENT_MAC), port: 0 };
     d.set_neighbour(Ipv4Addr::from(CLIENT_IP).into(), client);
     d.set_gateway(Af::V4, client);
+    d
+}
+
+/// The director: this library on AF_PACKET in its namespace, until `stop`.
+fn direct(ns: &Netns, cfg: &LabConfig, rules: &str, stop: &AtomicBool) -> Result<(String, String), String> {
+    ns.enter().map_err(err)?;
+    let mut d = lab_director(cfg.mode, cfg.weights.len(), false);
     lvs::core::config::restore(&mut d, rules).map_err(err)?;
     let port = AfPacket::open("eth0", AfPacketConfig::default()).map_err(err)?;
     let mut rt = Runtime::new(d, vec![Box::new(port)]);
@@ -131,6 +141,112 @@ fn direct(ns: &Netns, cfg: &LabConfig, rules: &str, stop: &AtomicBool) -> Result
     Ok((list(rt.director(), now, ListOptions::Plain), list(rt.director(), now, ListOptions::Stats)))
 }
 
+/// The lab's namespaces: a bridge, the director, a client and the real servers, each server
+/// with its address (`servers[i].1`) and its page under `docroot`. Dropping it kills what runs
+/// in them and removes them and the pages.
+pub(crate) struct Topology {
+    /// The real servers' namespaces and addresses.
+    pub(crate) servers: Vec<(Netns, Ipv4Addr)>,
+    /// The client's namespace (192.0.2.2, routing the VIP through the director).
+    pub(crate) client: Netns,
+    /// The director's namespace (192.0.2.1 on `eth0`, not forwarding).
+    pub(crate) director: Netns,
+    /// How TUN servers decapsulate (`None` for DR and NAT).
+    pub(crate) decap: Option<&'static str>,
+    lan: Netns,
+    docroot: PathBuf,
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.docroot);
+    }
+}
+
+impl Topology {
+    /// Builds the namespaces for `servers` real servers in `mode`, named after `tag`.
+    ///
+    /// # Errors
+    /// A message when a namespace, link or address cannot be set up.
+    pub(crate) fn build(mode: Mode, servers: usize, tag: &str) -> Result<Topology, String> {
+        let lan = Netns::create(&format!("lvs{tag}-lan")).map_err(err)?;
+        lan.bridge("br0").map_err(err)?;
+        let director = Netns::create(&format!("lvs{tag}-dir")).map_err(err)?;
+        attach(&lan, &director, "v-d", DIRECTOR_MAC)?;
+        director.exec("ip", &["addr", "add", "192.0.2.1/24", "dev", "eth0"]).map_err(err)?;
+        director.exec("sysctl", &["-qw", "net.ipv4.ip_forward=0"]).map_err(err)?;
+        if mode == Mode::Nat {
+            director.exec("ip", &["addr", "add", "10.0.0.1/24", "dev", "eth0"]).map_err(err)?;
+        }
+        let client = Netns::create(&format!("lvs{tag}-cli")).map_err(err)?;
+        attach(&lan, &client, "v-c", CLIENT_MAC)?;
+        client.exec("ip", &["addr", "add", "192.0.2.2/24", "dev", "eth0"]).map_err(err)?;
+        client.exec("ip", &["route", "add", "203.0.113.100/32", "via", "192.0.2.1"]).map_err(err)?;
+        let vip = Ipv4Addr::from(VIP).to_string();
+        let docroot = std::env::temp_dir().join(format!("lvs-lab-{tag}-{}", std::process::id()));
+        let mut topo = Topology { servers: Vec::new(), client, director, decap: None, lan, docroot };
+        for i in 0..servers {
+            let ns = Netns::create(&format!("lvs{tag}-rs{}", i + 1)).map_err(err)?;
+            attach(&topo.lan, &ns, &format!("v-r{}", i + 1), server_mac(i))?;
+            let own = server_ip(mode, i);
+            ns.exec("ip", &["addr", "add", &format!("{own}/24"), "dev", "eth0"]).map_err(err)?;
+            for k in ["all", "default", "eth0", "lo"] {
+                ns.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{k}.rp_filter=0")]).map_err(err)?;
+            }
+            match mode {
+                Mode::Nat => {
+                    ns.exec("ip", &["route", "add", "default", "via", "10.0.0.1"]).map_err(err)?;
+                }
+                Mode::Dr | Mode::Tun => {
+                    for (k, v) in [("arp_ignore", "1"), ("arp_announce", "2")] {
+                        for dev in ["all", "eth0"] {
+                            ns.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{dev}.{k}={v}")]).map_err(err)?;
+                        }
+                    }
+                    let kernel_ipip =
+                        mode == Mode::Tun && ns.exec("ip", &["link", "add", "tunl0", "type", "ipip"]).is_ok();
+                    if kernel_ipip {
+                        ns.exec("ip", &["link", "set", "tunl0", "up"]).map_err(err)?;
+                        ns.exec("ip", &["addr", "add", &format!("{vip}/32"), "dev", "tunl0"]).map_err(err)?;
+                        ns.exec("sysctl", &["-qw", "net.ipv4.conf.tunl0.rp_filter=0"]).map_err(err)?;
+                        topo.decap = Some(KERNEL_IPIP);
+                    } else {
+                        ns.exec("ip", &["addr", "add", &format!("{vip}/32"), "dev", "lo"]).map_err(err)?;
+                        if mode == Mode::Tun {
+                            topo.decap = Some(USER_DECAP);
+                        }
+                    }
+                }
+            }
+            topo.servers.push((ns, own));
+        }
+        Ok(topo)
+    }
+
+    /// Starts real server `i`'s HTTP server (`python3 -m http.server`) with a page saying
+    /// `page`, and waits until it answers locally.
+    ///
+    /// # Errors
+    /// A message when it cannot start, or does not answer within 10 s (or `interrupt` is set).
+    pub(crate) fn serve(&self, i: usize, page: &str, interrupt: &AtomicBool) -> Result<(), String> {
+        let (ns, own) = self.servers.get(i).ok_or("no such server")?;
+        let dir = self.docroot.join(format!("rs{}", i + 1));
+        std::fs::create_dir_all(&dir).map_err(err)?;
+        std::fs::write(dir.join("index.html"), format!("{page}\n")).map_err(err)?;
+        let d = dir.to_string_lossy().into_owned();
+        ns.spawn("python3", &["-m", "http.server", "80", "--bind", "0.0.0.0", "--directory", &d]).map_err(err)?;
+        let url = format!("http://{own}/");
+        let start = StdInstant::now();
+        while ns.exec("curl", &["-s", "--max-time", "1", &url]).is_err() {
+            if start.elapsed() > Duration::from_secs(10) || interrupt.load(Ordering::Relaxed) {
+                return Err(format!("real server {own} did not start"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
+
 /// Runs the lab. `interrupt` (set by a Ctrl-C handler) ends it early; everything is removed
 /// either way.
 ///
@@ -142,81 +258,17 @@ pub(crate) fn run(cfg: &LabConfig, interrupt: &AtomicBool) -> Result<(LabRun, Op
         Mode::Nat => "nat",
         Mode::Tun => "tun",
     };
-    let n = cfg.weights.len();
-    let lan = Netns::create(&format!("lvs{tag}-lan")).map_err(err)?;
-    lan.bridge("br0").map_err(err)?;
-    let director = Netns::create(&format!("lvs{tag}-dir")).map_err(err)?;
-    attach(&lan, &director, "v-d", DIRECTOR_MAC)?;
-    director.exec("ip", &["addr", "add", "192.0.2.1/24", "dev", "eth0"]).map_err(err)?;
-    director.exec("sysctl", &["-qw", "net.ipv4.ip_forward=0"]).map_err(err)?;
-    if cfg.mode == Mode::Nat {
-        director.exec("ip", &["addr", "add", "10.0.0.1/24", "dev", "eth0"]).map_err(err)?;
+    let topo = Topology::build(cfg.mode, cfg.weights.len(), tag)?;
+    for i in 0..cfg.weights.len() {
+        topo.serve(i, &format!("rs{}", i + 1), interrupt)?;
     }
-    let client = Netns::create(&format!("lvs{tag}-cli")).map_err(err)?;
-    attach(&lan, &client, "v-c", CLIENT_MAC)?;
-    client.exec("ip", &["addr", "add", "192.0.2.2/24", "dev", "eth0"]).map_err(err)?;
-    client.exec("ip", &["route", "add", "203.0.113.100/32", "via", "192.0.2.1"]).map_err(err)?;
     let vip = Ipv4Addr::from(VIP).to_string();
-    let docroot = std::env::temp_dir().join(format!("lvs-lab-{tag}-{}", std::process::id()));
-    let mut servers = Vec::new();
-    let mut decap = None;
-    for i in 0..n {
-        let ns = Netns::create(&format!("lvs{tag}-rs{}", i + 1)).map_err(err)?;
-        attach(&lan, &ns, &format!("v-r{}", i + 1), server_mac(i))?;
-        let own = server_ip(cfg.mode, i);
-        ns.exec("ip", &["addr", "add", &format!("{own}/24"), "dev", "eth0"]).map_err(err)?;
-        for k in ["all", "default", "eth0", "lo"] {
-            ns.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{k}.rp_filter=0")]).map_err(err)?;
-        }
-        match cfg.mode {
-            Mode::Nat => {
-                ns.exec("ip", &["route", "add", "default", "via", "10.0.0.1"]).map_err(err)?;
-            }
-            Mode::Dr | Mode::Tun => {
-                for (k, v) in [("arp_ignore", "1"), ("arp_announce", "2")] {
-                    for dev in ["all", "eth0"] {
-                        ns.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{dev}.{k}={v}")]).map_err(err)?;
-                    }
-                }
-                let kernel_ipip =
-                    cfg.mode == Mode::Tun && ns.exec("ip", &["link", "add", "tunl0", "type", "ipip"]).is_ok();
-                if kernel_ipip {
-                    ns.exec("ip", &["link", "set", "tunl0", "up"]).map_err(err)?;
-                    ns.exec("ip", &["addr", "add", &format!("{vip}/32"), "dev", "tunl0"]).map_err(err)?;
-                    ns.exec("sysctl", &["-qw", "net.ipv4.conf.tunl0.rp_filter=0"]).map_err(err)?;
-                    decap = Some(KERNEL_IPIP);
-                } else {
-                    ns.exec("ip", &["addr", "add", &format!("{vip}/32"), "dev", "lo"]).map_err(err)?;
-                    if cfg.mode == Mode::Tun {
-                        decap = Some(USER_DECAP);
-                    }
-                }
-            }
-        }
-        let dir = docroot.join(format!("rs{}", i + 1));
-        std::fs::create_dir_all(&dir).map_err(err)?;
-        std::fs::write(dir.join("index.html"), format!("rs{}\n", i + 1)).map_err(err)?;
-        let d = dir.to_string_lossy().into_owned();
-        ns.spawn("python3", &["-m", "http.server", "80", "--bind", "0.0.0.0", "--directory", &d]).map_err(err)?;
-        servers.push((ns, own));
-    }
-    // Wait for every server to answer locally.
-    for (ns, own) in &servers {
-        let url = format!("http://{own}/");
-        let start = StdInstant::now();
-        while ns.exec("curl", &["-s", "--max-time", "1", &url]).is_err() {
-            if start.elapsed() > Duration::from_secs(10) || interrupt.load(Ordering::Relaxed) {
-                let _ = std::fs::remove_dir_all(&docroot);
-                return Err(format!("real server {own} did not start"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    let server_ips: Vec<Ipv4Addr> = servers.iter().map(|(_, ip)| *ip).collect();
+    let server_ips: Vec<Ipv4Addr> = topo.servers.iter().map(|(_, ip)| *ip).collect();
     let rules = rules_for(cfg, &server_ips);
     let stop = Arc::new(AtomicBool::new(false));
+    let (servers, client, director, decap) = (&topo.servers, &topo.client, &topo.director, topo.decap);
     let outcome = std::thread::scope(|s| {
-        let dir = s.spawn(|| direct(&director, cfg, &rules, &stop));
+        let dir = s.spawn(|| direct(director, cfg, &rules, &stop));
         let decaps: Vec<_> = if decap == Some(USER_DECAP) {
             servers.iter().map(|(ns, own)| s.spawn(|| decapsulate(ns, *own, &stop))).collect()
         } else {
@@ -237,10 +289,8 @@ pub(crate) fn run(cfg: &LabConfig, interrupt: &AtomicBool) -> Result<(LabRun, Op
             t.join().map_err(|_| "decapsulator panicked".to_string())??;
         }
         let (listing, stats) = dir.join().map_err(|_| "director panicked".to_string())??;
-        Ok::<_, String>(LabRun { answers, listing, stats, rules: rules.clone() })
+        Ok::<_, String>(LabRun { answers, listing, stats, rules: rules.clone(), notes: Vec::new(), health: None })
     });
-    let _ = std::fs::remove_dir_all(&docroot);
-    drop(servers);
-    drop((client, director, lan));
+    drop(topo);
     outcome.map(|r| (r, decap))
 }

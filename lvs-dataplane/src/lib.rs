@@ -8,6 +8,10 @@
 //! - [`pcap`] — read pcap / pcapng captures, write pcap.
 //! - [`netns`] — enter a network namespace before opening ports (Linux).
 //! - [`sync`] — the sync daemons' multicast sockets, driven with the director (Linux).
+//! - [`vrrp`] — VRRP's raw sockets, announcements and address hooks around a sans-IO group
+//!   of virtual routers (Linux).
+//! - [`health`] — the health checks' prober and the checker that drives a monitor with it
+//!   (Linux).
 //!
 //! Test and lab tooling — the runner for recorded kernel cases and the namespace builders — is
 //! not part of this crate; it lives with the facade's examples (`examples/common/`).
@@ -18,6 +22,8 @@
 
 #[cfg(all(feature = "afpacket", target_os = "linux"))]
 pub mod afpacket;
+#[cfg(target_os = "linux")]
+pub mod health;
 pub mod io;
 #[cfg(target_os = "linux")]
 pub mod netns;
@@ -31,3 +37,5 @@ pub mod sync;
 mod sys;
 #[cfg(all(feature = "tap", target_os = "linux"))]
 pub mod tap;
+#[cfg(target_os = "linux")]
+pub mod vrrp;

@@ -1,7 +1,8 @@
 //! The loop that drives a [`Director`] over one or more [`PacketIo`] ports (quinn's driver):
 //! receive a burst, `process_burst`, transmit each verdict on its port, hand the frames that are
 //! the application's (`Local`, `NotMine`) back to it, `tick` on time, move the sync daemons'
-//! datagrams, and stop cleanly when asked; and [`Shards`], one such loop per core. Frames move between the receive pool, the
+//! datagrams, run the health checks, and stop cleanly when asked; and [`Shards`], one such loop
+//! per core. Frames move between the receive pool, the
 //! transmit queues and the application's queue by swapping buffers, so nothing is copied or
 //! allocated per packet after warm-up.
 
@@ -10,11 +11,15 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
+use lvs_core::addr::{Endpoint, ServiceKey};
 use lvs_core::config::{render_stats, stats_rows, sum_rows, StatsRow};
+use lvs_core::dest::RealServer;
+use lvs_core::health::Control;
 use lvs_core::sync::{DaemonConfig, Role};
 use lvs_core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs_core::{Command, Director, Instant, Verdict};
 
+use crate::health::{timeout_ms, HealthChecker};
 use crate::io::PacketIo;
 use crate::sync::SyncSockets;
 
@@ -199,6 +204,7 @@ pub struct Runtime {
     stats: RuntimeStats,
     stop: StopHandle,
     sync: SyncSockets,
+    health: Option<HealthChecker>,
     /// The descriptors `run` waits on, refilled before each wait.
     wait_fds: Vec<RawFd>,
 }
@@ -223,8 +229,33 @@ impl Runtime {
             stats: RuntimeStats::default(),
             stop: StopHandle::default(),
             sync: SyncSockets::new(),
+            health: None,
             wait_fds: Vec::new(),
         }
+    }
+
+    /// Runs health checks in this loop: every pass moves the checker on (results in, timeouts,
+    /// the probes that came due started), its reactions go straight to the director, and the
+    /// loop's waits end for the prober's sockets and the monitor's deadlines. The monitor's
+    /// services were added with this director as their [`Control`], on the clock the loop
+    /// runs with.
+    ///
+    /// One loop for packets, sync and health keeps the director on one thread without locks:
+    /// a check's reaction is applied between two bursts, never in the middle of one.
+    pub fn with_health(mut self, checker: HealthChecker) -> Self {
+        self.health = Some(checker);
+        self
+    }
+
+    /// The health checker, for its monitor's status and its events.
+    pub fn health(&self) -> Option<&HealthChecker> {
+        self.health.as_ref()
+    }
+
+    /// The health checker and the director it changes, for control calls on the monitor
+    /// (adding a server, forcing a state) between passes.
+    pub fn health_mut(&mut self) -> Option<(&mut HealthChecker, &mut Director)> {
+        Some((self.health.as_mut()?, &mut self.director))
     }
 
     /// How many frames may wait for the application; 0 hands none back (an application whose
@@ -303,11 +334,13 @@ impl Runtime {
     }
 
     /// One pass: a burst from every port through the director, then transmit, queue what is
-    /// the application's (and give it to the handler, if there is one), tick, and a pass of
-    /// the sync sockets ([`SyncSockets::poll`]). Returns how many frames were received.
+    /// the application's (and give it to the handler, if there is one), tick, a pass of the
+    /// sync sockets ([`SyncSockets::poll`]) and one of the health checker
+    /// ([`HealthChecker::poll`]). Returns how many frames were received.
     ///
     /// # Errors
-    /// A port's system error; a sync daemon's socket that cannot be opened.
+    /// A port's system error; a sync daemon's socket that cannot be opened; an error of the
+    /// health prober's epoll set.
     pub fn poll_once(&mut self, now: Instant) -> io::Result<usize> {
         let mut total = 0;
         for (p, arrival) in (0..self.ports.len()).zip(0..=u16::MAX) {
@@ -347,6 +380,12 @@ impl Runtime {
             self.director.tick(now);
         }
         self.sync.poll(now, &mut self.director)?;
+        if let Some(h) = self.health.as_mut() {
+            while let Some(s) = self.director.poll_suspect() {
+                h.suspect(now, &s);
+            }
+            h.poll(now, &mut self.director)?;
+        }
         Ok(total)
     }
 
@@ -427,19 +466,28 @@ impl Runtime {
         Ok(())
     }
 
-    /// Waits for traffic: until a port or sync socket is readable, the director's next
-    /// deadline, or 10 ms (1 ms while a sync datagram waits for room in a send buffer).
+    /// Waits for traffic: until a port, sync socket or health probe is readable, the
+    /// director's or the health checker's next deadline, or 10 ms (1 ms while a sync datagram
+    /// waits for room in a send buffer).
     fn idle(&mut self, now: Instant) -> io::Result<()> {
         // The director keeps its sync datagrams while one is held, so its deadline may have
         // passed: wait a little for room rather than spin.
+        let health = self.health.as_ref().and_then(|h| h.next_deadline(now));
         let wait = if self.sync.is_blocked() {
             1
         } else {
-            self.director.next_deadline().map_or(10, |t| (t.saturating_since(now).as_millis() as i32).clamp(0, 10))
+            // Rounded up: waking just before a deadline would only spin until it.
+            self.director
+                .next_deadline()
+                .into_iter()
+                .chain(health)
+                .min()
+                .map_or(10, |t| timeout_ms(t.saturating_since(now)).clamp(0, 10))
         };
         self.wait_fds.clear();
         self.wait_fds.extend(self.ports.iter().filter_map(|p| p.raw_fd()));
         self.wait_fds.extend(self.sync.raw_fds());
+        self.wait_fds.extend(self.health.as_ref().map(HealthChecker::raw_fd));
         if self.wait_fds.is_empty() {
             std::thread::sleep(std::time::Duration::from_millis(wait as u64));
             Ok(())
@@ -572,6 +620,22 @@ impl Shards {
             r = r.and(e);
         }
         r
+    }
+}
+
+/// A health checker on its own thread changes every shard ([`HealthChecker::run`] with the
+/// shards as its `Control`).
+impl Control for Shards {
+    fn add_dest(&mut self, key: &ServiceKey, rs: RealServer) -> Result<(), lvs_core::Error> {
+        self.apply(&Command::AddDest(*key, rs))
+    }
+
+    fn edit_dest(&mut self, key: &ServiceKey, rs: RealServer) -> Result<(), lvs_core::Error> {
+        self.apply(&Command::EditDest(*key, rs))
+    }
+
+    fn del_dest(&mut self, key: &ServiceKey, endpoint: &Endpoint) -> Result<(), lvs_core::Error> {
+        self.apply(&Command::DelDest(*key, *endpoint))
     }
 }
 
@@ -747,5 +811,63 @@ mod tests {
         assert_eq!(rx.try_iter().collect::<Vec<_>>(), [0, 0, 0, 1, 1, 1]);
         assert_eq!((rt.stats().not_mine, rt.stats().local_lost), (6, 0));
         assert_accounted(rt.stats());
+    }
+
+    #[test]
+    fn a_runtime_with_health_takes_a_dead_server_out_and_back() {
+        use std::net::{Ipv4Addr, TcpListener};
+        use std::time::Duration;
+
+        use lvs_core::health::{Check, CheckPlan, Event, Monitor, ServicePolicy, TcpCheck};
+
+        use crate::health::HealthChecker;
+
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let clock = MonotonicClock::default();
+        let key = ServiceKey::Inet { proto: Proto::Tcp, addr: "203.0.113.100".parse().unwrap(), port: 80 };
+        let mut d = Director::new(DirectorConfig::default(), factory);
+        restore(&mut d, "-A -t 203.0.113.100:80 -s first\n").unwrap();
+        let rs = RealServer::new(Ipv4Addr::LOCALHOST.into(), port, FwdMethod::Route, 1);
+        let plan = CheckPlan::new(Check::Tcp(TcpCheck))
+            .with_interval(Duration::from_millis(50))
+            .with_timeout(Duration::from_millis(200))
+            .with_rise_fall(2, 2)
+            .with_fast_down_inter(None, None)
+            .with_warmup(Duration::ZERO);
+        let mut m = Monitor::new(5);
+        m.add_service(&mut d, clock.now(), key, ServicePolicy::default(), [(rs, plan)]).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let checker = HealthChecker::new(m).unwrap().on_event(move |e| {
+            let _ = tx.send(e);
+        });
+        let mut rt = Runtime::new(d, Vec::new()).with_health(checker);
+        let stop = rt.stop_handle();
+        let start = std::time::Instant::now();
+        let (mut listener, mut killed) = (Some(l), false);
+        let mut log = Vec::new();
+        rt.run_with(&clock, |rt| {
+            let in_table = rt.director().service(&key).is_some_and(|s| s.dests.len() == 1);
+            let elapsed = start.elapsed();
+            // Up for 300 ms, then the listener closes; once the server is out, it opens again.
+            if elapsed > Duration::from_millis(300) && !killed {
+                (listener, killed) = (None, true);
+            }
+            if listener.is_none() && !in_table && log.len() == 1 {
+                listener = Some(TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap());
+            }
+            let servers = rx.try_iter().filter(|e| matches!(e, Event::ServerUp { .. } | Event::ServerDown { .. }));
+            log.extend(servers.map(|e| (e.to_string(), in_table)));
+            if log.len() == 2 || elapsed > Duration::from_secs(5) {
+                stop.stop();
+            }
+        })
+        .unwrap();
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert!(log[0].0.ends_with("down (connection refused)"), "{log:?}");
+        assert!(log[1].0.ends_with("up (passed)"), "{log:?}");
+        assert_eq!(rt.director().service(&key).unwrap().dests.len(), 1);
+        let (h, _) = rt.health_mut().unwrap();
+        assert!(h.prober().stats().started >= 8);
     }
 }

@@ -5,7 +5,7 @@
 
 use core::net::IpAddr;
 
-use super::{Director, Verdict};
+use super::{Director, Symptom, Verdict};
 use crate::addr::{from_raw, raw, Af, ServiceKey};
 use crate::conn::table::{InKey, OutKey};
 use crate::conn::{cf, Conn, ConnId, NIL};
@@ -102,24 +102,33 @@ impl Director {
             }
         }
         if let Some(id) = found {
-            if meta.proto == ipproto::TCP && meta.tcp_flags & flags::SYN != 0 && self.should_reschedule(id) {
+            if meta.proto == ipproto::TCP && meta.tcp_flags & flags::SYN != 0 {
+                if self.should_reschedule(id) {
+                    self.expire_now(id);
+                    found = None;
+                } else if let Some(c) = self.conns.get(id).filter(|c| c.state == TcpState::SynRecv as u8) {
+                    if let (Some(d), 0) = (c.dest_id(), meta.tcp_flags & flags::ACK) {
+                        self.suspect(d, Symptom::SynRetransmitted);
+                    }
+                }
+            }
+        }
+        // The server check of `ip_vs_in_hook`: a connection to a server that is gone is
+        // dropped with its packet, or, with `expire_nodest_conn`, expired and the packet
+        // scheduled afresh (5.9+, without conntrack). An entry a sync master sent for a server
+        // this director does not know has no server and is still forwarded.
+        if let Some(id) = found {
+            let dest = self.conns.get(id).and_then(Conn::dest_id);
+            if dest.is_some_and(|d| !self.dest_available(d)) {
+                if !self.cfg.expire_nodest_conn {
+                    return self.drop(Reason::DestUnavailable);
+                }
                 self.expire_now(id);
                 found = None;
             }
         }
         let id = match found {
-            Some(id) => {
-                // An entry a sync master sent for a server this director does not know has no
-                // server and is still forwarded (`ip_vs_in` checks only a bound server).
-                let dest = self.conns.get(id).and_then(Conn::dest_id);
-                if dest.is_some_and(|d| !self.dest_available(d)) {
-                    if self.cfg.expire_nodest_conn {
-                        self.expire_now(id);
-                    }
-                    return self.drop(Reason::DestUnavailable);
-                }
-                id
-            }
+            Some(id) => id,
             None => match self.new_flow(now, frame, meta) {
                 Ok(id) => id,
                 Err(v) => return v,

@@ -105,7 +105,8 @@ pub struct DirectorConfig {
     pub tun_mtu: u16,
     /// `sloppy_tcp`: any non-RST TCP packet may create a connection.
     pub sloppy_tcp: bool,
-    /// `expire_nodest_conn`: drop a connection at its next packet once its server is deleted.
+    /// `expire_nodest_conn`: expire a connection at its next packet once its server is
+    /// deleted, and schedule that packet afresh.
     pub expire_nodest_conn: bool,
     /// `expire_quiescent_template`: a template whose server has weight 0 stops matching.
     pub expire_quiescent_template: bool,
@@ -118,6 +119,10 @@ pub struct DirectorConfig {
     /// Answer a TCP segment to a virtual service that has no connection and cannot start one
     /// with a reset, as the kernel director's own TCP stack does (IPVS hands it such packets).
     pub tcp_resets: bool,
+    /// Beyond the kernel: note real servers that look dead from the data path — one that answers
+    /// a SYN with a reset (seen where replies pass the director: NAT), and a client that
+    /// retransmits its SYN (any method) — for a health checker ([`Director::poll_suspect`]).
+    pub passive_checks: bool,
 }
 
 impl Default for DirectorConfig {
@@ -134,6 +139,7 @@ impl Default for DirectorConfig {
             conn_reuse_mode: 1,
             icmp_errors: true,
             tcp_resets: true,
+            passive_checks: false,
         }
     }
 }
@@ -183,6 +189,29 @@ pub enum Verdict {
     /// traffic).
     NotMine,
 }
+
+/// What the data path saw of a real server (with [`DirectorConfig::passive_checks`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Symptom {
+    /// The server answered a SYN with a reset.
+    SynReset,
+    /// A client sent its SYN again: nothing came back from the server.
+    SynRetransmitted,
+}
+
+/// A real server the data path suspects, for a health checker to check at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Suspicion {
+    /// The server's service.
+    pub service: ServiceKey,
+    /// The server.
+    pub server: crate::addr::Endpoint,
+    /// What was seen.
+    pub symptom: Symptom,
+}
+
+/// Suspicions a director keeps until they are polled; more are dropped.
+const SUSPECTS_MAX: usize = 256;
 
 /// One service, as listings see it.
 pub struct ServiceInfo<'a> {
@@ -235,6 +264,7 @@ pub struct Director {
     frags: FragTable,
     ip_id: u16,
     sync: sync::SyncState,
+    suspects: alloc::collections::VecDeque<Suspicion>,
 }
 
 impl Director {
@@ -261,6 +291,7 @@ impl Director {
             next_est: None,
             ip_id: 0,
             sync: sync::SyncState::default(),
+            suspects: alloc::collections::VecDeque::new(),
         }
     }
 
@@ -277,6 +308,21 @@ impl Director {
     /// Reserves table room for `n` connections now, so the data path does not allocate later.
     pub fn reserve(&mut self, n: usize) {
         self.conns.reserve(n);
+    }
+
+    /// The next real server the data path suspects (with [`DirectorConfig::passive_checks`]).
+    pub fn poll_suspect(&mut self) -> Option<Suspicion> {
+        self.suspects.pop_front()
+    }
+
+    /// Notes that `dest` looks dead, when passive checks are on and the queue has room.
+    fn suspect(&mut self, dest: DestId, symptom: Symptom) {
+        if !self.cfg.passive_checks || self.suspects.len() >= SUSPECTS_MAX {
+            return;
+        }
+        let Some(d) = self.dests.get(dest) else { return };
+        let Some(s) = self.svc(d.svc) else { return };
+        self.suspects.push_back(Suspicion { service: s.cfg.key, server: d.cfg.endpoint, symptom });
     }
 
     /// Counts a drop and says so.

@@ -1,11 +1,13 @@
 //! The reply path of NAT connections (`ip_vs_out`, `handle_response` in `ip_vs_core.c`): a real
 //! server's packet to a client leaves with the virtual service as its source.
 
-use super::{Director, Verdict};
+use super::{Director, Symptom, Verdict};
 use crate::addr::from_raw;
 use crate::conn::ConnId;
 use crate::error::Reason;
+use crate::proto::tcp::{flags, TcpState};
 use crate::time::Instant;
+use crate::wire::ipproto;
 use crate::wire::{Frame, PacketMeta};
 use crate::xmit::{nat, XmitError};
 
@@ -14,8 +16,12 @@ impl Director {
     pub(super) fn out_path(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
         let Some(c) = self.conns.get(id) else { return Verdict::NotMine };
         let (vaddr, vport, dest) = (from_raw(c.af(), &c.vaddr), c.vport, c.dest_id());
+        let refused = c.proto == ipproto::TCP && c.state == TcpState::SynRecv as u8 && meta.tcp_flags & flags::RST != 0;
         if let Some(d) = dest {
             self.count(d, u32::from(meta.ip_len), true);
+            if refused {
+                self.suspect(d, Symptom::SynReset);
+            }
         }
         self.set_state(id, true, meta.tcp_flags);
         let ms = self.conns.get(id).map_or(0, |c| c.timeout_ms);

@@ -406,12 +406,24 @@ fn deleted_server_lingers_until_its_connections_expire() {
     assert_eq!(counts(&d, &svc()), [(1, 0, 0)]);
     assert!(matches!(send(&mut d, 3, Tcp::new(client(1000), (vip(), 80), ACK)).0, Verdict::Transmit { .. }));
 
+    // With expire_nodest_conn the connection goes at once and the packet is scheduled afresh
+    // (`ip_vs_in_hook`, 5.9+): a mid-stream ACK meets the director's reset, a retransmitted SYN
+    // goes to a server that is still there.
     let mut d = director_with(DirectorConfig { expire_nodest_conn: true, ..DirectorConfig::default() });
     add(&mut d, svc(), FwdMethod::Route, 80);
     let _ = send(&mut d, 1, Tcp::new(client(1000), (vip(), 80), SYN));
     d.del_dest(&svc(), &Endpoint::new(ip("192.0.2.11"), 80)).unwrap();
-    assert_eq!(send(&mut d, 2, Tcp::new(client(1000), (vip(), 80), ACK)).0, Verdict::Drop(Reason::DestUnavailable));
+    let (v, f) = send(&mut d, 2, Tcp::new(client(1000), (vip(), 80), ACK));
+    assert_eq!((v, f.data()[47] & flags::RST), (Verdict::Transmit { port: 0, dest: None }, flags::RST));
     assert_eq!(d.conn_count(), 0, "expire_nodest_conn drops the connection at once");
+    d.add_dest(&svc(), RealServer::new(ip("192.0.2.11"), 80, FwdMethod::Route, 1)).unwrap();
+    let (_, f) = send(&mut d, 3, Tcp::new(client(1001), (vip(), 80), SYN));
+    assert_eq!(&f.data()[..6], &rs_mac(1).0);
+    d.add_dest(&svc(), RealServer::new(ip("192.0.2.12"), 80, FwdMethod::Route, 1)).unwrap();
+    d.del_dest(&svc(), &Endpoint::new(ip("192.0.2.11"), 80)).unwrap();
+    let (v, f) = send(&mut d, 4, Tcp::new(client(1001), (vip(), 80), SYN));
+    assert!(matches!(v, Verdict::Transmit { dest: Some(_), .. }), "{v:?}");
+    assert_eq!(&f.data()[..6], &rs_mac(2).0, "the same SYN, scheduled to the server that is left");
 }
 
 fn persistent(d: &mut Director, timeout: u32) -> ServiceKey {
@@ -888,4 +900,31 @@ mod properties {
             let _ = d.process(Instant::from_secs(2), &mut f);
         }
     }
+}
+
+#[test]
+fn passive_checks_note_a_refusing_server_and_a_retransmitted_syn() {
+    let suspicions = |d: &mut Director| core::iter::from_fn(|| d.poll_suspect()).collect::<Vec<_>>();
+    let rs11 = Endpoint::new(ip("192.0.2.11"), 80);
+    // Off by default.
+    let mut d = director();
+    add(&mut d, svc(), FwdMethod::Route, 80);
+    let _ = send(&mut d, 1, Tcp::new(client(1000), (vip(), 80), SYN));
+    let _ = send(&mut d, 2, Tcp::new(client(1000), (vip(), 80), SYN));
+    assert!(suspicions(&mut d).is_empty());
+    // DR: the client sends its SYN again.
+    let mut d = director_with(DirectorConfig { passive_checks: true, ..DirectorConfig::default() });
+    add(&mut d, svc(), FwdMethod::Route, 80);
+    let _ = send(&mut d, 1, Tcp::new(client(1000), (vip(), 80), SYN));
+    assert!(suspicions(&mut d).is_empty(), "a first SYN says nothing");
+    let _ = send(&mut d, 2, Tcp::new(client(1000), (vip(), 80), SYN));
+    assert_eq!(suspicions(&mut d), [Suspicion { service: svc(), server: rs11, symptom: Symptom::SynRetransmitted }]);
+    // NAT: the server answers the SYN with a reset.
+    let mut d = director_with(DirectorConfig { passive_checks: true, ..DirectorConfig::default() });
+    add(&mut d, svc(), FwdMethod::Masq, 80);
+    let _ = send(&mut d, 1, Tcp::new(client(1000), (vip(), 80), SYN));
+    let mut rst = Tcp::new((ip("192.0.2.11"), 80), client(1000), flags::RST | ACK);
+    rst.src_mac = rs_mac(1).0;
+    let _ = send(&mut d, 1, rst);
+    assert_eq!(suspicions(&mut d), [Suspicion { service: svc(), server: rs11, symptom: Symptom::SynReset }]);
 }

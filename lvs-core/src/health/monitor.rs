@@ -459,6 +459,7 @@ impl Monitor {
             target: s.plan.target(&s.rs),
             bindto: s.plan.bindto,
             bind_port: s.plan.bind_port,
+            due: t,
             deadline,
             nonce,
             check: s.plan.check.clone(),

@@ -33,6 +33,9 @@ pub struct Probe {
     pub bindto: Option<IpAddr>,
     /// Source port (`bind_port`).
     pub bind_port: Option<u16>,
+    /// When the check was due: the time it is started at, less this, is how late the prober
+    /// is in starting it (it starts later when at its concurrency limit, or busy).
+    pub due: Instant,
     /// The probe's hard deadline: the core fails it then if no result came, so the prober
     /// should give up (close the socket, kill the program) by this time.
     pub deadline: Instant,

@@ -1,12 +1,19 @@
 //! The only place in the workspace with `unsafe`: system calls for raw sockets, the mmap'd
-//! receive ring, TAP devices, network namespaces and the sync daemons' multicast sockets, each
-//! block a few lines with a `// SAFETY:` line. Everything above this module is safe wrappers
-//! (smoltcp's `phy/sys`).
+//! receive ring, TAP devices, network namespaces, the sync daemons' multicast sockets, VRRP's
+//! raw IP sockets and interface addresses, and the health prober's sockets and child processes,
+//! each block a few lines with a `// SAFETY:` line.
+//! Everything above this module is safe wrappers (smoltcp's `phy/sys`).
 #![allow(unsafe_code)]
 
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) mod mcast;
+#[cfg(target_os = "linux")]
+pub(crate) mod netlink;
+#[cfg(target_os = "linux")]
+pub(crate) mod probe;
+#[cfg(target_os = "linux")]
+pub(crate) mod rawip;
 #[cfg(target_os = "linux")]
 pub(crate) mod tun;
