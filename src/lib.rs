@@ -10,6 +10,8 @@
 //!   replay, the runtime loop, the sync daemons' multicast sockets, and VRRP's sockets with
 //!   what ties a director pair to it (sync following the master, as keepalived's
 //!   `lvs_sync_daemon`).
+//! - `files` (std, feature `keepalived`): `FsSource`, the filesystem for keepalived.conf and
+//!   its `include`s (`core::config::keepalived`, `core::config::ldirectord`).
 //!
 //! ```
 //! use lvs::core::{config::ListOptions, Instant};
@@ -24,6 +26,8 @@
 #![warn(missing_docs)]
 
 pub use lvs_core as core;
+#[cfg(all(feature = "std", feature = "keepalived"))]
+pub mod files;
 #[cfg(feature = "dataplane")]
 pub use lvs_dataplane as dataplane;
 pub use lvs_sched as sched;

@@ -3,8 +3,20 @@
 //! the director lets anyone read; the director knows none of them.
 //!
 //! - [`ipvsadm`] — `ipvsadm` command lines, `-S`/`-R` rule files and the `-L` listings.
+//! - [`keepalived`] — keepalived.conf's LVS and VRRP parts (feature `keepalived`).
+//! - [`ldirectord`] — ldirectord.cf (feature `ldirectord`).
+//! - [`source`], [`deploy`] — what the daemons' formats share: where files come from and how
+//!   errors and warnings name them; the services, servers and checks a configuration becomes.
 
+#[cfg(any(feature = "keepalived", feature = "ldirectord"))]
+pub mod deploy;
 pub mod ipvsadm;
+#[cfg(feature = "keepalived")]
+pub mod keepalived;
+#[cfg(feature = "ldirectord")]
+pub mod ldirectord;
+#[cfg(any(feature = "keepalived", feature = "ldirectord"))]
+pub mod source;
 
 pub use ipvsadm::command::parse_command;
 pub use ipvsadm::listing::{list, render_stats, stats_rows, sum_rows, ListOptions, StatsRow};

@@ -1,0 +1,357 @@
+//! keepalived's LVS sections: `virtual_server_group` (addresses, ranges, prefixes, fwmarks),
+//! `virtual_server` (by address and port, fwmark or group) and its `real_server`s, into the
+//! model's [`VirtualServer`]s.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::check::{checker, Defaults, KINDS};
+use super::model::{RealServerConf, VirtualServer};
+use super::tree::{Cx, Node};
+use crate::addr::{Af, Proto, ServiceKey};
+use crate::config::source::{ConfigError, ErrorKind};
+use crate::dest::{FwdMethod, RealServer};
+use crate::health::ServicePolicy;
+use crate::service::SchedFlags;
+
+/// The most services one `virtual_server_group` may stand for (its ranges expanded).
+pub const MAX_GROUP_MEMBERS: usize = 4096;
+
+/// `persistence_timeout` without a value: 6 minutes.
+const DEFAULT_PERSISTENCE: u32 = 360;
+
+/// One member of a `virtual_server_group`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Member {
+    /// An address (one of a range or prefix) and its port, if given.
+    Addr(IpAddr, Option<u16>),
+    /// `fwmark N [inet|inet6]`.
+    Fwmark(u32, Option<Af>),
+}
+
+/// A `virtual_server_group NAME { … }` block: its name and members, ranges expanded.
+pub(crate) fn vs_group(cx: &mut Cx, n: &Node) -> Result<(String, Vec<Member>), ConfigError> {
+    let name = cx.need(n, 0)?.to_string();
+    let mut members = Vec::new();
+    for e in cx.block(n)? {
+        if e.key == "fwmark" {
+            let mark = cx.num_in(e, 0, 1, i64::from(u32::MAX))?;
+            let af = match e.arg(1) {
+                None => None,
+                Some(f) => Some(family(cx, e, f)?),
+            };
+            members.push(Member::Fwmark(mark, af));
+            continue;
+        }
+        let port = match e.arg(0) {
+            None => None,
+            Some(p) => Some(p.parse::<u16>().map_err(|_| cx.err(e, format!("bad port '{p}'")))?),
+        };
+        if e.args.len() > 1 || e.block.is_some() {
+            return Err(cx.fault(e, ErrorKind::Syntax, "expected ADDRESS[-LAST|/PREFIX] [PORT] or fwmark N"));
+        }
+        for a in range(&e.key).ok_or_else(|| cx.err(e, "bad address or range"))? {
+            members.push(Member::Addr(a, port));
+            if members.len() > MAX_GROUP_MEMBERS {
+                return Err(cx.fault(
+                    e,
+                    ErrorKind::Limit,
+                    format!("group stands for more than {MAX_GROUP_MEMBERS} services"),
+                ));
+            }
+        }
+    }
+    Ok((name, members))
+}
+
+/// `inet` or `inet6`.
+fn family(cx: &Cx, n: &Node, f: &str) -> Result<Af, ConfigError> {
+    match f {
+        "inet" => Ok(Af::V4),
+        "inet6" => Ok(Af::V6),
+        _ => Err(cx.err(n, format!("bad address family '{f}'"))),
+    }
+}
+
+/// The addresses of `A`, `A-N` (the last part of `A` up to `N`: a decimal octet for IPv4, a
+/// hex group for IPv6), `A-B` and `A/P` (the whole prefix), at most [`MAX_GROUP_MEMBERS`] + 1
+/// of them so that an oversized range is seen without being built.
+fn range(s: &str) -> Option<Vec<IpAddr>> {
+    let (first, last) = if let Some((a, p)) = s.split_once('/') {
+        let a: IpAddr = a.parse().ok()?;
+        let p: u8 = p.parse().ok()?;
+        let bits = u32::from(Af::of(&a).max_prefix());
+        if u32::from(p) > bits {
+            return None;
+        }
+        let size = if bits - u32::from(p) >= 128 { u128::MAX } else { (1u128 << (bits - u32::from(p))) - 1 };
+        let base = to_int(&a) & !size;
+        (from_int(&a, base), from_int(&a, base.saturating_add(size)))
+    } else if let Some((a, b)) = s.split_once('-') {
+        let a: IpAddr = a.parse().ok()?;
+        let b = match b.parse::<IpAddr>() {
+            Ok(b) => b,
+            Err(_) => {
+                let (mask, v) = match a {
+                    IpAddr::V4(_) => (0xffu128, u128::from(b.parse::<u8>().ok()?)),
+                    IpAddr::V6(_) => (0xffffu128, u128::from(u16::from_str_radix(b, 16).ok()?)),
+                };
+                from_int(&a, (to_int(&a) & !mask) | v)
+            }
+        };
+        (a, b)
+    } else {
+        let a: IpAddr = s.parse().ok()?;
+        (a, a)
+    };
+    if first.is_ipv4() != last.is_ipv4() || to_int(&first) > to_int(&last) {
+        return None;
+    }
+    let count = (to_int(&last) - to_int(&first)).min(MAX_GROUP_MEMBERS as u128);
+    Some((0..=count).map(|i| from_int(&first, to_int(&first) + i)).collect())
+}
+
+fn to_int(a: &IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(u32::from(*v)),
+        IpAddr::V6(v) => u128::from(*v),
+    }
+}
+
+fn from_int(like: &IpAddr, v: u128) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(v as u32)),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(v)),
+    }
+}
+
+/// `lvs_method` / `lb_kind`: `NAT`, `DR`, or `TUN` with tunnel type `ipip` (the library's only
+/// one).
+fn method(cx: &Cx, n: &Node) -> Result<FwdMethod, ConfigError> {
+    let m = cx.need(n, 0)?;
+    match m.to_ascii_uppercase().as_str() {
+        "NAT" => Ok(FwdMethod::Masq),
+        "DR" => Ok(FwdMethod::Route),
+        "TUN" => match (n.arg(1), n.arg(2)) {
+            (None, _) | (Some("type"), Some("ipip")) => Ok(FwdMethod::Tunnel),
+            (Some("type"), Some(t)) => {
+                Err(cx.fault(n, ErrorKind::Unsupported, format!("tunnel type '{t}' is not supported (only ipip)")))
+            }
+            _ => Err(cx.fault(n, ErrorKind::Syntax, "expected TUN [type ipip]")),
+        },
+        _ => Err(cx.err(n, format!("unknown forwarding method '{m}'"))),
+    }
+}
+
+/// A persistence granularity as a prefix length: a dotted IPv4 netmask or a prefix length.
+fn granularity(cx: &Cx, n: &Node) -> Result<u8, ConfigError> {
+    let s = cx.need(n, 0)?;
+    if let Ok(p) = s.parse::<u8>() {
+        if p <= 128 {
+            return Ok(p);
+        }
+    }
+    let m: Ipv4Addr = s.parse().map_err(|_| cx.err(n, format!("bad netmask '{s}'")))?;
+    let m = u32::from(m);
+    if m.leading_ones() + m.trailing_zeros() != 32 {
+        return Err(cx.err(n, format!("netmask '{s}' is not contiguous")));
+    }
+    Ok(m.leading_ones() as u8)
+}
+
+/// The address and optional port of a `real_server` or `sorry_server` statement.
+fn endpoint(cx: &Cx, n: &Node) -> Result<(IpAddr, u16), ConfigError> {
+    let addr = cx.ip(n, 0)?;
+    let port = match n.arg(1) {
+        None => 0,
+        Some(_) => cx.num(n, 1)?,
+    };
+    if n.args.len() > 2 {
+        return Err(cx.fault(n, ErrorKind::Syntax, "expected ADDRESS [PORT]"));
+    }
+    Ok((addr, port))
+}
+
+/// A `virtual_server` block. `groups` holds every `virtual_server_group` of the file.
+pub(crate) fn virtual_server(
+    cx: &mut Cx,
+    n: &Node,
+    groups: &BTreeMap<String, Vec<Member>>,
+) -> Result<VirtualServer, ConfigError> {
+    enum Head {
+        Addr(IpAddr, u16),
+        Fwmark(u32),
+        Group(String),
+    }
+    let head = match n.arg(0) {
+        Some("fwmark") => Head::Fwmark(cx.num_in(n, 1, 1, i64::from(u32::MAX))?),
+        Some("group") => Head::Group(cx.need(n, 1)?.to_string()),
+        _ => {
+            let (a, p) = endpoint(cx, n)?;
+            Head::Addr(a, p)
+        }
+    };
+    let mut vs = VirtualServer {
+        origin: n.origin,
+        keys: Vec::new(),
+        group: None,
+        scheduler: String::from("wlc"),
+        fwd: FwdMethod::Masq,
+        persistence: None,
+        granularity: None,
+        one_packet: false,
+        sched_flags: SchedFlags::default(),
+        policy: ServicePolicy::default(),
+        quorum_up: None,
+        quorum_down: None,
+        real_servers: Vec::new(),
+    };
+    let mut proto = Proto::Tcp;
+    let mut ip_family = None;
+    let mut defaults = Defaults::default();
+    let mut inhibit = None;
+    let mut sorry: Option<(IpAddr, u16)> = None;
+    let mut sorry_fwd = None;
+    let body = cx.block(n)?;
+    for s in body.iter().filter(|s| s.key != "real_server") {
+        if defaults.take(cx, s)? {
+            continue;
+        }
+        match s.key.as_str() {
+            "lvs_sched" | "lb_algo" => vs.scheduler = cx.need(s, 0)?.to_string(),
+            "lvs_method" | "lb_kind" => vs.fwd = method(cx, s)?,
+            "flag-1" | "sh-fallback" | "mh-fallback" => vs.sched_flags.0 |= SchedFlags::FLAG1,
+            "flag-2" | "sh-port" | "mh-port" => vs.sched_flags.0 |= SchedFlags::FLAG2,
+            "flag-3" => vs.sched_flags.0 |= SchedFlags::FLAG3,
+            "ops" => vs.one_packet = true,
+            "persistence_timeout" => {
+                vs.persistence = Some(match s.arg(0) {
+                    None => DEFAULT_PERSISTENCE,
+                    Some(_) => cx.num(s, 0)?,
+                })
+            }
+            "persistence_granularity" => vs.granularity = Some(granularity(cx, s)?),
+            "persistence_engine" => cx.warn(s, "persistence engines are not implemented; ignored"),
+            "protocol" => {
+                proto = match cx.need(s, 0)?.to_ascii_uppercase().as_str() {
+                    "TCP" => Proto::Tcp,
+                    "UDP" => Proto::Udp,
+                    "SCTP" => Proto::Sctp,
+                    p => return Err(cx.err(s, format!("unknown protocol '{p}'"))),
+                }
+            }
+            "ip_family" => ip_family = Some(family(cx, s, cx.need(s, 0)?)?),
+            "omega" => vs.policy.omega = true,
+            "quorum" => vs.policy.quorum = cx.num(s, 0)?,
+            "hysteresis" => vs.policy.hysteresis = cx.num(s, 0)?,
+            "quorum_up" => vs.quorum_up = Some(cx.script(s)?),
+            "quorum_down" => vs.quorum_down = Some(cx.script(s)?),
+            "sorry_server" => sorry = Some(endpoint(cx, s)?),
+            "sorry_server_inhibit" => vs.policy.sorry_server_inhibit = cx.flag(s)?,
+            "sorry_server_lvs_method" => sorry_fwd = Some(method(cx, s)?),
+            "inhibit_on_failure" => inhibit = Some(cx.flag(s)?),
+            _ => cx.ignored(s),
+        }
+    }
+    let mut alphas = Vec::new();
+    let mut inhibits = Vec::new();
+    for s in body.iter().filter(|s| s.key == "real_server") {
+        let (rs, alpha, inh) = real_server(cx, s, vs.fwd, &defaults)?;
+        if rs.check.is_some() {
+            alphas.push(alpha.or(defaults.alpha).unwrap_or(false));
+            inhibits.push(inh.or(inhibit).unwrap_or(false));
+        }
+        vs.real_servers.push(rs);
+    }
+    let checked = vs.real_servers.iter().filter(|r| r.check.is_some()).count();
+    let quorum_used = sorry.is_some()
+        || vs.policy.quorum != 1
+        || vs.policy.hysteresis != 0
+        || vs.quorum_up.is_some()
+        || vs.quorum_down.is_some();
+    if checked > 0 && checked < vs.real_servers.len() && quorum_used {
+        cx.warn(n, "its real servers without a checker stay in service and do not count toward the quorum here");
+    }
+    vs.policy.alpha = one_for_all(cx, n, &alphas, "alpha", defaults.alpha);
+    vs.policy.inhibit_on_failure = one_for_all(cx, n, &inhibits, "inhibit_on_failure", inhibit);
+    vs.policy.sorry_server = sorry.map(|(a, p)| RealServer::new(a, p, sorry_fwd.unwrap_or(vs.fwd), 1));
+    // A fwmark's family: ip_family, else the real (or sorry) servers', else IPv4.
+    let servers_af = vs.real_servers.first().map(|r| Af::of(&r.server.endpoint.addr));
+    let sorry_af = vs.policy.sorry_server.map(|s| Af::of(&s.endpoint.addr));
+    let fw_af = |given: Option<Af>| given.or(ip_family).or(servers_af).or(sorry_af).unwrap_or(Af::V4);
+    vs.keys = match head {
+        Head::Addr(addr, port) => alloc::vec![ServiceKey::Inet { proto, addr, port }],
+        Head::Fwmark(mark) => alloc::vec![ServiceKey::Fwmark { mark, af: fw_af(None) }],
+        Head::Group(name) => {
+            let members = groups
+                .get(&name)
+                .ok_or_else(|| cx.fault(n, ErrorKind::Reference, format!("no virtual_server_group '{name}'")))?;
+            vs.group = Some(name);
+            members
+                .iter()
+                .map(|m| match *m {
+                    Member::Addr(addr, port) => ServiceKey::Inet { proto, addr, port: port.unwrap_or(0) },
+                    Member::Fwmark(mark, af) => ServiceKey::Fwmark { mark, af: fw_af(af) },
+                })
+                .collect()
+        }
+    };
+    Ok(vs)
+}
+
+/// The service's value of a setting its checked real servers may give each: theirs when they
+/// agree, otherwise on for all of them, with a warning (the monitor applies it per service).
+fn one_for_all(cx: &mut Cx, n: &Node, values: &[bool], what: &str, service: Option<bool>) -> bool {
+    match values.split_first() {
+        None => service.unwrap_or(false),
+        Some((first, rest)) if rest.iter().all(|v| v == first) => *first,
+        Some(_) => {
+            cx.warn(n, format!("its real servers differ in {what}; it applies to all of them here"));
+            true
+        }
+    }
+}
+
+/// A `real_server` block: the server, its alpha and inhibit_on_failure when given.
+fn real_server(
+    cx: &mut Cx,
+    n: &Node,
+    vs_fwd: FwdMethod,
+    vs_defaults: &Defaults,
+) -> Result<(RealServerConf, Option<bool>, Option<bool>), ConfigError> {
+    let (addr, port) = endpoint(cx, n)?;
+    let mut rs = RealServer::new(addr, port, vs_fwd, 1);
+    let mut conf = RealServerConf { origin: n.origin, server: rs, check: None, notify_up: None, notify_down: None };
+    let mut own = Defaults::default();
+    let mut inhibit = None;
+    let body = cx.block(n)?;
+    for s in body.iter().filter(|s| !KINDS.contains(&s.key.as_str())) {
+        if own.take(cx, s)? {
+            continue;
+        }
+        match s.key.as_str() {
+            "weight" => rs.weight = cx.num(s, 0)?,
+            "lvs_method" | "lb_kind" => rs.fwd = method(cx, s)?,
+            "uthreshold" => rs.u_threshold = cx.num(s, 0)?,
+            "lthreshold" => rs.l_threshold = cx.num(s, 0)?,
+            "notify_up" => conf.notify_up = Some(cx.script(s)?),
+            "notify_down" => conf.notify_down = Some(cx.script(s)?),
+            "inhibit_on_failure" => inhibit = Some(cx.flag(s)?),
+            _ => cx.ignored(s),
+        }
+    }
+    let outer = own.over(vs_defaults);
+    let mut alpha = own.alpha;
+    for c in body.iter().filter(|s| KINDS.contains(&s.key.as_str())) {
+        if conf.check.is_some() {
+            cx.warn(c, "only the first checker of a real server is run; ignored");
+            continue;
+        }
+        conf.check = Some(checker(cx, c, &outer, &mut alpha)?);
+    }
+    conf.server = rs;
+    Ok((conf, alpha, inhibit))
+}
