@@ -9,13 +9,16 @@
 //!   messages must respect the same size limit.
 //! - Pair cases: the library master's datagrams feed a library backup, whose table after each
 //!   phase must equal the kernel backup's.
+//! - `/proc/net/ip_vs_conn_sync` at the last snapshot of a backup or master case: the library's
+//!   rendering must have the kernel's rows, byte for byte but for the order (the kernel's is
+//!   its hash table's) and the seconds left (within a few, as for `-Lcn`).
 
 use std::collections::HashMap;
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use lvs::core::config::{list, parse_command, ListOptions};
+use lvs::core::config::{list, parse_command, ListOptions, ProcFile};
 use lvs::core::sync::wire::{self, Entry};
 use lvs::core::sync::{Role, SyncParams, Version};
 use lvs::core::wire::{Frame, PacketMeta, DEFAULT_HEADROOM};
@@ -173,6 +176,28 @@ fn same_table(ours: &str, theirs: &str, slack: i64) -> bool {
     a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.0 == y.0 && (x.1 - y.1).abs() <= slack)
 }
 
+/// `/proc/net/ip_vs_conn_sync` against the kernel's: the same header, the same rows as sets,
+/// each row equal up to its last column (the seconds left, `%7lu`), which may differ by
+/// `slack`. Returns what differs.
+fn conn_sync_diff(ours: &str, theirs: &str, slack: u64) -> Option<String> {
+    let split = |s: &str| -> (String, Vec<(String, u64)>) {
+        let mut lines = s.lines();
+        let header = lines.next().unwrap_or_default().to_string();
+        let mut rows: Vec<(String, u64)> = lines
+            .map(|l| {
+                let (head, secs) = l.split_at(l.len().saturating_sub(7));
+                (head.to_string(), secs.trim_start().parse().unwrap_or_else(|_| panic!("no seconds in {l:?}")))
+            })
+            .collect();
+        rows.sort();
+        (header, rows)
+    };
+    let ((h1, a), (h2, b)) = (split(ours), split(theirs));
+    let same =
+        h1 == h2 && a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.0 == y.0 && x.1.abs_diff(y.1) <= slack);
+    (!same).then(|| format!("--- kernel\n{theirs}+++ ours\n{ours}"))
+}
+
 /// The `== TAG` section of `ln.txt`.
 fn ln_section(dir: &Path, tag: &str) -> String {
     let text = read(dir, "ln.txt");
@@ -203,6 +228,7 @@ fn check_backup(name: &str) {
         .collect();
     let mut failures = Vec::new();
     let mut checked = 0;
+    let mut last = Instant::ZERO;
     for line in read(&dir, "steps.txt").lines().filter(|l| !l.trim_start().starts_with('#')) {
         let Some((ts, step)) = line.split_once(char::is_whitespace) else { continue };
         let now = at(ts);
@@ -218,6 +244,7 @@ fn check_backup(name: &str) {
             }
             let later = Instant::from_nanos(now.as_nanos() + 1_000_000_000);
             d.tick(later);
+            last = later;
             let ours = list(&d, later, ListOptions::Connections);
             let theirs = read(&dir, &format!("lcn-{tag}.txt"));
             if !same_table(&ours, &theirs, 3) {
@@ -239,6 +266,11 @@ fn check_backup(name: &str) {
         }
     }
     assert!(checked > 0, "{name}: no injection replayed");
+    // `conn-sync.txt` was read at the last snapshot, after `ln.txt`'s section.
+    let ours = ProcFile::ConnSync.render(&d, last);
+    if let Some(diff) = conn_sync_diff(&ours, &read(&dir, "conn-sync.txt"), 3) {
+        failures.push(format!("{name} /proc/net/ip_vs_conn_sync at the end:\n{diff}"));
+    }
     assert!(failures.is_empty(), "{} of {checked} snapshots differ:\n{}", failures.len(), failures.join("\n"));
 }
 
@@ -248,6 +280,8 @@ struct MasterRun {
     records: Vec<String>,
     sizes: Vec<usize>,
     left_out: Vec<String>,
+    /// `/proc/net/ip_vs_conn_sync` at the last snapshot.
+    conn_sync: String,
 }
 
 /// Collects every datagram the director has to send at `now`.
@@ -279,6 +313,7 @@ fn run_master(dir: &Path, mut pair: Option<&mut Pair>) -> MasterRun {
     let mut sent = Vec::new();
     let mut delivered = 0;
     let mut left_out = Vec::new();
+    let mut conn_sync = String::new();
     let (mut fi, mut si) = (0, 0);
     loop {
         let next_frame = frames.get(fi).map(|f| Instant::from_nanos(f.ts_ns));
@@ -302,6 +337,9 @@ fn run_master(dir: &Path, mut pair: Option<&mut Pair>) -> MasterRun {
             si += 1;
             if let Some(cmd) = step.strip_prefix("master: ").filter(|c| !c.starts_with("frames")) {
                 control(&mut d, cmd, &mut left_out);
+            }
+            if step.starts_with("snapshot ") {
+                conn_sync = ProcFile::ConnSync.render(&d, now);
             }
             let Some(p) = pair.as_deref_mut() else { continue };
             if let Some(cmd) = step.strip_prefix("backup: ") {
@@ -336,6 +374,7 @@ fn run_master(dir: &Path, mut pair: Option<&mut Pair>) -> MasterRun {
         records: sent.iter().flat_map(|g| records(g)).map(|(r, _)| r).collect(),
         sizes: sent.iter().map(Vec::len).collect(),
         left_out,
+        conn_sync,
     }
 }
 
@@ -419,6 +458,23 @@ fn check_master(name: &str, ordered: bool) {
     }
     let limit = ours.sizes.iter().copied().max().unwrap_or(0);
     assert!(limit <= maxlen.max(1), "{name}: a message of {limit} bytes, kernel's largest {maxlen}");
+    // The kernel's rows of the services left out (`VIP:PORT` as `ToIP TPrt` in hex) go too.
+    let left_out: Vec<String> = ours
+        .left_out
+        .iter()
+        .map(|w| match w[3..].trim().parse::<std::net::SocketAddr>().unwrap() {
+            std::net::SocketAddr::V4(a) => format!(" {:08X} {:04X} ", u32::from(*a.ip()), a.port()),
+            std::net::SocketAddr::V6(a) => panic!("no IPv6 service is left out ({a})"),
+        })
+        .collect();
+    let theirs: String = read(&dir, "conn-sync.txt")
+        .lines()
+        .filter(|l| !left_out.iter().any(|k| l.contains(k.as_str())))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if let Some(diff) = conn_sync_diff(&ours.conn_sync, &theirs, 3) {
+        panic!("{name}: /proc/net/ip_vs_conn_sync at the last snapshot:\n{diff}");
+    }
 }
 
 macro_rules! backup_cases {

@@ -95,6 +95,13 @@ impl Stats {
         self.cnt.minus(&self.zero)
     }
 
+    /// Counters since the start, zeroing ignored (what the kernel keeps per CPU, for
+    /// `/proc/net/ip_vs_stats_percpu`).
+    #[cfg(feature = "ipvsadm")]
+    pub(crate) fn raw(&self) -> Counters {
+        self.cnt
+    }
+
     /// `ipvsadm -Z`: counters restart from zero and the estimator from scratch.
     pub(crate) fn zero(&mut self) {
         self.zero = self.cnt;

@@ -5,6 +5,7 @@
 //! - [`ipvsadm`] — `ipvsadm` command lines, `-S`/`-R` rule files and the `-L` listings.
 //! - [`keepalived`] — keepalived.conf's LVS and VRRP parts (feature `keepalived`).
 //! - [`ldirectord`] — ldirectord.cf (feature `ldirectord`).
+//! - [`procfs`] — the `/proc/net/ip_vs*` files, for monitoring that reads a kernel director's.
 //! - [`source`], [`deploy`] — what the daemons' formats share: where files come from and how
 //!   errors and warnings name them; the services, servers and checks a configuration becomes.
 
@@ -15,9 +16,11 @@ pub mod ipvsadm;
 pub mod keepalived;
 #[cfg(feature = "ldirectord")]
 pub mod ldirectord;
+pub mod procfs;
 #[cfg(any(feature = "keepalived", feature = "ldirectord"))]
 pub mod source;
 
 pub use ipvsadm::command::parse_command;
 pub use ipvsadm::listing::{list, render_stats, stats_rows, sum_rows, ListOptions, StatsRow};
 pub use ipvsadm::rules::{parse_rules, restore, save};
+pub use procfs::ProcFile;

@@ -158,6 +158,9 @@ pub struct ConnInfo {
     pub expires_ms: u64,
     /// Whether this is a persistence template.
     pub template: bool,
+    /// Whether the entry was made from a sync message (`IP_VS_CONN_F_SYNC`): the `Origin`
+    /// column of `/proc/net/ip_vs_conn_sync` says `SYNC` for it and `LOCAL` otherwise.
+    pub synced: bool,
 }
 
 impl ConnInfo {
@@ -173,6 +176,7 @@ impl ConnInfo {
             state,
             expires_ms: c.expires.saturating_sub(now_ns) / 1_000_000,
             template: c.is_template(),
+            synced: c.flags & cf::SYNC != 0,
         }
     }
 }

@@ -13,6 +13,10 @@ use crate::dest::DestView;
 use crate::director::{Director, ServiceInfo};
 use crate::service::{SchedFlags, ServiceView};
 
+/// The size the kernel reports for its connection hash table (`conn_tab_bits` = 12), in the
+/// first line of `ipvsadm -L` and of `/proc/net/ip_vs`.
+pub(in crate::config) const CONN_TAB_SIZE: u32 = 4096;
+
 /// `-t ADDR:PORT`, `-u …`, `--sctp-service …`, `-f MARK [-6]`.
 pub(super) fn svc_arg(k: &ServiceKey) -> String {
     match k {
@@ -137,7 +141,7 @@ fn msort<T: Clone>(v: &mut [T], cmp: &impl Fn(&T, &T) -> i64) {
 }
 
 /// Services in ipvsadm's order.
-pub(super) fn sorted_services(d: &Director) -> Vec<ServiceInfo<'_>> {
+pub(in crate::config) fn sorted_services(d: &Director) -> Vec<ServiceInfo<'_>> {
     let mut keys: Vec<ServiceKey> = d.services().map(|s| s.config.key).collect();
     msort(&mut keys, &|a, b| cmp_services(a, b));
     keys.iter().filter_map(|k| d.service(k)).collect()

@@ -7,7 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use super::format::{netmask_text, sched_flag_names, sorted_dests, sorted_services};
+use super::format::{netmask_text, sched_flag_names, sorted_dests, sorted_services, CONN_TAB_SIZE};
 use crate::addr::{Af, Endpoint, ServiceKey};
 use crate::dest::DestView;
 use crate::director::{Director, ServiceInfo};
@@ -38,9 +38,6 @@ pub enum ListOptions {
     /// `--daemon`: the sync daemons that run, master first, with the settings in force.
     Daemon,
 }
-
-/// The size ipvsadm reports for the connection hash table (`conn_tab_bits` = 12).
-const CONN_TAB_SIZE: u32 = 4096;
 
 /// `print_largenum`.
 fn largenum(out: &mut String, n: u64) {
