@@ -12,6 +12,8 @@
 //!   `lvs_sync_daemon`).
 //! - `files` (std, feature `keepalived`): `FsSource`, the filesystem for keepalived.conf and
 //!   its `include`s (`core::config::keepalived`, `core::config::ldirectord`).
+//! - `procfs` (std): the `/proc/net/ip_vs*` files (`core::config::ProcFile`) written into a
+//!   directory for node_exporter's `--path.procfs`.
 //!
 //! ```
 //! use lvs::core::{config::ListOptions, Instant};
@@ -30,6 +32,8 @@ pub use lvs_core as core;
 pub mod files;
 #[cfg(feature = "dataplane")]
 pub use lvs_dataplane as dataplane;
+#[cfg(feature = "std")]
+pub mod procfs;
 pub use lvs_sched as sched;
 
 pub use lvs_core::{Director, DirectorConfig, Error, Instant, Reason, Verdict};
