@@ -23,9 +23,9 @@
 //! - [`vrrp`] — director failover: keepalived's VRRP (RFC 5798 / RFC 3768) — advertisements,
 //!   the state machine of each virtual router, sync groups and tracking.
 //! - [`director`] — the [`Director`]: control API and packet path (`ip_vs_core.c`).
-//! - [`config`] — `ipvsadm -S/-R` rules and `-L` listings (feature `ipvsadm`); keepalived.conf
-//!   and ldirectord.cf read and set up on the director, the monitor and VRRP (features
-//!   `keepalived`, `ldirectord`).
+//! - [`config`] — `ipvsadm -S/-R` rules and `-L` listings, and the `/proc/net/ip_vs*` files
+//!   (feature `ipvsadm`); keepalived.conf and ldirectord.cf read and set up on the director,
+//!   the monitor and VRRP (features `keepalived`, `ldirectord`).
 //! - [`health`] — health checking of real servers (keepalived's checkers, ldirectord, mon):
 //!   check plans, rise/fall, remove or quiesce, sorry server, quorum, slow start, events and a
 //!   status listing; the probes' I/O is the caller's.
