@@ -21,9 +21,9 @@ use lvs::dataplane::runtime::Runtime;
 use lvs::dataplane::tap::Tap;
 use netns::Netns;
 
-/// Whether this test can run (root, `ip`, `sysctl`); see `root::can_run_as_root`.
+/// Whether this test can run (root, `ip`, `sysctl`); see `root::can_run`.
 fn can_run() -> bool {
-    root::can_run_as_root(&["ip", "sysctl"])
+    root::can_run(true, &["ip", "sysctl"])
 }
 
 /// A namespace with veth pairs `(a, b)` up and IPv6 off (no neighbour-discovery noise).

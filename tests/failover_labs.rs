@@ -170,7 +170,7 @@ fn main() -> ExitCode {
     // In a thread of the binary's name, which the skip message and a CI failure name.
     let check = std::thread::Builder::new()
         .name("failover_labs".into())
-        .spawn(|| root::can_run_as_root(&["ip", "sysctl"]))
+        .spawn(|| root::can_run(true, &["ip", "sysctl"]))
         .map(|t| t.join());
     match check {
         Ok(Ok(true)) => {}

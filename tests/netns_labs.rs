@@ -38,7 +38,7 @@ fn run(mode: Mode, scheduler: &str, weights: &[u32], persist: Option<u32>, reque
 }
 
 fn every_scheduler_shape(mode: Mode) {
-    if !root::can_run_as_root(&["ip", "curl", "python3", "sysctl"]) {
+    if !root::can_run(true, &["ip", "curl", "python3", "sysctl"]) {
         return;
     }
     assert_eq!(run(mode, "rr", &[1, 1, 1], None, 6), [2, 1, 0, 2, 1, 0], "rr rotates newest first");

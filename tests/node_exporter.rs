@@ -5,8 +5,8 @@
 //! five global totals, and per real server its active and inactive connections and its weight,
 //! with the collector's labels. No root needed.
 
-#[path = "../examples/common/program.rs"]
-mod program;
+#[path = "../examples/common/root.rs"]
+mod root;
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
@@ -233,7 +233,7 @@ fn scratch_dir() -> PathBuf {
 
 #[test]
 fn node_exporter_reads_the_library_counters() {
-    if !program::can_run(&[EXPORTER]) {
+    if !root::can_run(false, &[EXPORTER]) {
         return;
     }
     let mut d = director();

@@ -41,7 +41,7 @@ use lvs::dataplane::vrrp::{KernelAddresses, LvsSyncDaemon, VrrpIo};
 use netns::Netns;
 
 fn can_run() -> bool {
-    root::can_run_as_root(&["ip", "sysctl", "tc"])
+    root::can_run(true, &["ip", "sysctl", "tc"])
 }
 
 /// The master's end of the veth pair, and the backup's.

@@ -47,7 +47,7 @@ use lvs::dataplane::vrrp::{interface_addr, Hooks, KernelAddresses, Origin, VrrpI
 use netns::Netns;
 
 fn can_run() -> bool {
-    root::can_run_as_root(&["ip", "sysctl", "keepalived", "kill"])
+    root::can_run(true, &["ip", "sysctl", "keepalived", "kill"])
 }
 
 /// The router end of each veth pair.
