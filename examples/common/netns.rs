@@ -44,6 +44,33 @@ impl Netns {
         Ok(ns)
     }
 
+    /// Makes this namespace a lab real server on `eth0`: its own address `own`/24, reverse-path
+    /// filtering off, and either `gateway` as its default route (NAT: the director) or, without
+    /// one, silence about addresses it does not announce (DR, TUN: `arp_ignore=1`,
+    /// `arp_announce=2`, so the VIP the caller puts on it stays the director's on the LAN).
+    ///
+    /// # Errors
+    /// When `ip` or `sysctl` fails.
+    pub(crate) fn real_server(&self, own: std::net::Ipv4Addr, gateway: Option<std::net::Ipv4Addr>) -> io::Result<()> {
+        self.exec("ip", &["addr", "add", &format!("{own}/24"), "dev", "eth0"])?;
+        for k in ["all", "default", "eth0", "lo"] {
+            self.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{k}.rp_filter=0")])?;
+        }
+        match gateway {
+            Some(gw) => {
+                self.exec("ip", &["route", "add", "default", "via", &gw.to_string()])?;
+            }
+            None => {
+                for (k, v) in [("arp_ignore", "1"), ("arp_announce", "2")] {
+                    for dev in ["all", "eth0"] {
+                        self.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{dev}.{k}={v}")])?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The namespace's name.
     pub(crate) fn name(&self) -> &str {
         &self.name

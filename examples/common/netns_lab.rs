@@ -189,32 +189,19 @@ impl Topology {
             let ns = Netns::create(&format!("lvs{tag}-rs{}", i + 1)).map_err(err)?;
             attach(&topo.lan, &ns, &format!("v-r{}", i + 1), server_mac(i))?;
             let own = server_ip(mode, i);
-            ns.exec("ip", &["addr", "add", &format!("{own}/24"), "dev", "eth0"]).map_err(err)?;
-            for k in ["all", "default", "eth0", "lo"] {
-                ns.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{k}.rp_filter=0")]).map_err(err)?;
-            }
-            match mode {
-                Mode::Nat => {
-                    ns.exec("ip", &["route", "add", "default", "via", "10.0.0.1"]).map_err(err)?;
-                }
-                Mode::Dr | Mode::Tun => {
-                    for (k, v) in [("arp_ignore", "1"), ("arp_announce", "2")] {
-                        for dev in ["all", "eth0"] {
-                            ns.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{dev}.{k}={v}")]).map_err(err)?;
-                        }
-                    }
-                    let kernel_ipip =
-                        mode == Mode::Tun && ns.exec("ip", &["link", "add", "tunl0", "type", "ipip"]).is_ok();
-                    if kernel_ipip {
-                        ns.exec("ip", &["link", "set", "tunl0", "up"]).map_err(err)?;
-                        ns.exec("ip", &["addr", "add", &format!("{vip}/32"), "dev", "tunl0"]).map_err(err)?;
-                        ns.exec("sysctl", &["-qw", "net.ipv4.conf.tunl0.rp_filter=0"]).map_err(err)?;
-                        topo.decap = Some(KERNEL_IPIP);
-                    } else {
-                        ns.exec("ip", &["addr", "add", &format!("{vip}/32"), "dev", "lo"]).map_err(err)?;
-                        if mode == Mode::Tun {
-                            topo.decap = Some(USER_DECAP);
-                        }
+            let gateway = (mode == Mode::Nat).then_some(Ipv4Addr::new(10, 0, 0, 1));
+            ns.real_server(own, gateway).map_err(err)?;
+            if mode != Mode::Nat {
+                let kernel_ipip = mode == Mode::Tun && ns.exec("ip", &["link", "add", "tunl0", "type", "ipip"]).is_ok();
+                if kernel_ipip {
+                    ns.exec("ip", &["link", "set", "tunl0", "up"]).map_err(err)?;
+                    ns.exec("ip", &["addr", "add", &format!("{vip}/32"), "dev", "tunl0"]).map_err(err)?;
+                    ns.exec("sysctl", &["-qw", "net.ipv4.conf.tunl0.rp_filter=0"]).map_err(err)?;
+                    topo.decap = Some(KERNEL_IPIP);
+                } else {
+                    ns.exec("ip", &["addr", "add", &format!("{vip}/32"), "dev", "lo"]).map_err(err)?;
+                    if mode == Mode::Tun {
+                        topo.decap = Some(USER_DECAP);
                     }
                 }
             }

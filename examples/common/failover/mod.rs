@@ -351,23 +351,10 @@ impl Lab {
         for i in 0..SERVERS {
             let ns = Netns::create(&format!("{tag}-rs{}", i + 1)).map_err(err)?;
             lan.plug("br0", &format!("v-r{}", i + 1), &ns, "eth0", server_mac(i)).map_err(err)?;
-            let own = server_ip(mode, i);
-            ns.exec("ip", &["addr", "add", &format!("{own}/24"), "dev", "eth0"]).map_err(err)?;
-            for k in ["all", "default", "eth0", "lo"] {
-                ns.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{k}.rp_filter=0")]).map_err(err)?;
-            }
-            match mode {
-                Mode::Nat => {
-                    ns.exec("ip", &["route", "add", "default", "via", &NAT_GATEWAY.to_string()]).map_err(err)?;
-                }
-                Mode::Dr => {
-                    for (k, v) in [("arp_ignore", "1"), ("arp_announce", "2")] {
-                        for dev in ["all", "eth0"] {
-                            ns.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{dev}.{k}={v}")]).map_err(err)?;
-                        }
-                    }
-                    ns.exec("ip", &["addr", "add", &format!("{VIP}/32"), "dev", "lo"]).map_err(err)?;
-                }
+            let gateway = (mode == Mode::Nat).then_some(NAT_GATEWAY);
+            ns.real_server(server_ip(mode, i), gateway).map_err(err)?;
+            if mode == Mode::Dr {
+                ns.exec("ip", &["addr", "add", &format!("{VIP}/32"), "dev", "lo"]).map_err(err)?;
             }
             server_ns.push(ns);
         }
