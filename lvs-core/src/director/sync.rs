@@ -41,19 +41,28 @@ pub enum ResyncMessage {
 }
 
 impl ResyncMessage {
-    const TAGS: [(ResyncMessage, [u8; 2]); 3] =
-        [(ResyncMessage::Request, *b"RQ"), (ResyncMessage::Start, *b"RS"), (ResyncMessage::Done, *b"RD")];
+    /// The two bytes in the spare field that name the message.
+    fn tag(self) -> [u8; 2] {
+        match self {
+            ResyncMessage::Request => *b"RQ",
+            ResyncMessage::Start => *b"RS",
+            ResyncMessage::Done => *b"RD",
+        }
+    }
 
     /// The datagram for `syncid`.
     pub fn encode(self, syncid: u8) -> Vec<u8> {
-        let tag = Self::TAGS.iter().find(|(m, _)| *m == self).map_or(*b"RQ", |(_, t)| *t);
-        alloc::vec![0, syncid, 0, wire::V1_HEADER as u8, 0, 1, tag[0], tag[1]]
+        let [a, b] = self.tag();
+        alloc::vec![0, syncid, 0, wire::V1_HEADER as u8, 0, 1, a, b]
     }
 
     /// The message and its syncid, if `buf` is one.
     pub fn decode(buf: &[u8]) -> Option<(ResyncMessage, u8)> {
         let [0, syncid, 0, 8, 0, 1, a, b] = *buf else { return None };
-        Self::TAGS.iter().find(|(_, t)| *t == [a, b]).map(|(m, _)| (*m, syncid))
+        [ResyncMessage::Request, ResyncMessage::Start, ResyncMessage::Done]
+            .into_iter()
+            .find(|m| m.tag() == [a, b])
+            .map(|m| (m, syncid))
     }
 }
 
@@ -116,6 +125,17 @@ pub struct SyncStats {
     pub resyncs_done: u64,
 }
 
+impl SyncStats {
+    /// Adds a master's send-side counters.
+    fn add_master(&mut self, m: &Master) {
+        let ms = m.stats();
+        self.sent_records += ms.records;
+        self.sent_messages += ms.messages;
+        self.queue_full += ms.queue_full;
+        self.not_v0 += ms.not_v0;
+    }
+}
+
 /// The full resync a master is streaming.
 struct Stream {
     templates_done: bool,
@@ -174,7 +194,8 @@ impl Director {
         let was = match role {
             Role::Master => {
                 s.stream = None;
-                s.master.take().map(|(_, m)| s.absorb(&m)).is_some()
+                // A stopped master's counters are kept.
+                s.master.take().map(|(_, m)| s.stats.add_master(&m)).is_some()
             }
             Role::Backup => {
                 s.request = None;
@@ -216,11 +237,7 @@ impl Director {
     pub fn sync_stats(&self) -> SyncStats {
         let mut s = self.sync.stats;
         if let Some((_, m)) = &self.sync.master {
-            let ms = m.stats();
-            s.sent_records += ms.records;
-            s.sent_messages += ms.messages;
-            s.queue_full += ms.queue_full;
-            s.not_v0 += ms.not_v0;
+            s.add_master(m);
         }
         s
     }
@@ -712,14 +729,5 @@ impl SyncState {
     /// Whether a master daemon runs.
     pub(crate) fn is_master(&self) -> bool {
         self.master.is_some()
-    }
-
-    /// Keeps a stopped master's counters.
-    fn absorb(&mut self, m: &Master) {
-        let ms = m.stats();
-        self.stats.sent_records += ms.records;
-        self.stats.sent_messages += ms.messages;
-        self.stats.queue_full += ms.queue_full;
-        self.stats.not_v0 += ms.not_v0;
     }
 }

@@ -406,7 +406,6 @@ impl<'a> Entries<'a> {
             pe_name: None,
         };
         let mut o = p + fixed;
-        let mut skip = None;
         while o < end {
             if o + 2 > end {
                 return Err(Abort::OptionBounds);
@@ -436,18 +435,12 @@ impl<'a> Entries<'a> {
                     }
                     rec.pe_name = Some(data);
                 }
-                _ if ty & OPT_OPTIONAL == 0 => skip = Some(Skip::MandatoryOption),
+                _ if ty & OPT_OPTIONAL == 0 => return Ok(Entry::Skip(Skip::MandatoryOption)),
                 _ => {}
-            }
-            if skip.is_some() {
-                break;
             }
             o += len;
         }
-        Ok(match skip {
-            Some(s) => Entry::Skip(s),
-            None => Entry::Record(rec),
-        })
+        Ok(Entry::Record(rec))
     }
 }
 
