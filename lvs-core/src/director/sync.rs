@@ -138,11 +138,21 @@ impl SyncStats {
 
 /// The full resync a master is streaming.
 struct Stream {
-    templates_done: bool,
+    phase: Phase,
+    /// The next slab slot to look at.
     cursor: usize,
     /// Credit in record-nanoseconds (one record costs 1e9 × 1 / rate seconds).
     credit: u64,
     last: u64,
+}
+
+/// Where a resync stream stands: templates first (so a backup has them before their
+/// connections), then connections, then every record sent and only the `Done` message left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Templates,
+    Connections,
+    Sent,
 }
 
 /// The sync daemons of a director and their state.
@@ -260,7 +270,7 @@ impl Director {
         self.stream_resync(t);
         let (_, m) = self.sync.master.as_mut()?;
         let d = m.poll(t);
-        if d.is_none() && self.sync.stream.as_ref().is_some_and(|s| s.cursor == usize::MAX) {
+        if d.is_none() && self.sync.stream.as_ref().is_some_and(|s| s.phase == Phase::Sent) {
             self.sync.stream = None;
             let syncid = self.sync.master.as_ref().map_or(0, |(c, _)| c.syncid);
             return Some(Datagram { socket: 0, bytes: ResyncMessage::Done.encode(syncid) });
@@ -642,7 +652,7 @@ impl Director {
                 }
                 let mine = cfg.syncid;
                 self.sync.stats.resync_requests += 1;
-                self.sync.stream = Some(Stream { templates_done: false, cursor: 0, credit: 0, last: now.as_nanos() });
+                self.sync.stream = Some(Stream { phase: Phase::Templates, cursor: 0, credit: 0, last: now.as_nanos() });
                 self.sync.control.push_back(Datagram { socket: 0, bytes: ResyncMessage::Start.encode(mine) });
             }
             ResyncMessage::Start => {
@@ -665,7 +675,7 @@ impl Director {
         let rate = u64::from(self.sync.params.resync_rate);
         let version = self.sync.params.version;
         let Some(st) = self.sync.stream.as_mut() else { return };
-        if st.cursor == usize::MAX || rate == 0 {
+        if st.phase == Phase::Sent || rate == 0 {
             return;
         }
         // Credit for at most a tenth of a second (and at least one full message) builds up, so
@@ -679,24 +689,15 @@ impl Director {
             if st.credit < 1_000_000_000 || m.has_queued() {
                 return;
             }
-            let templates = !st.templates_done;
-            let mut i = st.cursor;
-            let slots = self.conns.slots();
-            let found = loop {
-                if i >= slots {
-                    break None;
-                }
-                let hit = self.conns.live(i).is_some_and(|c| {
+            let templates = st.phase == Phase::Templates;
+            let conns = &self.conns;
+            let found = (st.cursor..conns.slots()).find(|i| {
+                conns.live(*i).is_some_and(|c| {
                     c.is_template() == templates
                         && c.flags & cf::ONE_PACKET == 0
                         && !(version == Version::V0 && c.af() == Af::V6)
-                });
-                if hit {
-                    break Some(i);
-                }
-                i += 1;
-            };
-            let Some(st) = self.sync.stream.as_mut() else { return };
+                })
+            });
             match found {
                 Some(i) => {
                     st.cursor = i + 1;
@@ -704,12 +705,9 @@ impl Director {
                     self.sync.stats.resync_records += 1;
                     self.queue_record(Instant(t), ConnId(i as u32));
                 }
-                None if templates => {
-                    st.templates_done = true;
-                    st.cursor = 0;
-                }
+                None if templates => (st.phase, st.cursor) = (Phase::Connections, 0),
                 None => {
-                    st.cursor = usize::MAX;
+                    st.phase = Phase::Sent;
                     if let Some((_, m)) = self.sync.master.as_mut() {
                         m.flush();
                     }
