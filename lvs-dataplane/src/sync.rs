@@ -23,7 +23,6 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 
-use lvs_core::director::ResyncMessage;
 use lvs_core::sync::{DaemonConfig, Datagram, Role, SyncParams, PORTS_MAX};
 use lvs_core::{Director, Instant};
 
@@ -351,12 +350,13 @@ impl SyncSockets {
     }
 }
 
-/// The socket datagram `d` leaves by: a resync request is the backup's (its only datagram),
-/// everything else the master's socket `d.socket`.
+/// The socket datagram `d` leaves by: socket `d.socket` of the daemon that sent it.
 fn sender_for<'a>(daemons: &'a mut [Option<Daemon>; 2], d: &Datagram) -> Option<&'a mut Sender> {
-    let request = matches!(ResyncMessage::decode(&d.bytes), Some((ResyncMessage::Request, _)));
     let [master, backup] = daemons;
-    let daemon = if request { backup } else { master };
+    let daemon = match d.from {
+        Role::Master => master,
+        Role::Backup => backup,
+    };
     daemon.as_mut()?.senders.get_mut(usize::from(d.socket))
 }
 
@@ -379,6 +379,7 @@ mod tests {
     use std::time::Duration;
 
     use lvs_core::config::restore;
+    use lvs_core::director::ResyncMessage;
     use lvs_core::neigh::{MacAddr, Neighbour};
     use lvs_core::proto::tcp::flags::{ACK, SYN};
     use lvs_core::sync::SyncParams;
@@ -572,9 +573,9 @@ mod tests {
         let mut d = director(p);
         let mut s = SyncSockets::new();
         s.start(&mut d, Role::Master, &on_lo(port(10))).unwrap();
-        let record = Datagram { socket: 1, bytes: vec![0; 8] };
-        let request = Datagram { socket: 0, bytes: ResyncMessage::Request.encode(255) };
-        let start = Datagram { socket: 0, bytes: ResyncMessage::Start.encode(255) };
+        let record = Datagram { from: Role::Master, socket: 1, bytes: vec![0; 8] };
+        let request = Datagram { from: Role::Backup, socket: 0, bytes: ResyncMessage::Request.encode(255) };
+        let start = Datagram { from: Role::Master, socket: 0, bytes: ResyncMessage::Start.encode(255) };
         let addr = |s: &mut Sender| s.sock.peer_addr().unwrap().port();
         assert_eq!(sender_for(&mut s.daemons, &record).map(addr), Some(port(10) + 1));
         assert_eq!(sender_for(&mut s.daemons, &start).map(addr), Some(port(10)));

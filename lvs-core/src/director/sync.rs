@@ -261,7 +261,11 @@ impl Director {
             if t >= at {
                 let syncid = self.sync.backup.as_ref().map_or(0, |b| b.syncid);
                 self.sync.request = (left > 1).then_some((t + REQUEST_RETRY_NS, left - 1));
-                self.sync.control.push_back(Datagram { socket: 0, bytes: ResyncMessage::Request.encode(syncid) });
+                self.sync.control.push_back(Datagram {
+                    from: Role::Backup,
+                    socket: 0,
+                    bytes: ResyncMessage::Request.encode(syncid),
+                });
             }
         }
         if let Some(d) = self.sync.control.pop_front() {
@@ -273,7 +277,7 @@ impl Director {
         if d.is_none() && self.sync.stream.as_ref().is_some_and(|s| s.phase == Phase::Sent) {
             self.sync.stream = None;
             let syncid = self.sync.master.as_ref().map_or(0, |(c, _)| c.syncid);
-            return Some(Datagram { socket: 0, bytes: ResyncMessage::Done.encode(syncid) });
+            return Some(Datagram { from: Role::Master, socket: 0, bytes: ResyncMessage::Done.encode(syncid) });
         }
         d
     }
@@ -653,7 +657,11 @@ impl Director {
                 let mine = cfg.syncid;
                 self.sync.stats.resync_requests += 1;
                 self.sync.stream = Some(Stream { phase: Phase::Templates, cursor: 0, credit: 0, last: now.as_nanos() });
-                self.sync.control.push_back(Datagram { socket: 0, bytes: ResyncMessage::Start.encode(mine) });
+                self.sync.control.push_back(Datagram {
+                    from: Role::Master,
+                    socket: 0,
+                    bytes: ResyncMessage::Start.encode(mine),
+                });
             }
             ResyncMessage::Start => {
                 if self.sync.backup.as_ref().is_some_and(|b| b.syncid == 0 || b.syncid == syncid) {

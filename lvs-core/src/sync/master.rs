@@ -6,11 +6,14 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use super::wire::{MessageBuilder, Record, Version};
-use super::FLUSH_NS;
+use super::{Role, FLUSH_NS};
 
-/// A datagram to send: to the group at `port + socket`.
+/// A datagram to send: to the group at `port + socket`, by the sockets of the daemon `from`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Datagram {
+    /// The daemon that sends it: the master (records, resync start and end) or the backup (its
+    /// resync request).
+    pub from: Role,
     /// Which sync socket (0..`sync_ports`): it goes to the daemon's port plus this.
     pub socket: u8,
     /// The UDP payload.
@@ -113,7 +116,7 @@ impl Master {
 
     fn sent(&mut self, i: usize, bytes: Vec<u8>) -> Datagram {
         self.stats.messages += 1;
-        Datagram { socket: i as u8, bytes }
+        Datagram { from: Role::Master, socket: i as u8, bytes }
     }
 
     /// Queues every partly filled message now (the end of a resync stream).
