@@ -20,6 +20,7 @@ pub mod procfs;
 #[cfg(any(feature = "keepalived", feature = "ldirectord"))]
 pub mod source;
 
+pub use ipvsadm::cli::{run as run_ipvsadm, Output as IpvsadmOutput};
 pub use ipvsadm::command::parse_command;
 pub use ipvsadm::listing::{list, render_stats, stats_rows, sum_rows, ListOptions, StatsRow};
 pub use ipvsadm::rules::{parse_rules, restore, save};
