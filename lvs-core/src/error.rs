@@ -69,6 +69,12 @@ pub enum Error {
     /// A sync sysctl out of its range (named).
     #[error("invalid value for {0}")]
     BadSyncParam(&'static str),
+    /// `--add-laddr` of a local address the service already has (`EEXIST`).
+    #[error("local address already exists")]
+    LaddrExists,
+    /// `--del-laddr` of a local address the service does not have (`ENOENT`).
+    #[error("no such local address")]
+    NoSuchLaddr,
     /// A line of an `ipvsadm -R` rule file could not be read.
     #[error("line {line}: {msg}")]
     Parse {
@@ -110,11 +116,14 @@ pub enum Reason {
     Unsupported,
     /// The next hop sits behind a port the director's configuration does not have.
     UnknownPort,
+    /// A FullNAT connection could not get a local address and port: the service has none, or
+    /// every port of every one is in use (never a shared port).
+    NoLocalPort,
 }
 
 impl Reason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
 
     /// All reasons, in counter order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -131,6 +140,7 @@ impl Reason {
         Reason::NoHeadroom,
         Reason::Unsupported,
         Reason::UnknownPort,
+        Reason::NoLocalPort,
     ];
 
     /// The counter slot of this reason.
@@ -154,6 +164,7 @@ impl Reason {
             Reason::NoHeadroom => "no-headroom",
             Reason::Unsupported => "unsupported",
             Reason::UnknownPort => "unknown-port",
+            Reason::NoLocalPort => "no-local-port",
         }
     }
 }

@@ -241,6 +241,7 @@ impl Director {
         }
         self.svcs[i as usize] = None;
         self.svc_index.remove(key);
+        self.fnat.laddrs.forget_service(key);
         Ok(())
     }
 

@@ -78,6 +78,7 @@ pub fn save(d: &Director) -> String {
                 FwdMethod::Masq => "-m",
                 FwdMethod::Tunnel => "-i",
                 FwdMethod::Route | FwdMethod::Local => "-g",
+                FwdMethod::FullNat => "-b",
             };
             let _ = write!(out, "-a {} -r {} {m} -w {}", svc_arg(&c.key), dv.endpoint(), dv.weight());
             if dv.fwd() == FwdMethod::Tunnel {
