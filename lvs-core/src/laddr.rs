@@ -92,12 +92,11 @@ impl PortMap {
     }
 }
 
-/// One service's local addresses and its choice of client-address delivery.
+/// One service's local addresses.
 #[derive(Default)]
 struct Service {
     addrs: Vec<IpAddr>,
     next: usize,
-    client: ClientAddr,
 }
 
 /// Every service's local addresses and the port maps of those addresses.
@@ -136,7 +135,7 @@ impl Laddrs {
         Ok(())
     }
 
-    /// A deleted service takes its local addresses and its choice with it.
+    /// A deleted service takes its local addresses with it.
     pub(crate) fn forget_service(&mut self, key: &ServiceKey) {
         if let Some(s) = self.svcs.remove(key) {
             for a in &s.addrs {
@@ -157,16 +156,6 @@ impl Laddrs {
     pub(crate) fn list(&self, key: &ServiceKey) -> Vec<LaddrInfo> {
         let Some(s) = self.svcs.get(key) else { return Vec::new() };
         s.addrs.iter().map(|a| LaddrInfo { addr: *a, conns: self.ports.get(a).map_or(0, |p| p.used) }).collect()
-    }
-
-    /// How `key` delivers the client's address.
-    pub(crate) fn client_addr(&self, key: &ServiceKey) -> ClientAddr {
-        self.svcs.get(key).map_or(ClientAddr::default(), |s| s.client)
-    }
-
-    /// Sets how `key` delivers the client's address.
-    pub(crate) fn set_client_addr(&mut self, key: &ServiceKey, c: ClientAddr) {
-        self.svcs.entry(*key).or_default().client = c;
     }
 
     /// A local address of `key` and a free port on it, the addresses taken in turn (DPVS

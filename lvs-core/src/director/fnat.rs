@@ -124,22 +124,6 @@ impl Director {
         Ok(self.fnat.laddrs.list(key))
     }
 
-    /// `--proxy-protocol disable|v1|v2` of DPVS's ipvsadm: how the service's FullNAT
-    /// connections tell real servers the client's address (a TOA by default).
-    ///
-    /// # Errors
-    /// [`Error::NoSuchService`].
-    pub fn set_client_addr(&mut self, key: &ServiceKey, c: ClientAddr) -> Result<(), Error> {
-        self.svc_index.get(key).ok_or(Error::NoSuchService)?;
-        self.fnat.laddrs.set_client_addr(key, c);
-        Ok(())
-    }
-
-    /// How a service's FullNAT connections tell real servers the client's address.
-    pub fn client_addr(&self, key: &ServiceKey) -> ClientAddr {
-        self.fnat.laddrs.client_addr(key)
-    }
-
     /// What FullNAT added to packets.
     pub fn fnat_stats(&self) -> &FnatStats {
         &self.fnat.stats
@@ -148,7 +132,7 @@ impl Director {
     /// Gives a new FullNAT connection of service `si` a local address and port
     /// (`fnat_laddr_bind`) and links its reply. `false` when there is none to give.
     pub(super) fn fnat_attach(&mut self, si: u32, id: ConnId) -> bool {
-        let Some(key) = self.svc(si).map(|s| s.cfg.key) else { return false };
+        let Some((key, client)) = self.svc(si).map(|s| (s.cfg.key, s.cfg.client_addr)) else { return false };
         let Some(c) = self.conns.get(id) else { return false };
         let Some((lip, lport)) = self.fnat.laddrs.take(&key) else { return false };
         let laddr = raw(&lip);
@@ -160,7 +144,6 @@ impl Director {
             caddr: laddr,
             cport: lport,
         };
-        let client = self.fnat.laddrs.client_addr(&key);
         let fc = FnatConn { laddr, lport, flags: 0, client, in_adj: SeqAdj::NONE, fdata: 0 };
         self.fnat.conns.insert(id.0, fc);
         self.fnat.reply.insert(ok, id.0);

@@ -31,10 +31,9 @@ fn director(vip: &str, rs: &str, lip: &str, client: ClientAddr) -> (Director, Se
     d.set_gateway(crate::Af::V6, gw);
     d.set_neighbour(ip(rs), Neighbour { mac: MacAddr(RS_MAC), port: 0 });
     let key = ServiceKey::tcp(ip(vip), 80);
-    d.add_service(ServiceConfig::new(key, "first")).unwrap();
+    d.add_service(ServiceConfig { client_addr: client, ..ServiceConfig::new(key, "first") }).unwrap();
     d.add_dest(&key, RealServer::new(ip(rs), 8080, FwdMethod::FullNat, 1)).unwrap();
     d.add_laddr(&key, ip(lip)).unwrap();
-    d.set_client_addr(&key, client).unwrap();
     (d, key)
 }
 

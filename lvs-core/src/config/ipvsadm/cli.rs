@@ -7,6 +7,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 
 use super::command::parse_command;
+use super::laddr::{laddr_service, list_laddrs};
 use super::listing::{list, ListOptions};
 use super::rules::{restore, save};
 use crate::director::Director;
@@ -71,6 +72,13 @@ pub fn run<S: AsRef<str>>(d: &mut Director, now: Instant, args: &[S], stdin: &st
         Some("-R" | "--restore") => match restore(d, stdin) {
             Ok(()) => Output::default(),
             Err(e) => Output::fail(KERNEL, &e.to_string()),
+        },
+        Some("-G" | "--get-laddr") => match laddr_service(args.get(1..).unwrap_or_default()) {
+            Err(e) => Output::fail(USAGE, &e),
+            Ok(k) => match list_laddrs(d, k.as_ref()) {
+                Ok(text) => Output::ok(text),
+                Err(e) => Output::fail(KERNEL, &e.to_string()),
+            },
         },
         Some(a) if a.starts_with("-L") || a.starts_with("-l") || a == "--list" => match listing(args) {
             Ok(opt) => Output::ok(list(d, now, opt)),

@@ -10,8 +10,10 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::addr::{Af, Proto, ServiceKey};
 use crate::dest::{FwdMethod, RealServer};
 use crate::director::Command;
+use crate::laddr::ClientAddr;
 use crate::service::{SchedFlags, ServiceConfig, DEFAULT_PERSIST_TIMEOUT};
 use crate::sync::{DaemonConfig, Role};
+use crate::wire::proxy::ProxyVersion;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Cmd {
@@ -26,6 +28,8 @@ enum Cmd {
     Set,
     StartDaemon(Role),
     StopDaemon(Role),
+    AddLaddr,
+    DelLaddr,
 }
 
 impl Cmd {
@@ -43,6 +47,8 @@ impl Cmd {
             Cmd::Set => "set",
             Cmd::StartDaemon(_) => "start-daemon",
             Cmd::StopDaemon(_) => "stop-daemon",
+            Cmd::AddLaddr => "add-laddr",
+            Cmd::DelLaddr => "del-laddr",
         }
     }
 
@@ -223,7 +229,7 @@ fn ifname(v: &str) -> String {
     v.get(..end).unwrap_or_default().to_string()
 }
 
-fn parse_host(s: &str, default_port: u16) -> Result<(IpAddr, u16), String> {
+pub(crate) fn parse_host(s: &str, default_port: u16) -> Result<(IpAddr, u16), String> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (h, tail) = rest.split_once(']').ok_or_else(|| format!("bad address '{s}'"))?;
         match tail.strip_prefix(':') {
@@ -272,6 +278,17 @@ fn parse_netmask(v: &str, af: Af) -> Result<u8, String> {
     }
 }
 
+/// DPVS's `--proxy-protocol` values (`proxy_protocol_type`): `disable` keeps the TOA.
+fn proxy_protocol(v: &str) -> Result<ClientAddr, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "disable" => Ok(ClientAddr::Toa),
+        "v1" => Ok(ClientAddr::Proxy(ProxyVersion::V1)),
+        "v2" => Ok(ClientAddr::Proxy(ProxyVersion::V2)),
+        "v1-insecure" | "v2-insecure" => Err(format!("proxy protocol '{v}' not supported (disable, v1, v2)")),
+        _ => Err(format!("invalid proxy protocol '{v}' (disable, v1, v2)")),
+    }
+}
+
 fn sched_flags(v: &str, sched: &str) -> Result<SchedFlags, String> {
     let mut f = 0;
     for name in v.split(',') {
@@ -308,6 +325,8 @@ pub fn parse_command<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
     let mut rs: Option<String> = None;
     let mut fwd: Option<FwdMethod> = None;
     let mut weight: Option<u32> = None;
+    let mut laddr: Option<String> = None;
+    let mut client_addr = ClientAddr::Toa;
     let (mut upper, mut lower) = (0u32, 0u32);
     let mut set: Vec<u32> = Vec::new();
     let mut seen = Seen::default();
@@ -325,7 +344,7 @@ pub fn parse_command<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
         } else if a.len() > 2
             && a.starts_with('-')
             && !a.starts_with("--")
-            && a.as_bytes().get(1).is_some_and(|c| b"tufsMbrwxy".contains(c))
+            && a.as_bytes().get(1).is_some_and(|c| b"tufsMbrwxyz".contains(c))
         {
             toks.push(a.get(..2).unwrap_or_default().to_string());
             toks.push(a.get(2..).unwrap_or_default().to_string());
@@ -359,6 +378,21 @@ pub fn parse_command<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
             "-d" | "--delete-server" => set_cmd(&mut cmd, Cmd::DelDest)?,
             "-C" | "--clear" => set_cmd(&mut cmd, Cmd::Clear)?,
             "-Z" | "--zero" => set_cmd(&mut cmd, Cmd::Zero)?,
+            // DPVS's ipvsadm: a FullNAT service's local addresses.
+            "-P" | "--add-laddr" => set_cmd(&mut cmd, Cmd::AddLaddr)?,
+            "-Q" | "--del-laddr" => set_cmd(&mut cmd, Cmd::DelLaddr)?,
+            "-z" | "--laddr" => laddr = Some(value(t)?),
+            "--proxy-protocol" => client_addr = proxy_protocol(&value(t)?)?,
+            // DPVS's ipvsadm: `-b` on a real-server command is `--fullnat`; elsewhere it is
+            // ipvsadm's `--sched-flags`.
+            "-b" if matches!(cmd, Some(Cmd::AddDest | Cmd::EditDest)) => {
+                seen.set(Opt::Forward);
+                fwd = Some(FwdMethod::FullNat);
+            }
+            "--fullnat" => {
+                seen.set(Opt::Forward);
+                fwd = Some(FwdMethod::FullNat);
+            }
             "--set" => {
                 set_cmd(&mut cmd, Cmd::Set)?;
                 for w in ["tcp", "tcpfin", "udp"] {
@@ -500,6 +534,7 @@ pub fn parse_command<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
             c.sched_flags = sched_flags(b, &scheduler)?;
         }
         c.one_packet = ops;
+        c.client_addr = client_addr;
         Ok(c)
     };
     let dest = |key: &ServiceKey| -> Result<RealServer, String> {
@@ -540,6 +575,16 @@ pub fn parse_command<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
             Command::StartDaemon(role, daemon)
         }
         Cmd::StopDaemon(role) => Command::StopDaemon(role),
+        Cmd::AddLaddr | Cmd::DelLaddr => {
+            let k = need_key()?;
+            let a = laddr.as_deref().ok_or("no local address given (-z)")?;
+            let a: IpAddr = a.parse().map_err(|_| format!("illegal local address '{a}'"))?;
+            if cmd == Cmd::AddLaddr {
+                Command::AddLaddr(k, a)
+            } else {
+                Command::DelLaddr(k, a)
+            }
+        }
     })
 }
 
@@ -583,9 +628,47 @@ mod tests {
     }
 
     #[test]
+    fn dpvs_fullnat_verbs() {
+        // DPVS's ipvsadm: `-b` is --fullnat on -a/-e and --sched-flags on -A/-E.
+        let Command::AddDest(_, r) = parse_command(&["-a", "-t", "10.0.0.1:80", "-r", "10.0.0.2:8080", "-b"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((r.fwd, r.endpoint.port), (FwdMethod::FullNat, 8080));
+        let Command::EditDest(_, r) =
+            parse_command(&["-e", "-t", "10.0.0.1:80", "-r", "10.0.0.2", "--fullnat"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(r.fwd, FwdMethod::FullNat);
+        let Command::AddService(s) = parse_command(&["-A", "-t", "10.0.0.1:80", "-s", "sh", "-b", "sh-port"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((s.sched_flags.port(), s.client_addr), (true, ClientAddr::Toa));
+        let Command::AddService(s) = parse_command(&["-A", "-t", "10.0.0.1:80", "--proxy-protocol", "v2"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(s.client_addr, ClientAddr::Proxy(ProxyVersion::V2));
+        let k = ServiceKey::tcp(IpAddr::from([10, 0, 0, 1]), 80);
+        let a = IpAddr::from([192, 168, 0, 200]);
+        assert_eq!(
+            parse_command(&["-P", "-t", "10.0.0.1:80", "-z", "192.168.0.200"]).unwrap(),
+            Command::AddLaddr(k, a)
+        );
+        assert_eq!(
+            parse_command(&["--del-laddr", "-t", "10.0.0.1:80", "--laddr=192.168.0.200"]).unwrap(),
+            Command::DelLaddr(k, a)
+        );
+        assert!(parse_command(&["-P", "-t", "10.0.0.1:80"]).unwrap_err().contains("-z"));
+        assert!(parse_command(&["-A", "-t", "10.0.0.1:80", "--proxy-protocol", "v3"]).is_err());
+    }
+
+    #[test]
     fn bad_commands_say_why() {
         let e = |a: &[&str]| parse_command(a).unwrap_err();
-        assert!(e(&["-A", "-t", "10.0.0.1:80", "-Q"]).contains("unknown option '-Q'"));
+        assert!(e(&["-A", "-t", "10.0.0.1:80", "-Y"]).contains("unknown option '-Y'"));
         assert!(e(&["-A", "-t", "host.example:80"]).contains("numeric"));
         assert!(e(&["-A", "-t", "10.0.0.1:99999"]).contains("bad port"));
         assert!(e(&["-A", "-t", "10.0.0.1:80", "-M", "255.0.255.0", "-p"]).contains("netmask"));

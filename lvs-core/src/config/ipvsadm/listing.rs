@@ -7,10 +7,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use super::format::{netmask_text, sched_flag_names, sorted_dests, sorted_services, CONN_TAB_SIZE};
+use super::format::{netmask_text, proxy_word, sched_flag_names, sorted_dests, sorted_services, CONN_TAB_SIZE};
 use crate::addr::{Af, Endpoint, ServiceKey};
 use crate::dest::DestView;
 use crate::director::{Director, ServiceInfo};
+use crate::laddr::ClientAddr;
 use crate::stats::Counters;
 use crate::sync::Role;
 use crate::time::Instant;
@@ -131,6 +132,10 @@ fn service_line(out: &mut String, s: &ServiceInfo<'_>, opt: ListOptions) {
             }
             if c.one_packet {
                 out.push_str(" ops");
+            }
+            // DPVS's ipvsadm: " ppv1" / " ppv2" for a service that sends a PROXY header.
+            if let ClientAddr::Proxy(v) = c.client_addr {
+                out.push_str(proxy_word(v, " ppv1", " ppv2"));
             }
         }
     }
