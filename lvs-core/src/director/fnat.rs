@@ -21,8 +21,8 @@ use crate::laddr::{ClientAddr, LaddrInfo, Laddrs};
 use crate::proto::tcp::flags;
 use crate::time::Instant;
 use crate::wire::proxy::{ProxyHeader, ProxyRepr};
-use crate::wire::{ipproto, Frame, PacketMeta};
-use crate::xmit::fnat::{self, Added, Extra, Fnat};
+use crate::wire::{ipproto, Frame, IcmpError, PacketMeta};
+use crate::xmit::fnat::{self, Added, Extra, Fnat, FnatIcmp};
 use crate::xmit::seqadj::{self, SeqAdj};
 use crate::xmit::XmitError;
 
@@ -272,6 +272,44 @@ impl Director {
         };
         let r = fnat::xmit(frame, meta, &x);
         self.fnat_verdict(r, nh.port, None)
+    }
+
+    /// An ICMP error about FullNAT connection `id`. From beyond the client (quoting VIP →
+    /// client) it goes to the real server as if about LIP → RIP, from the local address;
+    /// from the server's side (quoting LIP → RIP) it goes to the client as if about client →
+    /// VIP, from the VIP.
+    pub(super) fn fnat_icmp(
+        &mut self,
+        frame: &mut Frame,
+        meta: &PacketMeta,
+        e: &IcmpError,
+        id: ConnId,
+        toward_server: bool,
+    ) -> Verdict {
+        let Some(c) = self.conns.get(id) else { return Verdict::NotMine };
+        let af = c.af();
+        let (client, vip, rs, dest) = (
+            (from_raw(af, &c.caddr), c.cport),
+            (from_raw(af, &c.vaddr), c.vport),
+            (from_raw(af, &c.daddr), c.dport),
+            c.dest_id(),
+        );
+        let Some(fc) = self.fnat.conns.get(&id.0) else { return self.drop(Reason::NoLocalPort) };
+        let local = (from_raw(af, &fc.laddr), fc.lport);
+        if let Some(d) = dest {
+            self.count(d, u32::from(meta.ip_len), !toward_server);
+        }
+        let (nh, x) = if toward_server {
+            let nh = dest.and_then(|d| self.dests.get(d)).and_then(|d| d.nh);
+            (nh, (local.0, rs.0, rs, local))
+        } else {
+            (self.neigh.route(&client.0), (vip.0, client.0, client, vip))
+        };
+        let Some(nh) = nh else { return self.drop(Reason::UnknownNeighbour) };
+        let Some(me) = self.port_mac(nh.port) else { return self.drop(Reason::UnknownPort) };
+        let t = FnatIcmp { outer: (x.0, x.1), inner_src: x.2, inner_dst: x.3, dst_mac: nh.mac, src_mac: me };
+        let r = fnat::xmit_icmp(frame, meta, e, &t).map(|()| Added::Nothing);
+        self.fnat_verdict(r, nh.port, if toward_server { dest } else { None })
     }
 
     fn fnat_verdict(&mut self, r: Result<Added, XmitError>, port: u16, dest: Option<crate::dest::DestId>) -> Verdict {

@@ -258,3 +258,54 @@ fn a_service_without_local_address_drops_and_counts() {
     assert_eq!(d.dest(crate::DestId(0)).map(|v| v.inactive()), Some(0));
     assert_eq!(d.add_laddr(&ServiceKey::tcp(ip("203.0.113.1"), 80), ip("192.0.2.200")), Err(Error::NoSuchService));
 }
+
+/// An ICMPv4 "fragmentation needed" from `src` to `dst` quoting the first 28 bytes of `quoted`
+/// (an IPv4 packet).
+fn frag_needed(src: IpAddr, dst: IpAddr, quoted: &[u8]) -> Frame {
+    use etherparse::icmpv4::DestUnreachableHeader;
+    use etherparse::Icmpv4Type;
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { unreachable!() };
+    let t = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 });
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(GW_MAC, DIRECTOR_MAC)
+        .ipv4(s.octets(), d.octets(), 64)
+        .icmpv4(t)
+        .write(&mut out, &quoted[..28])
+        .unwrap();
+    Frame::new(DEFAULT_HEADROOM, &out)
+}
+
+/// Outer (src, dst), quoted (src:sport, dst:dport) of an ICMPv4 error, its ICMP checksum
+/// checked by summing the message's words here.
+fn icmp_seen(f: &Frame) -> ((IpAddr, IpAddr), (IpAddr, u16), (IpAddr, u16)) {
+    let d = f.data();
+    let sum = d[34..].chunks(2).fold(0u32, |s, w| s + u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])));
+    assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff, "ICMP checksum");
+    let a = |o: usize| IpAddr::from([d[o], d[o + 1], d[o + 2], d[o + 3]]);
+    let p = |o: usize| u16::from_be_bytes([d[o], d[o + 1]]);
+    // Ethernet 14 + IPv4 20 + ICMP 8 = 42: the quoted header, then its ports at 62.
+    ((a(26), a(30)), (a(54), p(62)), (a(58), p(64)))
+}
+
+#[test]
+fn icmp_errors_are_translated_both_ways() {
+    let (mut d, _) = director("203.0.113.100", "192.0.2.11", "192.0.2.200", ClientAddr::Toa);
+    let (cip, vip, rs, lip) = (ip("198.51.100.2"), ip("203.0.113.100"), ip("192.0.2.11"), ip("192.0.2.200"));
+    let mut syn = seg((cip, 40000), (vip, 80), SYN, 1000, 0, &[], b"");
+    assert!(matches!(d.process(Instant::from_secs(1), &mut syn), Verdict::Transmit { .. }));
+    let l = seen(&syn).src;
+    // From the server's side, about LIP → RIP: to the client, about client → VIP.
+    let mut e = frag_needed(rs, lip, &syn.data()[14..]);
+    assert!(matches!(d.process(Instant::from_secs(1), &mut e), Verdict::Transmit { port: 0, dest: None }));
+    assert_eq!(&e.data()[..6], &GW_MAC);
+    assert_eq!(icmp_seen(&e), ((vip, cip), (cip, 40000), (vip, 80)));
+    verify_checksums(e.data()).unwrap();
+    // From beyond the client, about VIP → client: to the server, from the local address,
+    // about RIP → LIP.
+    let mut sa = seg((rs, 8080), l, SYN | ACK, 5000, 1001, &[], b"");
+    assert!(matches!(d.process(Instant::from_secs(1), &mut sa), Verdict::Transmit { .. }));
+    let mut e = frag_needed(ip("198.51.100.254"), vip, &sa.data()[14..]);
+    assert!(matches!(d.process(Instant::from_secs(1), &mut e), Verdict::Transmit { port: 0, dest: Some(_) }));
+    assert_eq!(&e.data()[..6], &RS_MAC);
+    assert_eq!(icmp_seen(&e), ((lip, rs), (rs, 8080), l));
+}

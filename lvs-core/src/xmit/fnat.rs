@@ -6,13 +6,13 @@
 
 use core::net::IpAddr;
 
-use super::nat::{rewrite, Side};
+use super::nat::{icmp_checksum, rewrite, rewrite_addr, Side};
 use super::seqadj::{self, SeqAdj};
 use super::{decrement_ttl, ok, set_macs, trim_padding, XmitError};
 use crate::addr::Af;
 use crate::neigh::MacAddr;
 use crate::proto::tcp::flags;
-use crate::wire::{self, field, ipproto, Frame, PacketMeta};
+use crate::wire::{self, field, ipproto, Frame, IcmpError, PacketMeta};
 
 /// TCP option kind of the client address (TOA), non-standard (DPVS `TCP_OPT_ADDR`).
 pub(crate) const TOA_KIND: u8 = 254;
@@ -127,6 +127,43 @@ pub(crate) fn xmit(frame: &mut Frame, meta: &PacketMeta, f: &Fnat<'_>) -> Result
     }
     set_macs(data, f.dst_mac, f.src_mac)?;
     Ok(added)
+}
+
+/// An ICMP error about a FullNAT connection, rewritten whole (DPVS `dp_vs_fnat_icmp`): the
+/// outer addresses and the quoted packet's addresses and ports all change sides at once.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FnatIcmp {
+    /// New outer source and destination.
+    pub(crate) outer: (IpAddr, IpAddr),
+    /// New source address and port of the quoted packet.
+    pub(crate) inner_src: (IpAddr, u16),
+    /// New destination address and port of the quoted packet.
+    pub(crate) inner_dst: (IpAddr, u16),
+    /// Next hop MAC.
+    pub(crate) dst_mac: MacAddr,
+    /// Our MAC on the way out.
+    pub(crate) src_mac: MacAddr,
+}
+
+/// Translates an ICMP error about a FullNAT connection in place. The quoted transport
+/// checksum is left alone, as the kernel leaves it for NAT; the ICMP checksum is computed
+/// afresh.
+///
+/// # Errors
+/// [`XmitError::TtlExpired`] when the TTL would reach zero, [`XmitError::Bounds`] when the
+/// frame does not hold what `meta` and `e` say.
+pub(crate) fn xmit_icmp(frame: &mut Frame, meta: &PacketMeta, e: &IcmpError, x: &FnatIcmp) -> Result<(), XmitError> {
+    let data = frame.data_mut();
+    decrement_ttl(data, meta)?;
+    let (l3, il3, il4) = (usize::from(meta.l3), usize::from(e.inner_l3), usize::from(e.inner_l4));
+    rewrite_addr(data, l3, meta.af, Side::Src, &x.outer.0)?;
+    rewrite_addr(data, l3, meta.af, Side::Dst, &x.outer.1)?;
+    rewrite_addr(data, il3, meta.af, Side::Src, &x.inner_src.0)?;
+    rewrite_addr(data, il3, meta.af, Side::Dst, &x.inner_dst.0)?;
+    ok(field::set_be16(data, il4 + field::L4_SPORT, x.inner_src.1))?;
+    ok(field::set_be16(data, il4 + field::L4_DPORT, x.inner_dst.1))?;
+    icmp_checksum(data, meta)?;
+    set_macs(data, x.dst_mac, x.src_mac)
 }
 
 /// Inserts `bytes` as the first TCP option (`option`) or in front of the payload, fixing the
