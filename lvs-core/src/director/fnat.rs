@@ -31,7 +31,7 @@ const CLIENT_ISN: u8 = 0x1;
 /// [`FnatConn::flags`]: the server's SYN-ACK was seen (`fdata` is set).
 const SERVER_ISN: u8 = 0x2;
 
-/// What a FullNAT connection holds beyond its connection entry: 44 bytes, no heap.
+/// What a FullNAT connection holds beyond its connection entry: 36 bytes, no heap.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FnatConn {
     laddr: [u8; 16],

@@ -309,3 +309,9 @@ fn icmp_errors_are_translated_both_ways() {
     assert_eq!(&e.data()[..6], &RS_MAC);
     assert_eq!(icmp_seen(&e), ((lip, rs), (rs, 8080), l));
 }
+
+#[test]
+fn side_entries_are_small_and_fixed() {
+    assert_eq!(core::mem::size_of::<super::FnatConn>(), 36);
+    assert_eq!(core::mem::size_of::<crate::conn::Conn>(), 104, "the connection entry did not grow");
+}
