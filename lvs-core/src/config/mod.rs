@@ -5,7 +5,7 @@
 //! - [`ipvsadm`] — `ipvsadm` command lines, `-S`/`-R` rule files and the `-L` listings.
 //! - [`keepalived`] — keepalived.conf's LVS and VRRP parts (feature `keepalived`).
 //! - [`ldirectord`] — ldirectord.cf (feature `ldirectord`).
-//! - [`diff`] — the commands a reload applies: a running table moved to a new configuration's.
+//! - [`diff`](mod@diff) — the commands a reload applies: a running table moved to a new configuration's.
 //! - [`procfs`] — the `/proc/net/ip_vs*` files, for monitoring that reads a kernel director's.
 //! - [`source`], [`deploy`] — what the daemons' formats share: where files come from and how
 //!   errors and warnings name them; the services, servers and checks a configuration becomes.
