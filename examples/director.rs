@@ -372,34 +372,28 @@ fn apply_first(
 fn reload(rt: &mut Runtime, source: &Source, config_id: Option<&str>, clock: &MonotonicClock) -> Result<usize, String> {
     let loaded = load(source, config_id)?;
     let now = clock.now();
-    let changes = match &loaded {
+    let deployment = match &loaded {
         Loaded::Rules(cmds) => {
             let d = rt.director_mut();
             let cmds = diff(d, cmds, &|_, _| false).map_err(|e| e.to_string())?;
             d.execute_all(&cmds).map_err(|e| e.to_string())?;
-            cmds.len()
+            return Ok(cmds.len());
         }
-        Loaded::Ldirectord(_) | Loaded::Keepalived(_) => {
-            let deployment = match &loaded {
-                Loaded::Ldirectord(c) => c.deployment(),
-                Loaded::Keepalived(c) => {
-                    warn!("reload: VRRP instances and sync daemons stay as they started; restart to change them");
-                    c.deployment()
-                }
-                Loaded::Rules(_) => unreachable!("handled above"),
-            };
-            let (checker, d) = rt.health_mut().ok_or("no health checker")?;
-            let r = deployment.reload(d, checker.monitor_mut(), now).map_err(|e| e.to_string())?;
-            for (k, e) in &r.checks_stopped {
-                info!("reload: {k}: stopped checking {e}");
-            }
-            for (k, e) in &r.checks_started {
-                info!("reload: {k}: checking {e}");
-            }
-            r.commands.len() + r.checks_started.len() + r.checks_stopped.len()
+        Loaded::Ldirectord(c) => c.deployment(),
+        Loaded::Keepalived(c) => {
+            warn!("reload: VRRP instances and sync daemons stay as they started; restart to change them");
+            c.deployment()
         }
     };
-    Ok(changes)
+    let (checker, d) = rt.health_mut().ok_or("no health checker")?;
+    let r = deployment.reload(d, checker.monitor_mut(), now).map_err(|e| e.to_string())?;
+    for (k, e) in &r.checks_stopped {
+        info!("reload: {k}: stopped checking {e}");
+    }
+    for (k, e) in &r.checks_started {
+        info!("reload: {k}: checking {e}");
+    }
+    Ok(r.commands.len() + r.checks_started.len() + r.checks_stopped.len())
 }
 
 /// One control request, run between bursts.
