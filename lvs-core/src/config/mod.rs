@@ -5,12 +5,14 @@
 //! - [`ipvsadm`] — `ipvsadm` command lines, `-S`/`-R` rule files and the `-L` listings.
 //! - [`keepalived`] — keepalived.conf's LVS and VRRP parts (feature `keepalived`).
 //! - [`ldirectord`] — ldirectord.cf (feature `ldirectord`).
+//! - [`diff`](mod@diff) — the commands a reload applies: a running table moved to a new configuration's.
 //! - [`procfs`] — the `/proc/net/ip_vs*` files, for monitoring that reads a kernel director's.
 //! - [`source`], [`deploy`] — what the daemons' formats share: where files come from and how
 //!   errors and warnings name them; the services, servers and checks a configuration becomes.
 
 #[cfg(any(feature = "keepalived", feature = "ldirectord"))]
 pub mod deploy;
+pub mod diff;
 pub mod ipvsadm;
 #[cfg(feature = "keepalived")]
 pub mod keepalived;
@@ -20,6 +22,7 @@ pub mod procfs;
 #[cfg(any(feature = "keepalived", feature = "ldirectord"))]
 pub mod source;
 
+pub use diff::diff;
 pub use ipvsadm::cli::{run as run_ipvsadm, Output as IpvsadmOutput};
 pub use ipvsadm::command::parse_command;
 pub use ipvsadm::listing::{list, render_stats, stats_rows, sum_rows, ListOptions, StatsRow};
