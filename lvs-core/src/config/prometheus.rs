@@ -366,8 +366,8 @@ impl Snapshot {
                 match i {
                     0 => {
                         for s in states {
-                            let mut labels = base.to_vec();
-                            labels.push(("state", s.name()));
+                            // Labels in name order, as Prometheus' own clients write them.
+                            let labels = [base[0], base[1], ("state", s.name()), base[2]];
                             w.sample(name, &labels, u64::from(s == v.state));
                         }
                     }

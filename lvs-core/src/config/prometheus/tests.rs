@@ -262,14 +262,14 @@ fn vrrp_instances_by_interface_vrid_and_family() {
     // The address owner takes over at once (RFC 5798 §6.4.1); the other waits as backup.
     let out = Snapshot::default().with_vrrp(&g, &["eth0"]).render();
     let (_, vrrp) = out.split_once("# HELP lvs_vrrp_state").unwrap();
-    let a = r#"family="ipv4",interface="eth0",vrid="51""#;
-    let b = r#"family="ipv6",interface="1",vrid="52""#;
+    let (a, sa) = (r#"family="ipv4",interface="eth0",vrid="51""#, r#"family="ipv4",interface="eth0""#);
+    let (b, sb) = (r#"family="ipv6",interface="1",vrid="52""#, r#"family="ipv6",interface="1""#);
     let expected = alloc::format!(
         " VRRP instance state: 1 for the state it is in.\n# TYPE lvs_vrrp_state gauge\n\
-         lvs_vrrp_state{{{a},state=\"INIT\"}} 0\nlvs_vrrp_state{{{a},state=\"BACKUP\"}} 0\n\
-         lvs_vrrp_state{{{a},state=\"MASTER\"}} 1\nlvs_vrrp_state{{{a},state=\"FAULT\"}} 0\n\
-         lvs_vrrp_state{{{b},state=\"INIT\"}} 0\nlvs_vrrp_state{{{b},state=\"BACKUP\"}} 1\n\
-         lvs_vrrp_state{{{b},state=\"MASTER\"}} 0\nlvs_vrrp_state{{{b},state=\"FAULT\"}} 0\n\
+         lvs_vrrp_state{{{sa},state=\"INIT\",vrid=\"51\"}} 0\nlvs_vrrp_state{{{sa},state=\"BACKUP\",vrid=\"51\"}} 0\n\
+         lvs_vrrp_state{{{sa},state=\"MASTER\",vrid=\"51\"}} 1\nlvs_vrrp_state{{{sa},state=\"FAULT\",vrid=\"51\"}} 0\n\
+         lvs_vrrp_state{{{sb},state=\"INIT\",vrid=\"52\"}} 0\nlvs_vrrp_state{{{sb},state=\"BACKUP\",vrid=\"52\"}} 1\n\
+         lvs_vrrp_state{{{sb},state=\"MASTER\",vrid=\"52\"}} 0\nlvs_vrrp_state{{{sb},state=\"FAULT\",vrid=\"52\"}} 0\n\
          # HELP lvs_vrrp_priority VRRP instance priority in force.\n# TYPE lvs_vrrp_priority gauge\n\
          lvs_vrrp_priority{{{a}}} 255\nlvs_vrrp_priority{{{b}}} 100\n\
          # HELP lvs_vrrp_became_master_total VRRP instance transitions to MASTER.\n\
