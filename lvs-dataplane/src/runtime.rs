@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
 use lvs_core::addr::{Endpoint, ServiceKey};
+use lvs_core::config::prometheus::Snapshot;
 use lvs_core::config::{render_stats, stats_rows, sum_rows, StatsRow};
 use lvs_core::dest::RealServer;
 use lvs_core::health::Control;
@@ -501,6 +502,7 @@ impl Runtime {
 enum Ctl {
     Apply(Command, mpsc::Sender<Result<(), lvs_core::Error>>),
     Stats(mpsc::Sender<(Vec<StatsRow>, RuntimeStats)>),
+    Snapshot(mpsc::Sender<Snapshot>),
 }
 
 /// Builds one shard's loop — its director, its ports and, to get frames handed back, a handler
@@ -548,6 +550,9 @@ impl Shards {
                             }
                             Ctl::Stats(reply) => {
                                 let _ = reply.send((stats_rows(&rt.director), rt.stats));
+                            }
+                            Ctl::Snapshot(reply) => {
+                                let _ = reply.send(Snapshot::of(&rt.director));
                             }
                         }
                     }
@@ -600,6 +605,21 @@ impl Shards {
             total += s;
         }
         (render_stats(&sum_rows(&parts)), total)
+    }
+
+    /// What the Prometheus exposition shows, summed over the running shards
+    /// ([`Snapshot::add`]); add health and VRRP states to it, then render it.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut sum = Snapshot::default();
+        for tx in &self.ctl {
+            let (rtx, rrx) = mpsc::channel();
+            if tx.send(Ctl::Snapshot(rtx)).is_ok() {
+                if let Ok(s) = rrx.recv() {
+                    sum.add(&s);
+                }
+            }
+        }
+        sum
     }
 
     /// Each running shard's loop counters, in shard order (a shard that has stopped on an
@@ -869,5 +889,32 @@ mod tests {
         assert_eq!(rt.director().service(&key).unwrap().dests.len(), 1);
         let (h, _) = rt.health_mut().unwrap();
         assert!(h.prober().stats().started >= 8);
+    }
+
+    #[test]
+    fn shards_snapshot_sums_the_shards() {
+        // Two shards of one configuration, each handed three SYNs of its own.
+        let make: Arc<ShardFactory> = Arc::new(|i: usize| {
+            let base = 1000 * (i as u16 + 1);
+            let (ports, _) = ports(vec![(0..3).map(|p| syn(base + p)).collect()]);
+            Ok(Runtime::new(director(), ports))
+        });
+        let shards = Shards::spawn(2, make).unwrap();
+        let mut snap = shards.snapshot();
+        for _ in 0..1000 {
+            if snap.totals.conns == 6 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            snap = shards.snapshot();
+        }
+        shards.stop().unwrap();
+        assert_eq!(snap.totals.conns, 6);
+        let rs_addr: std::net::IpAddr = "192.0.2.11".parse().unwrap();
+        let rs = snap.backends.iter().find(|b| b.server.addr == rs_addr).unwrap();
+        // Each shard's connections count once, the weight of the one configuration once.
+        assert_eq!((rs.active + rs.inactive, rs.weight), (6, 1));
+        assert_eq!(snap.backends.len(), 2);
+        assert_eq!(snap.table_entries, 6);
     }
 }
