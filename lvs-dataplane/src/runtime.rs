@@ -318,7 +318,9 @@ impl Runtime {
     /// # Errors
     /// As [`SyncSockets::start`]; the daemon then does not run.
     pub fn start_sync(&mut self, role: Role, cfg: &DaemonConfig) -> io::Result<()> {
-        self.sync.start(&mut self.director, role, cfg)
+        self.sync.start(&mut self.director, role, cfg).inspect_err(|e| {
+            log::error!(target: "lvs::sync", "sync {} daemon on {} not started: {e}", role.name(), cfg.ifname);
+        })
     }
 
     /// Stops sync daemon `role` and closes its sockets (`ipvsadm --stop-daemon`).
@@ -346,7 +348,9 @@ impl Runtime {
         let mut total = 0;
         for (p, arrival) in (0..self.ports.len()).zip(0..=u16::MAX) {
             let Some(port) = self.ports.get_mut(p) else { continue };
-            let n = port.recv(now, &mut self.rx)?;
+            let n = port.recv(now, &mut self.rx).inspect_err(|e| {
+                log::error!(target: "lvs::runtime", "port {p}: receive failed: {e}");
+            })?;
             if n == 0 {
                 continue;
             }
@@ -404,7 +408,10 @@ impl Runtime {
             self.stats.tx += n as u64;
             self.stats.tx_lost += (q.len() - n) as u64;
             self.spare.append(q);
-            sent?;
+            if let Err(e) = sent {
+                log::error!(target: "lvs::runtime", "port {p}: send failed: {e}");
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -536,13 +543,15 @@ impl Shards {
                 let mut rt = match make(i) {
                     Ok(rt) => rt,
                     Err(e) => {
+                        log::error!(target: "lvs::runtime", "shard {i} cannot start: {e}");
                         let _ = ready.send(Err(io::Error::new(e.kind(), e.to_string())));
                         return Err(e);
                     }
                 };
                 let _ = ready.send(Ok(()));
                 rt.stop = stop;
-                rt.run_with(&MonotonicClock::default(), |rt| {
+                log::info!(target: "lvs::runtime", "shard {i} running");
+                let result = rt.run_with(&MonotonicClock::default(), |rt| {
                     while let Ok(msg) = rx.try_recv() {
                         match msg {
                             Ctl::Apply(c, reply) => {
@@ -556,7 +565,12 @@ impl Shards {
                             }
                         }
                     }
-                })
+                });
+                match &result {
+                    Ok(()) => log::info!(target: "lvs::runtime", "shard {i} stopped"),
+                    Err(e) => log::error!(target: "lvs::runtime", "shard {i} stopped: {e}"),
+                }
+                result
             }));
             ctl.push(tx);
         }
@@ -582,6 +596,10 @@ impl Shards {
                     result = result.and(Err(e));
                 }
             }
+        }
+        match &result {
+            Ok(()) => log::debug!(target: "lvs::config", "applied on {} shards: {c:?}", self.ctl.len()),
+            Err(e) => log::warn!(target: "lvs::config", "refused: {c:?}: {e}"),
         }
         result
     }
