@@ -7,6 +7,8 @@
 //! - [`ldirectord`] — ldirectord.cf (feature `ldirectord`).
 //! - [`diff`](mod@diff) — the commands a reload applies: a running table moved to a new configuration's.
 //! - [`procfs`] — the `/proc/net/ip_vs*` files, for monitoring that reads a kernel director's.
+//! - [`prometheus`] — the Prometheus text exposition: node_exporter's `node_ipvs_*` families and
+//!   lvs's own (drops, connection table, sync, health, VRRP).
 //! - [`source`], [`deploy`] — what the daemons' formats share: where files come from and how
 //!   errors and warnings name them; the services, servers and checks a configuration becomes.
 
@@ -19,6 +21,7 @@ pub mod keepalived;
 #[cfg(feature = "ldirectord")]
 pub mod ldirectord;
 pub mod procfs;
+pub mod prometheus;
 #[cfg(any(feature = "keepalived", feature = "ldirectord"))]
 pub mod source;
 
