@@ -180,6 +180,25 @@ impl ConnTable {
         }
     }
 
+    /// Re-files a hashed entry under the key `rekey` gives it (an invalidated template).
+    pub(crate) fn rekey_in(&mut self, id: ConnId, rekey: impl FnOnce(&mut Conn)) {
+        if self.slab.get(id.0 as usize).is_none_or(|c| c.flags & cf::IN_HASHED == 0) {
+            return;
+        }
+        self.unhash_in(id);
+        if let Some(c) = self.slab.get_mut(id.0 as usize) {
+            rekey(c);
+            c.flags |= cf::IN_HASHED;
+        }
+        self.hash(id);
+    }
+
+    /// Takes an entry out of both indexes; it stays in the slab and the wheel.
+    pub(crate) fn unhash(&mut self, id: ConnId) {
+        self.unhash_in(id);
+        self.unhash_out(id);
+    }
+
     fn unhash_out(&mut self, id: ConnId) {
         let Some(c) = self.slab.get(id.0 as usize) else { return };
         if c.flags & cf::OUT_HASHED == 0 {

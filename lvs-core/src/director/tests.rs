@@ -734,8 +734,12 @@ mod properties {
                 }
             }
             prop_assert_eq!((dest.active, dest.inactive, dest.persist, dest.refcnt), (act, inact, pers, refs));
-            if dest.flags & F_AVAILABLE == 0 {
-                prop_assert!(refs > 0, "a deleted server lingers only while referenced");
+            // `ip_vs_dest_trash_expire`: an unreferenced deleted server is marked idle at a
+            // timer run (every 60 s) and freed at the first run 120 s after that.
+            if dest.flags & F_AVAILABLE == 0 && refs == 0 {
+                prop_assert!(d.trash_next.is_some(), "the trash timer runs while the trash holds a server");
+                let limit = dest.idle_since.map_or(u64::MAX, |t| t + ctl::DEST_TRASH_PERIOD_NS * 3 / 2);
+                prop_assert!(now.as_nanos() < limit, "an idle deleted server is freed within 180 s");
             }
         }
         for (tid, t) in d.conns.iter().filter(|(_, c)| c.is_template()) {
@@ -928,3 +932,5 @@ fn passive_checks_note_a_refusing_server_and_a_retransmitted_syn() {
     let _ = send(&mut d, 1, rst);
     assert_eq!(suspicions(&mut d), [Suspicion { service: svc(), server: rs11, symptom: Symptom::SynReset }]);
 }
+
+mod parity;
