@@ -219,12 +219,13 @@ impl ConnTable {
         self.remove_unarmed(id)
     }
 
-    /// Removes an entry that `pop_due` already took out of the wheel.
+    /// Removes an entry that `pop_due` already took out of the wheel. The entry is returned as
+    /// it was, its index flags included, so the caller can undo what they stood for.
     pub(crate) fn remove_unarmed(&mut self, id: ConnId) -> Option<Conn> {
+        let c = self.slab.get(id.0 as usize)?.clone();
         self.unhash_in(id);
         self.unhash_out(id);
         let slot = self.slab.get_mut(id.0 as usize)?;
-        let c = slot.clone();
         slot.flags |= cf::FREE;
         self.free.push(id.0);
         self.live -= 1;

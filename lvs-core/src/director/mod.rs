@@ -10,6 +10,8 @@
 //! - `conn` — connection creation, binding to servers, expiry (`ip_vs_conn.c`);
 //! - `icmp` — ICMP errors in both directions, and the refusals and resets the director sends;
 //! - `frag` — later fragments following their first;
+//! - `invariants` — what must hold after any step, for the randomized tests (feature
+//!   `testkit`);
 //! - `sync` — connection sync daemons: the master's records, the backup's application of them,
 //!   the full resync (`ip_vs_sync.c`).
 //!
@@ -21,6 +23,8 @@ mod ctl;
 mod frag;
 mod icmp;
 mod input;
+#[cfg(any(test, feature = "testkit"))]
+mod invariants;
 mod output;
 mod sync;
 
