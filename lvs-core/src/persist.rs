@@ -77,13 +77,21 @@ pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16,
     }
 }
 
+/// The port `ip_vs_check_template` gives an invalidated template's virtual and real ports.
+const INVALID_PORT: u16 = 0xffff;
+
 /// `ip_vs_check_template`: a template whose server is gone (or quiesced, with
-/// `expire_quiescent_template`) stops matching — it is unhashed and lingers until it expires.
+/// `expire_quiescent_template`) stops matching — it is re-hashed with both ports 65535 and client
+/// port 0, so `-Lc` still lists it that way, and lingers, its timer untouched, until it expires.
 pub(crate) fn check_template(conns: &mut ConnTable, dests: &Dests, expire_quiescent: bool, t: ConnId) -> bool {
     let d = conns.get(t).and_then(Conn::dest_id).and_then(|d| dests.get(d));
     let valid = d.is_some_and(|d| d.flags & F_AVAILABLE != 0 && !(expire_quiescent && d.cfg.weight == 0));
-    if !valid {
-        conns.unhash_in(t);
+    if !valid && conns.get(t).is_some_and(|c| c.vport != INVALID_PORT) {
+        conns.rekey_in(t, |c| {
+            c.vport = INVALID_PORT;
+            c.dport = INVALID_PORT;
+            c.cport = 0;
+        });
     }
     valid
 }

@@ -25,7 +25,7 @@ impl Director {
         }
         self.set_state(id, true, meta.tcp_flags);
         let ms = self.conns.get(id).map_or(0, |c| c.timeout_ms);
-        self.conns.arm(id, now.as_nanos() + u64::from(ms) * 1_000_000);
+        self.conns.arm(id, crate::time::after_ms(now, ms));
         let Some(nh) = self.neigh.route(&meta.dst) else { return self.drop(Reason::UnknownNeighbour) };
         let Some(me) = self.port_mac(nh.port) else { return self.drop(Reason::UnknownPort) };
         match nat::xmit_out(frame, meta, &vaddr, vport, nh.mac, me) {
