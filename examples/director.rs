@@ -5,7 +5,8 @@
 //! ```text
 //! director (--rules FILE | --keepalived FILE | --ldirectord FILE) --port IF [--port IF ...]
 //!          [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket]
-//!          [--control PATH] [--procfs DIR] [--refresh SECS] [--config-id ID]
+//!          [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
+//!          [--config-id ID]
 //! ```
 //!
 //! - `--port IF`: an interface the director sends and receives on (port 0, 1, ... in order).
@@ -18,6 +19,9 @@
 //!   `common/control.rs`); commands run between two bursts of the packet loop.
 //! - `--procfs DIR`: `DIR/net/ip_vs*` rewritten every `--refresh` seconds (default 2, the
 //!   kernel's estimator period), for node_exporter's `--path.procfs=DIR`.
+//! - `--metrics ADDR:PORT`: `GET /metrics` answered with the Prometheus exposition
+//!   (node_exporter's `node_ipvs_*` families, then drops, health, VRRP and sync), served between
+//!   two bursts of the packet loop.
 //!
 //! SIGUSR1 prints `ipvsadm -Ln --stats`; SIGHUP reloads the file and applies the difference
 //! (a bad file is refused whole and the running configuration stays); SIGTERM and SIGINT stop it,
@@ -31,7 +35,7 @@ mod vrrp_loop;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -43,15 +47,17 @@ use log::{error, info, warn};
 
 use lvs::core::addr::Af;
 use lvs::core::config::keepalived::{self, Interface, SyncFollow};
+use lvs::core::config::prometheus::{Snapshot, VrrpInstance};
 use lvs::core::config::{diff, ldirectord, list, parse_rules, run_ipvsadm, IpvsadmOutput, ListOptions};
 use lvs::core::health::Monitor;
 use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::sync::Role;
-use lvs::core::vrrp::{AddressChange, Event as VrrpEvent, Group, InstanceId, TrackerId};
+use lvs::core::vrrp::{AddressChange, Event as VrrpEvent, Group, InstanceId, State as VrrpState, TrackerId};
 use lvs::core::{Director, DirectorConfig, PortConfig};
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
 use lvs::dataplane::health::HealthChecker;
 use lvs::dataplane::io::PacketIo;
+use lvs::dataplane::metrics::MetricsServer;
 use lvs::dataplane::runtime::{MonotonicClock, Runtime};
 use lvs::dataplane::vrrp::{interface_addr, Hooks, KernelAddresses, LvsSyncDaemon, Origin, VrrpIo};
 
@@ -94,12 +100,14 @@ struct Args {
     control: PathBuf,
     procfs: Option<PathBuf>,
     refresh: Duration,
+    metrics: Option<SocketAddr>,
     config_id: Option<String>,
 }
 
 const USAGE: &str = "usage: director (--rules FILE | --keepalived FILE | --ldirectord FILE) --port IF [--port IF ...]
                 [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket]
-                [--control PATH] [--procfs DIR] [--refresh SECS] [--config-id ID]";
+                [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
+                [--config-id ID]";
 
 /// `MAC@IF`.
 fn mac_at(v: &str) -> Result<(MacAddr, String), String> {
@@ -111,7 +119,7 @@ fn mac_at(v: &str) -> Result<(MacAddr, String), String> {
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut source, mut ports, mut neigh, mut gateway) = (None, Vec::new(), Vec::new(), None);
     let (mut control, mut procfs, mut refresh, mut config_id) = (None, None, Duration::from_secs(2), None);
-    let mut backend = Backend::AfPacket;
+    let (mut backend, mut metrics) = (Backend::AfPacket, None);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
         match flag.as_str() {
@@ -146,6 +154,10 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                     .filter(|d| !d.is_zero())
                     .ok_or_else(|| format!("--refresh {v:?}: a positive number of seconds"))?;
             }
+            "--metrics" => {
+                let v = value()?;
+                metrics = Some(v.parse().map_err(|_| format!("--metrics {v:?}: expected ADDR:PORT"))?);
+            }
             "--config-id" => config_id = Some(value()?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
@@ -156,7 +168,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         return Err(format!("at least one --port is needed\n{USAGE}"));
     }
     let control = control.unwrap_or_else(|| control::DEFAULT_SOCKET.into());
-    Ok(Args { source, ports, neigh, gateway, backend, control, procfs, refresh, config_id })
+    Ok(Args { source, ports, neigh, gateway, backend, control, procfs, refresh, metrics, config_id })
 }
 
 /// The director's ports: each interface's MAC and IPv4 address, as the kernel has them.
@@ -230,9 +242,9 @@ fn load(source: &Source, config_id: Option<&str>) -> Result<Loaded, String> {
     }
 }
 
-/// What VRRP reports, shared by its thread and the control channel: each instance's name,
-/// VRID, interface, state and priority.
-type VrrpStates = Arc<Mutex<BTreeMap<InstanceId, (String, u8, String, &'static str, u8)>>>;
+/// What VRRP reports, shared by its thread, the control channel and the metrics: each
+/// instance's name and where it stands.
+type VrrpStates = Arc<Mutex<BTreeMap<InstanceId, (String, VrrpInstance)>>>;
 
 /// The director's VRRP hooks: the virtual addresses on the kernel's interface, and every
 /// transition logged and recorded for `lvsadm --vrrp`.
@@ -251,16 +263,17 @@ impl Hooks for DirectorHooks {
 
     fn notify(&mut self, at: &Origin<'_>, event: VrrpEvent, priority: u8) {
         let state = match event {
-            VrrpEvent::Master => "MASTER",
-            VrrpEvent::Backup => "BACKUP",
-            VrrpEvent::Fault => "FAULT",
-            VrrpEvent::Stop => "STOP",
+            VrrpEvent::Master => VrrpState::Master,
+            VrrpEvent::Backup => VrrpState::Backup,
+            VrrpEvent::Fault => VrrpState::Fault,
+            VrrpEvent::Stop => VrrpState::Init,
             VrrpEvent::MasterRxLowerPri => return info!("vrrp: VRID {} heard a lower priority", at.vrid),
         };
         let mut states = self.states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(s) = states.get_mut(&at.instance) {
-            info!("vrrp: {} (VRID {} on {}) entering {state} state", s.0, at.vrid, at.ifname);
-            (s.3, s.4) = (state, priority);
+        if let Some((name, i)) = states.get_mut(&at.instance) {
+            info!("vrrp: {name} (VRID {} on {}) entering {} state", at.vrid, at.ifname, state.name());
+            i.became_master += u64::from(state == VrrpState::Master);
+            (i.state, i.priority) = (state, priority);
         }
     }
 }
@@ -269,8 +282,8 @@ impl Hooks for DirectorHooks {
 fn vrrp_listing(states: &VrrpStates) -> String {
     let states = states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut out = format!("{:<20} {:>4}  {:<12} {:<7} {:>8}\n", "Instance", "VRID", "Interface", "State", "Priority");
-    for (name, vrid, ifname, state, prio) in states.values() {
-        out += &format!("{name:<20} {vrid:>4}  {ifname:<12} {state:<7} {prio:>8}\n");
+    for (name, i) in states.values() {
+        out += &format!("{name:<20} {:>4}  {:<12} {:<7} {:>8}\n", i.vrid, i.interface, i.state.name(), i.priority);
     }
     out
 }
@@ -322,8 +335,17 @@ fn start_cluster(
         let mut s = states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (name, id) in &applied.vrrp.instances {
             if let Some(i) = group.instance(*id) {
-                let ifname = ports.get(usize::from(i.config().port)).cloned().unwrap_or_default();
-                s.insert(*id, (name.clone(), i.config().vrid, ifname, "INIT", i.priority()));
+                let c = i.config();
+                let interface = ports.get(usize::from(c.port)).cloned().unwrap_or_default();
+                let instance = VrrpInstance {
+                    interface,
+                    vrid: c.vrid,
+                    family: Af::of(&c.primary),
+                    state: i.state(),
+                    priority: i.priority(),
+                    became_master: 0,
+                };
+                s.insert(*id, (name.clone(), instance));
             }
         }
     }
@@ -518,6 +540,14 @@ fn run(args: Args) -> Result<(), String> {
         None => None,
     };
     let states = cluster.as_ref().map(|c| c.states.clone()).unwrap_or_default();
+    let mut metrics = match args.metrics {
+        Some(addr) => {
+            let server = MetricsServer::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?;
+            info!("serving metrics on http://{addr}/metrics");
+            Some(server)
+        }
+        None => None,
+    };
     let (to_loop, requests) = mpsc::channel::<Pending>();
     listen(&args.control, to_loop)?;
     info!("listening on {} for lvsadm; ports {}", args.control.display(), args.ports.join(", "));
@@ -552,6 +582,11 @@ fn run(args: Args) -> Result<(), String> {
                 }
             }
         }
+        if let Some(m) = metrics.as_mut() {
+            if let Err(e) = m.poll(clock.now(), || exposition(rt, &states)) {
+                warn!("metrics: {e}");
+            }
+        }
         if let Some(dir) = &args.procfs {
             let now = clock.now();
             if now >= next_procfs {
@@ -575,6 +610,17 @@ fn run(args: Args) -> Result<(), String> {
     ran.map_err(|e| format!("packet loop: {e}"))?;
     info!("stopped");
     failed.map_or(Ok(()), Err)
+}
+
+/// The Prometheus exposition of the director, its health checks and its VRRP instances.
+fn exposition(rt: &Runtime, states: &VrrpStates) -> String {
+    let mut snap = Snapshot::of(rt.director());
+    if let Some(h) = rt.health() {
+        snap = snap.with_health(h.monitor());
+    }
+    let states = states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    snap.vrrp = states.values().map(|(_, i)| i.clone()).collect();
+    snap.render()
 }
 
 /// A seed for the monitor's warmup spread and probe nonces, from the system's randomness.

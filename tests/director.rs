@@ -35,6 +35,9 @@ use lvs::core::neigh::MacAddr;
 use netns_lab::{server_ip, server_mac, Topology, CLIENT_IP, CLIENT_MAC};
 
 /// The built example `name`, in this test's profile (`target/<profile>/examples/<name>`).
+/// Where the director serves its metrics, inside its namespace.
+const METRICS: &str = "127.0.0.1:9100";
+
 fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let profile_dir = BUILT.get_or_init(|| {
@@ -76,6 +79,7 @@ impl Director {
         cmd.args([flag, config.to_str().unwrap(), "--port", "eth0"]);
         cmd.args(["--control", socket.to_str().unwrap(), "--procfs", dir.join("proc").to_str().unwrap()]);
         cmd.args(["--refresh", "0.2", "--gateway", &format!("{}@eth0", MacAddr(CLIENT_MAC))]);
+        cmd.args(["--metrics", METRICS]);
         for i in 0..servers {
             cmd.args(["--neigh", &format!("{}={}@eth0", server_ip(mode, i), MacAddr(server_mac(i)))]);
         }
@@ -262,6 +266,20 @@ fn operate(mode: Mode) {
     wait_for("the procfs files", || {
         std::fs::read_to_string(&procfs).is_ok_and(|t| t.contains("TCP  CB007164:0050 rr"))
     });
+
+    // The Prometheus exposition, with node_exporter's names and labels: rs1 quiesced, rs3 in.
+    let weight = |i: usize, w: u32| {
+        format!(
+            "node_ipvs_backend_weight{{local_address=\"{}\",local_mark=\"\",local_port=\"80\",proto=\"TCP\",\
+             remote_address=\"{}\",remote_port=\"80\"}} {w}\n",
+            Ipv4Addr::from(VIP),
+            rs[i]
+        )
+    };
+    let url = format!("http://{METRICS}/metrics");
+    let scrape = topo.director.exec("curl", &["-sf", &url]).unwrap();
+    assert!(scrape.contains(&weight(0, 0)) && scrape.contains(&weight(2, 1)), "{scrape}");
+    assert!(scrape.contains("# TYPE lvs_drops_total counter\n"), "{scrape}");
 
     // SIGHUP after an edit, with a connection open to rs3: wrr, rs3 re-weighted, rs2 back, rs1
     // gone, a new service.
