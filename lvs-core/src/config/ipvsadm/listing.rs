@@ -444,16 +444,29 @@ mod tests {
     }
 
     #[test]
-    fn largenums_switch_units() {
-        let f = |n| {
+    fn largenums_follow_print_largenum() {
+        let f = |n, exact| {
             let mut s = String::new();
-            largenum(&mut s, n, false);
+            largenum(&mut s, n, exact);
             s
         };
-        assert_eq!(f(42), "       42");
-        assert_eq!(f(99_999_999), " 99999999");
-        assert_eq!(f(123_456_789), "  123456K");
-        assert_eq!(f(12_345_678_901), "   12345M");
-        assert_eq!(f(123_000_000_000_000), "     123T");
+        // Below 10^8 in full, then thousands (K) below 10^9, millions (M) below 10^11,
+        // billions (G) below 10^14, trillions (T) beyond, each in %8llu plus the letter.
+        assert_eq!(f(0, false), "        0");
+        assert_eq!(f(42, false), "       42");
+        assert_eq!(f(99_999_999, false), " 99999999");
+        assert_eq!(f(100_000_000, false), "  100000K");
+        assert_eq!(f(999_999_999, false), "  999999K");
+        assert_eq!(f(1_000_000_000, false), "    1000M");
+        assert_eq!(f(99_999_999_999, false), "   99999M");
+        assert_eq!(f(100_000_000_000, false), "     100G");
+        assert_eq!(f(99_999_999_999_999, false), "   99999G");
+        assert_eq!(f(100_000_000_000_000, false), "     100T");
+        assert_eq!(f(u64::MAX, false), "18446744T");
+        // --exact: %llu in a field one wider than the number, at least 9.
+        assert_eq!(f(0, true), "        0");
+        assert_eq!(f(12_345_678, true), " 12345678");
+        assert_eq!(f(123_456_789, true), " 123456789");
+        assert_eq!(f(u64::MAX, true), " 18446744073709551615");
     }
 }
