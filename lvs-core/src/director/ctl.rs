@@ -11,7 +11,7 @@ use crate::dest::{Dest, DestId, FwdMethod, RealServer, F_AVAILABLE, F_OVERLOAD, 
 use crate::error::Error;
 use crate::proto::Timeouts;
 use crate::sched::{SchedError, Scheduler};
-use crate::service::{ServiceConfig, ServiceView, MAX_PERSIST_TIMEOUT};
+use crate::service::{Netmask, ServiceConfig, ServiceView, MAX_PERSIST_TIMEOUT};
 use crate::stats::Stats;
 use crate::sync::{DaemonConfig, Role};
 
@@ -156,8 +156,11 @@ impl Director {
                 return Err(Error::BadTimeout(t));
             }
         }
-        if cfg.netmask == 0 || cfg.netmask > cfg.key.af().max_prefix() {
-            return Err(Error::BadNetmask);
+        // `ip_vs_add_service`: an IPv6 prefix must be 1..=128; an IPv4 mask is taken as given.
+        match (cfg.key.af(), cfg.netmask) {
+            (Af::V4, Netmask::V4(_)) => {}
+            (Af::V6, Netmask::V6(1..=128)) => {}
+            _ => return Err(Error::BadNetmask),
         }
         Ok(())
     }
@@ -167,9 +170,6 @@ impl Director {
             SchedError::Unknown => Error::UnknownScheduler(cfg.scheduler.clone()),
             SchedError::Invalid(m) => Error::SchedulerRejected(m),
         })?;
-        if !s.accepts_flags(cfg.sched_flags) {
-            return Err(Error::BadSchedFlags);
-        }
         Ok(s)
     }
 
@@ -182,7 +182,8 @@ impl Director {
     /// # Errors
     /// [`Error::ServiceExists`], [`Error::UnknownScheduler`], [`Error::BadNetmask`],
     /// [`Error::BadTimeout`], [`Error::PortZeroNotPersistent`], [`Error::ZeroFwmark`],
-    /// [`Error::BadSchedFlags`], [`Error::Unsupported`].
+    /// [`Error::Unsupported`]. Scheduler flags (`-b`) are kept whatever the scheduler, as the
+    /// kernel keeps them; a scheduler reads the ones it knows.
     pub fn add_service(&mut self, cfg: ServiceConfig) -> Result<(), Error> {
         if self.svc_index.contains_key(&cfg.key) {
             return Err(Error::ServiceExists);

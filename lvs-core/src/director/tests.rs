@@ -91,11 +91,10 @@ fn control_errors_are_typed_and_change_nothing() {
     assert_eq!(d.add_service(s(ServiceKey::tcp(vip(), 81), "nope")), Err(Error::UnknownScheduler("nope".into())));
     assert_eq!(d.add_service(s(ServiceKey::tcp(vip(), 0), "first")), Err(Error::PortZeroNotPersistent));
     assert_eq!(d.add_service(s(ServiceKey::Fwmark { mark: 0, af: Af::V4 }, "first")), Err(Error::ZeroFwmark));
-    assert_eq!(d.add_service(s(ServiceKey::tcp(vip(), 81), "first").netmask(33)), Err(Error::BadNetmask));
+    let mut v6_mask = s(ServiceKey::tcp(vip(), 81), "first");
+    v6_mask.netmask = crate::service::Netmask::V6(24);
+    assert_eq!(d.add_service(v6_mask), Err(Error::BadNetmask));
     assert_eq!(d.add_service(s(ServiceKey::tcp(vip(), 81), "first").persistent(0)), Err(Error::BadTimeout(0)));
-    let mut flagged = s(ServiceKey::tcp(vip(), 81), "first");
-    flagged.sched_flags = crate::service::SchedFlags(1);
-    assert_eq!(d.add_service(flagged), Err(Error::BadSchedFlags));
     let sctp = ServiceKey::Inet { proto: crate::addr::Proto::Sctp, addr: vip(), port: 80 };
     assert!(matches!(d.add_service(s(sctp, "first")), Err(Error::Unsupported(_))));
     let rs = |a: &str, w| RealServer::new(ip(a), 80, FwdMethod::Route, w);
