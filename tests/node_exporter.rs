@@ -3,7 +3,10 @@
 //! for a director that forwarded traffic (NAT and DR over TCP, UDP, a persistent fwmark service,
 //! IPv6), and the `node_ipvs_*` metrics it serves on loopback equal the library's counters: the
 //! five global totals, and per real server its active and inactive connections and its weight,
-//! with the collector's labels. No root needed.
+//! with the collector's labels. The library's own exposition (`config::prometheus`) writes
+//! those families exactly as node_exporter does, HELP and TYPE lines included; and node_exporter's
+//! textfile collector, which reads files with Prometheus' own parser (`expfmt`), takes the whole
+//! exposition, the `lvs_*` families too. No root needed.
 
 #[path = "../examples/common/root.rs"]
 mod root;
@@ -16,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lvs::core::addr::ServiceKey;
+use lvs::core::config::prometheus::Snapshot;
 use lvs::core::config::restore;
 use lvs::core::proto::tcp::flags::{ACK, FIN, SYN};
 use lvs::core::testkit::{udp, Tcp, DIRECTOR_MAC, GW_MAC};
@@ -119,11 +123,16 @@ impl Drop for Exporter {
 
 /// node_exporter reading `procfs` with only the ipvs collector, on a free loopback port.
 fn start_exporter(procfs: &Path) -> (Exporter, u16) {
+    start_exporter_with(&[format!("--path.procfs={}", procfs.display()), "--collector.ipvs".into()])
+}
+
+/// node_exporter with no collector but those `args` enable, on a free loopback port.
+fn start_exporter_with(args: &[String]) -> (Exporter, u16) {
     for _ in 0..5 {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(EXPORTER)
-            .arg(format!("--path.procfs={}", procfs.display()))
-            .args(["--collector.disable-defaults", "--collector.ipvs"])
+            .arg("--collector.disable-defaults")
+            .args(args)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -225,8 +234,9 @@ fn expected(d: &Director) -> BTreeMap<(String, Labels), f64> {
     out
 }
 
-fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lvs-node-exporter-{}", std::process::id()));
+/// A fresh directory of this process for `test` (the tests run side by side).
+fn scratch_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lvs-node-exporter-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -244,7 +254,7 @@ fn node_exporter_reads_the_library_counters() {
     let idle = d.services().flat_map(|s| s.dests.dests().collect::<Vec<_>>()).filter(|v| v.inactive() > 0).count();
     assert!(busy > 0 && idle > 0, "servers with active and with inactive connections");
 
-    let dir = scratch_dir();
+    let dir = scratch_dir("counters");
     lvs::procfs::write(&dir, &d, now).unwrap();
     let (exporter, port) = start_exporter(&dir);
     let body = scrape(port);
@@ -258,4 +268,90 @@ fn node_exporter_reads_the_library_counters() {
     let show =
         |m: &BTreeMap<(String, Labels), f64>| m.iter().map(|((n, l), v)| format!("{n}{l:?} {v}\n")).collect::<String>();
     assert_eq!(theirs, ours, "node_exporter saw:\n{}\nthe library holds:\n{}", show(&theirs), show(&ours));
+}
+
+/// The `node_ipvs_*` lines of an exposition, comments included, in their order.
+fn node_ipvs_part(body: &str) -> String {
+    body.lines()
+        .filter(|l| {
+            l.starts_with("node_ipvs_") || l.starts_with("# HELP node_ipvs_") || l.starts_with("# TYPE node_ipvs_")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn the_native_exposition_says_what_node_exporter_says() {
+    if !root::can_run(false, &[EXPORTER]) {
+        return;
+    }
+    let mut d = director();
+    let now = drive(&mut d);
+    let dir = scratch_dir("native");
+    lvs::procfs::write(&dir, &d, now).unwrap();
+    let (exporter, port) = start_exporter(&dir);
+    let body = scrape(port);
+    drop(exporter);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let theirs = node_ipvs_part(&body);
+    assert_eq!(theirs.matches("# TYPE").count(), 8, "node_exporter's eight families:\n{body}");
+    let ours = Snapshot::of(&d).render();
+    assert_eq!(node_ipvs_part(&ours), theirs, "the library's node_ipvs_* part differs from node_exporter's");
+    assert!(ours.starts_with(&theirs), "the node_ipvs_* families come first, whole");
+}
+
+/// A sample line's name and value: `name{labels} value` or `name value`.
+fn name_and_value(line: &str) -> (&str, &str) {
+    let (series, value) = line.rsplit_once(' ').unwrap();
+    (series.split('{').next().unwrap(), value)
+}
+
+#[test]
+fn prometheus_own_parser_reads_the_whole_exposition() {
+    use lvs::core::health::{Check, CheckPlan, Monitor, ServicePolicy, TcpCheck};
+    use lvs::core::vrrp::{Config, Group};
+
+    if !root::can_run(false, &[EXPORTER]) {
+        return;
+    }
+    let mut d = director();
+    let now = drive(&mut d);
+    let mut f = Frame::new(DEFAULT_HEADROOM, &[0u8; 10]);
+    assert!(matches!(d.process(now, &mut f), Verdict::Drop(_)));
+    let mut m = Monitor::new(1);
+    let key = ServiceKey::Inet { proto: lvs::core::addr::Proto::Tcp, addr: ip("203.0.113.100"), port: 80 };
+    let plan = CheckPlan::new(Check::Tcp(TcpCheck));
+    let rs = lvs::core::dest::RealServer::new(ip("192.0.2.14"), 80, lvs::core::dest::FwdMethod::Route, 1);
+    m.add_service(&mut d, now, key, ServicePolicy::default(), [(rs, plan)]).unwrap();
+    let mut g = Group::new();
+    g.add_instance(Config::new(51, ip("192.0.2.2"), vec![ip("192.0.2.100")])).unwrap();
+    let ours = Snapshot::of(&d).with_health(&m).with_vrrp(&g, &["eth0"]).render();
+
+    // The textfile collector parses *.prom files with Prometheus' text parser and re-exports
+    // them; a file it cannot parse sets node_textfile_scrape_error to 1.
+    let dir = scratch_dir("textfile");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("lvs.prom"), &ours).unwrap();
+    let (exporter, port) = start_exporter_with(&[
+        "--collector.textfile".into(),
+        format!("--collector.textfile.directory={}", dir.display()),
+    ]);
+    let body = scrape(port);
+    drop(exporter);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    assert!(body.contains("\nnode_textfile_scrape_error 0\n"), "Prometheus' parser refused the exposition:\n{body}");
+    // Every sample came through with its value (the parser re-sorts, so compare as sets).
+    let samples = |text: &str| -> std::collections::BTreeSet<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && (l.starts_with("lvs_") || l.starts_with("node_ipvs_")))
+            .map(String::from)
+            .collect()
+    };
+    let (mine, exported) = (samples(&ours), samples(&body));
+    assert_eq!(exported, mine, "what node_exporter re-exported differs from the file");
+    for family in ["lvs_drops_total", "lvs_health_server_state", "lvs_vrrp_state", "lvs_sync_dropped_total"] {
+        assert!(mine.iter().any(|l| name_and_value(l).0 == family), "{family} missing");
+    }
 }

@@ -37,18 +37,22 @@ pub(crate) const KERNEL_IPIP: &str = "kernel ipip device";
 pub(crate) const USER_DECAP: &str = "user-space decapsulator (this kernel has no ipip)";
 
 const DIRECTOR_IP: [u8; 4] = [192, 0, 2, 1];
-const CLIENT_IP: [u8; 4] = [192, 0, 2, 2];
+/// The client's address.
+pub(crate) const CLIENT_IP: [u8; 4] = [192, 0, 2, 2];
 const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+/// The client's MAC: the director's next hop for it (and, in NAT, its gateway).
+pub(crate) const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
 
-fn server_ip(mode: Mode, i: usize) -> Ipv4Addr {
+/// Real server `i`'s address in `mode`.
+pub(crate) fn server_ip(mode: Mode, i: usize) -> Ipv4Addr {
     match mode {
         Mode::Nat => Ipv4Addr::new(10, 0, 0, 11 + i as u8),
         _ => Ipv4Addr::new(192, 0, 2, 11 + i as u8),
     }
 }
 
-fn server_mac(i: usize) -> [u8; 6] {
+/// Real server `i`'s MAC.
+pub(crate) fn server_mac(i: usize) -> [u8; 6] {
     [2, 0, 0, 0, 1, 1 + i as u8]
 }
 

@@ -5,7 +5,7 @@
 use alloc::vec::Vec;
 use core::net::IpAddr;
 
-use crate::addr::Endpoint;
+use crate::addr::{Endpoint, ServiceKey};
 use crate::neigh::Neighbour;
 use crate::stats::Stats;
 
@@ -87,8 +87,12 @@ pub(crate) const F_OVERLOAD: u8 = 0x2;
 #[derive(Debug)]
 pub(crate) struct Dest {
     pub(crate) cfg: RealServer,
-    /// Index of the owning service in the director's service slab.
+    /// Index of the owning service in the director's service slab, or [`NO_SVC`] once that
+    /// service is deleted (the kernel's `dest->svc` pointer to a service that is gone).
     pub(crate) svc: u32,
+    /// The service the server was added to, by protocol, address and port or fwmark
+    /// (`dest->protocol`, `vaddr`, `vport`, `vfwmark`): what `ip_vs_trash_get_dest` matches.
+    pub(crate) vkey: ServiceKey,
     /// The latest non-zero weight (only `mh` reads it).
     pub(crate) last_weight: u32,
     pub(crate) flags: u8,
@@ -98,15 +102,21 @@ pub(crate) struct Dest {
     /// Connections and templates bound to this server.
     pub(crate) refcnt: u32,
     pub(crate) stats: Stats,
+    /// When the dest trash timer first found this deleted server unreferenced (`idle_start`).
+    pub(crate) idle_since: Option<u64>,
     /// The next hop, resolved at control time from the neighbour table.
     pub(crate) nh: Option<Neighbour>,
 }
 
+/// [`Dest::svc`] of a server whose service was deleted.
+pub(crate) const NO_SVC: u32 = u32::MAX;
+
 impl Dest {
-    pub(crate) fn new(cfg: RealServer, svc: u32) -> Self {
+    pub(crate) fn new(cfg: RealServer, svc: u32, vkey: ServiceKey) -> Self {
         Dest {
             cfg,
             svc,
+            vkey,
             last_weight: cfg.weight,
             flags: F_AVAILABLE,
             active: 0,
@@ -114,6 +124,7 @@ impl Dest {
             persist: 0,
             refcnt: 0,
             stats: Stats::default(),
+            idle_since: None,
             nh: None,
         }
     }
@@ -226,9 +237,9 @@ impl Dests {
         Self::default()
     }
 
-    /// Stores a new server of service `svc` and returns its handle.
-    pub(crate) fn insert(&mut self, cfg: RealServer, svc: u32) -> DestId {
-        let d = Dest::new(cfg, svc);
+    /// Stores a new server of service `svc` (keyed `vkey`) and returns its handle.
+    pub(crate) fn insert(&mut self, cfg: RealServer, svc: u32, vkey: ServiceKey) -> DestId {
+        let d = Dest::new(cfg, svc, vkey);
         match self.free.pop() {
             Some(i) => {
                 if let Some(slot) = self.slots.get_mut(i as usize) {
@@ -272,6 +283,11 @@ impl Dests {
         self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|d| (DestId(i as u32), d)))
     }
 
+    /// Every server with its handle, mutably.
+    pub(crate) fn iter_mut_with_ids(&mut self) -> impl Iterator<Item = (DestId, &mut Dest)> {
+        self.slots.iter_mut().enumerate().filter_map(|(i, s)| s.as_mut().map(|d| (DestId(i as u32), d)))
+    }
+
     /// Every server, mutably.
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Dest> {
         self.slots.iter_mut().filter_map(Option::as_mut)
@@ -292,13 +308,17 @@ impl Dest {
 mod tests {
     use super::*;
 
+    fn key() -> ServiceKey {
+        ServiceKey::tcp("203.0.113.100".parse().unwrap(), 80)
+    }
+
     fn rs(w: u32) -> RealServer {
         RealServer::new("192.0.2.11".parse().unwrap(), 80, FwdMethod::Route, w)
     }
 
     #[test]
     fn overload_set_and_cleared_by_kernel_rule() {
-        let mut d = Dest::new(rs(1).with_thresholds(4, 0), 0);
+        let mut d = Dest::new(rs(1).with_thresholds(4, 0), 0, key());
         (d.active, d.inactive) = (3, 0);
         d.check_overload_on_bind();
         assert_eq!(d.flags & F_OVERLOAD, 0);
@@ -313,7 +333,7 @@ mod tests {
         d.check_overload_on_unbind();
         assert_eq!(d.flags & F_OVERLOAD, 0);
 
-        let mut d = Dest::new(rs(1).with_thresholds(3, 1), 0);
+        let mut d = Dest::new(rs(1).with_thresholds(3, 1), 0, key());
         (d.active, d.inactive) = (3, 0);
         d.check_overload_on_bind();
         (d.active, d.inactive) = (1, 0);
@@ -327,14 +347,14 @@ mod tests {
     #[test]
     fn arena_reuses_slots() {
         let mut a = Dests::new();
-        let x = a.insert(rs(1), 0);
-        let y = a.insert(rs(2), 0);
+        let x = a.insert(rs(1), 0, key());
+        let y = a.insert(rs(2), 0, key());
         a.remove(x);
         assert!(a.get(x).is_none());
-        let z = a.insert(rs(3), 0);
+        let z = a.insert(rs(3), 0, key());
         assert_eq!(z, x);
         assert_eq!(a.view(y).unwrap().weight(), 2);
-        let mut d = Dest::new(rs(5), 0);
+        let mut d = Dest::new(rs(5), 0, key());
         d.set_weight(0);
         assert_eq!((d.cfg.weight, d.last_weight), (0, 5));
     }

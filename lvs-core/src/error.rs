@@ -51,9 +51,6 @@ pub enum Error {
     /// A fwmark service with mark 0.
     #[error("firewall mark must be non-zero")]
     ZeroFwmark,
-    /// Scheduler flags (`-b`) this scheduler does not take.
-    #[error("scheduler flags not valid for this scheduler")]
-    BadSchedFlags,
     /// Something IPVS can express that this library does not do yet.
     #[error("not supported: {0}")]
     Unsupported(&'static str),
@@ -83,6 +80,37 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+}
+
+impl Error {
+    /// The kernel's errno for this error (Linux numbering), what `ip_vs_ctl.c` would return for
+    /// the same request and what ipvsadm's `ipvs_strerror` reads.
+    pub fn errno(&self) -> i32 {
+        const ESRCH: i32 = 3;
+        const ENOENT: i32 = 2;
+        const ENOMEM: i32 = 12;
+        const EEXIST: i32 = 17;
+        const EINVAL: i32 = 22;
+        const ERANGE: i32 = 34;
+        const EOPNOTSUPP: i32 = 95;
+        const EAFNOSUPPORT: i32 = 97;
+        match self {
+            Error::ServiceExists | Error::DestExists | Error::DaemonRunning(_) | Error::LaddrExists => EEXIST,
+            Error::NoSuchService | Error::NoDaemon(_) => ESRCH,
+            Error::NoSuchDest | Error::UnknownScheduler(_) | Error::NoSuchLaddr => ENOENT,
+            Error::WeightOutOfRange(_) | Error::BadThreshold { .. } => ERANGE,
+            Error::FamilyMismatch => EAFNOSUPPORT,
+            Error::Unsupported(_) => EOPNOTSUPP,
+            Error::TableFull => ENOMEM,
+            Error::SchedulerRejected(_)
+            | Error::BadNetmask
+            | Error::BadTimeout(_)
+            | Error::PortZeroNotPersistent
+            | Error::ZeroFwmark
+            | Error::BadSyncParam(_)
+            | Error::Parse { .. } => EINVAL,
+        }
+    }
 }
 
 /// Why the data path dropped a packet. Every variant has a counter slot

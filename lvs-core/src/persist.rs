@@ -9,10 +9,11 @@
 
 use core::net::{IpAddr, Ipv4Addr};
 
-use crate::addr::{mask_addr, raw, Af, ServiceKey};
+use crate::addr::{raw, Af, ServiceKey};
 use crate::conn::table::InKey;
 use crate::conn::{cf, Conn, ConnId, ConnTable};
 use crate::dest::{Dest, DestId, Dests, F_AVAILABLE};
+use crate::service::Netmask;
 use crate::wire::PacketMeta;
 
 /// What a template is looked up and stored by.
@@ -23,9 +24,9 @@ pub(crate) struct TemplateKey {
     pub(crate) on_svc_port: bool,
 }
 
-/// The template key for a packet of service `svc` with persistence netmask `prefix`.
-pub(crate) fn template_key(svc: &ServiceKey, prefix: u8, pkt: &PacketMeta) -> TemplateKey {
-    let snet = mask_addr(&pkt.src, prefix);
+/// The template key for a packet of service `svc` with persistence netmask `netmask`.
+pub(crate) fn template_key(svc: &ServiceKey, netmask: Netmask, pkt: &PacketMeta) -> TemplateKey {
+    let snet = netmask.apply(&pkt.src);
     let v6 = pkt.af == Af::V6;
     match svc {
         ServiceKey::Fwmark { mark, .. } => TemplateKey {
@@ -77,13 +78,21 @@ pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16,
     }
 }
 
+/// The port `ip_vs_check_template` gives an invalidated template's virtual and real ports.
+const INVALID_PORT: u16 = 0xffff;
+
 /// `ip_vs_check_template`: a template whose server is gone (or quiesced, with
-/// `expire_quiescent_template`) stops matching — it is unhashed and lingers until it expires.
+/// `expire_quiescent_template`) stops matching — it is re-hashed with both ports 65535 and client
+/// port 0, so `-Lc` still lists it that way, and lingers, its timer untouched, until it expires.
 pub(crate) fn check_template(conns: &mut ConnTable, dests: &Dests, expire_quiescent: bool, t: ConnId) -> bool {
     let d = conns.get(t).and_then(Conn::dest_id).and_then(|d| dests.get(d));
     let valid = d.is_some_and(|d| d.flags & F_AVAILABLE != 0 && !(expire_quiescent && d.cfg.weight == 0));
-    if !valid {
-        conns.unhash_in(t);
+    if !valid && conns.get(t).is_some_and(|c| c.vport != INVALID_PORT) {
+        conns.rekey_in(t, |c| {
+            c.vport = INVALID_PORT;
+            c.dport = INVALID_PORT;
+            c.cport = 0;
+        });
     }
     valid
 }
@@ -102,20 +111,23 @@ mod tests {
     #[test]
     fn inet_template_masks_client_and_keeps_port() {
         let svc = ServiceKey::tcp("203.0.113.100".parse().unwrap(), 80);
-        let t = template_key(&svc, 24, &meta("198.51.100.77", 80));
+        let t = template_key(&svc, Netmask::prefix(Af::V4, 24), &meta("198.51.100.77", 80));
         assert!(t.on_svc_port);
         assert_eq!(&t.key.caddr[..4], &[198, 51, 100, 0]);
         assert_eq!((t.key.cport, t.key.vport, t.key.proto), (0, 80, 6));
+        // ip_vs_sched_persist ANDs the client with the mask word, contiguous or not.
+        let t = template_key(&svc, Netmask::V4("255.0.255.0".parse().unwrap()), &meta("198.51.100.77", 80));
+        assert_eq!(&t.key.caddr[..4], &[198, 0, 100, 0]);
     }
 
     #[test]
     fn port_zero_and_fwmark_templates_have_port_zero() {
         let svc = ServiceKey::tcp("203.0.113.100".parse().unwrap(), 0);
-        let t = template_key(&svc, 32, &meta("198.51.100.77", 443));
+        let t = template_key(&svc, Netmask::full(Af::V4), &meta("198.51.100.77", 443));
         assert!(!t.on_svc_port);
         assert_eq!(t.key.vport, 0);
         let fw = ServiceKey::Fwmark { mark: 5, af: Af::V4 };
-        let t = template_key(&fw, 32, &meta("198.51.100.77", 443));
+        let t = template_key(&fw, Netmask::full(Af::V4), &meta("198.51.100.77", 443));
         assert_eq!((t.key.proto, t.key.vport), (0, 0));
         assert_eq!(&t.key.vaddr[..4], &[0, 0, 0, 5]);
         assert_eq!(&t.key.caddr[..4], &[198, 51, 100, 77]);

@@ -59,11 +59,6 @@ pub trait Scheduler: Send {
     /// The name `ipvsadm -s` uses (`"wlc"`).
     fn name(&self) -> &'static str;
 
-    /// Whether the scheduler takes these `-b` flags (only `sh` and `mh` take any).
-    fn accepts_flags(&self, flags: crate::service::SchedFlags) -> bool {
-        flags.0 == 0
-    }
-
     /// The service was created (with no real servers yet) or switched to this scheduler.
     ///
     /// # Errors

@@ -164,7 +164,8 @@ impl ServerList {
 
     /// Links a server at the head of the list and returns its handle.
     pub fn link(&mut self, rs: crate::dest::RealServer) -> crate::dest::DestId {
-        let id = self.dests.insert(rs, 0);
+        let vkey = crate::addr::ServiceKey::Fwmark { mark: 1, af: crate::addr::Af::of(&rs.endpoint.addr) };
+        let id = self.dests.insert(rs, 0, vkey);
         self.order.insert(0, id);
         id
     }

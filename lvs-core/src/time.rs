@@ -58,6 +58,12 @@ pub(crate) fn duration_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// The nanosecond count `ms` milliseconds after `now`, saturating: a caller-supplied time near
+/// the end of the clock must not overflow.
+pub(crate) fn after_ms(now: Instant, ms: u32) -> u64 {
+    now.0.saturating_add(u64::from(ms) * 1_000_000)
+}
+
 #[cfg(feature = "std")]
 impl Instant {
     /// Converts a `std::time::Instant` measured from `origin` (the caller picks the origin once).
@@ -77,5 +83,6 @@ mod tests {
         assert_eq!(Instant::ZERO - t, Duration::ZERO);
         assert_eq!(Instant(u64::MAX) + Duration::from_secs(1), Instant(u64::MAX));
         assert_eq!(Instant::from_micros(3), Instant(3000));
+        assert_eq!(after_ms(Instant(u64::MAX - 1), 1), u64::MAX);
     }
 }

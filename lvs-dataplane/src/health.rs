@@ -707,17 +707,31 @@ fn open_program(probe: &Probe) -> Result<Io, Outcome> {
     Ok(Io::Program(Program { child, pidfd }))
 }
 
+/// An event of the monitor as a log line, at the level an operator wants it: a server or a
+/// quorum lost and the sorry server in are warnings, a refused change an error, recoveries
+/// information (keepalived logs the same transitions).
+fn log_event(e: &Event) {
+    let level = match e {
+        Event::ServerUp { .. } | Event::QuorumGained { .. } | Event::SorryServerOut { .. } => log::Level::Info,
+        Event::ServerDown { .. } | Event::QuorumLost { .. } | Event::SorryServerIn { .. } => log::Level::Warn,
+        Event::ControlFailed { .. } => log::Level::Error,
+    };
+    log::log!(target: "lvs::health", level, "{e}");
+}
+
 /// Handles the events a [`HealthChecker`] hands over (see [`HealthChecker::on_event`]).
 pub type EventHandler = dyn FnMut(Event) + Send;
 
 /// A [`Monitor`] driven with a [`Prober`]: each pass hands the results in, fails what timed
-/// out, starts the probes that came due (as many as the prober has room for), and hands the
-/// monitor's events to the handler, if one is set (otherwise they wait in
-/// [`HealthChecker::poll_event`]).
+/// out, starts the probes that came due (as many as the prober has room for), logs the
+/// monitor's events (target `lvs::health`) and hands them to the handler, if one is set
+/// (otherwise they wait in [`HealthChecker::poll_event`]).
 pub struct HealthChecker {
     monitor: Monitor,
     prober: Prober,
     on_event: Option<Box<EventHandler>>,
+    /// Events taken from the monitor (and logged) for [`HealthChecker::poll_event`].
+    waiting: VecDeque<Event>,
 }
 
 impl HealthChecker {
@@ -734,7 +748,7 @@ impl HealthChecker {
     /// # Errors
     /// As [`Prober::new`].
     pub fn with_max_in_flight(monitor: Monitor, max_in_flight: usize) -> io::Result<HealthChecker> {
-        Ok(HealthChecker { monitor, prober: Prober::new(max_in_flight)?, on_event: None })
+        Ok(HealthChecker { monitor, prober: Prober::new(max_in_flight)?, on_event: None, waiting: VecDeque::new() })
     }
 
     /// Gives every event to `handler`, at the end of each pass (keepalived's `notify_up` and
@@ -779,7 +793,20 @@ impl HealthChecker {
 
     /// The next event, when no handler takes them.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.monitor.poll_event()
+        self.take_events();
+        self.waiting.pop_front()
+    }
+
+    /// Moves the monitor's events to the handler, or to the queue [`HealthChecker::poll_event`]
+    /// serves, logging each.
+    fn take_events(&mut self) {
+        while let Some(e) = self.monitor.poll_event() {
+            log_event(&e);
+            match self.on_event.as_mut() {
+                Some(handler) => handler(e),
+                None => self.waiting.push_back(e),
+            }
+        }
     }
 
     /// One pass at `now`, changing the director through `ctl`.
@@ -796,11 +823,7 @@ impl HealthChecker {
         }
         // Probes that could not start have their results already.
         self.report(now, ctl);
-        if let Some(handler) = self.on_event.as_mut() {
-            while let Some(e) = self.monitor.poll_event() {
-                handler(e);
-            }
-        }
+        self.take_events();
         Ok(())
     }
 

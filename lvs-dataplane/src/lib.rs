@@ -12,6 +12,11 @@
 //!   of virtual routers (Linux).
 //! - [`health`] — the health checks' prober and the checker that drives a monitor with it
 //!   (Linux).
+//! - [`metrics`] — a small HTTP endpoint answering `GET /metrics` with the Prometheus
+//!   exposition, bounded against slow and hostile clients (Linux).
+//!
+//! Logs go through the [`log`](https://docs.rs/log) facade: port errors, health and VRRP
+//! transitions, sync daemons and their peers, configuration applied; nothing per packet.
 //!
 //! Test and lab tooling — the runner for recorded kernel cases and the namespace builders — is
 //! not part of this crate; it lives with the facade's examples (`examples/common/`).
@@ -25,6 +30,8 @@ pub mod afpacket;
 #[cfg(target_os = "linux")]
 pub mod health;
 pub mod io;
+#[cfg(target_os = "linux")]
+pub mod metrics;
 #[cfg(target_os = "linux")]
 pub mod netns;
 #[cfg(feature = "pcap")]

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
 use lvs_core::addr::{Endpoint, ServiceKey};
+use lvs_core::config::prometheus::Snapshot;
 use lvs_core::config::{render_stats, stats_rows, sum_rows, StatsRow};
 use lvs_core::dest::RealServer;
 use lvs_core::health::Control;
@@ -317,7 +318,9 @@ impl Runtime {
     /// # Errors
     /// As [`SyncSockets::start`]; the daemon then does not run.
     pub fn start_sync(&mut self, role: Role, cfg: &DaemonConfig) -> io::Result<()> {
-        self.sync.start(&mut self.director, role, cfg)
+        self.sync.start(&mut self.director, role, cfg).inspect_err(|e| {
+            log::error!(target: "lvs::sync", "sync {} daemon on {} not started: {e}", role.name(), cfg.ifname);
+        })
     }
 
     /// Stops sync daemon `role` and closes its sockets (`ipvsadm --stop-daemon`).
@@ -345,7 +348,9 @@ impl Runtime {
         let mut total = 0;
         for (p, arrival) in (0..self.ports.len()).zip(0..=u16::MAX) {
             let Some(port) = self.ports.get_mut(p) else { continue };
-            let n = port.recv(now, &mut self.rx)?;
+            let n = port.recv(now, &mut self.rx).inspect_err(|e| {
+                log::error!(target: "lvs::runtime", "port {p}: receive failed: {e}");
+            })?;
             if n == 0 {
                 continue;
             }
@@ -403,7 +408,10 @@ impl Runtime {
             self.stats.tx += n as u64;
             self.stats.tx_lost += (q.len() - n) as u64;
             self.spare.append(q);
-            sent?;
+            if let Err(e) = sent {
+                log::error!(target: "lvs::runtime", "port {p}: send failed: {e}");
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -501,6 +509,7 @@ impl Runtime {
 enum Ctl {
     Apply(Command, mpsc::Sender<Result<(), lvs_core::Error>>),
     Stats(mpsc::Sender<(Vec<StatsRow>, RuntimeStats)>),
+    Snapshot(mpsc::Sender<Snapshot>),
 }
 
 /// Builds one shard's loop — its director, its ports and, to get frames handed back, a handler
@@ -534,13 +543,15 @@ impl Shards {
                 let mut rt = match make(i) {
                     Ok(rt) => rt,
                     Err(e) => {
+                        log::error!(target: "lvs::runtime", "shard {i} cannot start: {e}");
                         let _ = ready.send(Err(io::Error::new(e.kind(), e.to_string())));
                         return Err(e);
                     }
                 };
                 let _ = ready.send(Ok(()));
                 rt.stop = stop;
-                rt.run_with(&MonotonicClock::default(), |rt| {
+                log::info!(target: "lvs::runtime", "shard {i} running");
+                let result = rt.run_with(&MonotonicClock::default(), |rt| {
                     while let Ok(msg) = rx.try_recv() {
                         match msg {
                             Ctl::Apply(c, reply) => {
@@ -549,9 +560,17 @@ impl Shards {
                             Ctl::Stats(reply) => {
                                 let _ = reply.send((stats_rows(&rt.director), rt.stats));
                             }
+                            Ctl::Snapshot(reply) => {
+                                let _ = reply.send(Snapshot::of(&rt.director));
+                            }
                         }
                     }
-                })
+                });
+                match &result {
+                    Ok(()) => log::info!(target: "lvs::runtime", "shard {i} stopped"),
+                    Err(e) => log::error!(target: "lvs::runtime", "shard {i} stopped: {e}"),
+                }
+                result
             }));
             ctl.push(tx);
         }
@@ -578,6 +597,10 @@ impl Shards {
                 }
             }
         }
+        match &result {
+            Ok(()) => log::debug!(target: "lvs::config", "applied on {} shards: {c:?}", self.ctl.len()),
+            Err(e) => log::warn!(target: "lvs::config", "refused: {c:?}: {e}"),
+        }
         result
     }
 
@@ -600,6 +623,21 @@ impl Shards {
             total += s;
         }
         (render_stats(&sum_rows(&parts)), total)
+    }
+
+    /// What the Prometheus exposition shows, summed over the running shards
+    /// ([`Snapshot::add`]); add health and VRRP states to it, then render it.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut sum = Snapshot::default();
+        for tx in &self.ctl {
+            let (rtx, rrx) = mpsc::channel();
+            if tx.send(Ctl::Snapshot(rtx)).is_ok() {
+                if let Ok(s) = rrx.recv() {
+                    sum.add(&s);
+                }
+            }
+        }
+        sum
     }
 
     /// Each running shard's loop counters, in shard order (a shard that has stopped on an
@@ -869,5 +907,32 @@ mod tests {
         assert_eq!(rt.director().service(&key).unwrap().dests.len(), 1);
         let (h, _) = rt.health_mut().unwrap();
         assert!(h.prober().stats().started >= 8);
+    }
+
+    #[test]
+    fn shards_snapshot_sums_the_shards() {
+        // Two shards of one configuration, each handed three SYNs of its own.
+        let make: Arc<ShardFactory> = Arc::new(|i: usize| {
+            let base = 1000 * (i as u16 + 1);
+            let (ports, _) = ports(vec![(0..3).map(|p| syn(base + p)).collect()]);
+            Ok(Runtime::new(director(), ports))
+        });
+        let shards = Shards::spawn(2, make).unwrap();
+        let mut snap = shards.snapshot();
+        for _ in 0..1000 {
+            if snap.totals.conns == 6 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            snap = shards.snapshot();
+        }
+        shards.stop().unwrap();
+        assert_eq!(snap.totals.conns, 6);
+        let rs_addr: std::net::IpAddr = "192.0.2.11".parse().unwrap();
+        let rs = snap.backends.iter().find(|b| b.server.addr == rs_addr).unwrap();
+        // Each shard's connections count once, the weight of the one configuration once.
+        assert_eq!((rs.active + rs.inactive, rs.weight), (6, 1));
+        assert_eq!(snap.backends.len(), 2);
+        assert_eq!(snap.table_entries, 6);
     }
 }

@@ -161,6 +161,10 @@ pub struct SyncSockets {
     /// The receive buffer, as long as the longest `maxlen` of the listeners.
     buf: Vec<u8>,
     stats: SyncIoStats,
+    /// Sources heard from, for the log ([`MAX_PEERS`] at most).
+    peers: Vec<SocketAddr>,
+    /// The last error opening a daemon's sockets, logged once.
+    failing: Option<String>,
 }
 
 impl SyncSockets {
@@ -248,7 +252,9 @@ impl SyncSockets {
             }
             *changed = true;
             // A stopped (or restarted) daemon's sockets close, dropping what they held.
-            *slot = None;
+            if let Some(old) = slot.take() {
+                log::info!(target: "lvs::sync", "sync {} daemon stopped ({})", role.name(), describe(&old.cfg));
+            }
             if let Some(cfg) = running {
                 match Daemon::open(role, cfg, director.sync_params()) {
                     Ok(d) => *slot = Some(d),
@@ -262,14 +268,27 @@ impl SyncSockets {
         if result.is_ok() {
             result = self.relisten();
         }
-        if result.is_err() {
-            for (slot, changed) in self.daemons.iter_mut().zip(changed) {
-                if changed {
+        if let Err(e) = &result {
+            for ((slot, changed), role) in self.daemons.iter_mut().zip(changed).zip(ROLES) {
+                if changed && director.sync_daemon(role).is_some() {
                     *slot = None;
+                    // Tried again every pass: said once until it works or the error changes.
+                    let text = format!("sync {} daemon cannot open its sockets: {e}", role.name());
+                    if self.failing.as_ref() != Some(&text) {
+                        log::error!(target: "lvs::sync", "{text}");
+                        self.failing = Some(text);
+                    }
                 }
             }
             // The daemons left had all their listeners: this only closes sockets.
             let _ = self.relisten();
+        } else {
+            self.failing = None;
+            for ((slot, role), changed) in self.daemons.iter().zip(ROLES).zip(changed) {
+                if let (true, Some(d)) = (changed, slot) {
+                    log::info!(target: "lvs::sync", "sync {} daemon started ({})", role.name(), describe(&d.cfg));
+                }
+            }
         }
         result
     }
@@ -307,10 +326,15 @@ impl SyncSockets {
     /// Gives the director what arrived (`sync_thread_backup`): each datagram in a buffer of
     /// the daemon's `maxlen` bytes, so a longer one is cut short as in the kernel.
     fn receive(&mut self, now: Instant, director: &mut Director) {
-        let SyncSockets { listeners, buf, stats, .. } = self;
+        let before = director.sync_stats();
+        let SyncSockets { listeners, buf, stats, peers, .. } = self;
         for l in listeners.iter() {
             let Some(room) = buf.get_mut(..l.maxlen) else { continue };
             for _ in 0..RECV_BURST {
+                // Who sent the next datagram: a look without taking it.
+                if let Ok((_, from)) = l.sock.peek_from(&mut []) {
+                    note_peer(peers, from, l);
+                }
                 match mcast::recv_trunc(&l.sock, room) {
                     Ok(len) => {
                         stats.received += 1;
@@ -327,6 +351,13 @@ impl SyncSockets {
                     }
                 }
             }
+        }
+        let after = director.sync_stats();
+        if after.resync_requests > before.resync_requests {
+            log::info!(target: "lvs::sync", "sync master: a backup asked for a full resync; streaming the table");
+        }
+        if after.resyncs_done > before.resyncs_done {
+            log::info!(target: "lvs::sync", "sync backup: full resync complete");
         }
     }
 
@@ -348,6 +379,29 @@ impl SyncSockets {
             }
         }
     }
+}
+
+/// The peers a director's sync sockets remember, to log each new one once.
+const MAX_PEERS: usize = 64;
+
+/// Logs a sync peer heard for the first time (up to [`MAX_PEERS`] are remembered; past that a
+/// new one is logged at debug level only, so a flood of spoofed sources cannot grow memory or
+/// the log).
+fn note_peer(peers: &mut Vec<SocketAddr>, from: SocketAddr, l: &Listener) {
+    if peers.contains(&from) {
+        return;
+    }
+    if peers.len() < MAX_PEERS {
+        peers.push(from);
+        log::info!(target: "lvs::sync", "sync: new peer {from} on {} (group {})", l.ifname, l.group);
+    } else {
+        log::debug!(target: "lvs::sync", "sync: datagram from {from} on {} (peers no longer tracked)", l.ifname);
+    }
+}
+
+/// A daemon's settings for the log: interface, syncid, group and port, maxlen.
+fn describe(c: &DaemonConfig) -> String {
+    format!("interface {}, syncid {}, group {}:{}, maxlen {}", c.ifname, c.syncid, c.group(), c.port, c.maxlen)
 }
 
 /// The socket datagram `d` leaves by: socket `d.socket` of the daemon that sent it.

@@ -586,7 +586,10 @@ impl<H: Hooks> VrrpIo<H> {
         while let Some(a) = self.group.poll(now) {
             match a {
                 GroupAction::Instance(id, action) => self.carry_out(id, action),
-                GroupAction::Sync(id, state) => self.hooks.sync_group(id, state),
+                GroupAction::Sync(id, state) => {
+                    log::info!(target: "lvs::vrrp", "VRRP sync group {id:?} entering {} STATE", state.name());
+                    self.hooks.sync_group(id, state);
+                }
             }
         }
     }
@@ -599,15 +602,21 @@ impl<H: Hooks> VrrpIo<H> {
         match action {
             Action::Send(t) => match transmit(link, &t) {
                 Ok(()) => self.stats.sent += 1,
-                Err(_) => self.stats.send_errors += 1,
+                Err(e) => {
+                    // At most once per advertisement interval: not worth more than debug.
+                    log::debug!(target: "lvs::vrrp", "{}: advertisement not sent: {e}", instance_name(&at));
+                    self.stats.send_errors += 1;
+                }
             },
             Action::AddAddresses(c) => {
-                if self.hooks.add_addresses(&at, &c).is_err() {
+                if let Err(e) = self.hooks.add_addresses(&at, &c) {
+                    log::error!(target: "lvs::vrrp", "{}: cannot take {:?}: {e}", instance_name(&at), c.addrs);
                     self.stats.hook_errors += 1;
                 }
             }
             Action::RemoveAddresses(c) => {
-                if self.hooks.remove_addresses(&at, &c).is_err() {
+                if let Err(e) = self.hooks.remove_addresses(&at, &c) {
+                    log::error!(target: "lvs::vrrp", "{}: cannot give up {:?}: {e}", instance_name(&at), c.addrs);
                     self.stats.hook_errors += 1;
                 }
             }
@@ -620,9 +629,31 @@ impl<H: Hooks> VrrpIo<H> {
                     }
                 }
             }
-            Action::Notify { event, priority } => self.hooks.notify(&at, event, priority),
+            Action::Notify { event, priority } => {
+                log_transition(&at, event, priority);
+                self.hooks.notify(&at, event, priority);
+            }
         }
     }
+}
+
+/// How the log names an instance: keepalived's `VRRP_Instance(NAME)`, with the VRID and
+/// interface for the name the library does not keep.
+fn instance_name(at: &Origin<'_>) -> String {
+    format!("VRRP_Instance(vrid {} on {})", at.vrid, at.ifname)
+}
+
+/// A state change (or a lower priority heard as master) as keepalived logs it: `Entering
+/// MASTER STATE` and the like; FAULT and a lower-priority master are warnings.
+fn log_transition(at: &Origin<'_>, event: Event, priority: u8) {
+    let (level, what) = match event {
+        Event::Master => (log::Level::Info, "Entering MASTER STATE"),
+        Event::Backup => (log::Level::Info, "Entering BACKUP STATE"),
+        Event::Fault => (log::Level::Warn, "Entering FAULT STATE"),
+        Event::Stop => (log::Level::Info, "Stopped"),
+        Event::MasterRxLowerPri => (log::Level::Warn, "Master received an advertisement of lower priority"),
+    };
+    log::log!(target: "lvs::vrrp", level, "{} {what} (priority {priority})", instance_name(at));
 }
 
 /// Sends one advertisement: through the raw socket of its family, or with a virtual MAC to a

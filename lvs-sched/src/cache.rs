@@ -86,13 +86,13 @@ impl<E> Cache<E> {
     pub(crate) fn tick(&mut self, now: Instant) {
         let now = now.as_nanos();
         let Some(due) = self.next_check else {
-            self.next_check = Some(now + CHECK_INTERVAL_NS);
+            self.next_check = Some(now.saturating_add(CHECK_INTERVAL_NS));
             return;
         };
         if now < due {
             return;
         }
-        self.next_check = Some(now + CHECK_INTERVAL_NS);
+        self.next_check = Some(now.saturating_add(CHECK_INTERVAL_NS));
         if self.counter % FULL_EVERY == 0 {
             let exp = self.expiration_ns;
             self.retain(|e| now < e.lastuse.saturating_add(exp));
@@ -109,7 +109,7 @@ impl<E> Cache<E> {
             j = (j + 1) & (TAB_SIZE - 1);
             if let Some(b) = self.buckets.get_mut(j) {
                 let before = b.len();
-                b.retain(|e| now < e.lastuse + ENTRY_TIMEOUT_NS);
+                b.retain(|e| now < e.lastuse.saturating_add(ENTRY_TIMEOUT_NS));
                 let removed = before - b.len();
                 self.entries -= removed;
                 goal -= removed as i64;

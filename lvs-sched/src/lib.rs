@@ -1,5 +1,5 @@
 //! The IPVS schedulers with the kernel's exact choices, one module per `ip_vs_<name>.c`:
-//! `rr wrr lc wlc sed nq dh sh lblc lblcr` (the classic ten) and `mh fo ovf`.
+//! `rr wrr lc wlc sed nq dh sh lblc lblcr` (the classic ten) and `mh fo ovf twos`.
 //!
 //! Each follows its kernel file in every detail that changes a choice: the list order it walks
 //! (newest server first), where a walk resumes, tie-breaks (the first best in list order wins),
@@ -24,6 +24,7 @@ pub mod ovf;
 pub mod rr;
 pub mod sed;
 pub mod sh;
+pub mod twos;
 pub mod util;
 pub mod wlc;
 pub mod wrr;
@@ -33,7 +34,8 @@ use alloc::boxed::Box;
 use lvs_core::sched::{SchedError, Scheduler};
 
 /// Every scheduler name [`by_name`] knows, as `ipvsadm -s` spells them.
-pub const NAMES: [&str; 13] = ["rr", "wrr", "lc", "wlc", "sed", "nq", "dh", "sh", "lblc", "lblcr", "mh", "fo", "ovf"];
+pub const NAMES: [&str; 14] =
+    ["rr", "wrr", "lc", "wlc", "sed", "nq", "dh", "sh", "lblc", "lblcr", "mh", "fo", "ovf", "twos"];
 
 /// Makes a scheduler by name.
 ///
@@ -54,6 +56,7 @@ pub fn by_name(name: &str) -> Result<Box<dyn Scheduler>, SchedError> {
         "mh" => Box::new(mh::Maglev::default()),
         "fo" => Box::new(fo::WeightedFailover),
         "ovf" => Box::new(ovf::WeightedOverflow),
+        "twos" => Box::new(twos::PowerOfTwo),
         _ => return Err(SchedError::Unknown),
     })
 }
@@ -67,6 +70,6 @@ mod tests {
         for n in NAMES {
             assert_eq!(by_name(n).map(|s| s.name()).ok(), Some(n));
         }
-        assert!(matches!(by_name("twos"), Err(SchedError::Unknown)));
+        assert!(matches!(by_name("p2c"), Err(SchedError::Unknown)));
     }
 }

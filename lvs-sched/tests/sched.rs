@@ -315,3 +315,91 @@ proptest! {
         prop_assert!(moved_others * 100 <= keys.len() * 8, "{} of {} other keys moved", moved_others, keys.len());
     }
 }
+
+/// `ip_vs_twos_schedule` draws in `0..=total`; a tie (here every server idle) keeps the first
+/// draw, and a draw of 0 or up to its weight lands on the first eligible server: the newest
+/// server gets `(w + 1) / (total + 1)` of the picks, every other `w / (total + 1)`.
+#[test]
+fn twos_draws_by_weight_with_the_kernels_inclusive_range() {
+    let mut b = Bench::new("twos");
+    let ws = [3u32, 1, 0, 4]; // linked in this order: the last is the list head
+    let ids: Vec<DestId> = ws.iter().map(|w| b.add(*w)).collect();
+    let n = 40_000usize;
+    let picks = b.picks(n);
+    assert!(!picks.contains(&Some(ids[2])), "weight 0 is never drawn");
+    let total: u32 = ws.iter().sum();
+    for (i, (id, w)) in ids.iter().zip(ws).enumerate() {
+        let share = if i == ids.len() - 1 { w + 1 } else { w };
+        let want = n as f64 * f64::from(share) / f64::from(total + 1);
+        let got = picks.iter().filter(|p| **p == Some(*id)).count() as f64;
+        assert!((got - want).abs() < want * 0.05 + 50.0, "server {i}: {got} picks, want {want}");
+    }
+}
+
+/// Of the two draws the one with the lower overhead per weight wins: with two weight-1 servers
+/// the head takes draws 0 and 1 of 0..=2, the other draw 2; a loaded server is picked only when
+/// both draws land on it — 1/9 for the second server, 4/9 for the head.
+#[test]
+fn twos_prefers_the_less_loaded_of_its_two_draws() {
+    for (loaded, want) in [(0usize, 4.0 / 9.0), (1, 1.0 / 9.0)] {
+        let mut b = Bench::new("twos");
+        let second = b.add(1);
+        let head = b.add(1);
+        let busy = [head, second][loaded];
+        b.counts(busy, 10, 0);
+        let n = 36_000usize;
+        let got = b.picks(n).iter().filter(|p| **p == Some(busy)).count() as f64 / n as f64;
+        assert!((got - want).abs() < 0.02, "loaded server {loaded}: share {got}, want {want}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn twos_never_picks_weight_zero_or_overloaded_and_picks_the_better_draw(
+        servers in prop::collection::vec((0u32..4, 0u32..5, any::<bool>()), 1..8),
+        n in 1usize..20,
+    ) {
+        let mut b = Bench::new("twos");
+        let ids: Vec<DestId> = servers.iter().map(|(w, ..)| b.add(*w)).collect();
+        for (id, (_, a, ov)) in ids.iter().zip(&servers) {
+            b.counts(*id, *a, 0);
+            b.list.set_overloaded(*id, *ov);
+        }
+        let usable = servers.iter().any(|(w, _, ov)| *w > 0 && !ov);
+        for _ in 0..n {
+            // The same two numbers the scheduler will draw, each walked down the eligible
+            // servers in list order until it is within a server's weight.
+            let mut shadow = b.rng.clone();
+            let eligible: Vec<(DestId, u64, u64)> = b
+                .list
+                .view()
+                .dests()
+                .filter(|d| d.weight() > 0 && !d.is_overloaded())
+                .map(|d| (d.id(), u64::from(d.weight()), u64::from(d.active()) << 8))
+                .collect();
+            let span = eligible.iter().map(|e| e.1).sum::<u64>() + 1;
+            let land = |mut r: u64| {
+                eligible.iter().copied().find(|e| {
+                    let hit = r <= e.1;
+                    r = r.saturating_sub(e.1);
+                    hit
+                })
+            };
+            let first = land(u64::from(shadow.next_u32()) % span);
+            let second = land(u64::from(shadow.next_u32()) % span);
+            let want = match (first, second) {
+                (Some(a), Some(c)) if c.1 * a.2 > a.1 * c.2 => Some(c.0),
+                (a, _) => a.map(|a| a.0),
+            };
+            let p = b.pick();
+            prop_assert_eq!(p, want);
+            match p {
+                Some(id) => {
+                    let d = b.list.view().get(id).unwrap();
+                    prop_assert!(d.weight() > 0 && !d.is_overloaded());
+                }
+                None => prop_assert!(!usable),
+            }
+        }
+    }
+}

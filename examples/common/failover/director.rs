@@ -27,16 +27,13 @@ use lvs::core::sync::{DaemonConfig, Role, SyncParams};
 use lvs::core::vrrp::{AddressChange, Config, Event, Group, Target, Track, TrackerId, Version};
 use lvs::core::{DirectorConfig, PortConfig};
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
-use lvs::dataplane::runtime::{MonotonicClock, Runtime, StopHandle};
+use lvs::dataplane::runtime::{MonotonicClock, Runtime};
 use lvs::dataplane::vrrp::{link_up, Hooks, KernelAddresses, LvsSyncDaemon, Origin, VrrpIo};
 
 use super::{
     err, rules, server_ip, server_mac, Mode, Side, CLIENT_IP, CLIENT_MAC, LAN_IF, NAT_GATEWAY, NEXT_HOP,
     OTHER_CLIENT_IP, SERVERS, SYNC_IF, VRID,
 };
-
-/// How often the VRRP thread looks at `eth0`'s carrier.
-const LINK_CHECK: Duration = Duration::from_millis(10);
 
 /// Runs a director; `args` as [`super::DIRECTOR_FLAG`] describes.
 pub(super) fn main(args: &[String]) -> ExitCode {
@@ -147,23 +144,6 @@ fn virtual_router(mode: Mode, side: Side, v: &VrrpArgs) -> Result<(Group, Tracke
     Ok((group, link, lvs_syncd))
 }
 
-/// The VRRP thread: starts the instance, keeps the link tracker current, and shuts down when
-/// `stop` is asked.
-fn run_vrrp<H: Hooks>(mut vrrp: VrrpIo<H>, link: TrackerId, clock: MonotonicClock, stop: StopHandle) {
-    vrrp.start(clock.now());
-    while !stop.is_stopped() {
-        let now = clock.now();
-        // The handle is the group's own: this cannot fail.
-        let _ = vrrp.group_mut().set_tracker(now, link, link_up(LAN_IF).unwrap_or(false));
-        vrrp.poll(now);
-        if let Err(e) = vrrp.wait(now, LINK_CHECK) {
-            eprintln!("failover lab director: vrrp: {e}");
-            break;
-        }
-    }
-    vrrp.shutdown(clock.now());
-}
-
 fn direct(args: &[String]) -> Result<(), String> {
     let (mode, side, sync, resync_rate) = parse(args)?;
     let port = PortConfig::new(side.mac()).with_addr(side.lan_ip().into());
@@ -207,7 +187,11 @@ fn direct(args: &[String]) -> Result<(), String> {
     println!("ready");
     let vrrp = vrrp.map(|(io, link)| {
         let stop = stop.clone();
-        std::thread::spawn(move || run_vrrp(io, link, clock, stop))
+        std::thread::spawn(move || {
+            if let Err(e) = super::vrrp_loop::run(io, &[(link, LAN_IF.to_string())], &clock, &stop) {
+                eprintln!("failover lab director: vrrp: {e}");
+            }
+        })
     });
     let (mut resyncs, mut failed) = (0, None);
     let ran = rt.run_with(&clock, |rt| {

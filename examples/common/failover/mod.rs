@@ -45,6 +45,8 @@ mod director;
 mod echo;
 mod proc;
 mod report;
+#[path = "../vrrp_loop.rs"]
+mod vrrp_loop;
 
 use std::net::Ipv4Addr;
 use std::process::{Command, ExitCode, Stdio};

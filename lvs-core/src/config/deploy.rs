@@ -9,11 +9,12 @@ use alloc::string::ToString;
 use alloc::vec::Vec;
 use core::net::IpAddr;
 
-use crate::addr::{Af, Proto, ServiceKey};
+use crate::addr::{Af, Endpoint, Proto, ServiceKey};
 use crate::config::source::{ConfigError, ErrorKind, Files, Origin};
 use crate::dest::{FwdMethod, RealServer, MAX_WEIGHT};
 use crate::director::{Command, Director};
-use crate::health::{CheckPlan, Monitor, ServerId, ServicePolicy};
+use crate::error::Error;
+use crate::health::{CheckPlan, Control, Monitor, ServerId, ServicePolicy};
 use crate::time::Instant;
 
 /// The most real servers one virtual service of a configuration may have: the director and
@@ -130,6 +131,127 @@ impl Deployment {
                 .add_service(d, now, h.key, h.policy.clone(), servers)
                 .map_err(|e| self.files.error(h.origin, ErrorKind::Refused, e.to_string()))?;
             out.servers.push((h.key, ids));
+        }
+        Ok(out)
+    }
+}
+
+/// What a reload changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The director commands it ran ([`diff`](super::diff::diff)'s), in order.
+    pub commands: Vec<Command>,
+    /// Checked servers that left the monitor (gone, or edited and started afresh).
+    pub checks_stopped: Vec<(ServiceKey, Endpoint)>,
+    /// Checked servers the monitor started checking (new, or edited and started afresh).
+    pub checks_started: Vec<(ServiceKey, Endpoint)>,
+}
+
+/// A [`Control`] that changes nothing: for the monitor letting go of servers whose table
+/// entries a reload already removed with their service, or kept as unchecked servers.
+struct Untouched;
+
+impl Control for Untouched {
+    fn add_dest(&mut self, _: &ServiceKey, _: RealServer) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn edit_dest(&mut self, _: &ServiceKey, _: RealServer) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn del_dest(&mut self, _: &ServiceKey, _: &Endpoint) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl Deployment {
+    /// Moves a running director and monitor, set up from an earlier configuration, to this
+    /// one without clearing anything, as keepalived's reload does (`reload_check_data` in
+    /// keepalived's `check/check_data.c` keeps what did not change): the table through
+    /// [`diff`](super::diff::diff) (real servers the monitor checks in both configurations
+    /// are left to it), then the monitor. A checked server whose address, weight, method,
+    /// thresholds and check are unchanged keeps its check state and its place in the table; an
+    /// edited one starts afresh (as a new server: up unless `alpha`); a service whose policy
+    /// (quorum, sorry server, alpha, …) changed starts afresh with all its servers.
+    ///
+    /// # Errors
+    /// What [`Deployment::check`] finds (against an empty monitor), a table the commands do
+    /// not build, or a command the director refuses; then nothing was changed.
+    pub fn reload(&self, d: &mut Director, m: &mut Monitor, now: Instant) -> Result<Reloaded, ConfigError> {
+        self.check(&Monitor::new(0))?;
+        let wanted = |k: &ServiceKey| self.health.iter().find(|h| h.key == *k);
+        // Which checks go: a service gone or with a new policy goes whole; otherwise the
+        // servers gone or changed.
+        let mut restart = Vec::new();
+        let mut stop: Vec<(ServerId, ServiceKey, Endpoint)> = Vec::new();
+        for svc in m.services() {
+            let key = svc.key();
+            match wanted(&key) {
+                Some(h) if h.policy == *svc.policy() => {
+                    for s in svc.servers() {
+                        let rs = s.real_server();
+                        let same = h.servers.iter().any(|(_, w, plan)| *w == rs && plan == s.plan());
+                        if !same {
+                            stop.push((s.id(), key, rs.endpoint));
+                        }
+                    }
+                }
+                _ => restart.push(key),
+            }
+        }
+        // The monitor's entries that stay its own; the diff leaves them alone.
+        let kept = |k: &ServiceKey, e: &Endpoint| {
+            !restart.contains(k)
+                && !stop.iter().any(|(_, sk, se)| sk == k && se == e)
+                && m.service(k).is_some_and(|s| {
+                    s.servers().any(|x| x.real_server().endpoint == *e)
+                        || s.policy().sorry_server.is_some_and(|sorry| sorry.endpoint == *e)
+                })
+        };
+        let commands = super::diff::diff(d, &self.command_list(), &kept)
+            .map_err(|e| self.files.error(Origin::default(), ErrorKind::Refused, e.to_string()))?;
+        // The diff's commands come from no one statement: a refusal names the file alone.
+        d.execute_all(&commands).map_err(|e| self.files.error(Origin::default(), ErrorKind::Refused, e.to_string()))?;
+        // The table now has what the commands give; the monitor lets go of what it no longer
+        // checks — taking entries out only where the table still has them as its own.
+        let mut out = Reloaded { commands, ..Reloaded::default() };
+        let unchecked = |d: &Director, k: &ServiceKey, e: &Endpoint| {
+            d.service(k).is_none()
+                || self
+                    .commands
+                    .iter()
+                    .any(|(_, c)| matches!(c, Command::AddDest(ck, rs) if ck == k && rs.endpoint == *e))
+        };
+        for key in &restart {
+            if let Some(svc) = m.service(key) {
+                out.checks_stopped.extend(svc.servers().map(|s| (*key, s.real_server().endpoint)));
+            }
+            let gone = d.service(key).is_none();
+            let ctl: &mut dyn Control = if gone { &mut Untouched } else { &mut *d };
+            // The service is the monitor's: this cannot fail.
+            let _ = m.remove_service(ctl, key);
+        }
+        for (id, key, e) in stop {
+            let ctl: &mut dyn Control = if unchecked(d, &key, &e) { &mut Untouched } else { &mut *d };
+            let _ = m.remove_server(ctl, now, id);
+            out.checks_stopped.push((key, e));
+        }
+        for h in &self.health {
+            if m.service(&h.key).is_none() {
+                let servers = h.servers.iter().map(|(_, rs, plan)| (*rs, plan.clone()));
+                m.add_service(d, now, h.key, h.policy.clone(), servers)
+                    .map_err(|e| self.files.error(h.origin, ErrorKind::Refused, e.to_string()))?;
+                out.checks_started.extend(h.servers.iter().map(|(_, rs, _)| (h.key, rs.endpoint)));
+                continue;
+            }
+            for (o, rs, plan) in &h.servers {
+                if m.find(&h.key, &rs.endpoint).is_none() {
+                    m.add_server(d, now, &h.key, *rs, plan.clone())
+                        .map_err(|e| self.files.error(*o, ErrorKind::Refused, e.to_string()))?;
+                    out.checks_started.push((h.key, rs.endpoint));
+                }
+            }
         }
         Ok(out)
     }

@@ -36,11 +36,14 @@ pub(crate) mod cf {
     pub(crate) const OUT_HASHED: u16 = 1 << 6;
     /// Made from a sync message (`IP_VS_CONN_F_SYNC`).
     pub(crate) const SYNC: u16 = 1 << 7;
+    /// The real server's address is IPv6 (`cp->daf`; differs from [`V6`] only for a tunnelled
+    /// server of the other family).
+    pub(crate) const DEST_V6: u16 = 1 << 11;
     /// A free slab slot, not an entry.
     pub(crate) const FREE: u16 = 1 << 10;
     /// FullNAT: the forwarding bits are unused and the director's FullNAT side table holds the
     /// local address, port and sequence offsets of the entry.
-    pub(crate) const FULLNAT: u16 = 1 << 11;
+    pub(crate) const FULLNAT: u16 = 1 << 12;
     /// Forwarding method, two bits.
     pub(crate) const FWD_SHIFT: u16 = 8;
     pub(crate) const FWD_MASK: u16 = 0x3 << FWD_SHIFT;
@@ -116,6 +119,15 @@ impl Conn {
         }
     }
 
+    /// The family of the real server's address (`cp->daf`).
+    pub(crate) fn daf(&self) -> Af {
+        if self.flags & cf::DEST_V6 != 0 {
+            Af::V6
+        } else {
+            Af::V4
+        }
+    }
+
     pub(crate) fn is_template(&self) -> bool {
         self.flags & cf::TEMPLATE != 0
     }
@@ -179,7 +191,7 @@ impl ConnInfo {
             proto: c.proto,
             client: ep(&c.caddr, c.cport),
             virt: ep(&c.vaddr, c.vport),
-            dest: ep(&c.daddr, c.dport),
+            dest: Endpoint::new(from_raw(c.daf(), &c.daddr), c.dport),
             state,
             expires_ms: c.expires.saturating_sub(now_ns) / 1_000_000,
             template: c.is_template(),

@@ -180,6 +180,25 @@ impl ConnTable {
         }
     }
 
+    /// Re-files a hashed entry under the key `rekey` gives it (an invalidated template).
+    pub(crate) fn rekey_in(&mut self, id: ConnId, rekey: impl FnOnce(&mut Conn)) {
+        if self.slab.get(id.0 as usize).is_none_or(|c| c.flags & cf::IN_HASHED == 0) {
+            return;
+        }
+        self.unhash_in(id);
+        if let Some(c) = self.slab.get_mut(id.0 as usize) {
+            rekey(c);
+            c.flags |= cf::IN_HASHED;
+        }
+        self.hash(id);
+    }
+
+    /// Takes an entry out of both indexes; it stays in the slab and the wheel.
+    pub(crate) fn unhash(&mut self, id: ConnId) {
+        self.unhash_in(id);
+        self.unhash_out(id);
+    }
+
     fn unhash_out(&mut self, id: ConnId) {
         let Some(c) = self.slab.get(id.0 as usize) else { return };
         if c.flags & cf::OUT_HASHED == 0 {
@@ -200,12 +219,13 @@ impl ConnTable {
         self.remove_unarmed(id)
     }
 
-    /// Removes an entry that `pop_due` already took out of the wheel.
+    /// Removes an entry that `pop_due` already took out of the wheel. The entry is returned as
+    /// it was, its index flags included, so the caller can undo what they stood for.
     pub(crate) fn remove_unarmed(&mut self, id: ConnId) -> Option<Conn> {
+        let c = self.slab.get(id.0 as usize)?.clone();
         self.unhash_in(id);
         self.unhash_out(id);
         let slot = self.slab.get_mut(id.0 as usize)?;
-        let c = slot.clone();
         slot.flags |= cf::FREE;
         self.free.push(id.0);
         self.live -= 1;

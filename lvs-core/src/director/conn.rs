@@ -5,17 +5,25 @@
 use super::Director;
 use crate::addr::{raw, Af};
 use crate::conn::{cf, Conn, ConnId, NIL};
-use crate::dest::{DestId, FwdMethod, F_AVAILABLE};
+use crate::dest::{DestId, FwdMethod};
 use crate::error::Reason;
 use crate::proto::{self, tcp::TcpState};
 use crate::time::Instant;
 use crate::wire::{ipproto, PacketMeta};
 
+/// The timeout `ip_vs_conn_expire` gives an entry that still controls connections (`60*HZ`).
+const EXPIRE_LATER_MS: u32 = 60_000;
+
 impl Director {
-    /// The flags a connection to `dest` starts with (`dest->conn_flags`).
+    /// The flags a connection of family `af` to `dest` starts with (`dest->conn_flags`, and the
+    /// server's own family, `cp->daf`).
     pub(super) fn conn_flags(&self, dest: DestId, af: Af) -> u16 {
-        let fwd = self.dests.get(dest).map_or(FwdMethod::Route, |d| d.cfg.fwd);
+        let d = self.dests.get(dest);
+        let fwd = d.map_or(FwdMethod::Route, |d| d.cfg.fwd);
         let mut f = Conn::fwd_bits(fwd) | cf::INACTIVE;
+        if d.is_some_and(|d| Af::of(&d.cfg.endpoint.addr) == Af::V6) {
+            f |= cf::DEST_V6;
+        }
         if !matches!(fwd, FwdMethod::Masq | FwdMethod::FullNat) {
             f |= cf::NOOUTPUT;
         }
@@ -70,7 +78,7 @@ impl Director {
             dest: dest.0,
             control,
             timeout_ms: 3000,
-            expires: now.as_nanos() + 3_000_000_000,
+            expires: crate::time::after_ms(now, 3000),
             ..Conn::BLANK
         };
         let id = self.insert(c).ok_or(Reason::TableFull)?;
@@ -106,18 +114,34 @@ impl Director {
         }
     }
 
-    /// `ip_vs_conn_expire`: a template that still controls connections waits another period;
+    /// `ip_vs_conn_expire`: an entry that still controls connections goes the `expire_later`
+    /// way — its timeout becomes 60 s, so this wait and every later use of the template
+    /// (`ip_vs_conn_put` re-arms with `cp->timeout`) count 60 s, not the service's `-p`;
     /// anything else is freed.
     pub(super) fn expire(&mut self, now: Instant, id: ConnId) {
         let Some(c) = self.conns.get_mut(id) else { return };
         if c.n_control > 0 {
-            c.expires = now.as_nanos() + u64::from(c.timeout_ms) * 1_000_000;
+            c.timeout_ms = EXPIRE_LATER_MS;
+            c.expires = crate::time::after_ms(now, EXPIRE_LATER_MS);
             self.conns.relink(id);
+            if self.sync.is_master() {
+                let threshold = self.sync.params().threshold;
+                self.sync_conn(now, id, threshold);
+            }
             return;
         }
         if let Some(c) = self.conns.remove_unarmed(id) {
             self.release(id, &c);
         }
+    }
+
+    /// Takes an entry out of both indexes, so a new flow with its tuple can be made while it
+    /// waits to be freed.
+    pub(super) fn unhash_conn(&mut self, id: ConnId) {
+        if self.conns.get(id).is_some_and(|c| c.flags & cf::OUT_HASHED != 0) {
+            self.nat_conns = self.nat_conns.saturating_sub(1);
+        }
+        self.conns.unhash(id);
     }
 
     /// Frees an entry that is still armed (expire-now).
@@ -171,8 +195,5 @@ impl Director {
         }
         d.check_overload_on_unbind();
         d.refcnt = d.refcnt.saturating_sub(1);
-        if d.refcnt == 0 && d.flags & F_AVAILABLE == 0 {
-            self.dests.remove(id);
-        }
     }
 }

@@ -8,13 +8,17 @@ use core::net::IpAddr;
 
 use super::{Director, Service};
 use crate::addr::{Af, Endpoint, ServiceKey};
-use crate::dest::{Dest, DestId, FwdMethod, RealServer, F_AVAILABLE, F_OVERLOAD, MAX_WEIGHT};
+use crate::dest::{Dest, DestId, FwdMethod, RealServer, F_AVAILABLE, F_OVERLOAD, MAX_WEIGHT, NO_SVC};
 use crate::error::Error;
 use crate::proto::Timeouts;
 use crate::sched::{SchedError, Scheduler};
-use crate::service::{ServiceConfig, ServiceView, MAX_PERSIST_TIMEOUT};
+use crate::service::{Netmask, ServiceConfig, ServiceView, MAX_PERSIST_TIMEOUT};
 use crate::stats::Stats;
 use crate::sync::{DaemonConfig, Role};
+
+/// `IP_VS_DEST_TRASH_PERIOD` (120 s): how long a deleted server stays in the trash once nothing
+/// refers to it; the trash timer runs every half period.
+pub(super) const DEST_TRASH_PERIOD_NS: u64 = 120_000_000_000;
 
 /// The sync interface MTU [`Director::execute`] gives [`Director::start_sync`]: the core knows
 /// no interfaces. It only matters to a backup started without `--sync-maxlen`, whose message
@@ -160,8 +164,11 @@ impl Director {
                 return Err(Error::BadTimeout(t));
             }
         }
-        if cfg.netmask == 0 || cfg.netmask > cfg.key.af().max_prefix() {
-            return Err(Error::BadNetmask);
+        // `ip_vs_add_service`: an IPv6 prefix must be 1..=128; an IPv4 mask is taken as given.
+        match (cfg.key.af(), cfg.netmask) {
+            (Af::V4, Netmask::V4(_)) => {}
+            (Af::V6, Netmask::V6(1..=128)) => {}
+            _ => return Err(Error::BadNetmask),
         }
         Ok(())
     }
@@ -171,9 +178,6 @@ impl Director {
             SchedError::Unknown => Error::UnknownScheduler(cfg.scheduler.clone()),
             SchedError::Invalid(m) => Error::SchedulerRejected(m),
         })?;
-        if !s.accepts_flags(cfg.sched_flags) {
-            return Err(Error::BadSchedFlags);
-        }
         Ok(s)
     }
 
@@ -186,7 +190,8 @@ impl Director {
     /// # Errors
     /// [`Error::ServiceExists`], [`Error::UnknownScheduler`], [`Error::BadNetmask`],
     /// [`Error::BadTimeout`], [`Error::PortZeroNotPersistent`], [`Error::ZeroFwmark`],
-    /// [`Error::BadSchedFlags`], [`Error::Unsupported`].
+    /// [`Error::Unsupported`]. Scheduler flags (`-b`) are kept whatever the scheduler, as the
+    /// kernel keeps them; a scheduler reads the ones it knows.
     pub fn add_service(&mut self, cfg: ServiceConfig) -> Result<(), Error> {
         if self.svc_index.contains_key(&cfg.key) {
             return Err(Error::ServiceExists);
@@ -246,6 +251,9 @@ impl Director {
         let order = self.svc(i).map(|s| s.order.clone()).unwrap_or_default();
         for id in order {
             self.retire_dest(id);
+            if let Some(d) = self.dests.get_mut(id) {
+                d.svc = NO_SVC;
+            }
         }
         self.svcs[i as usize] = None;
         self.svc_index.remove(key);
@@ -310,7 +318,10 @@ impl Director {
         if rs.l_threshold > rs.u_threshold {
             return Err(Error::BadThreshold { upper: rs.u_threshold, lower: rs.l_threshold });
         }
-        if Af::of(&rs.endpoint.addr) != svc.cfg.key.af() && rs.fwd != FwdMethod::Tunnel {
+        // `ip_vs_genl_set_cmd`: a server of the other family only behind an IP-in-IP tunnel,
+        // and not while a sync daemon runs (the sync protocol cannot carry it).
+        let syncing = self.sync_daemon(Role::Master).is_some() || self.sync_daemon(Role::Backup).is_some();
+        if Af::of(&rs.endpoint.addr) != svc.cfg.key.af() && (rs.fwd != FwdMethod::Tunnel || syncing) {
             return Err(Error::FamilyMismatch);
         }
         Ok(())
@@ -337,23 +348,32 @@ impl Director {
         if self.find_dest(svc, &rs.endpoint).is_some() {
             return Err(Error::DestExists);
         }
+        // `ip_vs_trash_get_dest`: the same server of a service with the same protocol, address
+        // and port (or fwmark) — a deleted and re-created service's included.
         let trashed = self
             .dests
             .iter()
-            .find(|(_, d)| d.svc == i && d.flags & F_AVAILABLE == 0 && d.cfg.endpoint == rs.endpoint)
+            .find(|(_, d)| d.flags & F_AVAILABLE == 0 && d.cfg.endpoint == rs.endpoint && d.vkey == *key)
             .map(|(id, _)| id);
         let nh = Self::next_hop(&self.neigh, &rs);
         let id = match trashed {
             Some(id) => {
                 if let Some(d) = self.dests.get_mut(id) {
-                    update_dest(d, rs);
+                    // `__ip_vs_update_dest` binding a server to a service it did not belong
+                    // to (its own was deleted): its counters start from zero.
+                    if d.svc != i {
+                        d.stats = Stats::default();
+                        d.svc = i;
+                    }
+                    update_dest(d, rs, true);
                     d.flags |= F_AVAILABLE;
+                    d.idle_since = None;
                     d.nh = nh;
                 }
                 id
             }
             None => {
-                let id = self.dests.insert(rs, i);
+                let id = self.dests.insert(rs, i, *key);
                 if let Some(d) = self.dests.get_mut(id) {
                     d.nh = nh;
                 }
@@ -369,7 +389,10 @@ impl Director {
             svc.order.remove(0);
             let view = ServiceView::new(&svc.order, &self.dests, svc.cfg.sched_flags);
             svc.sched.del_dest(&view, id, 0);
-            self.retire_unlinked(id);
+            match trashed {
+                Some(_) => self.retire_unlinked(id),
+                None => self.dests.remove(id),
+            }
             return Err(match e {
                 SchedError::Invalid(m) => Error::SchedulerRejected(m),
                 SchedError::Unknown => Error::SchedulerRejected("add"),
@@ -390,7 +413,7 @@ impl Director {
         let (_, id) = self.find_dest(svc, &rs.endpoint).ok_or(Error::NoSuchDest)?;
         let nh = Self::next_hop(&self.neigh, &rs);
         if let Some(d) = self.dests.get_mut(id) {
-            update_dest(d, rs);
+            update_dest(d, rs, false);
             d.nh = nh;
         }
         if let Some(svc) = self.svcs.get_mut(i as usize).and_then(Option::as_mut) {
@@ -428,26 +451,56 @@ impl Director {
         self.retire_unlinked(id);
     }
 
-    /// Marks an unlinked server unavailable and frees it when nothing refers to it.
+    /// Marks an unlinked server unavailable and throws it into the trash (`__ip_vs_del_dest`),
+    /// starting the trash timer half a period from now when the trash was empty. The timer
+    /// ([`Director::tick`]) frees it once it has been unreferenced for a whole period.
     fn retire_unlinked(&mut self, id: DestId) {
-        let free = match self.dests.get_mut(id) {
-            Some(d) => {
-                d.flags &= !F_AVAILABLE;
-                d.refcnt == 0
-            }
-            None => false,
-        };
-        if free {
-            self.dests.remove(id);
+        let Some(d) = self.dests.get_mut(id) else { return };
+        d.flags &= !F_AVAILABLE;
+        d.idle_since = None;
+        if self.trash_next.is_none() {
+            self.trash_next = Some(self.clock.saturating_add(DEST_TRASH_PERIOD_NS / 2));
         }
     }
 }
 
-/// `__ip_vs_update_dest`: applies a configuration to a server.
-fn update_dest(d: &mut Dest, rs: RealServer) {
+impl Director {
+    /// `ip_vs_dest_trash_expire`: a deleted server with no connection left is first marked idle,
+    /// and freed at a later run once it has been idle for a whole period; the timer re-arms
+    /// every half period while the trash holds anything.
+    pub(super) fn expire_trash(&mut self, now: u64) {
+        let mut free = Vec::new();
+        let mut left = false;
+        for (id, d) in self.dests.iter_mut_with_ids() {
+            if d.flags & F_AVAILABLE != 0 {
+                continue;
+            }
+            match d.idle_since {
+                _ if d.refcnt > 0 => left = true,
+                Some(t) if now >= t.saturating_add(DEST_TRASH_PERIOD_NS) => free.push(id),
+                Some(_) => left = true,
+                None => {
+                    d.idle_since = Some(now);
+                    left = true;
+                }
+            }
+        }
+        for id in free {
+            self.dests.remove(id);
+        }
+        self.trash_next = left.then(|| now.saturating_add(DEST_TRASH_PERIOD_NS / 2));
+    }
+}
+
+/// `__ip_vs_update_dest`: applies a configuration to a server; `add` when it is (re)linked into
+/// its service, which sets `last_weight` from the new weight even when that is 0.
+fn update_dest(d: &mut Dest, rs: RealServer, add: bool) {
     if rs.u_threshold == 0 || rs.u_threshold > d.cfg.u_threshold {
         d.flags &= !F_OVERLOAD;
     }
     d.set_weight(rs.weight);
+    if add {
+        d.last_weight = rs.weight;
+    }
     d.cfg = rs;
 }

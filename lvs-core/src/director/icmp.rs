@@ -36,7 +36,7 @@ impl Director {
         if let Some(id) = self.conns.find_in(&key) {
             let Some(c) = self.conns.get(id) else { return Verdict::NotMine };
             let Some(dest) = c.dest_id() else { return Verdict::NotMine };
-            let (fwd, daddr, dport) = (c.fwd(), from_raw(c.af(), &c.daddr), c.dport);
+            let (fwd, daddr, dport) = (c.fwd(), from_raw(c.daf(), &c.daddr), c.dport);
             if !self.dest_available(dest) {
                 return self.drop(Reason::DestUnavailable);
             }

@@ -105,10 +105,22 @@ impl Director {
                 return self.fnat_out(now, frame, meta, id);
             }
         }
+        // With no service left the kernel's hooks are gone (5.7+ registers them only while a
+        // service exists): a surviving connection's segment meets the director's own stack,
+        // which resets it; anything else is the application's.
+        if self.svc_index.is_empty() {
+            return match found {
+                Some(_) if meta.proto == ipproto::TCP => self.reset(frame, meta),
+                _ => Verdict::NotMine,
+            };
+        }
+        // An entry given up for a new flow (`ip_vs_conn_expire_now`) only has its timer fired
+        // after this packet: it still counts on its server while the new flow is scheduled.
+        let mut stale = None;
         if let Some(id) = found {
             if meta.proto == ipproto::TCP && meta.tcp_flags & flags::SYN != 0 {
                 if self.should_reschedule(id) {
-                    self.expire_now(id);
+                    stale = Some(id);
                     found = None;
                 } else if let Some(c) = self.conns.get(id).filter(|c| c.state == TcpState::SynRecv as u8) {
                     if let (Some(d), 0) = (c.dest_id(), meta.tcp_flags & flags::ACK) {
@@ -127,16 +139,25 @@ impl Director {
                 if !self.cfg.expire_nodest_conn {
                     return self.drop(Reason::DestUnavailable);
                 }
-                self.expire_now(id);
+                stale = Some(id);
                 found = None;
             }
         }
         let id = match found {
             Some(id) => id,
-            None => match self.new_flow(now, frame, meta) {
-                Ok(id) => id,
-                Err(v) => return v,
-            },
+            None => {
+                if let Some(s) = stale {
+                    self.unhash_conn(s);
+                }
+                let new = self.new_flow(now, frame, meta);
+                if let Some(s) = stale {
+                    self.expire_now(s);
+                }
+                match new {
+                    Ok(id) => id,
+                    Err(v) => return v,
+                }
+            }
         };
         if let Frag::First(fid) = meta.frag {
             self.frags.remember(now, meta, fid, id, key);
@@ -149,9 +170,16 @@ impl Director {
         self.dests.get(id).is_some_and(|d| d.flags & F_AVAILABLE != 0)
     }
 
-    /// The SYN-reuse rule of `ip_vs_in` (kernel 5.16+), without conntrack's drop.
+    /// The SYN-reuse rule of `ip_vs_in_hook` (kernel 5.16+), without conntrack's drop: nothing
+    /// is rescheduled with `conn_reuse_mode` 0; a connection to a quiesced server is with
+    /// `expire_nodest_conn`; otherwise `is_new_conn_expected` decides, and it never reuses a
+    /// connection a template controls (`cp->control`).
     fn should_reschedule(&self, id: ConnId) -> bool {
         let Some(c) = self.conns.get(id) else { return false };
+        let mode = self.cfg.conn_reuse_mode;
+        if mode == 0 {
+            return false;
+        }
         if self.cfg.expire_nodest_conn {
             if let Some(d) = c.dest_id().and_then(|d| self.dests.get(d)) {
                 if d.cfg.weight == 0 {
@@ -159,8 +187,7 @@ impl Director {
                 }
             }
         }
-        let mode = self.cfg.conn_reuse_mode;
-        if mode == 0 || c.proto != ipproto::TCP {
+        if c.control != NIL || c.proto != ipproto::TCP {
             return false;
         }
         let st = TcpState::from_u8(c.state);
@@ -244,7 +271,7 @@ impl Director {
         };
         // Using a template re-arms it (`ip_vs_conn_put` on the template).
         let ms = self.conns.get(tid).map_or(0, |t| t.timeout_ms);
-        self.conns.arm(tid, now.as_nanos() + u64::from(ms) * 1_000_000);
+        self.conns.arm(tid, crate::time::after_ms(now, ms));
         let dport = match self.dests.get(dest) {
             Some(d) if meta.dport == key.port() && d.cfg.endpoint.port != 0 => d.cfg.endpoint.port,
             _ => meta.dport,
@@ -256,15 +283,16 @@ impl Director {
         Ok(id)
     }
 
-    /// Counts a packet in the global, service and server statistics.
+    /// Counts a packet in the global, service and server statistics — only while the server is
+    /// available, as `ip_vs_in_stats` and `ip_vs_out_stats` do: nothing is counted for a
+    /// deleted server.
     pub(super) fn count(&mut self, dest: DestId, bytes: u32, out: bool) {
-        let svc = self.dests.get(dest).map(|d| d.svc);
+        let Some(d) = self.dests.get_mut(dest).filter(|d| d.flags & F_AVAILABLE != 0) else { return };
+        let svc = d.svc;
         let apply = |s: &mut Stats| if out { s.packet_out(bytes) } else { s.packet_in(bytes) };
+        apply(&mut d.stats);
         apply(&mut self.stats);
-        if let Some(d) = self.dests.get_mut(dest) {
-            apply(&mut d.stats);
-        }
-        if let Some(s) = svc.and_then(|i| self.svc_mut(i)) {
+        if let Some(s) = self.svc_mut(svc) {
             apply(&mut s.stats);
         }
     }
@@ -273,7 +301,7 @@ impl Director {
     fn in_path(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
         let Some(c) = self.conns.get(id) else { return self.drop(Reason::DestUnavailable) };
         let (dest, fwd, daddr, dport, one_packet) =
-            (c.dest_id(), c.fwd(), from_raw(c.af(), &c.daddr), c.dport, c.flags & cf::ONE_PACKET != 0);
+            (c.dest_id(), c.fwd(), from_raw(c.daf(), &c.daddr), c.dport, c.flags & cf::ONE_PACKET != 0);
         match dest {
             Some(d) => self.count(d, u32::from(meta.ip_len), false),
             None => self.stats.packet_in(u32::from(meta.ip_len)),
@@ -289,7 +317,7 @@ impl Director {
             c.in_pkts = c.in_pkts.wrapping_add(1);
             c.in_pkts
         };
-        self.conns.arm(id, now.as_nanos() + u64::from(ms) * 1_000_000);
+        self.conns.arm(id, crate::time::after_ms(now, ms));
         if self.sync.is_master() {
             self.sync_conn(now, id, pkts);
         } else if one_packet && control != NIL {

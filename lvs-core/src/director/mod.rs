@@ -12,6 +12,8 @@
 //! - `conn` — connection creation, binding to servers, expiry (`ip_vs_conn.c`);
 //! - `icmp` — ICMP errors in both directions, and the refusals and resets the director sends;
 //! - `frag` — later fragments following their first;
+//! - `invariants` — what must hold after any step, for the randomized tests (feature
+//!   `testkit`);
 //! - `sync` — connection sync daemons: the master's records, the backup's application of them,
 //!   the full resync (`ip_vs_sync.c`).
 //!
@@ -24,6 +26,8 @@ mod fnat;
 mod frag;
 mod icmp;
 mod input;
+#[cfg(any(test, feature = "testkit"))]
+mod invariants;
 mod output;
 mod sync;
 
@@ -274,6 +278,11 @@ pub struct Director {
     ip_id: u16,
     sync: sync::SyncState,
     suspects: alloc::collections::VecDeque<Suspicion>,
+    /// The latest time the director was told (`process`, `tick`): control calls, which take no
+    /// time, start the dest trash timer from it.
+    clock: u64,
+    /// When the dest trash timer runs next, while the trash holds servers.
+    trash_next: Option<u64>,
 }
 
 impl Director {
@@ -302,6 +311,8 @@ impl Director {
             ip_id: 0,
             sync: sync::SyncState::default(),
             suspects: alloc::collections::VecDeque::new(),
+            clock: 0,
+            trash_next: None,
         }
     }
 
@@ -441,14 +452,15 @@ impl Director {
     // ----- time -----
 
     fn start_clock(&mut self, now: Instant) {
+        self.clock = self.clock.max(now.as_nanos());
         self.conns.wheel.start(now.as_nanos());
         if self.next_est.is_none() {
-            self.next_est = Some(now.as_nanos() + EST_INTERVAL_NS);
+            self.next_est = Some(now.as_nanos().saturating_add(EST_INTERVAL_NS));
         }
     }
 
-    /// Expires connections whose time has come, runs the rate estimator every 2 s and lets
-    /// schedulers age their caches. Call it by [`Director::next_deadline`].
+    /// Expires connections whose time has come, empties the dest trash of servers unreferenced
+    /// for 120 s, runs the rate estimator every 2 s and lets schedulers age their caches. Call it by [`Director::next_deadline`].
     ///
     /// DoS warning: the work grows with the number of entries that expire at once.
     ///
@@ -476,6 +488,9 @@ impl Director {
             self.expire(now, id);
         }
         self.due = due;
+        if self.trash_next.is_some_and(|t| now.as_nanos() >= t) {
+            self.expire_trash(now.as_nanos());
+        }
         if let Some(mut t) = self.next_est {
             if now.as_nanos() >= t {
                 if now.as_nanos() - t > 10 * EST_INTERVAL_NS {
@@ -483,7 +498,13 @@ impl Director {
                 }
                 while now.as_nanos() >= t {
                     self.estimate();
-                    t += EST_INTERVAL_NS;
+                    match t.checked_add(EST_INTERVAL_NS) {
+                        Some(next) => t = next,
+                        None => {
+                            t = u64::MAX;
+                            break;
+                        }
+                    }
                 }
                 self.next_est = Some(t);
                 for s in self.svcs.iter_mut().flatten() {
@@ -509,7 +530,7 @@ impl Director {
     pub fn next_deadline(&self) -> Option<Instant> {
         let wheel = self.conns.wheel.next_deadline();
         let est = if self.svc_index.is_empty() { None } else { self.next_est };
-        [wheel, est, self.sync_deadline()].into_iter().flatten().min().map(Instant)
+        [wheel, est, self.sync_deadline(), self.trash_next].into_iter().flatten().min().map(Instant)
     }
 }
 

@@ -41,6 +41,6 @@ impl Director {
         }
         self.set_state(id, true, meta.tcp_flags);
         let ms = self.conns.get(id).map_or(0, |c| c.timeout_ms);
-        self.conns.arm(id, now.as_nanos() + u64::from(ms) * 1_000_000);
+        self.conns.arm(id, crate::time::after_ms(now, ms));
     }
 }

@@ -396,7 +396,7 @@ impl Director {
             state: u16::from(c.state),
             caddr: from_raw(af, &c.caddr),
             vaddr: from_raw(af, &c.vaddr),
-            daddr: from_raw(af, &c.daddr),
+            daddr: from_raw(c.daf(), &c.daddr),
             cport: c.cport,
             vport: c.vport,
             dport: c.dport,
@@ -534,7 +534,7 @@ impl Director {
             }
         };
         c.timeout_ms = secs * 1000;
-        self.conns.arm(id, now.as_nanos() + u64::from(secs) * 1_000_000_000);
+        self.conns.arm(id, now.as_nanos().saturating_add(u64::from(secs) * 1_000_000_000));
         Ok(())
     }
 
@@ -605,7 +605,7 @@ impl Director {
         let fwd = match dest {
             Some(d) => {
                 let own = self.conn_flags(d, af);
-                flags |= own & (cf::FWD_MASK | cf::NOOUTPUT | cf::V6);
+                flags |= own & (cf::FWD_MASK | cf::NOOUTPUT | cf::V6 | cf::DEST_V6);
                 if template {
                     flags |= own & cf::INACTIVE;
                 }
@@ -623,7 +623,7 @@ impl Director {
                     flags |= cf::NOOUTPUT;
                 }
                 if af == Af::V6 {
-                    flags |= cf::V6;
+                    flags |= cf::V6 | cf::DEST_V6;
                 }
                 fwd
             }

@@ -69,12 +69,14 @@ pub(crate) fn xmit(frame: &mut Frame, meta: &PacketMeta, t: &Tunnel) -> Result<(
     let outer_af = Af::of(&t.dst);
     let over = overhead(outer_af);
     let inner_len = usize::from(meta.ip_len);
+    // `__ip_vs_get_out_rt`: the TTL is decremented (or the packet refused as expired) before
+    // the MTU is checked, so an error quotes the decremented header.
+    trim_padding(frame, meta);
+    decrement_ttl(frame.data_mut(), meta)?;
     if inner_len + over > usize::from(t.mtu) {
         let mtu = usize::from(t.mtu).saturating_sub(over) as u16;
         return Err(TunError::TooBig { mtu, df: meta.df });
     }
-    trim_padding(frame, meta);
-    decrement_ttl(frame.data_mut(), meta)?;
     let l3 = usize::from(meta.l3);
     let data = frame.data();
     let (tos, ttl) = match meta.af {

@@ -5,32 +5,9 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use core::fmt::Write;
 
-use super::command::parse_host;
-use crate::addr::{Endpoint, Proto, ServiceKey};
+use crate::addr::{Endpoint, ServiceKey};
 use crate::director::Director;
 use crate::error::Error;
-
-/// The service `-G` names after its verb (`-t|-u ADDR:PORT`, `-n` allowed), or `None` for
-/// every service.
-///
-/// # Errors
-/// A message as ipvsadm would print it for an option this listing does not take.
-pub fn laddr_service<S: AsRef<str>>(args: &[S]) -> Result<Option<ServiceKey>, String> {
-    let mut key = None;
-    let mut it = args.iter().map(AsRef::as_ref);
-    while let Some(a) = it.next() {
-        let proto = match a {
-            "-n" | "--numeric" => continue,
-            "-t" | "--tcp-service" => Proto::Tcp,
-            "-u" | "--udp-service" => Proto::Udp,
-            other => return Err(format!("unknown option '{other}'")),
-        };
-        let v = it.next().ok_or_else(|| format!("option {a} needs a value"))?;
-        let (addr, port) = parse_host(v, 0)?;
-        key = Some(ServiceKey::Inet { proto, addr, port });
-    }
-    Ok(key)
-}
 
 /// The `-G` listing of one service, or of every service that has local addresses: DPVS's
 /// title, then per service its `VIP:VPORT` and number of addresses, then one line per
@@ -79,7 +56,7 @@ mod tests {
         let mut d = Director::new(DirectorConfig::default(), factory);
         restore(&mut d, "-A -t 10.0.0.1:80 -s first\n-a -t 10.0.0.1:80 -r 192.168.0.2:8080 -b\n-P -t 10.0.0.1:80 -z 192.168.0.200\n-P -t 10.0.0.1:80 -z 192.168.0.201\n")
             .unwrap();
-        let key = laddr_service(&["-t", "10.0.0.1:80"]).unwrap();
+        let key = Some(ServiceKey::tcp("10.0.0.1".parse().unwrap(), 80));
         // DPVS: "%-20s %-8s %-20s %-10s %-10s" for the title and each address (its first two
         // columns empty), "%-20s %-8u " for the service.
         let pad = " ".repeat(30);
@@ -93,6 +70,15 @@ mod tests {
         assert_eq!(list_laddrs(&d, None).unwrap(), want);
         let other = ServiceKey::tcp("10.0.0.9".parse().unwrap(), 80);
         assert_eq!(list_laddrs(&d, Some(&other)), Err(Error::NoSuchService));
+        // The same through a whole invocation, and DPVS's words for what fails.
+        let run = |d: &mut Director, args: &[&str]| super::super::cli::run(d, crate::Instant::ZERO, args, "");
+        assert_eq!(run(&mut d, &["-G", "-t", "10.0.0.1:80"]).stdout, want);
+        let gone = run(&mut d, &["-G", "-t", "10.0.0.9:80"]);
+        assert_eq!((gone.stderr.as_str(), gone.status), ("Service not defined\n", 255));
+        let twice = run(&mut d, &["-P", "-t", "10.0.0.1:80", "-z", "192.168.0.200"]);
+        assert_eq!((twice.stderr.as_str(), twice.status), ("Local address already exists\n", 255));
+        let none = run(&mut d, &["-Q", "-t", "10.0.0.1:80", "-z", "192.168.0.9"]);
+        assert_eq!(none.stderr, "No such Local address\n");
     }
 
     #[test]

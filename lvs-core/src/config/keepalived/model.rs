@@ -161,7 +161,7 @@ impl VirtualServer {
         let mut s = ServiceConfig::new(key, &self.scheduler);
         s.persistent = self.persistence;
         if let Some(p) = self.granularity {
-            s.netmask = p;
+            s = s.netmask(p);
         }
         s.one_packet = self.one_packet;
         s.sched_flags = self.sched_flags;

@@ -189,3 +189,61 @@ fn the_setup_follows_checktype() {
          -a -t 192.0.2.3:80 -r 10.0.0.9:8080 -m -w 1\n"
     );
 }
+
+#[test]
+fn a_reload_keeps_what_stays_and_refuses_a_bad_file_whole() {
+    use crate::health::{Detail, Outcome, State};
+    let first = ok("virtual=192.0.2.2:80\n\treal=10.0.0.2 gate 2\n\tchecktype=on\n\tscheduler=first\n\
+                    virtual=192.0.2.3:80\n\treal=10.0.0.3 masq\n\treal=10.0.0.4 masq\n\tchecktype=connect\n\tscheduler=first\n");
+    let mut d = crate::Director::new(DirectorConfig::default(), factory);
+    let mut m = crate::health::Monitor::new(1);
+    let t0 = crate::Instant::ZERO;
+    first.config.apply(&mut d, &mut m, t0).unwrap();
+    let key = ServiceKey::tcp(ip("192.0.2.3"), 80);
+    let rs3 = m.find(&key, &crate::Endpoint::new(ip("10.0.0.3"), 80)).unwrap();
+    // 10.0.0.3 passes its check (ldirectord: one pass is enough) and goes in at weight 1.
+    while let Some(p) = m.poll(t0) {
+        let outcome = if p.server == rs3 { Outcome::up(Detail::Passed) } else { Outcome::down(Detail::Refused) };
+        m.report(&mut d, t0, p.id, outcome).unwrap();
+    }
+    assert_eq!(m.server(rs3).unwrap().state(), State::Up);
+
+    // The new file: 10.0.0.2 re-weighted, 10.0.0.4 gone, 10.0.0.5 new, a new service.
+    let second = ok("virtual=192.0.2.2:80\n\treal=10.0.0.2 gate 5\n\tchecktype=on\n\tscheduler=first\n\
+                     virtual=192.0.2.3:80\n\treal=10.0.0.3 masq\n\treal=10.0.0.5 masq\n\tchecktype=connect\n\tscheduler=first\n\
+                     virtual=192.0.2.4:80\n\treal=10.0.0.6 gate\n\tchecktype=on\n\tscheduler=first\n");
+    let t1 = t0 + Duration::from_secs(1);
+    let r = second.config.deployment().reload(&mut d, &mut m, t1).unwrap();
+    assert!(!r.commands.iter().any(|c| matches!(c, Command::Clear | Command::DelService(_))));
+    let e = |a: &str| (key, crate::Endpoint::new(ip(a), 80));
+    assert_eq!((r.checks_stopped, r.checks_started), (alloc::vec![e("10.0.0.4")], alloc::vec![e("10.0.0.5")]));
+    // The unchanged checked server kept its check state, its handle and its place.
+    let s3 = m.server(rs3).unwrap();
+    assert_eq!((s3.state(), s3.since()), (State::Up, t0));
+    let mut table: Vec<String> = save(&d).lines().map(String::from).collect();
+    table.sort();
+    // What ipvsadm -Sn shows once ldirectord has done the same: the new server starts down
+    // (quiescent: in at weight 0), the unchecked ones at their weights.
+    assert_eq!(
+        table,
+        [
+            "-A -t 192.0.2.2:80 -s first",
+            "-A -t 192.0.2.3:80 -s first",
+            "-A -t 192.0.2.4:80 -s first",
+            "-a -t 192.0.2.2:80 -r 10.0.0.2:80 -g -w 5",
+            "-a -t 192.0.2.3:80 -r 10.0.0.3:80 -m -w 1",
+            "-a -t 192.0.2.3:80 -r 10.0.0.5:80 -m -w 0",
+            "-a -t 192.0.2.4:80 -r 10.0.0.6:80 -g -w 1",
+        ]
+    );
+
+    // A file with a server given twice is refused at its line, and nothing changes.
+    let before = save(&d);
+    let bad = ok(
+        "virtual=192.0.2.3:80\n\treal=10.0.0.3 masq\n\treal=10.0.0.3 masq\n\tchecktype=connect\n\tscheduler=first\n",
+    );
+    let err = bad.config.deployment().reload(&mut d, &mut m, t1).unwrap_err();
+    assert_eq!((err.line, err.kind), (3, ErrorKind::Duplicate));
+    assert_eq!(save(&d), before);
+    assert_eq!(m.server(rs3).unwrap().state(), State::Up);
+}

@@ -1,0 +1,367 @@
+//! `examples/director` and `examples/lvsadm` as an operator runs them (root; CI runs as root):
+//! the built binaries, started in the namespace lab's director namespace with a rule file or a
+//! keepalived.conf, kernel HTTP servers behind them and `curl` in front; `lvsadm` drives the
+//! director as ipvsadm would; SIGHUP reloads an edited file while a connection stays open;
+//! SIGTERM stops it. Also, without root, the control protocol's codec (`common/control.rs`).
+//!
+//! The binaries are built by `cargo build --example director --example lvsadm` from here (a
+//! no-op when `cargo test --workspace` built them already), in this test's profile.
+
+#[path = "../examples/common/control.rs"]
+#[allow(dead_code)]
+mod control;
+#[path = "../examples/common/lab.rs"]
+#[allow(dead_code)]
+mod lab;
+#[path = "../examples/common/netns.rs"]
+#[allow(dead_code)]
+mod netns;
+#[path = "../examples/common/netns_lab.rs"]
+#[allow(dead_code)]
+mod netns_lab;
+#[path = "../examples/common/root.rs"]
+mod root;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use lab::{Mode, VIP};
+use lvs::core::neigh::MacAddr;
+use netns_lab::{server_ip, server_mac, Topology, CLIENT_IP, CLIENT_MAC};
+
+/// The built example `name`, in this test's profile (`target/<profile>/examples/<name>`).
+/// Where the director serves its metrics, inside its namespace.
+const METRICS: &str = "127.0.0.1:9100";
+
+fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let profile_dir = BUILT.get_or_init(|| {
+        // target/<profile>/deps/director-<hash>
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "--example", "director", "--example", "lvsadm", "--manifest-path"]);
+        cargo.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cargo.arg("--release");
+        }
+        assert!(cargo.status().unwrap().success(), "cargo build of the examples failed");
+        dir
+    });
+    profile_dir.join("examples").join(name)
+}
+
+/// A director process in the lab's director namespace, with its socket and files; killed and
+/// its files removed when dropped.
+struct Director {
+    child: Option<Child>,
+    socket: PathBuf,
+    dir: PathBuf,
+}
+
+impl Director {
+    /// Starts `examples/director` with `config` (`--rules FILE` or `--keepalived FILE`, the
+    /// file written from `text`) for `servers` real servers of `mode`, and waits until `lvsadm`
+    /// gets an answer.
+    fn start(topo: &Topology, mode: Mode, servers: usize, flag: &str, text: &str, tag: &str) -> Director {
+        let dir = std::env::temp_dir().join(format!("lvs-director-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config");
+        std::fs::write(&config, text).unwrap();
+        let socket = dir.join("director.sock");
+        let mut cmd = topo.director.command(binary("director"));
+        cmd.args([flag, config.to_str().unwrap(), "--port", "eth0"]);
+        cmd.args(["--control", socket.to_str().unwrap(), "--procfs", dir.join("proc").to_str().unwrap()]);
+        cmd.args(["--refresh", "0.2", "--gateway", &format!("{}@eth0", MacAddr(CLIENT_MAC))]);
+        cmd.args(["--metrics", METRICS]);
+        for i in 0..servers {
+            cmd.args(["--neigh", &format!("{}={}@eth0", server_ip(mode, i), MacAddr(server_mac(i)))]);
+        }
+        cmd.args(["--neigh", &format!("{}={}@eth0", Ipv4Addr::from(CLIENT_IP), MacAddr(CLIENT_MAC))]);
+        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut d = Director { child: Some(child), socket, dir };
+        let start = Instant::now();
+        while d.lvsadm(&["-L", "-n"], "").status.code() != Some(0) {
+            assert!(start.elapsed() < Duration::from_secs(20), "the director did not answer: {}", d.stop().1);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    /// Runs the built `lvsadm` against this director.
+    fn lvsadm(&self, args: &[&str], stdin: &str) -> Output {
+        let mut c = Command::new(binary("lvsadm"))
+            .args(["--socket", self.socket.to_str().unwrap()])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    }
+
+    /// `lvsadm` that must succeed; its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.lvsadm(args, "");
+        assert_eq!(out.status.code(), Some(0), "lvsadm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The rule lines of `lvsadm -S -n`, sorted.
+    fn rules(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.ok(&["-S", "-n"]).lines().map(String::from).collect();
+        lines.sort();
+        lines
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    }
+
+    /// SIGTERM, then waits (at most 10 s) for the exit: its status, standard output and error.
+    fn stop(&mut self) -> (Option<i32>, String, String) {
+        let Some(mut child) = self.child.take() else { return (None, String::new(), String::new()) };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s.code();
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let (mut out, mut err) = (String::new(), String::new());
+        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        (status, out, err)
+    }
+}
+
+impl Drop for Director {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One `curl` from the client: the number of the server that answered (1-based), if any.
+fn fetch(topo: &Topology) -> Option<usize> {
+    let url = format!("http://{}/", Ipv4Addr::from(VIP));
+    let body = topo.client.exec("curl", &["-s", "--max-time", "3", &url]).ok()?;
+    body.trim().strip_prefix("rs")?.parse().ok()
+}
+
+/// A TCP connection from the client's namespace to the VIP, opened and left idle.
+fn hold_open(topo: &Topology) -> TcpStream {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            topo.client.enter().unwrap();
+            let to = SocketAddr::from((VIP, 80));
+            TcpStream::connect_timeout(&to, Duration::from_secs(3)).unwrap()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// An HTTP request on a held connection: the page's server.
+fn request(mut c: TcpStream) -> String {
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut page = String::new();
+    c.read_to_string(&mut page).unwrap();
+    page.lines().last().unwrap_or_default().trim().to_string()
+}
+
+/// Waits (at most 10 s) until `done` holds.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn netns_names() -> String {
+    Command::new("ip").args(["netns", "list"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into()).unwrap()
+}
+
+fn operate(mode: Mode) {
+    if !root::can_run(true, &["ip", "curl", "python3", "sysctl", "kill"]) {
+        return;
+    }
+    let tag = match mode {
+        Mode::Nat => "dnat",
+        _ => "ddr",
+    };
+    let (method, fwd) = match mode {
+        Mode::Nat => ("-m", "Masq"),
+        _ => ("-g", "Route"),
+    };
+    let topo = Topology::build(mode, 3, tag).unwrap();
+    for i in 0..3 {
+        topo.serve(i, &format!("rs{}", i + 1), &AtomicBool::new(false)).unwrap();
+    }
+    let rs: Vec<String> = (0..3).map(|i| server_ip(mode, i).to_string()).collect();
+    let vip = format!("{}:80", Ipv4Addr::from(VIP));
+    let rules = format!(
+        "-A -t {vip} -s rr\n-a -t {vip} -r {}:80 {method} -w 1\n-a -t {vip} -r {}:80 {method} -w 1\n",
+        rs[0], rs[1]
+    );
+    let mut d = Director::start(&topo, mode, 3, "--rules", &rules, tag);
+
+    // ipvsadm 1.31's listing of that table, byte for byte (as in the oracle traces).
+    let listing = format!(
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port Scheduler Flags\n  \
+         -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         TCP  {vip} rr\n  \
+         -> {:<28} {fwd:<7} 1      0          0         \n  \
+         -> {:<28} {fwd:<7} 1      0          0         \n",
+        format!("{}:80", rs[0]),
+        format!("{}:80", rs[1])
+    );
+    assert_eq!(d.ok(&["-L", "-n"]), listing);
+    // rr takes the newest server first, then goes round.
+    let answers: Vec<Option<usize>> = (0..4).map(|_| fetch(&topo)).collect();
+    assert_eq!(answers, [Some(2), Some(1), Some(2), Some(1)]);
+
+    // Driven as with ipvsadm: add rs3, quiesce rs1, delete rs2.
+    assert_eq!(d.ok(&["-a", "-t", &vip, "-r", &format!("{}:80", rs[2]), method, "-w", "1"]), "");
+    assert_eq!(d.ok(&["-e", "-t", &vip, "-r", &format!("{}:80", rs[0]), method, "-w", "0"]), "");
+    assert_eq!(d.ok(&["-d", "-t", &vip, "-r", &format!("{}:80", rs[1])]), "");
+    let mut want = vec![
+        format!("-A -t {vip} -s rr"),
+        format!("-a -t {vip} -r {}:80 {method} -w 0", rs[0]),
+        format!("-a -t {vip} -r {}:80 {method} -w 1", rs[2]),
+    ];
+    want.sort();
+    assert_eq!(d.rules(), want);
+    // ipvsadm's exit statuses and messages: 255 for what the kernel refuses (and for what popt
+    // refuses), 2 for what ipvsadm's own checks refuse.
+    let missing = d.lvsadm(&["-d", "-t", &vip, "-r", "192.0.2.99:80"], "");
+    assert_eq!((missing.status.code(), &missing.stdout[..]), (Some(255), &b""[..]));
+    assert_eq!(String::from_utf8_lossy(&missing.stderr), "No such destination\n");
+    let ops = d.lvsadm(&["-A", "-t", "203.0.113.100:81", "-o"], "");
+    assert_eq!(ops.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&ops.stderr), "One-Packet Scheduling is only for UDP virtual services\n");
+    assert_eq!(d.lvsadm(&["-A", "-t"], "").status.code(), Some(255));
+    let answers: Vec<Option<usize>> = (0..3).map(|_| fetch(&topo)).collect();
+    assert_eq!(answers, [Some(3), Some(3), Some(3)], "rs1 quiesced, rs2 gone");
+
+    // The procfs files, as the kernel writes /proc/net/ip_vs (addresses and ports in hex).
+    let procfs = d.dir.join("proc/net/ip_vs");
+    wait_for("the procfs files", || {
+        std::fs::read_to_string(&procfs).is_ok_and(|t| t.contains("TCP  CB007164:0050 rr"))
+    });
+
+    // The Prometheus exposition, with node_exporter's names and labels: rs1 quiesced, rs3 in.
+    let weight = |i: usize, w: u32| {
+        format!(
+            "node_ipvs_backend_weight{{local_address=\"{}\",local_mark=\"\",local_port=\"80\",proto=\"TCP\",\
+             remote_address=\"{}\",remote_port=\"80\"}} {w}\n",
+            Ipv4Addr::from(VIP),
+            rs[i]
+        )
+    };
+    let url = format!("http://{METRICS}/metrics");
+    let scrape = topo.director.exec("curl", &["-sf", &url]).unwrap();
+    assert!(scrape.contains(&weight(0, 0)) && scrape.contains(&weight(2, 1)), "{scrape}");
+    assert!(scrape.contains("# TYPE lvs_drops_total counter\n"), "{scrape}");
+
+    // SIGHUP after an edit, with a connection open to rs3: wrr, rs3 re-weighted, rs2 back, rs1
+    // gone, a new service.
+    let held = hold_open(&topo);
+    let edited = format!(
+        "-A -t {vip} -s wrr\n-a -t {vip} -r {}:80 {method} -w 2\n-a -t {vip} -r {}:80 {method} -w 1\n\
+         -A -t {}:8080 -s rr\n-a -t {}:8080 -r {}:8080 {method} -w 1\n",
+        rs[2],
+        rs[1],
+        Ipv4Addr::from(VIP),
+        Ipv4Addr::from(VIP),
+        rs[0]
+    );
+    std::fs::write(d.dir.join("config"), &edited).unwrap();
+    d.signal("-HUP");
+    let mut want: Vec<String> = edited.lines().map(String::from).collect();
+    want.sort();
+    wait_for("the reloaded table", || d.rules() == want);
+    assert_eq!(request(held), "rs3", "the open connection survived the reload");
+    // A file that does not parse is refused whole: the table stays.
+    std::fs::write(d.dir.join("config"), "-A -t nowhere -s rr\n").unwrap();
+    d.signal("-HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.rules(), want);
+
+    let (status, out, err) = d.stop();
+    assert_eq!(status, Some(0), "clean exit on SIGTERM: {err}");
+    assert!(out.starts_with("IP Virtual Server version 1.2.1"), "the --stats table on exit: {out}");
+    assert!(err.contains("config:1:") && err.contains("reload refused"), "the bad file named: {err}");
+    let names: Vec<String> = [&topo.director, &topo.client].iter().map(|n| n.name().to_string()).collect();
+    drop(topo);
+    let left = netns_names();
+    assert!(names.iter().all(|n| !left.contains(n.as_str())), "namespaces left: {left}");
+}
+
+#[test]
+fn dr_director_driven_by_lvsadm() {
+    operate(Mode::Dr);
+}
+
+#[test]
+fn nat_director_driven_by_lvsadm() {
+    operate(Mode::Nat);
+}
+
+#[test]
+fn keepalived_health_checks_drop_a_killed_server() {
+    if !root::can_run(true, &["ip", "curl", "python3", "sysctl", "kill"]) {
+        return;
+    }
+    let topo = Topology::build(Mode::Dr, 3, "dka").unwrap();
+    for i in 0..3 {
+        topo.serve(i, &format!("rs{}", i + 1), &AtomicBool::new(false)).unwrap();
+    }
+    let real = |i: usize| {
+        format!(
+            "    real_server {} 80 {{\n        weight 1\n        TCP_CHECK {{\n            connect_timeout 1\n        }}\n    }}\n",
+            server_ip(Mode::Dr, i)
+        )
+    };
+    let conf = format!(
+        "virtual_server {} 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n{}{}{}}}\n",
+        Ipv4Addr::from(VIP),
+        real(0),
+        real(1),
+        real(2)
+    );
+    let mut d = Director::start(&topo, Mode::Dr, 3, "--keepalived", &conf, "dka");
+    let rs2 = format!("{}:80", server_ip(Mode::Dr, 1));
+    assert!(d.ok(&["-L", "-n"]).contains(&rs2), "keepalived puts checked servers in at start");
+    wait_for("three servers up", || d.ok(&["--health"]).matches(" UP ").count() == 3);
+    // rs2's HTTP server dies: its TCP check fails and keepalived's reaction takes it out.
+    topo.servers[1].0.kill_all();
+    wait_for("rs2 out of the table", || !d.ok(&["-L", "-n"]).contains(&rs2));
+    assert!(d.ok(&["--health"]).lines().any(|l| l.contains(&rs2) && l.contains("DOWN")));
+    let answers: Vec<Option<usize>> = (0..4).map(|_| fetch(&topo)).collect();
+    assert!(answers.iter().all(|a| matches!(a, Some(1 | 3))), "the others still answer: {answers:?}");
+    let (status, _, err) = d.stop();
+    assert_eq!(status, Some(0), "{err}");
+    assert!(err.contains("down"), "the health event is logged: {err}");
+}
