@@ -25,16 +25,22 @@ pub enum FwdMethod {
     Tunnel,
     /// The real server is this host: the packet goes to the application's own stack.
     Local,
+    /// FullNAT (DPVS `-b`/`--fullnat` on a real server; Alibaba LVS): both addresses
+    /// rewritten — client → one of the service's local addresses and ports, virtual service →
+    /// real server — so replies come back to the director from servers anywhere routable.
+    FullNat,
 }
 
 impl FwdMethod {
-    /// ipvsadm's `Forward` column: `Masq`, `Route`, `Tunnel`, `Local`.
+    /// ipvsadm's `Forward` column: `Masq`, `Route`, `Tunnel`, `Local`, and `FullNat` as DPVS's
+    /// ipvsadm prints it (`fwd_name`).
     pub const fn name(self) -> &'static str {
         match self {
             FwdMethod::Masq => "Masq",
             FwdMethod::Route => "Route",
             FwdMethod::Tunnel => "Tunnel",
             FwdMethod::Local => "Local",
+            FwdMethod::FullNat => "FullNat",
         }
     }
 }

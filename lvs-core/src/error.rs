@@ -66,6 +66,12 @@ pub enum Error {
     /// A sync sysctl out of its range (named).
     #[error("invalid value for {0}")]
     BadSyncParam(&'static str),
+    /// `--add-laddr` of a local address the service already has (`EEXIST`).
+    #[error("local address already exists")]
+    LaddrExists,
+    /// `--del-laddr` of a local address the service does not have (`ENOENT`).
+    #[error("no such local address")]
+    NoSuchLaddr,
     /// A line of an `ipvsadm -R` rule file could not be read.
     #[error("line {line}: {msg}")]
     Parse {
@@ -89,9 +95,9 @@ impl Error {
         const EOPNOTSUPP: i32 = 95;
         const EAFNOSUPPORT: i32 = 97;
         match self {
-            Error::ServiceExists | Error::DestExists | Error::DaemonRunning(_) => EEXIST,
+            Error::ServiceExists | Error::DestExists | Error::DaemonRunning(_) | Error::LaddrExists => EEXIST,
             Error::NoSuchService | Error::NoDaemon(_) => ESRCH,
-            Error::NoSuchDest | Error::UnknownScheduler(_) => ENOENT,
+            Error::NoSuchDest | Error::UnknownScheduler(_) | Error::NoSuchLaddr => ENOENT,
             Error::WeightOutOfRange(_) | Error::BadThreshold { .. } => ERANGE,
             Error::FamilyMismatch => EAFNOSUPPORT,
             Error::Unsupported(_) => EOPNOTSUPP,
@@ -138,11 +144,14 @@ pub enum Reason {
     Unsupported,
     /// The next hop sits behind a port the director's configuration does not have.
     UnknownPort,
+    /// A FullNAT connection could not get a local address and port: the service has none, or
+    /// every port of every one is in use (never a shared port).
+    NoLocalPort,
 }
 
 impl Reason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
 
     /// All reasons, in counter order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -159,6 +168,7 @@ impl Reason {
         Reason::NoHeadroom,
         Reason::Unsupported,
         Reason::UnknownPort,
+        Reason::NoLocalPort,
     ];
 
     /// The counter slot of this reason.
@@ -182,6 +192,7 @@ impl Reason {
             Reason::NoHeadroom => "no-headroom",
             Reason::Unsupported => "unsupported",
             Reason::UnknownPort => "unknown-port",
+            Reason::NoLocalPort => "no-local-port",
         }
     }
 }

@@ -8,6 +8,7 @@ use core::net::{IpAddr, Ipv4Addr};
 
 use crate::addr::{mask_addr, Af, ServiceKey};
 use crate::dest::{DestId, DestView, Dests};
+use crate::laddr::ClientAddr;
 
 /// Scheduler flags `-b` (`IP_VS_SVC_F_SCHED1..3`). `sh` and `mh` read the first as *fallback*
 /// and the second as *port*.
@@ -96,6 +97,9 @@ pub struct ServiceConfig {
     pub one_packet: bool,
     /// Scheduler flags (`-b`).
     pub sched_flags: SchedFlags,
+    /// How FullNAT connections tell real servers the client's address: a TOA, or a PROXY
+    /// header (DPVS's `--proxy-protocol disable|v1|v2`). Other methods ignore it.
+    pub client_addr: ClientAddr,
 }
 
 impl ServiceConfig {
@@ -108,6 +112,7 @@ impl ServiceConfig {
             netmask: Netmask::full(key.af()),
             one_packet: false,
             sched_flags: SchedFlags::default(),
+            client_addr: ClientAddr::Toa,
         }
     }
 

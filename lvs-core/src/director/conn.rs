@@ -24,7 +24,7 @@ impl Director {
         if d.is_some_and(|d| Af::of(&d.cfg.endpoint.addr) == Af::V6) {
             f |= cf::DEST_V6;
         }
-        if fwd != FwdMethod::Masq {
+        if !matches!(fwd, FwdMethod::Masq | FwdMethod::FullNat) {
             f |= cf::NOOUTPUT;
         }
         if af == Af::V6 {
@@ -82,6 +82,10 @@ impl Director {
             ..Conn::BLANK
         };
         let id = self.insert(c).ok_or(Reason::TableFull)?;
+        if flags & cf::FULLNAT != 0 && !one_packet && !self.fnat_attach(si, id) {
+            self.expire_now(id);
+            return Err(Reason::NoLocalPort);
+        }
         self.stats.conn();
         if let Some(s) = self.svc_mut(si) {
             s.stats.conn();
@@ -127,7 +131,7 @@ impl Director {
             return;
         }
         if let Some(c) = self.conns.remove_unarmed(id) {
-            self.release(&c);
+            self.release(id, &c);
         }
     }
 
@@ -143,12 +147,16 @@ impl Director {
     /// Frees an entry that is still armed (expire-now).
     pub(super) fn expire_now(&mut self, id: ConnId) {
         if let Some(c) = self.conns.remove_armed(id) {
-            self.release(&c);
+            self.release(id, &c);
         }
     }
 
-    /// What freeing an entry undoes: the controller's count and the server binding.
-    fn release(&mut self, c: &Conn) {
+    /// What freeing an entry undoes: the controller's count, the server binding and a
+    /// FullNAT connection's local port.
+    fn release(&mut self, id: ConnId, c: &Conn) {
+        if c.flags & cf::FULLNAT != 0 {
+            self.fnat_detach(id, &c.daddr, c.dport, c.proto, c.flags & cf::V6 != 0);
+        }
         if c.flags & cf::OUT_HASHED != 0 {
             self.nat_conns = self.nat_conns.saturating_sub(1);
         }

@@ -4,6 +4,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::net::IpAddr;
 
 use super::{Director, Service};
 use crate::addr::{Af, Endpoint, ServiceKey};
@@ -51,6 +52,10 @@ pub enum Command {
     StartDaemon(Role, DaemonConfig),
     /// `--stop-daemon master|backup`, run as [`Director::stop_sync`].
     StopDaemon(Role),
+    /// `-P` / `--add-laddr -z ADDR` of DPVS's ipvsadm, run as [`Director::add_laddr`].
+    AddLaddr(ServiceKey, IpAddr),
+    /// `-Q` / `--del-laddr -z ADDR`, run as [`Director::del_laddr`].
+    DelLaddr(ServiceKey, IpAddr),
 }
 
 /// A batch that was refused: which command failed, and why.
@@ -88,6 +93,8 @@ impl Director {
             }
             Command::StartDaemon(role, cfg) => self.start_sync(*role, cfg, COMMAND_MTU),
             Command::StopDaemon(role) => self.stop_sync(*role),
+            Command::AddLaddr(k, a) => self.add_laddr(k, *a),
+            Command::DelLaddr(k, a) => self.del_laddr(k, a),
         }
     }
 
@@ -118,7 +125,7 @@ impl Director {
     }
 
     /// The commands that rebuild the configuration (services, their servers in the kernel's
-    /// list order, timeouts, the sync daemons).
+    /// list order, their local addresses, timeouts, the sync daemons).
     fn config_commands(&self) -> Vec<Command> {
         let mut out = Vec::new();
         for s in self.svcs.iter().flatten() {
@@ -129,6 +136,7 @@ impl Director {
                     out.push(Command::AddDest(s.cfg.key, d.cfg));
                 }
             }
+            out.extend(self.fnat.laddrs.list(&s.cfg.key).into_iter().map(|l| Command::AddLaddr(s.cfg.key, l.addr)));
         }
         let (tcp, tcpfin, udp) = self.timeouts.listed();
         out.push(Command::SetTimeouts(tcp, tcpfin, udp));
@@ -249,6 +257,7 @@ impl Director {
         }
         self.svcs[i as usize] = None;
         self.svc_index.remove(key);
+        self.fnat.laddrs.forget_service(key);
         Ok(())
     }
 

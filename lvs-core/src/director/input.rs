@@ -94,11 +94,15 @@ impl Director {
         let key =
             InKey { v6, tmpl: false, proto: meta.proto, caddr: src, cport: meta.sport, vaddr: dst, vport: meta.dport };
         let mut found = self.conns.find_in(&key);
-        // A NAT reply can only miss the client-side index; probe the reply index only then.
-        if found.is_none() && self.nat_conns > 0 {
+        // A NAT or FullNAT reply can only miss the client-side index; probe the reply indexes
+        // only then.
+        if found.is_none() && (self.nat_conns > 0 || self.fnat.has_conns()) {
             let ok = OutKey { v6, proto: meta.proto, daddr: src, dport: meta.sport, caddr: dst, cport: meta.dport };
             if let Some(id) = self.conns.find_out(&ok) {
                 return self.out_path(now, frame, meta, id);
+            }
+            if let Some(id) = self.fnat.find_reply(&ok) {
+                return self.fnat_out(now, frame, meta, id);
             }
         }
         // With no service left the kernel's hooks are gone (5.7+ registers them only while a
@@ -321,7 +325,10 @@ impl Director {
                 t.in_pkts = t.in_pkts.wrapping_add(1);
             }
         }
-        let v = self.transmit(frame, meta, dest, fwd, &daddr, dport);
+        let v = match fwd {
+            FwdMethod::FullNat => self.fnat_in(frame, meta, id),
+            _ => self.transmit(frame, meta, dest, fwd, &daddr, dport),
+        };
         if one_packet {
             self.expire_now(id);
         }
@@ -370,6 +377,9 @@ impl Director {
                 }
             }
             FwdMethod::Local => Ok(()),
+            // FullNAT needs its connection's side entry (`fnat_in`); fragments and ICMP
+            // errors of FullNAT connections are not translated.
+            FwdMethod::FullNat => return self.drop(Reason::Unsupported),
         };
         match r {
             Ok(()) => Verdict::Transmit { port: nh.port, dest },

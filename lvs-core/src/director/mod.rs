@@ -7,6 +7,8 @@
 //! - `input` — the request path: service lookup, scheduling, the reuse rule, transmission
 //!   (`ip_vs_in`, `ip_vs_schedule` in `ip_vs_core.c`);
 //! - `output` — the NAT reply path (`ip_vs_out`, `handle_response`);
+//! - `fnat` — FullNAT: local addresses and ports, the side table of FullNAT connections with
+//!   its reply index, TOA and PROXY header insertion (Alibaba LVS, DPVS);
 //! - `conn` — connection creation, binding to servers, expiry (`ip_vs_conn.c`);
 //! - `icmp` — ICMP errors in both directions, and the refusals and resets the director sends;
 //! - `frag` — later fragments following their first;
@@ -20,6 +22,7 @@
 
 mod conn;
 mod ctl;
+mod fnat;
 mod frag;
 mod icmp;
 mod input;
@@ -29,6 +32,7 @@ mod output;
 mod sync;
 
 pub use ctl::{BatchError, Command};
+pub use fnat::FnatStats;
 pub use sync::{ResyncMessage, SyncOutcome, SyncRefused, SyncStats};
 
 use alloc::boxed::Box;
@@ -107,6 +111,9 @@ pub struct DirectorConfig {
     pub rng_seed: u64,
     /// Path MTU toward tunnelled real servers.
     pub tun_mtu: u16,
+    /// Largest IP datagram toward FullNAT real servers: a TOA or PROXY header that would
+    /// make a packet longer is left out (and counted in [`FnatStats`]).
+    pub fnat_mtu: u16,
     /// `sloppy_tcp`: any non-RST TCP packet may create a connection.
     pub sloppy_tcp: bool,
     /// `expire_nodest_conn`: expire a connection at its next packet once its server is
@@ -137,6 +144,7 @@ impl Default for DirectorConfig {
             hash_seeds: [0x243F_6A88_85A3_08D3, 0x1319_8A2E_0370_7344, 0xA409_3822_299F_31D0, 0x082E_FA98_EC4E_6C89],
             rng_seed: 0x4528_21E6_38D0_1377,
             tun_mtu: 1500,
+            fnat_mtu: 1500,
             sloppy_tcp: false,
             expire_nodest_conn: false,
             expire_quiescent_template: false,
@@ -258,6 +266,7 @@ pub struct Director {
     dests: Dests,
     conns: ConnTable,
     nat_conns: usize,
+    fnat: fnat::FnatState,
     timeouts: Timeouts,
     stats: Stats,
     drops: [u64; Reason::COUNT],
@@ -286,6 +295,7 @@ impl Director {
             svc_index: HashMap::with_hasher(hasher()),
             neigh: NeighbourTable::new(hasher()),
             frags: FragTable::new(hasher()),
+            fnat: fnat::FnatState::new(hasher),
             rng: SeededRng::new(cfg.rng_seed),
             cfg,
             factory,

@@ -304,7 +304,9 @@ impl Director {
         let (mut cur, mut pkts) = (id, pkts);
         loop {
             let Some(c) = self.conns.get(cur) else { return };
-            let skip = c.flags & cf::ONE_PACKET != 0 || (p.version == Version::V0 && c.af() == Af::V6);
+            // FullNAT entries are not synced: the kernel's formats cannot carry the local
+            // address and sequence offsets a backup would need.
+            let skip = c.flags & (cf::ONE_PACKET | cf::FULLNAT) != 0 || (p.version == Version::V0 && c.af() == Af::V6);
             let due = !skip && self.sync_needed(&p, cur, pkts, now_ms);
             if due {
                 self.queue_record(now, cur);
@@ -367,6 +369,9 @@ impl Director {
             FwdMethod::Local => kf::LOCALNODE,
             FwdMethod::Tunnel => kf::TUNNEL,
             FwdMethod::Route => kf::DROUTE,
+            // Never sent (see `sync_conn`); a template of a FullNAT server only names the
+            // server, which the backup looks up by address.
+            FwdMethod::FullNat => kf::MASQ,
         };
         for (ours, theirs) in [
             (cf::NOOUTPUT, kf::NOOUTPUT),
@@ -702,7 +707,7 @@ impl Director {
             let found = (st.cursor..conns.slots()).find(|i| {
                 conns.live(*i).is_some_and(|c| {
                     c.is_template() == templates
-                        && c.flags & cf::ONE_PACKET == 0
+                        && c.flags & (cf::ONE_PACKET | cf::FULLNAT) == 0
                         && !(version == Version::V0 && c.af() == Af::V6)
                 })
             });

@@ -11,6 +11,7 @@
 pub(crate) mod csum;
 pub(crate) mod field;
 mod frame;
+pub mod proxy;
 
 pub use frame::{Frame, DEFAULT_HEADROOM};
 
@@ -329,23 +330,28 @@ fn icmp_error(m: &PacketMeta, l4: &[u8], l4_off: usize) -> Option<IcmpError> {
 /// checksum was written; fragments and other protocols are left alone.
 pub fn complete_l4_checksum(data: &mut [u8]) -> bool {
     let Ok(m) = parse(data) else { return false };
-    if m.frag != Frag::None {
+    if m.frag != Frag::None || !matches!(m.proto, ipproto::TCP | ipproto::UDP) {
         return false;
     }
+    write_l4_checksum(data, &m).is_some()
+}
+
+/// Computes the TCP or UDP checksum of the segment `m` describes from scratch (pseudo-header
+/// included) and writes it: for rewrites that changed too much for an incremental update
+/// (bytes inserted into a segment). `None` when the frame does not hold what `m` says.
+pub(crate) fn write_l4_checksum(data: &mut [u8], m: &PacketMeta) -> Option<()> {
     let off = match m.proto {
         ipproto::TCP => field::TCP_CSUM,
         ipproto::UDP => field::UDP_CSUM,
-        _ => return false,
+        _ => return Some(()),
     };
     let (l3, l4, end) = (usize::from(m.l3), usize::from(m.l4), usize::from(m.l3) + usize::from(m.ip_len));
-    if field::set_be16(data, l4 + off, 0).is_none() {
-        return false;
-    }
+    field::set_be16(data, l4 + off, 0)?;
     let (src, dst) = match m.af {
         Af::V4 => (field::at(l3, field::V4_SRC), field::at(l3, field::V4_DST)),
         Af::V6 => (field::at(l3, field::V6_SRC), field::at(l3, field::V6_DST)),
     };
-    let (Some(s), Some(d), Some(seg)) = (data.get(src), data.get(dst), data.get(l4..end)) else { return false };
+    let (s, d, seg) = (data.get(src)?, data.get(dst)?, data.get(l4..end)?);
     let mut sum = csum::add(0, s);
     sum = csum::add(sum, d);
     sum = csum::add(sum, &[0, m.proto]);
@@ -354,7 +360,7 @@ pub fn complete_l4_checksum(data: &mut [u8]) -> bool {
     if m.proto == ipproto::UDP && c == 0 {
         c = 0xffff;
     }
-    field::set_be16(data, l4 + off, c).is_some()
+    field::set_be16(data, l4 + off, c)
 }
 
 #[cfg(test)]

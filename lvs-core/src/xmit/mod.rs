@@ -6,9 +6,11 @@
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 pub(crate) mod dr;
+pub(crate) mod fnat;
 pub(crate) mod icmp;
 pub(crate) mod nat;
 pub(crate) mod rst;
+pub(crate) mod seqadj;
 pub(crate) mod tun;
 
 use crate::addr::Af;

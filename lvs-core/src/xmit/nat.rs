@@ -20,7 +20,13 @@ pub(crate) enum Side {
 
 /// Rewrites one IP address of the header at `l3`, fixing the IPv4 header checksum; returns the
 /// old address bytes and their length.
-fn rewrite_addr(data: &mut [u8], l3: usize, af: Af, side: Side, addr: &IpAddr) -> Result<([u8; 16], usize), XmitError> {
+pub(crate) fn rewrite_addr(
+    data: &mut [u8],
+    l3: usize,
+    af: Af,
+    side: Side,
+    addr: &IpAddr,
+) -> Result<([u8; 16], usize), XmitError> {
     let (range, n) = match (af, side) {
         (Af::V4, Side::Dst) => (field::at(l3, field::V4_DST), 4),
         (Af::V4, Side::Src) => (field::at(l3, field::V4_SRC), 4),
@@ -112,6 +118,16 @@ pub(crate) fn xmit_icmp(
         Side::Src => field::L4_SPORT,
     };
     ok(field::set_be16(data, usize::from(e.inner_l4) + port_off, port))?;
+    icmp_checksum(data, meta)?;
+    set_macs(data, dst, src)
+}
+
+/// Computes the ICMP (IPv4) or ICMPv6 (with its pseudo-header) checksum of the message `meta`
+/// describes afresh and writes it.
+///
+/// # Errors
+/// [`XmitError::Bounds`] when the frame does not hold what `meta` says.
+pub(crate) fn icmp_checksum(data: &mut [u8], meta: &PacketMeta) -> Result<(), XmitError> {
     let (l3, l4) = (usize::from(meta.l3), usize::from(meta.l4));
     let end = l3 + usize::from(meta.ip_len);
     ok(field::set_be16(data, l4 + field::ICMP_CSUM, 0))?;
@@ -128,8 +144,7 @@ pub(crate) fn xmit_icmp(
             csum::finish(csum::add(s, body))
         }
     };
-    ok(field::set_be16(data, l4 + field::ICMP_CSUM, c))?;
-    set_macs(data, dst, src)
+    ok(field::set_be16(data, l4 + field::ICMP_CSUM, c))
 }
 
 /// Client → real server: destination becomes `rs:rport`, TTL decremented, frame to `dst`.

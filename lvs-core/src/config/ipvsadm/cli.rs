@@ -9,6 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::command::{parse_request, Failure, Request};
+use super::laddr::list_laddrs;
 use super::listing::{render, Format, Listing};
 use super::rules::{line_words, save};
 use super::strerror::ipvs_strerror;
@@ -67,6 +68,11 @@ impl Run {
                 self.exited = true;
             }
             Ok(Request::List(l)) => self.list(d, now, &l),
+            Ok(Request::Laddrs(key)) => match list_laddrs(d, key.as_ref()) {
+                Ok(text) => self.out.stdout.push_str(&text),
+                // DPVS's ipvs_strerror for dpvs_get_laddrs and ESRCH.
+                Err(_) => self.fail(&Failure::returned("Service not defined")),
+            },
             Ok(Request::Save) => self.out.stdout.push_str(&save(d)),
             Ok(Request::Restore) => {
                 for line in stdin.split('\n') {

@@ -4,6 +4,11 @@
 //! command takes, the zero-port, one-packet, forwarding and tunnel rules) and, when something
 //! is wrong, ipvsadm's own message and exit status. What comes out is a [`Request`]: a
 //! [`Command`] for the director, a listing, `-S`, `-R` or `-v`.
+//!
+//! DPVS's ipvsadm adds FullNAT's verbs to the same table: `-P`/`--add-laddr`,
+//! `-Q`/`--del-laddr` and `-G`/`--get-laddr` with `-z`/`--laddr` for a service's local
+//! addresses, `--fullnat` (and `-b` on `-a`/`-e`, where ipvsadm's `--sched-flags` has no
+//! business) as a forwarding method, and `--proxy-protocol` on `-A`/`-E`.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -14,8 +19,10 @@ use super::listing::{Format, Listing};
 use crate::addr::{Af, Proto, ServiceKey};
 use crate::dest::{FwdMethod, RealServer};
 use crate::director::Command;
+use crate::laddr::ClientAddr;
 use crate::service::{Netmask, SchedFlags, ServiceConfig, DEFAULT_PERSIST_TIMEOUT, MAX_PERSIST_TIMEOUT};
 use crate::sync::{DaemonConfig, Role};
+use crate::wire::proxy::ProxyVersion;
 
 /// What ipvsadm prints on standard error and exits with when it refuses a command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +75,8 @@ pub enum Request {
     Version,
     /// `-h`.
     Help,
+    /// DPVS's `-G`: the local addresses of one service, or of every service.
+    Laddrs(Option<ServiceKey>),
 }
 
 /// ipvsadm's commands, in its `CMD_*` order (the rows of `commands_v_options`).
@@ -87,6 +96,9 @@ enum Cmd {
     Restore,
     Save,
     Zero,
+    AddLaddr,
+    DelLaddr,
+    GetLaddr,
 }
 
 impl Cmd {
@@ -107,29 +119,36 @@ impl Cmd {
             "restore",
             "save",
             "zero",
+            "add-laddr",
+            "del-laddr",
+            "get-laddr",
         ][self as usize]
     }
 
     /// The command's row of `commands_v_options`, one character per option in `OPTNAMES`
-    /// order: `+` compulsory, `x` illegal, `1` at most one of these, blank optional.
+    /// order: `+` compulsory, `x` illegal, `1` at most one of these, blank optional. The last
+    /// columns are DPVS's options, and the last rows its local-address commands (where DPVS's
+    /// `--ifname`, a DPDK port, has no counterpart).
     fn row(self) -> &'static [u8; OPTS] {
         match self {
-            Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx",
-            Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::List => b" 11xxxxxxxxx11       xxxxxxx xxxxx",
-            Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxxxxxxxxxxx     ",
-            Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::StartDaemon => b"xxxxxxxxxxx xxxxxxx xxxx    xxxxxx",
-            Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxx",
-            Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::Flush | Cmd::Timeout | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx ",
+            Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::List => b" 11xxxxxxxxx11       xxxxxxx xxxxxxx",
+            Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xx",
+            Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::StartDaemon => b"xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxx",
+            Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxx",
+            Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::Flush | Cmd::Timeout | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::AddLaddr | Cmd::DelLaddr => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+x",
+            Cmd::GetLaddr => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
         }
     }
 }
 
-/// How many options ipvsadm's table knows (`NUMBER_OF_OPT`).
-const OPTS: usize = 34;
+/// How many options the table knows (`NUMBER_OF_OPT`): ipvsadm 1.31's 34, then DPVS's.
+const OPTS: usize = 36;
 
 /// `optnames`: an option's number is its index here (`OPTC_*`).
 const OPTNAMES: [&str; OPTS] = [
@@ -167,6 +186,8 @@ const OPTNAMES: [&str; OPTS] = [
     "tun-nocsum",
     "tun-csum",
     "tun-remcsum",
+    "local-address",
+    "proxy-protocol",
 ];
 
 // The `OPTC_*` numbers this parser refers to by name.
@@ -182,6 +203,10 @@ const O_THRESHOLDS: usize = 16;
 const O_PERSISTENTCONN: usize = 17;
 const O_TUN_TYPE: usize = 29;
 const O_TUN_PORT: usize = 30;
+/// The last of ipvsadm's tunnel options.
+const O_TUN_LAST: usize = 33;
+const O_LADDR: usize = 34;
+const O_PROXY_PROTOCOL: usize = 35;
 
 /// What an option carries, as its popt table entry says.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -194,7 +219,7 @@ enum Arg {
 
 /// ipvsadm's option table (`options_table`): long name, short letter, argument, and the
 /// `OPTC_*` it sets (`None` for the commands and for `-6`/`--sort`, which set none).
-const TABLE: [(&str, Option<char>, Arg, Tag); 58] = [
+const TABLE: [(&str, Option<char>, Arg, Tag); 64] = [
     ("add-service", Some('A'), Arg::None, Tag::Cmd(Cmd::Add)),
     ("edit-service", Some('E'), Arg::None, Tag::Cmd(Cmd::Edit)),
     ("delete-service", Some('D'), Arg::None, Tag::Cmd(Cmd::Del)),
@@ -253,7 +278,16 @@ const TABLE: [(&str, Option<char>, Arg, Tag); 58] = [
     ("tun-nocsum", None, Arg::None, Tag::Opt(31)),
     ("tun-csum", None, Arg::None, Tag::Opt(32)),
     ("tun-remcsum", None, Arg::None, Tag::Opt(33)),
+    ("add-laddr", Some('P'), Arg::None, Tag::Cmd(Cmd::AddLaddr)),
+    ("del-laddr", Some('Q'), Arg::None, Tag::Cmd(Cmd::DelLaddr)),
+    ("get-laddr", Some('G'), Arg::None, Tag::Cmd(Cmd::GetLaddr)),
+    ("fullnat", None, Arg::None, Tag::Fwd(FwdMethod::FullNat)),
+    ("laddr", Some('z'), Arg::Value, Tag::Opt(O_LADDR)),
+    ("proxy-protocol", None, Arg::Value, Tag::Opt(O_PROXY_PROTOCOL)),
 ];
+
+/// DPVS's `-b`, `--fullnat`, which a real-server command reads in place of `--sched-flags`.
+const FULLNAT_B: (Arg, Tag) = (Arg::None, Tag::Fwd(FwdMethod::FullNat));
 
 /// What an option does when ipvsadm's switch meets it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -274,10 +308,6 @@ fn by_long(name: &str) -> Option<(Arg, Tag)> {
     TABLE.iter().find(|o| o.0 == name).map(|o| (o.2, o.3))
 }
 
-fn by_short(c: char) -> Option<(Arg, Tag)> {
-    TABLE.iter().find(|o| o.1 == Some(c)).map(|o| (o.2, o.3))
-}
-
 /// A popt error, printed as `WORD: WHAT` (`poptBadOption`, `poptStrerror`).
 struct PoptError {
     word: String,
@@ -294,11 +324,20 @@ struct Popt<'a, S> {
     bundle: Option<(String, String)>,
     leftovers: Vec<String>,
     only_args: bool,
+    /// Set once the command is a real-server one: `-b` is then DPVS's `--fullnat`.
+    b_is_fullnat: bool,
 }
 
 impl<'a, S: AsRef<str>> Popt<'a, S> {
     fn new(args: &'a [S]) -> Self {
-        Popt { args, next: 0, bundle: None, leftovers: Vec::new(), only_args: false }
+        Popt { args, next: 0, bundle: None, leftovers: Vec::new(), only_args: false, b_is_fullnat: false }
+    }
+
+    fn by_short(&self, c: char) -> Option<(Arg, Tag)> {
+        if c == 'b' && self.b_is_fullnat {
+            return Some(FULLNAT_B);
+        }
+        TABLE.iter().find(|o| o.1 == Some(c)).map(|o| (o.2, o.3))
     }
 
     /// The value of an option whose word held none.
@@ -321,7 +360,8 @@ impl<'a, S: AsRef<str>> Popt<'a, S> {
                 let mut chars = rest.chars();
                 let Some(c) = chars.next() else { continue };
                 let rest = chars.as_str().to_string();
-                let (arg, tag) = by_short(c).ok_or_else(|| PoptError { word: word.clone(), what: "unknown option" })?;
+                let (arg, tag) =
+                    self.by_short(c).ok_or_else(|| PoptError { word: word.clone(), what: "unknown option" })?;
                 if arg == Arg::None {
                     if !rest.is_empty() {
                         self.bundle = Some((rest, word.clone()));
@@ -386,6 +426,10 @@ struct Entry {
     daemon: DaemonConfig,
     role: Role,
     timeouts: [u32; 3],
+    /// DPVS's `-z`.
+    laddr: IpAddr,
+    /// DPVS's `--proxy-protocol`.
+    client_addr: ClientAddr,
 }
 
 impl Entry {
@@ -414,6 +458,8 @@ impl Entry {
             daemon: DaemonConfig { syncid: 0, ..DaemonConfig::new("") },
             role: Role::Master,
             timeouts: [0; 3],
+            laddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            client_addr: ClientAddr::Toa,
         }
     }
 
@@ -593,6 +639,17 @@ fn mcast_group(v: &str) -> Result<IpAddr, Failure> {
     }
 }
 
+/// DPVS's `--proxy-protocol` values (`proxy_protocol_type`): `disable` keeps the TOA.
+fn proxy_protocol(v: &str) -> Result<ClientAddr, Failure> {
+    match v {
+        "disable" => Ok(ClientAddr::Toa),
+        "v1" => Ok(ClientAddr::Proxy(ProxyVersion::V1)),
+        "v2" => Ok(ClientAddr::Proxy(ProxyVersion::V2)),
+        "v1-insecure" | "v2-insecure" => Err(Failure::returned(format!("not supported: proxy protocol `{v}'"))),
+        _ => Err(Failure::usage(format!("invalid proxy protocol `{v}' (disable, v1, v2)"))),
+    }
+}
+
 /// A name cut to `max` bytes, as ipvsadm's `strncpy` into a fixed field cuts it.
 fn cut(v: &str, max: usize) -> String {
     let mut end = v.len().min(max);
@@ -665,6 +722,7 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
                     _ => return Err(Failure::usage("illegal start_daemon specified")),
                 };
             }
+            popt.b_is_fullnat = matches!(c, Cmd::AddDest | Cmd::EditDest);
             c
         }
         Ok(Some((Tag::Version, _, _))) => return Ok(Request::Version),
@@ -805,6 +863,13 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
                     O_TUN_PORT => {
                         number_in(&val, 1, 65535).ok_or_else(|| Failure::usage("illegal tunnel port specified"))?;
                     }
+                    O_LADDR => {
+                        let (mut af, mut port) = (None, 0);
+                        if parse_service(&val, &mut af, &mut e.laddr, &mut port) == Found::Nothing {
+                            return Err(Failure::usage("illegal local address"));
+                        }
+                    }
+                    O_PROXY_PROTOCOL => e.client_addr = proxy_protocol(&val)?,
                     // -n, -c, --timeout, --daemon and the checksum flags only mark themselves.
                     _ => {}
                 }
@@ -851,12 +916,12 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
         if Some(Af::of(&e.dest)) != e.af && e.fwd != FwdMethod::Tunnel {
             return Err(Failure::usage("Different address family is allowed only for tunneling servers"));
         }
-        let tunnel_opts = (O_TUN_TYPE..OPTS).any(|o| seen & (1 << o) != 0);
+        let tunnel_opts = (O_TUN_TYPE..=O_TUN_LAST).any(|o| seen & (1 << o) != 0);
         if tunnel_opts && e.fwd != FwdMethod::Tunnel {
             return Err(Failure::usage("Tunnel options conflict with forward method"));
         }
         if !e.other_tunnel {
-            if let Some(o) = (O_TUN_PORT..OPTS).find(|o| seen & (1 << o) != 0) {
+            if let Some(o) = (O_TUN_PORT..=O_TUN_LAST).find(|o| seen & (1 << o) != 0) {
                 return Err(Failure::usage(format!("Illegal '{}' option with the 'ipip' tunnel type", OPTNAMES[o])));
             }
         }
@@ -869,6 +934,7 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
         c.netmask = e.netmask;
         c.one_packet = e.ops;
         c.sched_flags = SchedFlags(flags);
+        c.client_addr = e.client_addr;
         c
     };
     let dest = || RealServer::new(e.dest, e.dest_port, e.fwd, e.weight).with_thresholds(e.upper, e.lower);
@@ -915,6 +981,9 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
             Request::Apply(Command::StartDaemon(e.role, cfg))
         }
         Cmd::StopDaemon => Request::Apply(Command::StopDaemon(e.role)),
+        Cmd::AddLaddr => Request::Apply(Command::AddLaddr(key, e.laddr)),
+        Cmd::DelLaddr => Request::Apply(Command::DelLaddr(key, e.laddr)),
+        Cmd::GetLaddr => Request::Laddrs((seen & (1 << O_SERVICE) != 0).then_some(key)),
     })
     .and_then(|r| unsupported(&e, r))
 }

@@ -12,6 +12,7 @@ use crate::addr::{Af, Endpoint, Proto, ServiceKey};
 use crate::dest::DestView;
 use crate::director::{Director, ServiceInfo};
 use crate::service::{Netmask, SchedFlags, ServiceView};
+use crate::wire::proxy::ProxyVersion;
 
 /// The size the kernel reports for its connection hash table (`conn_tab_bits` = 12), in the
 /// first line of `ipvsadm -L` and of `/proc/net/ip_vs`.
@@ -154,6 +155,14 @@ pub(super) fn sorted_dests<'a>(v: &ServiceView<'a>) -> Vec<DestView<'a>> {
     let mut idx: Vec<usize> = (0..ds.len()).collect();
     msort(&mut idx, &|a, b| cmp_dests(&ds[*a].endpoint(), &ds[*b].endpoint()));
     idx.iter().map(|i| ds[*i]).collect()
+}
+
+/// One of two spellings by PROXY protocol version.
+pub(super) fn proxy_word(v: ProxyVersion, v1: &'static str, v2: &'static str) -> &'static str {
+    match v {
+        ProxyVersion::V1 => v1,
+        ProxyVersion::V2 => v2,
+    }
 }
 
 #[cfg(test)]

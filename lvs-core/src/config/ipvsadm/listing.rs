@@ -10,11 +10,12 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use super::format::{netmask_text, sched_flag_names, sorted_dests, sorted_services, CONN_TAB_SIZE};
+use super::format::{netmask_text, proxy_word, sched_flag_names, sorted_dests, sorted_services, CONN_TAB_SIZE};
 use crate::addr::{Af, Endpoint, ServiceKey};
 use crate::dest::{DestView, FwdMethod};
 use crate::director::{Director, ServiceInfo};
 use crate::error::Error;
+use crate::laddr::ClientAddr;
 use crate::stats::Counters;
 use crate::sync::Role;
 use crate::time::Instant;
@@ -202,6 +203,10 @@ fn service_entry(out: &mut String, s: &ServiceInfo<'_>, f: Format) {
         }
         if c.one_packet {
             out.push_str(" ops");
+        }
+        // DPVS's ipvsadm: " ppv1" / " ppv2" for a service that sends a PROXY header.
+        if let ClientAddr::Proxy(v) = c.client_addr {
+            out.push_str(proxy_word(v, " ppv1", " ppv2"));
         }
     }
     out.push('\n');

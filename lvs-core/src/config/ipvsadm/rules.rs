@@ -9,10 +9,11 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use super::command::parse_command;
-use super::format::{netmask_text, sched_flag_names, sorted_dests, sorted_services, svc_arg};
+use super::format::{netmask_text, proxy_word, sched_flag_names, sorted_dests, sorted_services, svc_arg};
 use crate::dest::FwdMethod;
 use crate::director::{Command, Director};
 use crate::error::Error;
+use crate::laddr::ClientAddr;
 
 /// The words of one rule line, as ipvsadm's `config_stream_read` makes them.
 pub(super) fn line_words(line: &str) -> Vec<&str> {
@@ -76,18 +77,26 @@ pub fn save(d: &Director) -> String {
         if c.sched_flags.0 != 0 {
             let _ = write!(out, " -b {}", sched_flag_names(&c.scheduler, c.sched_flags));
         }
+        if let ClientAddr::Proxy(v) = c.client_addr {
+            out.push_str(proxy_word(v, " --proxy-protocol v1", " --proxy-protocol v2"));
+        }
         out.push('\n');
         for dv in sorted_dests(&s.dests) {
             let m = match dv.fwd() {
                 FwdMethod::Masq => "-m",
                 FwdMethod::Tunnel => "-i",
                 FwdMethod::Route | FwdMethod::Local => "-g",
+                FwdMethod::FullNat => "-b",
             };
             let _ = write!(out, "-a {svc} -r {} {m} -w {}", dv.endpoint(), dv.weight());
             if dv.fwd() == FwdMethod::Tunnel {
                 out.push_str(" --tun-type ipip");
             }
             out.push('\n');
+        }
+        // DPVS's ipvsadm verb for a FullNAT service's local addresses.
+        for l in d.laddrs(&c.key).unwrap_or_default() {
+            let _ = writeln!(out, "-P {} -z {}", svc_arg(&c.key), l.addr);
         }
     }
     out

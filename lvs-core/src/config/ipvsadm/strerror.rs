@@ -20,6 +20,8 @@ enum Call {
     DelDest,
     StartDaemon,
     StopDaemon,
+    AddLaddr,
+    DelLaddr,
     Other,
 }
 
@@ -39,6 +41,8 @@ pub fn ipvs_strerror(cmd: &Command, e: &Error) -> String {
         Command::DelDest(..) => Call::DelDest,
         Command::StartDaemon(..) => Call::StartDaemon,
         Command::StopDaemon(_) => Call::StopDaemon,
+        Command::AddLaddr(..) => Call::AddLaddr,
+        Command::DelLaddr(..) => Call::DelLaddr,
         Command::Clear | Command::SetTimeouts(..) => Call::Other,
     };
     // What a kernel would not refuse at all has no ipvsadm words: say what this library lacks.
@@ -55,6 +59,10 @@ pub fn ipvs_strerror(cmd: &Command, e: &Error) -> String {
         (Call::UpdateDest | Call::DelDest, ENOENT) => Some("No such destination"),
         (Call::StartDaemon, EEXIST) => Some("Daemon has already run"),
         (Call::StopDaemon, ESRCH) => Some("No daemon is running"),
+        // DPVS's libipvs words for its local-address calls.
+        (Call::AddLaddr | Call::DelLaddr, ESRCH) => Some("Service not defined"),
+        (Call::AddLaddr, EEXIST) => Some("Local address already exists"),
+        (Call::DelLaddr, ENOENT) => Some("No such Local address"),
         _ => None,
     };
     by_call

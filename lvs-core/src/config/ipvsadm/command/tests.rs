@@ -121,8 +121,9 @@ fn bad_command_lines_get_ipvsadm_messages_and_statuses() {
     let try_help = (255, "Try `ipvsadm -h' or 'ipvsadm --help' for more information.".to_string());
     assert_eq!(fail(&["-t", "10.0.0.1:80", "-A"]), try_help, "the first option must be the command");
     assert_eq!(fail(&["foo"]), try_help);
-    assert_eq!(fail(&["-Q"]), try_help);
-    assert_eq!(fail(&["-A", "-t", "10.0.0.1:80", "-Q"]), (255, "-Q: unknown option".into()));
+    // -K is no option of ipvsadm's (nor DPVS's, whose -Q is --del-laddr).
+    assert_eq!(fail(&["-K"]), try_help);
+    assert_eq!(fail(&["-A", "-t", "10.0.0.1:80", "-K"]), (255, "-K: unknown option".into()));
     assert_eq!(fail(&["-A", "-t", "10.0.0.1:80", "--bogus"]), (255, "--bogus: unknown option".into()));
     assert_eq!(fail(&["-A", "-t"]), (255, "-t: missing argument".into()));
     assert_eq!(fail(&["-A", "-a", "-t", "10.0.0.1:80"]), (2, "invalid option `-a'".into()));
@@ -314,4 +315,48 @@ fn bad_daemon_lines_get_ipvsadm_messages() {
         "Illegal 'syncid' option with the 'add-service' command"
     );
     assert_eq!(e(&["-C", "--sync-maxlen", "100"]), "Illegal 'sync-maxlen' option with the 'flush' command");
+}
+
+#[test]
+fn dpvs_fullnat_verbs() {
+    // DPVS's ipvsadm: `-b` is --fullnat on -a/-e (bundled too) and --sched-flags on -A/-E.
+    let (_, r) = dest(&["-a", "-t", "10.0.0.1:80", "-r", "10.0.0.2:8080", "-b"]);
+    assert_eq!((r.fwd, r.endpoint.port), (FwdMethod::FullNat, 8080));
+    assert_eq!(dest(&["-e", "-t", "10.0.0.1:80", "-r", "10.0.0.2", "--fullnat"]).1.fwd, FwdMethod::FullNat);
+    assert_eq!(dest(&["-ab", "-t", "10.0.0.1:80", "-r", "10.0.0.2", "-w", "3"]).1.fwd, FwdMethod::FullNat);
+    let s = svc(&["-A", "-t", "10.0.0.1:80", "-s", "sh", "-b", "sh-port"]);
+    assert_eq!((s.sched_flags.port(), s.client_addr), (true, ClientAddr::Toa));
+    let s = svc(&["-A", "-t", "10.0.0.1:80", "--proxy-protocol", "v2"]);
+    assert_eq!(s.client_addr, ClientAddr::Proxy(ProxyVersion::V2));
+    assert_eq!(svc(&["-E", "-t", "10.0.0.1:80", "--proxy-protocol=disable"]).client_addr, ClientAddr::Toa);
+    let k = ServiceKey::tcp(v4("10.0.0.1"), 80);
+    let a = v4("192.168.0.200");
+    assert_eq!(apply(&["-P", "-t", "10.0.0.1:80", "-z", "192.168.0.200"]), Command::AddLaddr(k, a));
+    assert_eq!(apply(&["--del-laddr", "-t", "10.0.0.1:80", "--laddr=192.168.0.200"]), Command::DelLaddr(k, a));
+    assert_eq!(parse_request(&["-G", "-t", "10.0.0.1:80"], false), Ok(Request::Laddrs(Some(k))));
+    assert_eq!(parse_request(&["--get-laddr"], false), Ok(Request::Laddrs(None)));
+    // DPVS's commands_v_options rows for the laddr commands, and its messages.
+    assert_eq!(
+        fail(&["-P", "-t", "10.0.0.1:80"]),
+        (2, "You need to supply the 'local-address' option for the 'add-laddr' command".into())
+    );
+    assert_eq!(
+        fail(&["-Q", "-z", "192.168.0.200"]),
+        (2, "You need to supply the 'service-address' option for the 'del-laddr' command".into())
+    );
+    assert_eq!(fail(&["-G", "-n"]), (2, "Illegal 'numeric' option with the 'get-laddr' command".into()));
+    assert_eq!(fail(&["-P", "-t", "10.0.0.1:80", "-z", "nowhere"]), (2, "illegal local address".into()));
+    assert_eq!(
+        fail(&["-A", "-t", "10.0.0.1:80", "--fullnat"]),
+        (2, "Illegal 'forwarding-method' option with the 'add-service' command".into())
+    );
+    assert_eq!(
+        fail(&["-a", "-t", "10.0.0.1:80", "-r", "10.0.0.2", "--proxy-protocol", "v1"]),
+        (2, "Illegal 'proxy-protocol' option with the 'add-server' command".into())
+    );
+    assert_eq!(
+        fail(&["-A", "-t", "10.0.0.1:80", "--proxy-protocol", "v3"]),
+        (2, "invalid proxy protocol `v3' (disable, v1, v2)".into())
+    );
+    assert_eq!(fail(&["-A", "-t", "10.0.0.1:80", "--proxy-protocol", "v2-insecure"]).0, 255);
 }
