@@ -81,22 +81,29 @@ fn what_the_samples_say_beyond_the_table() {
     let by_name: BTreeMap<String, String> = samples().into_iter().collect();
     let get = |n: &str| parse(n, &by_name[n]).unwrap();
 
-    // keepalived.conf.SSL_GET: the first url is checked (the second warned about), with TLS,
-    // its digest, keepalived's timing; AH authentication is warned about.
+    // keepalived.conf.SSL_GET: both urls are checked (keepalived's checker passes only when
+    // every url does), each with TLS, its digest and keepalived's timing; AH authentication
+    // is warned about.
     let p = get("keepalived.conf.SSL_GET");
-    let plan = p.config.virtual_servers[0].real_servers[0].check.as_ref().unwrap();
-    match &*plan.check {
-        lvs::core::health::Check::Http(h) => {
-            assert!(h.tls);
-            assert_eq!((h.path.as_str(), h.digest.map(|d| d[0])), ("/", Some(0xff)));
-        }
-        other => panic!("{other:?}"),
+    let checks = &p.config.virtual_servers[0].real_servers[0].checks;
+    let urls: Vec<(String, u8)> = checks
+        .iter()
+        .map(|plan| match &*plan.check {
+            lvs::core::health::Check::Http(h) => {
+                assert!(h.tls);
+                (h.path.clone(), h.digest.map_or(0, |d| d[0]))
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(urls, [("/".to_string(), 0xff), ("/mrtg/".to_string(), 0x9b)]);
+    for plan in checks {
+        assert_eq!(plan.interval, std::time::Duration::from_secs(6));
+        assert_eq!(plan.timeout, std::time::Duration::from_secs(3));
+        assert_eq!((plan.fall, plan.fastinter), (4, Some(std::time::Duration::from_secs(3))));
     }
-    assert_eq!(plan.interval, std::time::Duration::from_secs(6));
-    assert_eq!(plan.timeout, std::time::Duration::from_secs(3));
-    assert_eq!((plan.fall, plan.fastinter), (4, Some(std::time::Duration::from_secs(3))));
     let lines: Vec<(u32, &str)> = p.warnings.iter().map(|w| (w.line, w.keyword.as_str())).collect();
-    assert!(lines.contains(&(20, "auth_type")) && lines.contains(&(44, "url")), "{lines:?}");
+    assert!(lines.contains(&(20, "auth_type")) && !lines.iter().any(|(_, k)| *k == "url"), "{lines:?}");
     assert_eq!(p.config.vrrp_instances[0].auth, Auth::None);
 
     // keepalived.conf.quorum: alpha, quorum 7, hysteresis 2, omega, the scripts kept.
@@ -104,7 +111,7 @@ fn what_the_samples_say_beyond_the_table() {
     assert!(q.policy.alpha && q.policy.omega);
     assert_eq!((q.policy.quorum, q.policy.hysteresis), (7, 2));
     assert_eq!(q.quorum_up.as_deref(), Some("/usr/local/sbin/quorum-up.sh"));
-    assert_eq!(q.real_servers[0].check.as_ref().unwrap().connect_port, Some(80));
+    assert_eq!(q.real_servers[0].checks[0].connect_port, Some(80));
 
     // keepalived.conf.sample: the sorry server waits until quorum is lost.
     let s = &get("keepalived.conf.sample").config;
@@ -113,7 +120,7 @@ fn what_the_samples_say_beyond_the_table() {
 
     // keepalived.conf.misc_check_arg: the quoted path is a program and its arguments.
     let m = get("keepalived.conf.misc_check_arg");
-    match &*m.config.virtual_servers[0].real_servers[0].check.as_ref().unwrap().check {
+    match &*m.config.virtual_servers[0].real_servers[0].checks[0].check {
         lvs::core::health::Check::Misc(c) => {
             assert_eq!((c.program.as_str(), c.args.len()), ("/usr/local/bin/script.sh", 2))
         }

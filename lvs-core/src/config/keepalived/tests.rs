@@ -176,7 +176,7 @@ fn virtual_server_defaults_are_keepalived_s() {
     assert_eq!(vs.keys, [ServiceKey::tcp(ip("192.0.2.1"), 80)]);
     assert_eq!((vs.scheduler.as_str(), vs.fwd, vs.persistence), ("wlc", FwdMethod::Masq, Some(360)));
     let rs = &vs.real_servers[0];
-    assert_eq!((rs.server.weight, rs.server.fwd, rs.check.is_none()), (1, FwdMethod::Masq, true));
+    assert_eq!((rs.server.weight, rs.server.fwd, rs.checks.is_empty()), (1, FwdMethod::Masq, true));
     let d = p.config.deployment();
     assert_eq!(d.commands.len(), 2);
     assert_eq!(
@@ -236,7 +236,7 @@ fn checker_settings_take_the_nearest_level() {
                 real_server 10.0.0.2 80 {\n  DNS_CHECK { type AAAA\n name example.org\n }\n }\n\
                 real_server 10.0.0.3 80 {\n  UDP_CHECK { payload 0102\n require_reply 01\n max_reply_length 10\n }\n  PING_CHECK {\n  }\n }\n}\n");
     let rs = &p.config.virtual_servers[0].real_servers;
-    let http = rs[0].check.as_ref().unwrap();
+    let http = &rs[0].checks[0];
     assert_eq!((http.interval, http.timeout, http.fall), (Duration::from_secs(10), Duration::from_millis(2250), 3));
     assert_eq!(
         (http.fastinter, http.connect_port, http.bindto),
@@ -248,20 +248,21 @@ fn checker_settings_take_the_nearest_level() {
         }
         other => panic!("{other:?}"),
     }
-    let dns = rs[1].check.as_ref().unwrap();
+    let dns = &rs[1].checks[0];
     match &*dns.check {
         Check::Dns(d) => assert_eq!((d.name.as_str(), d.qtype), ("example.org", crate::health::dns::qtype::AAAA)),
         other => panic!("{other:?}"),
     }
     assert_eq!((dns.fall, dns.timeout), (3, Duration::from_secs(7)), "the virtual server's retry 2");
-    match &*rs[2].check.as_ref().unwrap().check {
+    match &*rs[2].checks[0].check {
         Check::Udp(u) => {
             assert_eq!((u.payload.as_slice(), u.expect.as_deref(), u.max_reply), (&[1u8, 2][..], Some(&[1u8][..]), 10))
         }
         other => panic!("{other:?}"),
     }
-    let w: Vec<(u32, &str)> = p.warnings.iter().map(|w| (w.line, w.keyword.as_str())).collect();
-    assert_eq!(w, [(27, "PING_CHECK")], "only the first checker runs");
+    assert!(matches!(&*rs[2].checks[1].check, Check::Ping(_)), "every checker runs");
+    assert_eq!(rs[2].checks.len(), 2);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
 
 #[test]
