@@ -13,6 +13,7 @@ use core::time::Duration;
 use super::tree::{split_command, Cx, Node};
 use crate::config::source::{ConfigError, ErrorKind};
 use crate::health::dns::qtype;
+use crate::health::http::{BodyRegex, RegexOptions};
 use crate::health::{Check, CheckPlan, DnsCheck, HttpCheck, MiscCheck, PingCheck, SmtpCheck, TcpCheck, UdpCheck};
 
 /// The checker kinds the library runs.
@@ -255,12 +256,32 @@ impl Kind {
     }
 }
 
-/// A `url { path … digest … status_code … virtualhost … }` block.
+/// A `url { path … digest … status_code … virtualhost … regex … }` block. The regex settings
+/// are keepalived 2.x's: `regex`, `regex_no_match`, `regex_options` (those with a meaning for
+/// a linear-time engine; the rest warned about), `regex_min_offset`, `regex_max_offset`
+/// (both dropped with a warning when min is not below max, as keepalived does); `regex_stack`
+/// (PCRE2's JIT stack) has none here.
 fn url(cx: &mut Cx, n: &Node) -> Result<(Node, HttpCheck), ConfigError> {
     let mut h = HttpCheck::get("");
     let mut path = None;
-    for s in cx.block(n)? {
+    let mut pattern: Option<(&Node, String)> = None;
+    let mut options = RegexOptions::default();
+    let (mut no_match, mut min, mut max) = (false, None, None);
+    let body = cx.block(n)?;
+    for s in body {
         match s.key.as_str() {
+            "regex" => pattern = Some((s, cx.need(s, 0)?.to_string())),
+            "regex_no_match" => no_match = true,
+            "regex_min_offset" => min = Some(cx.num::<usize>(s, 0)?),
+            "regex_max_offset" => max = Some(cx.num::<usize>(s, 0)?),
+            "regex_options" => {
+                for o in &s.args {
+                    if !options.set(o) {
+                        cx.warn(s, format!("regex option '{o}' is not supported; ignored"));
+                    }
+                }
+            }
+            "regex_stack" => cx.ignored(s),
             "path" => path = Some(cx.need(s, 0)?.to_string()),
             "digest" => {
                 let d = cx.need(s, 0)?;
@@ -271,10 +292,23 @@ fn url(cx: &mut Cx, n: &Node) -> Result<(Node, HttpCheck), ConfigError> {
                 h.status = s.args.iter().map(|a| status(cx, s, a)).collect::<Result<_, _>>()?;
             }
             "virtualhost" => h.virtualhost = Some(cx.need(s, 0)?.to_string()),
-            _ => cx.warn(s, "not a url setting this library implements (regular expressions included); ignored"),
+            _ => cx.warn(s, "not a url setting this library implements; ignored"),
         }
     }
     h.path = path.ok_or_else(|| cx.fault(n, ErrorKind::Syntax, "needs a path"))?;
+    if let Some((s, p)) = pattern {
+        let mut re = BodyRegex::new(&p, options).map_err(|e| cx.err(s, e.to_string()))?;
+        re.no_match = no_match;
+        if min.zip(max).is_some_and(|(lo, hi)| lo > hi) {
+            cx.warn(n, "regex_min_offset is above regex_max_offset; both ignored");
+        } else {
+            re.min_offset = min.unwrap_or(0);
+            re.max_offset = max;
+        }
+        h.regex = Some(re);
+    } else if no_match || min.is_some() || max.is_some() || options != RegexOptions::default() {
+        cx.warn(n, "regex settings without a regex; ignored");
+    }
     Ok((Node { block: None, ..n.clone() }, h))
 }
 
