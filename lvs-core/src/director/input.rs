@@ -22,6 +22,10 @@ use crate::xmit::icmp::IcmpKind;
 use crate::xmit::tun::{TunError, Tunnel};
 use crate::xmit::{dr, nat, tun, XmitError};
 
+/// The FTP data port (`FTPDATA`): active FTP data connections come from it and are never
+/// scheduled.
+const FTP_DATA_PORT: u16 = 20;
+
 impl Director {
     /// Processes a burst: one verdict per frame.
     pub fn process_burst(&mut self, now: Instant, frames: &mut [Frame], verdicts: &mut [Verdict]) {
@@ -209,6 +213,8 @@ impl Director {
     }
 
     /// A packet without a connection: find its service, schedule it, create the connection.
+    /// `ip_vs_schedule` never schedules a packet from the FTP data port (20), on any service:
+    /// the packet goes on to the director's own stack (`NF_ACCEPT`), which is `NotMine` here.
     fn new_flow(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta) -> Result<ConnId, Verdict> {
         let Some(si) = self.find_service(frame, meta) else { return Err(Verdict::NotMine) };
         if meta.proto == ipproto::TCP {
@@ -217,6 +223,9 @@ impl Director {
             if !may {
                 return Err(self.reset(frame, meta));
             }
+        }
+        if meta.sport == FTP_DATA_PORT {
+            return Err(Verdict::NotMine);
         }
         match self.schedule(now, si, meta) {
             Ok(id) => Ok(id),
