@@ -145,9 +145,6 @@ impl Director {
     fn validate_service(&self, cfg: &ServiceConfig) -> Result<(), Error> {
         match cfg.key {
             ServiceKey::Fwmark { mark: 0, .. } => return Err(Error::ZeroFwmark),
-            ServiceKey::Inet { proto: crate::addr::Proto::Sctp, .. } => {
-                return Err(Error::Unsupported("SCTP services"))
-            }
             ServiceKey::Inet { port: 0, .. } if cfg.persistent.is_none() => return Err(Error::PortZeroNotPersistent),
             _ => {}
         }
@@ -182,7 +179,7 @@ impl Director {
     /// # Errors
     /// [`Error::ServiceExists`], [`Error::UnknownScheduler`], [`Error::BadNetmask`],
     /// [`Error::BadTimeout`], [`Error::PortZeroNotPersistent`], [`Error::ZeroFwmark`],
-    /// [`Error::BadSchedFlags`], [`Error::Unsupported`].
+    /// [`Error::BadSchedFlags`].
     pub fn add_service(&mut self, cfg: ServiceConfig) -> Result<(), Error> {
         if self.svc_index.contains_key(&cfg.key) {
             return Err(Error::ServiceExists);

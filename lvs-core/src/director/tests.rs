@@ -96,8 +96,6 @@ fn control_errors_are_typed_and_change_nothing() {
     let mut flagged = s(ServiceKey::tcp(vip(), 81), "first");
     flagged.sched_flags = crate::service::SchedFlags(1);
     assert_eq!(d.add_service(flagged), Err(Error::BadSchedFlags));
-    let sctp = ServiceKey::Inet { proto: crate::addr::Proto::Sctp, addr: vip(), port: 80 };
-    assert!(matches!(d.add_service(s(sctp, "first")), Err(Error::Unsupported(_))));
     let rs = |a: &str, w| RealServer::new(ip(a), 80, FwdMethod::Route, w);
     assert_eq!(d.add_dest(&ServiceKey::tcp(vip(), 81), rs("192.0.2.12", 1)), Err(Error::NoSuchService));
     assert_eq!(d.add_dest(&svc(), rs("192.0.2.11", 1)), Err(Error::DestExists));
@@ -903,3 +901,4 @@ fn passive_checks_note_a_refusing_server_and_a_retransmitted_syn() {
 }
 
 mod parity;
+mod sctp;
