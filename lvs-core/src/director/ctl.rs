@@ -452,10 +452,22 @@ impl Director {
 }
 
 impl Director {
-    /// `ip_vs_dest_trash_expire`: a deleted server with no connection left is first marked idle,
+    /// Whether the scheduler of service `svc` still holds server `id` ([`Scheduler::holds`]).
+    pub(super) fn held_by_scheduler(&self, id: DestId, svc: u32) -> bool {
+        self.svc(svc).is_some_and(|s| s.sched.holds(id))
+    }
+
+    /// `ip_vs_dest_trash_expire`: a deleted server with no connection left (and no scheduler
+    /// cache entry naming it) is first marked idle,
     /// and freed at a later run once it has been idle for a whole period; the timer re-arms
     /// every half period while the trash holds anything.
     pub(super) fn expire_trash(&mut self, now: u64) {
+        let held: Vec<DestId> = self
+            .dests
+            .iter()
+            .filter(|(id, d)| d.flags & F_AVAILABLE == 0 && self.held_by_scheduler(*id, d.svc))
+            .map(|(id, _)| id)
+            .collect();
         let mut free = Vec::new();
         let mut left = false;
         for (id, d) in self.dests.iter_mut_with_ids() {
@@ -463,7 +475,7 @@ impl Director {
                 continue;
             }
             match d.idle_since {
-                _ if d.refcnt > 0 => left = true,
+                _ if d.refcnt > 0 || held.contains(&id) => left = true,
                 Some(t) if now >= t.saturating_add(DEST_TRASH_PERIOD_NS) => free.push(id),
                 Some(_) => left = true,
                 None => {

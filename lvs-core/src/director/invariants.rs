@@ -17,8 +17,9 @@ impl Director {
     ///
     /// - every server's ActiveConn, InActConn, PersistConn and references equal the entries
     ///   bound to it (`ip_vs_bind_dest`/`ip_vs_unbind_dest` are the only movers);
-    /// - a deleted server with nothing bound waits in the trash no longer than the trash timer
-    ///   allows (`ip_vs_dest_trash_expire`: found idle within 60 s, freed 120 s later);
+    /// - a deleted server with nothing bound (and that no scheduler holds) waits in the trash no
+    ///   longer than the trash timer allows (`ip_vs_dest_trash_expire`: found idle within 60 s,
+    ///   freed 120 s later);
     /// - every template controls exactly the connections that name it, every controlled
     ///   connection names a live template, and no entry is armed beyond its own timeout;
     /// - an SCTP connection counts as active exactly while it is ESTABLISHED (`set_sctp_state`);
@@ -46,7 +47,7 @@ impl Director {
             if (d.flags & F_AVAILABLE != 0) != linked {
                 return Err(format!("server {id:?} available {} but linked {linked}", d.flags & F_AVAILABLE != 0));
             }
-            if d.flags & F_AVAILABLE == 0 && refs == 0 {
+            if d.flags & F_AVAILABLE == 0 && refs == 0 && !self.held_by_scheduler(id, d.svc) {
                 if self.trash_next.is_none() {
                     return Err(format!("server {id:?} is in the trash but the trash timer is off"));
                 }
