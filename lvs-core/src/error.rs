@@ -140,7 +140,8 @@ pub enum Reason {
     PortMismatch,
     /// The frame has no headroom left for the header the method must add.
     NoHeadroom,
-    /// A protocol the service cannot handle yet (SCTP).
+    /// A packet this director cannot handle: an SCTP fragment whose port NAT must change (its
+    /// CRC32c covers the whole packet, and the director does not reassemble).
     Unsupported,
     /// The next hop sits behind a port the director's configuration does not have.
     UnknownPort,

@@ -7,7 +7,7 @@ use crate::addr::{raw, Af};
 use crate::conn::{cf, Conn, ConnId, NIL};
 use crate::dest::{DestId, FwdMethod};
 use crate::error::Reason;
-use crate::proto::{self, tcp::TcpState};
+use crate::proto::{self, sctp, tcp::TcpState};
 use crate::time::Instant;
 use crate::wire::{ipproto, PacketMeta};
 
@@ -96,16 +96,23 @@ impl Director {
         Ok(id)
     }
 
-    /// The state step of a packet on connection `id` ([`proto::set_state`]); a connection
-    /// that becomes established (TCP) or is answered (UDP) assures its template
+    /// The state step of packet `pkt` on connection `id` ([`proto::set_state`]); a connection
+    /// that becomes established (TCP, SCTP) or is answered (UDP) assures its template
     /// (`ip_vs_control_assure_ct`).
-    pub(super) fn set_state(&mut self, id: ConnId, output: bool, tcp_flags: u8) {
+    pub(super) fn set_state(&mut self, id: ConnId, output: bool, pkt: &PacketMeta) {
         let Some(c) = self.conns.get_mut(id) else { return };
         let before = c.state;
         let dest = c.dest_id().and_then(|d| self.dests.get_mut(d));
-        proto::set_state(c, dest, &self.timeouts, output, tcp_flags);
-        let assure =
-            if c.proto == ipproto::TCP { c.state != before && c.state == TcpState::Established as u8 } else { output };
+        proto::set_state(c, dest, &self.timeouts, output, pkt);
+        let established = match c.proto {
+            ipproto::TCP => Some(TcpState::Established as u8),
+            ipproto::SCTP => Some(sctp::state::ESTABLISHED),
+            _ => None,
+        };
+        let assure = match established {
+            Some(e) => c.state != before && c.state == e,
+            None => output,
+        };
         if assure && c.control != NIL {
             let t = ConnId(c.control);
             if let Some(t) = self.conns.get_mut(t).filter(|t| t.is_template()) {

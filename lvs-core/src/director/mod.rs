@@ -116,6 +116,8 @@ pub struct DirectorConfig {
     pub fnat_mtu: u16,
     /// `sloppy_tcp`: any non-RST TCP packet may create a connection.
     pub sloppy_tcp: bool,
+    /// `sloppy_sctp`: any SCTP packet but an ABORT may create a connection, not only an INIT.
+    pub sloppy_sctp: bool,
     /// `expire_nodest_conn`: expire a connection at its next packet once its server is
     /// deleted, and schedule that packet afresh.
     pub expire_nodest_conn: bool,
@@ -146,6 +148,7 @@ impl Default for DirectorConfig {
             tun_mtu: 1500,
             fnat_mtu: 1500,
             sloppy_tcp: false,
+            sloppy_sctp: false,
             expire_nodest_conn: false,
             expire_quiescent_template: false,
             conn_reuse_mode: 1,
