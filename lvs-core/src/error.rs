@@ -110,11 +110,13 @@ pub enum Reason {
     Unsupported,
     /// The next hop sits behind a port the director's configuration does not have.
     UnknownPort,
+    /// A new connection shed by the `drop_packet` defence (`ip_vs_todrop`).
+    DropPacket,
 }
 
 impl Reason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
 
     /// All reasons, in counter order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -131,6 +133,7 @@ impl Reason {
         Reason::NoHeadroom,
         Reason::Unsupported,
         Reason::UnknownPort,
+        Reason::DropPacket,
     ];
 
     /// The counter slot of this reason.
@@ -154,6 +157,7 @@ impl Reason {
             Reason::NoHeadroom => "no-headroom",
             Reason::Unsupported => "unsupported",
             Reason::UnknownPort => "unknown-port",
+            Reason::DropPacket => "drop-packet",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! server's forwarding flags, binding to and unbinding from the server's counters
 //! (`ip_vs_bind_dest`, `ip_vs_unbind_dest`), the state step, and expiry.
 
-use super::Director;
+use super::{defense, Director};
 use crate::addr::{raw, Af};
 use crate::conn::{cf, Conn, ConnId, NIL};
 use crate::dest::{DestId, FwdMethod};
@@ -33,9 +33,14 @@ impl Director {
         f
     }
 
-    /// Stores an entry and binds it to its server.
+    /// Stores an entry and binds it to its server; a full table first makes room if the
+    /// defences allow.
     pub(super) fn insert(&mut self, c: Conn) -> Option<ConnId> {
+        self.make_room();
         let id = self.conns.insert(c.clone())?;
+        if defense::half_open(&c) {
+            self.half_open += 1;
+        }
         if c.flags & cf::OUT_HASHED != 0 {
             self.nat_conns += 1;
         }
@@ -99,7 +104,9 @@ impl Director {
         let Some(c) = self.conns.get_mut(id) else { return };
         let before = c.state;
         let dest = c.dest_id().and_then(|d| self.dests.get_mut(d));
-        proto::set_state(c, dest, &self.timeouts, output, tcp_flags);
+        let was_half_open = defense::half_open(c);
+        proto::set_state(c, dest, &self.timeouts, self.defense.secure(), output, tcp_flags);
+        let is_half_open = defense::half_open(c);
         let assure =
             if c.proto == ipproto::TCP { c.state != before && c.state == TcpState::Established as u8 } else { output };
         if assure && c.control != NIL {
@@ -108,6 +115,7 @@ impl Director {
                 t.state = proto::tpl::ASSURED;
             }
         }
+        self.count_half_open(was_half_open, is_half_open);
     }
 
     /// `ip_vs_conn_expire`: an entry that still controls connections goes the `expire_later`
@@ -147,8 +155,21 @@ impl Director {
         }
     }
 
-    /// What freeing an entry undoes: the controller's count and the server binding.
+    /// Keeps the half-open count as an entry's state moves.
+    pub(super) fn count_half_open(&mut self, was: bool, is: bool) {
+        match (was, is) {
+            (false, true) => self.half_open += 1,
+            (true, false) => self.half_open = self.half_open.saturating_sub(1),
+            _ => {}
+        }
+    }
+
+    /// What freeing an entry undoes: the controller's count, the server binding and the
+    /// half-open count.
     fn release(&mut self, c: &Conn) {
+        if defense::half_open(c) {
+            self.half_open = self.half_open.saturating_sub(1);
+        }
         if c.flags & cf::OUT_HASHED != 0 {
             self.nat_conns = self.nat_conns.saturating_sub(1);
         }

@@ -218,6 +218,10 @@ impl Director {
                 return Err(self.reset(frame, meta));
             }
         }
+        // `tcp_conn_schedule`, `udp_conn_schedule`: a new connection to a service may be shed.
+        if self.todrop() {
+            return Err(self.drop(Reason::DropPacket));
+        }
         match self.schedule(now, si, meta) {
             Ok(id) => Ok(id),
             Err(Reason::NoDest) => Err(self.refuse(frame, meta, Reason::NoDest, IcmpKind::PortUnreachable)),

@@ -19,7 +19,8 @@ impl Director {
     ///   allows (`ip_vs_dest_trash_expire`: found idle within 60 s, freed 120 s later);
     /// - every template controls exactly the connections that name it, every controlled
     ///   connection names a live template, and no entry is armed beyond its own timeout;
-    /// - the NAT reply index count and the service lists agree with the entries and servers.
+    /// - the NAT reply index and half-open counts and the service lists agree with the entries
+    ///   and servers.
     ///
     /// # Errors
     /// A sentence naming the first broken rule.
@@ -52,10 +53,13 @@ impl Director {
                 }
             }
         }
-        let mut nat = 0;
+        let (mut nat, mut half_open) = (0, 0);
         for (id, c) in self.conns.iter() {
             if c.flags & cf::OUT_HASHED != 0 {
                 nat += 1;
+            }
+            if super::defense::half_open(c) {
+                half_open += 1;
             }
             if c.expires > now.saturating_add(u64::from(c.timeout_ms) * 1_000_000) {
                 return Err(format!("entry {id:?} armed beyond its {} ms timeout", c.timeout_ms));
@@ -72,6 +76,9 @@ impl Director {
         }
         if nat != self.nat_conns {
             return Err(format!("{} NAT entries counted, {nat} in the reply index", self.nat_conns));
+        }
+        if half_open != self.half_open {
+            return Err(format!("{} half-open entries counted, {half_open} in the table", self.half_open));
         }
         for s in self.svcs.iter().flatten() {
             if s.order.iter().any(|id| !self.dest_available(*id)) {

@@ -50,9 +50,17 @@ impl Timeouts {
 /// `set_tcp_state` and the UDP transition: the one place a connection's state, its server's
 /// ActiveConn/InActConn counters and its timeout change. TCP steps through the kernel's tables
 /// ([`tcp::next_state`]), choosing INPUT-ONLY while the connection has never seen its server's
-/// side; moving between an active and an inactive state moves the connection between the
-/// counters. The new timeout is the state's (UDP has one).
-pub(crate) fn set_state(c: &mut Conn, dest: Option<&mut Dest>, timeouts: &Timeouts, output: bool, tcp_flags: u8) {
+/// side, and the `secure_tcp` tables ([`tcp::next_state_secure`]) while `secure` holds; moving
+/// between an active and an inactive state moves the connection between the counters. The new
+/// timeout is the state's (UDP has one).
+pub(crate) fn set_state(
+    c: &mut Conn,
+    dest: Option<&mut Dest>,
+    timeouts: &Timeouts,
+    secure: bool,
+    output: bool,
+    tcp_flags: u8,
+) {
     let timeout_s = if c.proto == ipproto::TCP {
         let mut dir = if output { TcpDir::Output } else { TcpDir::Input };
         if c.flags & cf::NOOUTPUT != 0 {
@@ -63,7 +71,8 @@ pub(crate) fn set_state(c: &mut Conn, dest: Option<&mut Dest>, timeouts: &Timeou
             }
         }
         let cur = TcpState::from_u8(c.state).unwrap_or(TcpState::None);
-        let new = tcp::next_state(dir, cur, tcp_flags);
+        let new =
+            if secure { tcp::next_state_secure(dir, cur, tcp_flags) } else { tcp::next_state(dir, cur, tcp_flags) };
         let inactive = c.flags & cf::INACTIVE != 0;
         if let Some(d) = dest {
             if !inactive && !new.is_active() {
