@@ -264,6 +264,7 @@ impl Director {
     /// Sets the defences, as writing the sysctls does, and evaluates them at once
     /// (`proc_do_defense_mode` calls `update_defense_level`).
     pub fn set_defense(&mut self, cfg: Defense) {
+        self.cfg.defense = cfg;
         self.defense.cfg = cfg;
         self.update_defense_level();
     }
