@@ -112,11 +112,15 @@ pub enum Reason {
     UnknownPort,
     /// A new connection shed by the `drop_packet` defence (`ip_vs_todrop`).
     DropPacket,
+    /// A new connection beyond its service's `max_conn`.
+    ServiceConnLimit,
+    /// A new connection beyond its real server's `max_conn`.
+    DestConnLimit,
 }
 
 impl Reason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 16;
 
     /// All reasons, in counter order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -134,6 +138,8 @@ impl Reason {
         Reason::Unsupported,
         Reason::UnknownPort,
         Reason::DropPacket,
+        Reason::ServiceConnLimit,
+        Reason::DestConnLimit,
     ];
 
     /// The counter slot of this reason.
@@ -158,6 +164,8 @@ impl Reason {
             Reason::Unsupported => "unsupported",
             Reason::UnknownPort => "unknown-port",
             Reason::DropPacket => "drop-packet",
+            Reason::ServiceConnLimit => "service-conn-limit",
+            Reason::DestConnLimit => "dest-conn-limit",
         }
     }
 }

@@ -51,6 +51,13 @@ pub struct ServiceConfig {
     pub one_packet: bool,
     /// Scheduler flags (`-b`).
     pub sched_flags: SchedFlags,
+    /// Beyond the kernel: most connections the service's real servers hold together; a new
+    /// connection beyond it is dropped ([`Reason::ServiceConnLimit`]). Named after DPVS's
+    /// per-server `max_conn`: DPVS's services only limit a proportion of packets
+    /// (`limit_proportion`). 0 = none.
+    ///
+    /// [`Reason::ServiceConnLimit`]: crate::Reason::ServiceConnLimit
+    pub max_conn: u32,
 }
 
 impl ServiceConfig {
@@ -63,12 +70,19 @@ impl ServiceConfig {
             netmask: key.af().max_prefix(),
             one_packet: false,
             sched_flags: SchedFlags::default(),
+            max_conn: 0,
         }
     }
 
     /// The same service, persistent for `timeout` seconds.
     pub fn persistent(mut self, timeout: u32) -> Self {
         self.persistent = Some(timeout);
+        self
+    }
+
+    /// The same service holding at most `n` connections ([`ServiceConfig::max_conn`]).
+    pub fn max_conn(mut self, n: u32) -> Self {
+        self.max_conn = n;
         self
     }
 

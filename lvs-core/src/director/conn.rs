@@ -61,6 +61,9 @@ impl Director {
         one_packet: bool,
     ) -> Result<ConnId, Reason> {
         let d = self.dests.get(dest).ok_or(Reason::NoDest)?;
+        if d.cfg.max_conn != 0 && d.active.saturating_add(d.inactive) >= d.cfg.max_conn {
+            return Err(Reason::DestConnLimit);
+        }
         let mut flags = self.conn_flags(dest, meta.af);
         if one_packet {
             flags |= cf::ONE_PACKET;

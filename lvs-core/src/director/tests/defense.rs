@@ -293,3 +293,37 @@ mod properties {
         }
     }
 }
+
+/// A service's `max_conn` counts the connections its servers hold; beyond it new connections
+/// are dropped and counted, and room comes back as connections end.
+#[test]
+fn service_max_conn_drops_and_counts_new_connections() {
+    let mut d = director();
+    d.add_service(ServiceConfig::new(svc(), "first").max_conn(3)).unwrap();
+    d.add_dest(&svc(), RealServer::new(ip("192.0.2.11"), 80, FwdMethod::Route, 1)).unwrap();
+    d.add_dest(&svc(), RealServer::new(ip("192.0.2.12"), 80, FwdMethod::Route, 1)).unwrap();
+    assert_eq!(half_open(&mut d, 0, 3, 1), 3);
+    assert_eq!(send(&mut d, 1, Tcp::new(peer(3), (vip(), 80), SYN)).0, Verdict::Drop(Reason::ServiceConnLimit));
+    assert!(matches!(send(&mut d, 1, Tcp::new(peer(0), (vip(), 80), ACK)).0, Verdict::Transmit { .. }));
+    assert_eq!(d.drops()[Reason::ServiceConnLimit.index()], 1);
+    d.tick(Instant::from_secs(62)); // SYN_RECV lasts 60 s
+    assert!(matches!(send(&mut d, 62, Tcp::new(peer(3), (vip(), 80), SYN)).0, Verdict::Transmit { .. }));
+}
+
+/// A real server's `max_conn` refuses a new connection once its active and inactive ones reach
+/// it (DPVS's `dp_vs_conn_bind_dest`), persistent clients included, where `-x` would only make
+/// the scheduler pass it by.
+#[test]
+fn server_max_conn_refuses_even_persistent_clients() {
+    let mut d = director();
+    d.add_service(ServiceConfig::new(svc(), "first").persistent(300)).unwrap();
+    d.add_dest(&svc(), RealServer::new(ip("192.0.2.11"), 80, FwdMethod::Route, 1).with_max_conn(2)).unwrap();
+    let c = |port| (ip("198.51.100.2"), port);
+    for port in [1000, 1001] {
+        assert!(matches!(send(&mut d, 1, Tcp::new(c(port), (vip(), 80), SYN)).0, Verdict::Transmit { .. }));
+    }
+    assert_eq!(send(&mut d, 1, Tcp::new(c(1002), (vip(), 80), SYN)).0, Verdict::Drop(Reason::DestConnLimit));
+    assert_eq!(d.drops()[Reason::DestConnLimit.index()], 1);
+    assert_eq!(counts(&d, &svc()), [(2, 0, 1)]);
+    d.check_invariants(Instant::from_secs(1)).unwrap();
+}
