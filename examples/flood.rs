@@ -130,6 +130,8 @@ fn legit_client(k: usize) -> (IpAddr, u16) {
 struct Step {
     at: u64,
     conn: usize,
+    /// The server's SYN-ACK (NAT), which goes to the client (no server), not a client segment.
+    reply: bool,
     frame: Vec<u8>,
 }
 
@@ -204,6 +206,7 @@ fn run(o: &Options) -> (Figures, Director) {
             let s = steps.pop_front().unwrap();
             let v = transmitted(send(&mut d, now, &s.frame));
             match (v, legit_dest[s.conn]) {
+                (Some(None), Some(_)) if s.reply => {}
                 (Some(Some(dest)), None) if legit_ok[s.conn] => {
                     legit_dest[s.conn] = Some(dest);
                     // NAT: the server's SYN-ACK comes back through the director.
@@ -212,10 +215,9 @@ fn run(o: &Options) -> (Figures, Director) {
                         let at = now + MS / 2;
                         let frame = segment(c, Some(rs), flags::SYN | flags::ACK, &[]);
                         let pos = steps.partition_point(|x| x.at <= at);
-                        steps.insert(pos, Step { at, conn: s.conn, frame });
+                        steps.insert(pos, Step { at, conn: s.conn, reply: true, frame });
                     }
                 }
-                (Some(None), Some(_)) => {}
                 (Some(Some(dest)), Some(known)) if dest == known => {}
                 _ => legit_ok[s.conn] = false,
             }
@@ -226,10 +228,10 @@ fn run(o: &Options) -> (Figures, Director) {
                 let c = legit_client(k);
                 legit_dest.push(None);
                 legit_ok.push(true);
-                steps.push_back(Step { at: now, conn: k, frame: segment(c, None, flags::SYN, &[]) });
-                steps.push_back(Step { at: now + MS, conn: k, frame: segment(c, None, flags::ACK, &[]) });
+                steps.push_back(Step { at: now, conn: k, reply: false, frame: segment(c, None, flags::SYN, &[]) });
+                steps.push_back(Step { at: now + MS, conn: k, reply: false, frame: segment(c, None, flags::ACK, &[]) });
                 let req = segment(c, None, flags::ACK, b"GET / HTTP/1.1\r\n\r\n");
-                steps.push_back(Step { at: now + 11 * MS, conn: k, frame: req });
+                steps.push_back(Step { at: now + 11 * MS, conn: k, reply: false, frame: req });
             }
             // Spoofed: any address outside 10/8 and 198.51.100/24, any port above 1023.
             let r = rng.next();

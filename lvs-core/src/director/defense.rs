@@ -372,19 +372,29 @@ impl Director {
     }
 
     /// Makes room for one more entry in a full table while `drop_entry` acts, by dropping a
-    /// random half-open connection (beyond the kernel, whose table has no fixed size).
+    /// random half-open connection (beyond the kernel, whose table has no fixed size). Like
+    /// `todrop_entry`, it prefers the entries with fewest incoming packets: one whose client
+    /// sent nothing but its SYN goes before one whose handshake is under way.
     pub(super) fn make_room(&mut self) {
         if !self.defense.dropentry || self.conns.len() < self.cfg.max_conns {
             return;
         }
         let slots = self.conns.slots();
+        let mut fallback = None;
         for _ in 0..EVICT_PROBES.min(slots.saturating_mul(4)) {
             let i = self.rng.next_u32() as usize % slots;
-            if self.conns.live(i).is_some_and(|c| half_open(c) && c.n_control == 0) {
-                self.defense.entries_replaced += 1;
-                self.conn_del(ConnId(i as u32));
-                return;
+            match self.conns.live(i).filter(|c| half_open(c) && c.n_control == 0) {
+                Some(c) if c.in_pkts <= 1 => {
+                    fallback = Some(i);
+                    break;
+                }
+                Some(_) => fallback = fallback.or(Some(i)),
+                None => {}
             }
+        }
+        if let Some(i) = fallback {
+            self.defense.entries_replaced += 1;
+            self.conn_del(ConnId(i as u32));
         }
     }
 }
