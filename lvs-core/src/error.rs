@@ -148,11 +148,17 @@ pub enum Reason {
     /// A FullNAT connection could not get a local address and port: the service has none, or
     /// every port of every one is in use (never a shared port).
     NoLocalPort,
+    /// A new connection shed by the `drop_packet` defence (`ip_vs_todrop`).
+    DropPacket,
+    /// A new connection beyond its service's `max_conn`.
+    ServiceConnLimit,
+    /// A new connection beyond its real server's `max_conn`.
+    DestConnLimit,
 }
 
 impl Reason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 17;
 
     /// All reasons, in counter order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -170,6 +176,9 @@ impl Reason {
         Reason::Unsupported,
         Reason::UnknownPort,
         Reason::NoLocalPort,
+        Reason::DropPacket,
+        Reason::ServiceConnLimit,
+        Reason::DestConnLimit,
     ];
 
     /// The counter slot of this reason.
@@ -194,6 +203,9 @@ impl Reason {
             Reason::Unsupported => "unsupported",
             Reason::UnknownPort => "unknown-port",
             Reason::NoLocalPort => "no-local-port",
+            Reason::DropPacket => "drop-packet",
+            Reason::ServiceConnLimit => "service-conn-limit",
+            Reason::DestConnLimit => "dest-conn-limit",
         }
     }
 }

@@ -100,6 +100,13 @@ pub struct ServiceConfig {
     /// How FullNAT connections tell real servers the client's address: a TOA, or a PROXY
     /// header (DPVS's `--proxy-protocol disable|v1|v2`). Other methods ignore it.
     pub client_addr: ClientAddr,
+    /// Beyond the kernel: most connections the service's real servers hold together; a new
+    /// connection beyond it is dropped ([`Reason::ServiceConnLimit`]). Named after DPVS's
+    /// per-server `max_conn`: DPVS's services only limit a proportion of packets
+    /// (`limit_proportion`). 0 = none.
+    ///
+    /// [`Reason::ServiceConnLimit`]: crate::Reason::ServiceConnLimit
+    pub max_conn: u32,
 }
 
 impl ServiceConfig {
@@ -113,12 +120,19 @@ impl ServiceConfig {
             one_packet: false,
             sched_flags: SchedFlags::default(),
             client_addr: ClientAddr::Toa,
+            max_conn: 0,
         }
     }
 
     /// The same service, persistent for `timeout` seconds.
     pub fn persistent(mut self, timeout: u32) -> Self {
         self.persistent = Some(timeout);
+        self
+    }
+
+    /// The same service holding at most `n` connections ([`ServiceConfig::max_conn`]).
+    pub fn max_conn(mut self, n: u32) -> Self {
+        self.max_conn = n;
         self
     }
 

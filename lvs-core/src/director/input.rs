@@ -254,6 +254,11 @@ impl Director {
                 return Err(Verdict::NotMine);
             }
         }
+        // `tcp_conn_schedule`, `udp_conn_schedule`, `sctp_conn_schedule`: a new connection to a
+        // service may be shed.
+        if self.todrop() {
+            return Err(self.drop(Reason::DropPacket));
+        }
         if meta.sport == FTP_DATA_PORT {
             return Err(Verdict::NotMine);
         }
@@ -269,6 +274,12 @@ impl Director {
         let Some(svc) = self.svcs.get_mut(si as usize).and_then(Option::as_mut) else { return Err(Reason::NoDest) };
         let key = svc.cfg.key;
         let one_packet = svc.cfg.one_packet && meta.proto == ipproto::UDP;
+        if svc.cfg.max_conn != 0 {
+            let held = svc.order.iter().filter_map(|d| self.dests.get(*d)).map(|d| d.active + d.inactive).sum::<u32>();
+            if held >= svc.cfg.max_conn {
+                return Err(Reason::ServiceConnLimit);
+            }
+        }
         let Some(ptimeout) = svc.cfg.persistent else {
             if key.fwmark().is_none() && meta.dport != key.port() {
                 return Err(Reason::PortMismatch);

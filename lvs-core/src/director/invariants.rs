@@ -23,7 +23,8 @@ impl Director {
     /// - every template controls exactly the connections that name it, every controlled
     ///   connection names a live template, and no entry is armed beyond its own timeout;
     /// - an SCTP connection counts as active exactly while it is ESTABLISHED (`set_sctp_state`);
-    /// - the NAT reply index count and the service lists agree with the entries and servers.
+    /// - the NAT reply index and half-open counts and the service lists agree with the entries
+    ///   and servers.
     ///
     /// # Errors
     /// A sentence naming the first broken rule.
@@ -56,7 +57,7 @@ impl Director {
                 }
             }
         }
-        let mut nat = 0;
+        let (mut nat, mut half_open) = (0, 0);
         for (id, c) in self.conns.iter() {
             if c.flags & cf::OUT_HASHED != 0 {
                 nat += 1;
@@ -69,6 +70,9 @@ impl Director {
                         sctp::state_name(c.state)
                     ));
                 }
+            }
+            if super::defense::half_open(c) {
+                half_open += 1;
             }
             if c.expires > now.saturating_add(u64::from(c.timeout_ms) * 1_000_000) {
                 return Err(format!("entry {id:?} armed beyond its {} ms timeout", c.timeout_ms));
@@ -85,6 +89,9 @@ impl Director {
         }
         if nat != self.nat_conns {
             return Err(format!("{} NAT entries counted, {nat} in the reply index", self.nat_conns));
+        }
+        if half_open != self.half_open {
+            return Err(format!("{} half-open entries counted, {half_open} in the table", self.half_open));
         }
         for s in self.svcs.iter().flatten() {
             if s.order.iter().any(|id| !self.dest_available(*id)) {

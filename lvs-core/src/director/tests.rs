@@ -899,5 +899,6 @@ fn passive_checks_note_a_refusing_server_and_a_retransmitted_syn() {
     assert_eq!(suspicions(&mut d), [Suspicion { service: svc(), server: rs11, symptom: Symptom::SynReset }]);
 }
 
+mod defense;
 mod parity;
 mod sctp;

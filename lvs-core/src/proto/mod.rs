@@ -49,11 +49,19 @@ impl Timeouts {
 
 /// `set_tcp_state`, `set_sctp_state` and the UDP transition: the one place a connection's
 /// state, its server's ActiveConn/InActConn counters and its timeout change. TCP and SCTP step
-/// through the kernel's tables ([`tcp::next_state`] on the packet's flags, [`sctp::next_state`]
-/// on its chunk), choosing INPUT-ONLY while the connection has never seen its server's side;
-/// moving between an active and an inactive state moves the connection between the counters.
-/// The new timeout is the state's (UDP has one).
-pub(crate) fn set_state(c: &mut Conn, dest: Option<&mut Dest>, timeouts: &Timeouts, output: bool, pkt: &PacketMeta) {
+/// through the kernel's tables ([`tcp::next_state`] on the packet's flags, or
+/// [`tcp::next_state_secure`] while the `secure_tcp` defence is on; [`sctp::next_state`] on its
+/// chunk), choosing INPUT-ONLY while the connection has never seen its server's side; moving
+/// between an active and an inactive state moves the connection between the counters. The new
+/// timeout is the state's (UDP has one).
+pub(crate) fn set_state(
+    c: &mut Conn,
+    dest: Option<&mut Dest>,
+    timeouts: &Timeouts,
+    secure: bool,
+    output: bool,
+    pkt: &PacketMeta,
+) {
     let stepped = c.proto == ipproto::TCP || c.proto == ipproto::SCTP;
     if !stepped {
         c.timeout_ms = timeouts.udp.saturating_mul(1000);
@@ -69,7 +77,11 @@ pub(crate) fn set_state(c: &mut Conn, dest: Option<&mut Dest>, timeouts: &Timeou
     }
     let (new, active, timeout_s) = if c.proto == ipproto::TCP {
         let cur = TcpState::from_u8(c.state).unwrap_or(TcpState::None);
-        let new = tcp::next_state(dir, cur, pkt.tcp_flags);
+        let new = if secure {
+            tcp::next_state_secure(dir, cur, pkt.tcp_flags)
+        } else {
+            tcp::next_state(dir, cur, pkt.tcp_flags)
+        };
         (new as u8, new.is_active(), timeouts.tcp[new as usize])
     } else {
         let new = sctp::next_state(dir, c.state, pkt.sctp_chunk);
