@@ -73,6 +73,9 @@ pub(crate) struct ConnTable {
     in_idx: HashTable<u32>,
     out_idx: HashTable<u32>,
     hasher: ahash::RandomState,
+    /// Bumped whenever an index gains or loses an entry: a lookup made at one epoch still
+    /// answers at the same epoch (a burst probes every frame's tuple before processing any).
+    epoch: u32,
     pub(crate) wheel: Wheel,
 }
 
@@ -87,6 +90,7 @@ impl ConnTable {
             in_idx: HashTable::new(),
             out_idx: HashTable::new(),
             hasher,
+            epoch: 0,
             wheel: Wheel::new(),
         }
     }
@@ -152,6 +156,7 @@ impl ConnTable {
     /// Links an entry in the indexes its flags name.
     fn hash(&mut self, id: ConnId) {
         let Some(c) = self.slab.get(id.0 as usize) else { return };
+        self.epoch = self.epoch.wrapping_add(1);
         let (flags, h) = (c.flags, &self.hasher);
         if flags & cf::IN_HASHED != 0 {
             let hv = h.hash_one(c.in_key());
@@ -172,6 +177,7 @@ impl ConnTable {
             return;
         }
         let hv = self.hasher.hash_one(c.in_key());
+        self.epoch = self.epoch.wrapping_add(1);
         if let Ok(e) = self.in_idx.find_entry(hv, |i| *i == id.0) {
             e.remove();
         }
@@ -205,6 +211,7 @@ impl ConnTable {
             return;
         }
         let hv = self.hasher.hash_one(c.out_key());
+        self.epoch = self.epoch.wrapping_add(1);
         if let Ok(e) = self.out_idx.find_entry(hv, |i| *i == id.0) {
             e.remove();
         }
@@ -252,6 +259,30 @@ impl ConnTable {
         let hv = self.hasher.hash_one(key);
         let slab = &self.slab;
         self.in_idx.find(hv, |i| slab.get(*i as usize).is_some_and(|c| c.in_key() == *key)).map(|i| ConnId(*i))
+    }
+
+    /// Whether entry `id` is the one the client → virtual index files under `key` (what
+    /// [`find_in`](Self::find_in) would answer), read from the entry alone.
+    #[inline]
+    pub(crate) fn holds_in(&self, id: ConnId, key: &InKey) -> bool {
+        self.slab
+            .get(id.0 as usize)
+            .is_some_and(|c| c.flags & (cf::FREE | cf::IN_HASHED) == cf::IN_HASHED && c.in_key() == *key)
+    }
+
+    /// The index epoch: unchanged means no entry entered or left an index since it was read.
+    #[inline]
+    pub(crate) fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// Reads the timer fields of entry `id` (the part of the entry a lookup's key comparison
+    /// does not read), so that a burst's first pass brings the whole entry into the cache.
+    #[inline]
+    pub(crate) fn touch(&self, id: ConnId) {
+        if let Some(c) = self.slab.get(id.0 as usize) {
+            core::hint::black_box(c.expires);
+        }
     }
 
     /// Looks up the reply index.
