@@ -106,9 +106,10 @@ impl Director {
 
     /// The state step of packet `pkt` on connection `id` ([`proto::set_state`]); a connection
     /// that becomes established (TCP, SCTP) or is answered (UDP) assures its template
-    /// (`ip_vs_control_assure_ct`).
-    pub(super) fn set_state(&mut self, id: ConnId, output: bool, pkt: &PacketMeta) {
-        let Some(c) = self.conns.get_mut(id) else { return };
+    /// (`ip_vs_control_assure_ct`). Returns the entry's new timeout in milliseconds, so the
+    /// caller re-arms its timer without fetching the entry again.
+    pub(super) fn set_state(&mut self, id: ConnId, output: bool, pkt: &PacketMeta) -> u32 {
+        let Some(c) = self.conns.get_mut(id) else { return 0 };
         let before = c.state;
         let dest = c.dest_id().and_then(|d| self.dests.get_mut(d));
         let was_half_open = defense::half_open(c);
@@ -123,13 +124,14 @@ impl Director {
             Some(e) => c.state != before && c.state == e,
             None => output,
         };
-        if assure && c.control != NIL {
-            let t = ConnId(c.control);
-            if let Some(t) = self.conns.get_mut(t).filter(|t| t.is_template()) {
+        let (timeout_ms, control) = (c.timeout_ms, c.control);
+        if assure && control != NIL {
+            if let Some(t) = self.conns.get_mut(ConnId(control)).filter(|t| t.is_template()) {
                 t.state = proto::tpl::ASSURED;
             }
         }
         self.count_half_open(was_half_open, is_half_open);
+        timeout_ms
     }
 
     /// `ip_vs_conn_expire`: an entry that still controls connections goes the `expire_later`

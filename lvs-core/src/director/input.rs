@@ -462,24 +462,23 @@ impl Director {
     /// Client → real server on connection `id`.
     fn in_path(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
         let Some(c) = self.conns.get(id) else { return self.drop(Reason::DestUnavailable) };
-        let (dest, fwd, daddr, dport, one_packet) =
-            (c.dest_id(), c.fwd(), from_raw(c.daf(), &c.daddr), c.dport, c.flags & cf::ONE_PACKET != 0);
+        let (dest, fwd, daddr, dport, control, one_packet) =
+            (c.dest_id(), c.fwd(), from_raw(c.daf(), &c.daddr), c.dport, c.control, c.flags & cf::ONE_PACKET != 0);
         match dest {
             Some(d) => self.count(d, u32::from(meta.ip_len), false),
             None => self.stats.packet_in(u32::from(meta.ip_len)),
         }
-        self.set_state(id, false, meta);
-        let threshold = self.sync.params().threshold;
-        let Some(c) = self.conns.get_mut(id) else { return self.drop(Reason::DestUnavailable) };
-        let (ms, control) = (c.timeout_ms, c.control);
-        // `ip_vs_in`: a one-packet connection counts as at the threshold.
-        let pkts = if one_packet {
-            threshold
-        } else {
-            c.in_pkts = c.in_pkts.wrapping_add(1);
-            c.in_pkts
-        };
+        let ms = self.set_state(id, false, meta);
         self.conns.arm(id, crate::time::after_ms(now, ms));
+        // `ip_vs_in`: a one-packet connection counts as at the threshold.
+        let pkts = match self.conns.get_mut(id) {
+            Some(_) if one_packet => self.sync.params().threshold,
+            Some(c) => {
+                c.in_pkts = c.in_pkts.wrapping_add(1);
+                c.in_pkts
+            }
+            None => 0,
+        };
         if self.sync.is_master() {
             self.sync_conn(now, id, pkts);
         } else if one_packet && control != NIL {
