@@ -1,6 +1,7 @@
 //! The slab and its two hash indexes.
 
 use alloc::vec::Vec;
+use core::hash::{Hash, Hasher};
 
 use hashbrown::HashTable;
 
@@ -8,7 +9,7 @@ use super::timer::Wheel;
 use super::{cf, Conn, ConnId};
 
 /// Key of the client → virtual index (`ip_vs_conn_hashkey_param` for the in direction).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct InKey {
     pub(crate) v6: bool,
     pub(crate) tmpl: bool,
@@ -20,7 +21,7 @@ pub(crate) struct InKey {
 }
 
 /// Key of the reply index: the reply's source (the real server) and destination (the client).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OutKey {
     pub(crate) v6: bool,
     pub(crate) proto: u8,
@@ -28,6 +29,30 @@ pub(crate) struct OutKey {
     pub(crate) dport: u16,
     pub(crate) caddr: [u8; 16],
     pub(crate) cport: u16,
+}
+
+// Both keys hash as three words (the two addresses, then ports, protocol and flags), not
+// field by field: a derived `Hash` feeds the hasher eight times with a length before each
+// address, and the key's hash is on every packet's path.
+impl Hash for InKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.caddr));
+        state.write_u128(u128::from_ne_bytes(self.vaddr));
+        state.write_u64(small_words(self.cport, self.vport, self.proto, self.v6, self.tmpl));
+    }
+}
+
+impl Hash for OutKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.daddr));
+        state.write_u128(u128::from_ne_bytes(self.caddr));
+        state.write_u64(small_words(self.dport, self.cport, self.proto, self.v6, false));
+    }
+}
+
+/// A key's ports, protocol and flags packed into one word for hashing.
+fn small_words(port1: u16, port2: u16, proto: u8, v6: bool, tmpl: bool) -> u64 {
+    u64::from(port1) | u64::from(port2) << 16 | u64::from(proto) << 32 | u64::from(v6) << 40 | u64::from(tmpl) << 41
 }
 
 impl Conn {
