@@ -147,11 +147,17 @@ pub enum Reason {
     /// A FullNAT connection could not get a local address and port: the service has none, or
     /// every port of every one is in use (never a shared port).
     NoLocalPort,
+    /// An ACK to a SYN-proxied service with no connection whose cookie is not good (forged,
+    /// too old, for another flow): dropped, never answered.
+    BadCookie,
+    /// Not an error: a client segment the SYN proxy keeps (its copy held for the real server,
+    /// or the bare ACK of a deferred connection); the frame itself is done with.
+    SynproxyHeld,
 }
 
 impl Reason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 16;
 
     /// All reasons, in counter order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -169,6 +175,8 @@ impl Reason {
         Reason::Unsupported,
         Reason::UnknownPort,
         Reason::NoLocalPort,
+        Reason::BadCookie,
+        Reason::SynproxyHeld,
     ];
 
     /// The counter slot of this reason.
@@ -193,6 +201,8 @@ impl Reason {
             Reason::Unsupported => "unsupported",
             Reason::UnknownPort => "unknown-port",
             Reason::NoLocalPort => "no-local-port",
+            Reason::BadCookie => "bad-cookie",
+            Reason::SynproxyHeld => "synproxy-held",
         }
     }
 }

@@ -57,6 +57,7 @@ pub mod sched;
 pub mod service;
 pub mod stats;
 pub mod sync;
+pub(crate) mod synproxy;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod time;
