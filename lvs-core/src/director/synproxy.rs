@@ -290,8 +290,9 @@ impl Director {
     }
 
     /// A client segment of SYN-proxied connection `id`: spliced once the server answered;
-    /// before, data is held (one segment) and every segment sends the server the director's SYN
-    /// again (the client's retransmissions drive the director's).
+    /// before, the first data segment is held (and sends a deferred connection's SYN), and any
+    /// other segment — the client retransmitting — sends the server the director's SYN again
+    /// (the client's retransmissions drive the director's).
     pub(super) fn synproxy_client(
         &mut self,
         now: Instant,
@@ -330,6 +331,10 @@ impl Director {
                         sp.held = Some(copy);
                     }
                     self.synproxy.stats.held += 1;
+                    // The SYN is on its way: only a deferred connection sends it now.
+                    if phase == Phase::SynSent {
+                        return self.drop(Reason::SynproxyHeld);
+                    }
                 }
                 self.synproxy_send_syn(now, frame, meta, id)
             }

@@ -266,6 +266,29 @@ fn deferred_connections_wait_for_data() {
     let data = Tcp { payload: b"x", ..ack };
     let s = pass(&mut d, T0, &data);
     assert_eq!((s.dst, s.fl, s.seq), (rs(), SYN, 1000));
+    // Its retransmission, while the server is silent, sends the SYN again.
+    let s = pass(&mut d, T0, &data);
+    assert_eq!((s.dst, s.fl, s.seq), (rs(), SYN, 1000));
+}
+
+#[test]
+fn data_after_the_syn_is_held_once() {
+    let mut d = director(FwdMethod::Masq, false);
+    let (cookie, _) = handshake(&mut d, b"");
+    let data = Tcp { fl: ACK, seq: 1001, ack: cookie + 1, win: 502, opts: &[], payload: b"GET /", ..syn(&[]) };
+    assert_eq!(at(&mut d, T0, &data).0, Verdict::Drop(Reason::SynproxyHeld));
+    let sa = Tcp {
+        src: rs(),
+        dst: client(),
+        fl: SYN | ACK,
+        seq: 5000,
+        ack: 1001,
+        win: 65535,
+        opts: &[2, 4, 5, 0xb4],
+        payload: b"",
+    };
+    let g = pass(&mut d, T0, &sa);
+    assert_eq!((g.dst, g.seq, g.ack, g.payload.as_slice()), (rs(), 1001, 5001, &b"GET /"[..]));
 }
 
 #[test]
