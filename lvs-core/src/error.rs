@@ -140,7 +140,8 @@ pub enum Reason {
     PortMismatch,
     /// The frame has no headroom left for the header the method must add.
     NoHeadroom,
-    /// A protocol the service cannot handle yet (SCTP).
+    /// A packet this director cannot handle: an SCTP fragment whose port NAT must change (its
+    /// CRC32c covers the whole packet, and the director does not reassemble).
     Unsupported,
     /// The next hop sits behind a port the director's configuration does not have.
     UnknownPort,
@@ -153,11 +154,17 @@ pub enum Reason {
     /// Not an error: a client segment the SYN proxy keeps (its copy held for the real server,
     /// or the bare ACK of a deferred connection); the frame itself is done with.
     SynproxyHeld,
+    /// A new connection shed by the `drop_packet` defence (`ip_vs_todrop`).
+    DropPacket,
+    /// A new connection beyond its service's `max_conn`.
+    ServiceConnLimit,
+    /// A new connection beyond its real server's `max_conn`.
+    DestConnLimit,
 }
 
 impl Reason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 19;
 
     /// All reasons, in counter order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -177,6 +184,9 @@ impl Reason {
         Reason::NoLocalPort,
         Reason::BadCookie,
         Reason::SynproxyHeld,
+        Reason::DropPacket,
+        Reason::ServiceConnLimit,
+        Reason::DestConnLimit,
     ];
 
     /// The counter slot of this reason.
@@ -203,6 +213,9 @@ impl Reason {
             Reason::NoLocalPort => "no-local-port",
             Reason::BadCookie => "bad-cookie",
             Reason::SynproxyHeld => "synproxy-held",
+            Reason::DropPacket => "drop-packet",
+            Reason::ServiceConnLimit => "service-conn-limit",
+            Reason::DestConnLimit => "dest-conn-limit",
         }
     }
 }

@@ -69,7 +69,9 @@ pub(crate) mod xmit;
 
 pub use addr::{Af, Endpoint, Proto, ServiceKey};
 pub use dest::{DestId, DestView, FwdMethod, RealServer};
-pub use director::{BatchError, Command, Director, DirectorConfig, PortConfig, Verdict};
+pub use director::{
+    BatchError, Command, Defense, DefenseMode, DefenseStatus, Director, DirectorConfig, PortConfig, Verdict,
+};
 pub use error::{Error, Reason};
 pub use neigh::{MacAddr, Neighbour};
 pub use proto::Timeouts;

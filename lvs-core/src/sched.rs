@@ -86,6 +86,14 @@ pub trait Scheduler: Send {
 
     /// Periodic work (cache expiry of `lblc`/`lblcr`).
     fn tick(&mut self, _now: Instant) {}
+
+    /// Whether the scheduler's own state still refers to server `d`, as the kernel's `lblc` and
+    /// `lblcr` cache entries hold their servers (`ip_vs_dest_hold`): a deleted server held so
+    /// stays in the trash (`ip_vs_dest_trash_expire` frees only unreferenced ones), and added
+    /// back it is the same server, found again by the entries that name it.
+    fn holds(&self, _d: DestId) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -103,6 +103,13 @@ pub struct ServiceConfig {
     /// DPVS's `-j`/`--synproxy`: the director answers SYNs with cookies and opens connections
     /// to real servers only for clients that complete the handshake (NAT and FullNAT only).
     pub synproxy: bool,
+    /// Beyond the kernel: most connections the service's real servers hold together; a new
+    /// connection beyond it is dropped ([`Reason::ServiceConnLimit`]). Named after DPVS's
+    /// per-server `max_conn`: DPVS's services only limit a proportion of packets
+    /// (`limit_proportion`). 0 = none.
+    ///
+    /// [`Reason::ServiceConnLimit`]: crate::Reason::ServiceConnLimit
+    pub max_conn: u32,
 }
 
 impl ServiceConfig {
@@ -117,12 +124,19 @@ impl ServiceConfig {
             sched_flags: SchedFlags::default(),
             client_addr: ClientAddr::Toa,
             synproxy: false,
+            max_conn: 0,
         }
     }
 
     /// The same service, persistent for `timeout` seconds.
     pub fn persistent(mut self, timeout: u32) -> Self {
         self.persistent = Some(timeout);
+        self
+    }
+
+    /// The same service holding at most `n` connections ([`ServiceConfig::max_conn`]).
+    pub fn max_conn(mut self, n: u32) -> Self {
+        self.max_conn = n;
         self
     }
 

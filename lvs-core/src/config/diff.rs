@@ -93,7 +93,7 @@ impl Table {
 /// A running director's real servers, as a command would give them.
 fn dest_of(d: &crate::dest::DestView<'_>) -> RealServer {
     let (upper, lower) = d.thresholds();
-    RealServer::new(d.addr(), d.port(), d.fwd(), d.weight()).with_thresholds(upper, lower)
+    RealServer::new(d.addr(), d.port(), d.fwd(), d.weight()).with_thresholds(upper, lower).with_max_conn(d.max_conn())
 }
 
 /// The commands that turn `d`'s table into the one `target` builds from an empty table.

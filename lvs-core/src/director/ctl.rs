@@ -162,9 +162,6 @@ impl Director {
     fn validate_service(&self, cfg: &ServiceConfig) -> Result<(), Error> {
         match cfg.key {
             ServiceKey::Fwmark { mark: 0, .. } => return Err(Error::ZeroFwmark),
-            ServiceKey::Inet { proto: crate::addr::Proto::Sctp, .. } => {
-                return Err(Error::Unsupported("SCTP services"))
-            }
             ServiceKey::Inet { port: 0, .. } if cfg.persistent.is_none() => return Err(Error::PortZeroNotPersistent),
             _ => {}
         }
@@ -198,9 +195,9 @@ impl Director {
     ///
     /// # Errors
     /// [`Error::ServiceExists`], [`Error::UnknownScheduler`], [`Error::BadNetmask`],
-    /// [`Error::BadTimeout`], [`Error::PortZeroNotPersistent`], [`Error::ZeroFwmark`],
-    /// [`Error::Unsupported`]. Scheduler flags (`-b`) are kept whatever the scheduler, as the
-    /// kernel keeps them; a scheduler reads the ones it knows.
+    /// [`Error::BadTimeout`], [`Error::PortZeroNotPersistent`], [`Error::ZeroFwmark`]. Scheduler
+    /// flags (`-b`) are kept whatever the scheduler, as the kernel keeps them; a scheduler reads
+    /// the ones it knows.
     pub fn add_service(&mut self, cfg: ServiceConfig) -> Result<(), Error> {
         if self.svc_index.contains_key(&cfg.key) {
             return Err(Error::ServiceExists);
@@ -480,10 +477,22 @@ impl Director {
 }
 
 impl Director {
-    /// `ip_vs_dest_trash_expire`: a deleted server with no connection left is first marked idle,
+    /// Whether the scheduler of service `svc` still holds server `id` ([`Scheduler::holds`]).
+    pub(super) fn held_by_scheduler(&self, id: DestId, svc: u32) -> bool {
+        self.svc(svc).is_some_and(|s| s.sched.holds(id))
+    }
+
+    /// `ip_vs_dest_trash_expire`: a deleted server with no connection left (and no scheduler
+    /// cache entry naming it) is first marked idle,
     /// and freed at a later run once it has been idle for a whole period; the timer re-arms
     /// every half period while the trash holds anything.
     pub(super) fn expire_trash(&mut self, now: u64) {
+        let held: Vec<DestId> = self
+            .dests
+            .iter()
+            .filter(|(id, d)| d.flags & F_AVAILABLE == 0 && self.held_by_scheduler(*id, d.svc))
+            .map(|(id, _)| id)
+            .collect();
         let mut free = Vec::new();
         let mut left = false;
         for (id, d) in self.dests.iter_mut_with_ids() {
@@ -491,7 +500,7 @@ impl Director {
                 continue;
             }
             match d.idle_since {
-                _ if d.refcnt > 0 => left = true,
+                _ if d.refcnt > 0 || held.contains(&id) => left = true,
                 Some(t) if now >= t.saturating_add(DEST_TRASH_PERIOD_NS) => free.push(id),
                 Some(_) => left = true,
                 None => {

@@ -321,6 +321,7 @@ impl Director {
             Ok(_) => Verdict::Transmit { port, dest },
             Err(XmitError::TtlExpired) => self.drop(Reason::TtlExpired),
             Err(XmitError::Bounds) => self.drop(Reason::Malformed),
+            Err(XmitError::Fragment) => self.drop(Reason::Unsupported),
         }
     }
 }

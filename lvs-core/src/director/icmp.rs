@@ -89,6 +89,7 @@ impl Director {
             Ok(()) => Verdict::Transmit { port: nh.port, dest },
             Err(XmitError::TtlExpired) => self.drop(Reason::TtlExpired),
             Err(XmitError::Bounds) => self.drop(Reason::Malformed),
+            Err(XmitError::Fragment) => self.drop(Reason::Unsupported),
         }
     }
 

@@ -24,6 +24,7 @@ impl Director {
             Ok(()) => Verdict::Transmit { port: nh.port, dest: None },
             Err(XmitError::TtlExpired) => self.drop(Reason::TtlExpired),
             Err(XmitError::Bounds) => self.drop(Reason::Malformed),
+            Err(XmitError::Fragment) => self.drop(Reason::Unsupported),
         }
     }
 
@@ -39,7 +40,7 @@ impl Director {
                 self.suspect(d, Symptom::SynReset);
             }
         }
-        self.set_state(id, true, meta.tcp_flags);
+        self.set_state(id, true, meta);
         let ms = self.conns.get(id).map_or(0, |c| c.timeout_ms);
         self.conns.arm(id, crate::time::after_ms(now, ms));
     }

@@ -519,8 +519,10 @@ impl Director {
         let threshold = self.sync.params.threshold;
         let timeouts = self.timeouts;
         let Some(c) = self.conns.get_mut(id) else { return Err(()) };
+        let was_half_open = super::defense::half_open(c);
         c.in_pkts = threshold;
         c.state = r.state as u8;
+        let is_half_open = super::defense::half_open(c);
         c.old_state = c.state;
         let secs = if r.timeout != 0 {
             r.timeout.min(MAX_TIMEOUT_S)
@@ -535,6 +537,7 @@ impl Director {
         };
         c.timeout_ms = secs * 1000;
         self.conns.arm(id, now.as_nanos().saturating_add(u64::from(secs) * 1_000_000_000));
+        self.count_half_open(was_half_open, is_half_open);
         Ok(())
     }
 

@@ -95,8 +95,6 @@ fn control_errors_are_typed_and_change_nothing() {
     v6_mask.netmask = crate::service::Netmask::V6(24);
     assert_eq!(d.add_service(v6_mask), Err(Error::BadNetmask));
     assert_eq!(d.add_service(s(ServiceKey::tcp(vip(), 81), "first").persistent(0)), Err(Error::BadTimeout(0)));
-    let sctp = ServiceKey::Inet { proto: crate::addr::Proto::Sctp, addr: vip(), port: 80 };
-    assert!(matches!(d.add_service(s(sctp, "first")), Err(Error::Unsupported(_))));
     let rs = |a: &str, w| RealServer::new(ip(a), 80, FwdMethod::Route, w);
     assert_eq!(d.add_dest(&ServiceKey::tcp(vip(), 81), rs("192.0.2.12", 1)), Err(Error::NoSuchService));
     assert_eq!(d.add_dest(&svc(), rs("192.0.2.11", 1)), Err(Error::DestExists));
@@ -901,4 +899,6 @@ fn passive_checks_note_a_refusing_server_and_a_retransmitted_syn() {
     assert_eq!(suspicions(&mut d), [Suspicion { service: svc(), server: rs11, symptom: Symptom::SynReset }]);
 }
 
+mod defense;
 mod parity;
+mod sctp;

@@ -53,6 +53,8 @@ pub(crate) const TCP_MAX_LEN: usize = 60;
 pub(crate) const TCP_CSUM: usize = 16;
 /// UDP: checksum.
 pub(crate) const UDP_CSUM: usize = 6;
+/// SCTP checksum (CRC32c, little-endian) within the common header.
+pub(crate) const SCTP_CSUM: usize = 8;
 /// ICMP / ICMPv6: checksum.
 pub(crate) const ICMP_CSUM: usize = 2;
 

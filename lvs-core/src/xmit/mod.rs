@@ -26,6 +26,9 @@ pub(crate) enum XmitError {
     Bounds,
     /// TTL / hop limit is 1 or 0.
     TtlExpired,
+    /// An SCTP fragment whose port NAT must change: SCTP's CRC32c covers the whole packet, and
+    /// this director does not reassemble (the kernel's defragmentation runs before IPVS).
+    Fragment,
 }
 
 pub(crate) fn ok(o: Option<()>) -> Result<(), XmitError> {

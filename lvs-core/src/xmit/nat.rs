@@ -1,6 +1,7 @@
 //! NAT (`ip_vs_nat_xmit`, `handle_response`): destination rewritten toward the real server on the
 //! way in, source rewritten back to the virtual service on the way out, with incremental IP and
 //! TCP/UDP checksum updates (pseudo-header included). An IPv4 UDP checksum of zero stays zero.
+//! SCTP's CRC32c is computed afresh when a port changes (`sctp_nat_csum`).
 
 use core::net::IpAddr;
 
@@ -59,6 +60,9 @@ pub(crate) fn rewrite(
     addr: &IpAddr,
     port: u16,
 ) -> Result<(), XmitError> {
+    if meta.proto == ipproto::SCTP {
+        return rewrite_sctp(data, meta, side, addr, port);
+    }
     let l4 = usize::from(meta.l4);
     let (old, n) = rewrite_addr(data, usize::from(meta.l3), meta.af, side, addr)?;
     if matches!(meta.frag, Frag::Later(_)) {
@@ -87,6 +91,39 @@ pub(crate) fn rewrite(
         c = 0xffff;
     }
     ok(field::set_be16(data, csum_off, c))
+}
+
+/// The SCTP rewrite (`sctp_dnat_handler`, `sctp_snat_handler`): the CRC32c covers no
+/// pseudo-header, so a new address leaves it alone; only when the port changes is the port
+/// written and the checksum computed afresh over the packet (`sctp_nat_csum`), without checking
+/// the old one, as the kernel does for a connection without an application helper.
+///
+/// # Errors
+/// [`XmitError::Fragment`] for a first fragment whose port would change (nothing is written),
+/// [`XmitError::Bounds`] when the frame does not hold the headers `meta` describes.
+fn rewrite_sctp(data: &mut [u8], meta: &PacketMeta, side: Side, addr: &IpAddr, port: u16) -> Result<(), XmitError> {
+    let (l3, l4) = (usize::from(meta.l3), usize::from(meta.l4));
+    let port_off = l4
+        + match side {
+            Side::Dst => field::L4_DPORT,
+            Side::Src => field::L4_SPORT,
+        };
+    let new_port = match meta.frag {
+        Frag::Later(_) => false,
+        _ => field::be16(data, port_off).ok_or(XmitError::Bounds)? != port,
+    };
+    if new_port && meta.frag != Frag::None {
+        return Err(XmitError::Fragment);
+    }
+    rewrite_addr(data, l3, meta.af, side, addr)?;
+    if !new_port {
+        return Ok(());
+    }
+    ok(field::set_be16(data, port_off, port))?;
+    let end = l3 + usize::from(meta.ip_len);
+    let crc = csum::sctp(data.get(l4..end).ok_or(XmitError::Bounds)?).ok_or(XmitError::Bounds)?;
+    let at = l4 + field::SCTP_CSUM;
+    ok(field::set_bytes(data, at..at + 4, &crc))
 }
 
 /// Translates an ICMP error of a NAT connection (`ip_vs_nat_icmp`). Inbound (from beyond the
