@@ -5,7 +5,10 @@
 //! on their link — so every answer must come back through FullNAT. The test asserts that every
 //! body (0 bytes to 3 MiB) arrives intact through both PROXY versions, and that nginx logged
 //! the client's real address for every request while the connection came from the local
-//! address. Namespaces, links and processes are removed on return and on failure.
+//! address. A second run puts the same services behind the SYN proxy (`-j enable`): curl's
+//! kernel handshakes are answered with cookies, spliced to nginx's, and the same bodies and
+//! logs must come through. The two runs take turns (one set of namespace names). Namespaces,
+//! links and processes are removed on return and on failure.
 
 #[path = "../examples/common/netns.rs"]
 #[allow(dead_code)]
@@ -15,10 +18,12 @@ mod root;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use lvs::core::addr::Af;
 use lvs::core::config::{list, restore, ListOptions};
+use lvs::core::director::{FnatStats, SynproxyStats};
 use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::{DirectorConfig, PortConfig};
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
@@ -139,13 +144,17 @@ fn build() -> Lab {
     Lab { client, director, servers, nginx, _lan: lan, dir }
 }
 
+/// What the director said at the end of a run.
+struct Said {
+    listing: String,
+    drops: Vec<(&'static str, u64)>,
+    fnat: FnatStats,
+    synproxy: SynproxyStats,
+}
+
 /// Runs the director in its namespace until `stop`; returns `-Ln`, the drop counters and what
-/// FullNAT added.
-fn direct(
-    ns: &Netns,
-    rules: &str,
-    stop: &AtomicBool,
-) -> (String, Vec<(&'static str, u64)>, lvs::core::director::FnatStats) {
+/// FullNAT and the SYN proxy did.
+fn direct(ns: &Netns, rules: &str, stop: &AtomicBool) -> Said {
     ns.enter().unwrap();
     let cfg = DirectorConfig::default()
         .port(PortConfig::new(MacAddr(DIRECTOR_MAC)).with_addr("192.0.2.1".parse().unwrap()))
@@ -173,27 +182,28 @@ fn direct(
     });
     let d = rt.director();
     let drops = lvs::core::Reason::ALL.iter().map(|r| (r.as_str(), d.drops()[r.index()])).filter(|x| x.1 > 0).collect();
-    (list(d, clock.now(), ListOptions::Plain), drops, *d.fnat_stats())
+    Said {
+        listing: list(d, clock.now(), ListOptions::Plain),
+        drops,
+        fnat: *d.fnat_stats(),
+        synproxy: *d.synproxy_stats(),
+    }
 }
 
-#[test]
-fn nginx_sees_every_client_through_fullnat_with_the_proxy_protocol() {
-    if !root::can_run(true, &["ip", "curl", "nginx", "ethtool", "sysctl"]) {
-        return;
-    }
+/// The two runs use the same namespace names: one at a time.
+static LAB: Mutex<()> = Mutex::new(());
+
+/// Builds the lab, fetches every body through both services of `rules` with curl, and checks
+/// what every FullNAT run must show: every body intact, and nginx's log naming the client
+/// (from the PROXY header) and the local address for every request. Returns what the
+/// director said and how many bodies were fetched.
+fn fetch_all(rules: &str) -> (Said, usize) {
+    let _one = LAB.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let lab = build();
-    let rules = format!(
-        "-A -t {VIP}:80 -s rr --proxy-protocol v1\n-A -t {VIP}:81 -s rr --proxy-protocol v2\n\
-         -a -t {VIP}:80 -r {s0}:80 -b\n-a -t {VIP}:80 -r {s1}:80 -b\n\
-         -a -t {VIP}:81 -r {s0}:80 -b\n-a -t {VIP}:81 -r {s1}:80 -b\n\
-         -P -t {VIP}:80 -z {LIP}\n-P -t {VIP}:81 -z {LIP}\n",
-        s0 = SERVERS[0],
-        s1 = SERVERS[1]
-    );
     let stop = AtomicBool::new(false);
     let out = lab.dir.join("out");
-    let (listing, drops, fnat, fetched) = std::thread::scope(|s| {
-        let dir = s.spawn(|| direct(&lab.director, &rules, &stop));
+    let (said, fetched) = std::thread::scope(|s| {
+        let dir = s.spawn(|| direct(&lab.director, rules, &stop));
         std::thread::sleep(Duration::from_millis(300));
         let mut fetched = Vec::new();
         for port in [80, 81] {
@@ -206,11 +216,10 @@ fn nginx_sees_every_client_through_fullnat_with_the_proxy_protocol() {
             }
         }
         stop.store(true, Ordering::Relaxed);
-        let (l, d, f) = dir.join().unwrap();
-        (l, d, f, fetched)
+        (dir.join().unwrap(), fetched)
     });
-    println!("{listing}");
-    println!("drops: {drops:?}\nFullNAT: {fnat:?}");
+    println!("{}", said.listing);
+    println!("drops: {:?}\nFullNAT: {:?}\nSYN proxy: {:?}", said.drops, said.fnat, said.synproxy);
     for (url, r, intact, len) in &fetched {
         println!("{url}: {r:?}, {len} bytes, intact: {intact}");
     }
@@ -218,7 +227,7 @@ fn nginx_sees_every_client_through_fullnat_with_the_proxy_protocol() {
         assert_eq!(r.as_deref(), Ok("200"), "{url}");
         assert!(intact, "{url}: body of {len} bytes differs");
     }
-    assert!(listing.contains("FullNat"), "{listing}");
+    assert!(said.listing.contains("FullNat"), "{}", said.listing);
     // nginx's logs: one line per request, each with the client's address from the PROXY
     // header and the director's local address as the connection's source.
     let mut lines = Vec::new();
@@ -236,6 +245,41 @@ fn nginx_sees_every_client_through_fullnat_with_the_proxy_protocol() {
         assert_eq!((w[0], w[2], w[3]), (CLIENT, LIP, "200"), "{l}");
         assert!(w[1].parse::<u16>().is_ok_and(|p| p > 0), "{l}");
     }
-    assert_eq!(fnat.proxy_no_room, 0);
-    assert!(fnat.proxy_added >= fetched.len() as u64);
+    assert_eq!(said.fnat.proxy_no_room, 0);
+    (said, fetched.len())
+}
+
+/// The lab's two FullNAT services (PROXY v1 on :80, v2 on :81), each with `extra` options.
+fn rules(extra: &str) -> String {
+    format!(
+        "-A -t {VIP}:80 -s rr --proxy-protocol v1{extra}\n-A -t {VIP}:81 -s rr --proxy-protocol v2{extra}\n\
+         -a -t {VIP}:80 -r {s0}:80 -b\n-a -t {VIP}:80 -r {s1}:80 -b\n\
+         -a -t {VIP}:81 -r {s0}:80 -b\n-a -t {VIP}:81 -r {s1}:80 -b\n\
+         -P -t {VIP}:80 -z {LIP}\n-P -t {VIP}:81 -z {LIP}\n",
+        s0 = SERVERS[0],
+        s1 = SERVERS[1]
+    )
+}
+
+#[test]
+fn nginx_sees_every_client_through_fullnat_with_the_proxy_protocol() {
+    if !root::can_run(true, &["ip", "curl", "nginx", "ethtool", "sysctl"]) {
+        return;
+    }
+    let (said, n) = fetch_all(&rules(""));
+    assert!(said.fnat.proxy_added >= n as u64);
+}
+
+#[test]
+fn curl_and_nginx_handshake_through_the_syn_proxy() {
+    if !root::can_run(true, &["ip", "curl", "nginx", "ethtool", "sysctl"]) {
+        return;
+    }
+    let (said, n) = fetch_all(&rules(" -j enable"));
+    assert!(said.listing.contains("rr synproxy ppv1"), "{}", said.listing);
+    // Every connection began with a cookie and was opened by a good one; nothing forged.
+    let sp = said.synproxy;
+    assert!(sp.cookies_sent >= n as u64 && sp.cookies_good >= n as u64, "{sp:?}");
+    assert_eq!((sp.cookies_bad, sp.server_resets), (0, 0), "{sp:?}");
+    assert!(said.fnat.proxy_added >= n as u64);
 }

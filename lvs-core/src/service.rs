@@ -100,6 +100,9 @@ pub struct ServiceConfig {
     /// How FullNAT connections tell real servers the client's address: a TOA, or a PROXY
     /// header (DPVS's `--proxy-protocol disable|v1|v2`). Other methods ignore it.
     pub client_addr: ClientAddr,
+    /// DPVS's `-j`/`--synproxy`: the director answers SYNs with cookies and opens connections
+    /// to real servers only for clients that complete the handshake (NAT and FullNAT only).
+    pub synproxy: bool,
     /// Beyond the kernel: most connections the service's real servers hold together; a new
     /// connection beyond it is dropped ([`Reason::ServiceConnLimit`]). Named after DPVS's
     /// per-server `max_conn`: DPVS's services only limit a proportion of packets
@@ -120,6 +123,7 @@ impl ServiceConfig {
             one_packet: false,
             sched_flags: SchedFlags::default(),
             client_addr: ClientAddr::Toa,
+            synproxy: false,
             max_conn: 0,
         }
     }

@@ -179,13 +179,16 @@ impl Director {
     }
 
     /// What freeing an entry undoes: the controller's count, the server binding, the half-open
-    /// count and a FullNAT connection's local port.
+    /// count, a FullNAT connection's local port and a SYN-proxied one's splice.
     fn release(&mut self, id: ConnId, c: &Conn) {
         if defense::half_open(c) {
             self.half_open = self.half_open.saturating_sub(1);
         }
         if c.flags & cf::FULLNAT != 0 {
             self.fnat_detach(id, &c.daddr, c.dport, c.proto, c.flags & cf::V6 != 0);
+        }
+        if c.flags & cf::SYNPROXY != 0 {
+            self.synproxy.forget(id);
         }
         if c.flags & cf::OUT_HASHED != 0 {
             self.nat_conns = self.nat_conns.saturating_sub(1);

@@ -69,6 +69,15 @@ pub struct BatchError {
     pub error: Error,
 }
 
+/// Why a SYN proxy and a server's method do not go together.
+const SYNPROXY_SPLICES: &str =
+    "SYN proxy with DR, TUN or local real servers (replies bypass the director: NAT or FullNAT only)";
+
+/// Whether a forwarding method lets the SYN proxy splice (the director sees both directions).
+fn splices(fwd: FwdMethod) -> bool {
+    matches!(fwd, FwdMethod::Masq | FwdMethod::FullNat)
+}
+
 impl Director {
     /// Runs one command.
     ///
@@ -221,6 +230,9 @@ impl Director {
         let i = self.svc_idx(&cfg.key)?;
         self.validate_service(&cfg)?;
         let svc = self.svc(i).ok_or(Error::NoSuchService)?;
+        if cfg.synproxy && svc.order.iter().any(|d| self.dests.get(*d).is_some_and(|d| !splices(d.cfg.fwd))) {
+            return Err(Error::Unsupported(SYNPROXY_SPLICES));
+        }
         let new_sched = if svc.cfg.scheduler != cfg.scheduler || svc.cfg.sched_flags != cfg.sched_flags {
             let mut s = self.make_scheduler(&cfg)?;
             s.init_service(&ServiceView::new(&svc.order, &self.dests, cfg.sched_flags)).map_err(|e| match e {
@@ -320,6 +332,9 @@ impl Director {
         let syncing = self.sync_daemon(Role::Master).is_some() || self.sync_daemon(Role::Backup).is_some();
         if Af::of(&rs.endpoint.addr) != svc.cfg.key.af() && (rs.fwd != FwdMethod::Tunnel || syncing) {
             return Err(Error::FamilyMismatch);
+        }
+        if svc.cfg.synproxy && !splices(rs.fwd) {
+            return Err(Error::Unsupported(SYNPROXY_SPLICES));
         }
         Ok(())
     }

@@ -241,21 +241,16 @@ impl Director {
         let Some(c) = self.conns.get(id) else { return Verdict::NotMine };
         let af = c.af();
         let (client, vip) = ((from_raw(af, &c.caddr), c.cport), (from_raw(af, &c.vaddr), c.vport));
-        let Some(mut fc) = self.fnat.conns.get(&id.0).copied() else { return self.drop(Reason::NoLocalPort) };
+        let Some(fc) = self.fnat.conns.get(&id.0).copied() else { return self.drop(Reason::NoLocalPort) };
         let tcp = meta.proto == ipproto::TCP;
         let syn = tcp && meta.tcp_flags & flags::SYN != 0;
         let mut mss_cut = 0;
         if syn && meta.tcp_flags & flags::ACK != 0 {
-            let seq = seqadj::seq_ack(frame.data(), meta).map_or(0, |s| s.0);
-            fc.fdata = seq.wrapping_add(1);
-            fc.flags |= SERVER_ISN;
+            self.fnat_server_isn(id, seqadj::seq_ack(frame.data(), meta).map_or(0, |s| s.0));
             mss_cut = match fc.client {
                 ClientAddr::Toa => fnat::toa(&client.0, client.1).1 as u16,
                 ClientAddr::Proxy(_) => fc.in_adj.after as u16,
             };
-            if let Some(e) = self.fnat.conns.get_mut(&id.0) {
-                *e = fc;
-            }
         }
         let Some(nh) = self.neigh.route(&client.0) else { return self.drop(Reason::UnknownNeighbour) };
         let Some(me) = self.port_mac(nh.port) else { return self.drop(Reason::UnknownPort) };
@@ -272,6 +267,15 @@ impl Director {
         };
         let r = fnat::xmit(frame, meta, &x);
         self.fnat_verdict(r, nh.port, None)
+    }
+
+    /// The server's initial sequence number of FullNAT connection `id`, from its SYN-ACK:
+    /// client packets acknowledging the byte after it carry the TOA.
+    pub(super) fn fnat_server_isn(&mut self, id: ConnId, seq: u32) {
+        if let Some(fc) = self.fnat.conns.get_mut(&id.0) {
+            fc.fdata = seq.wrapping_add(1);
+            fc.flags |= SERVER_ISN;
+        }
     }
 
     /// An ICMP error about FullNAT connection `id`. From beyond the client (quoting VIP →

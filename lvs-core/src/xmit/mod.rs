@@ -11,6 +11,7 @@ pub(crate) mod icmp;
 pub(crate) mod nat;
 pub(crate) mod rst;
 pub(crate) mod seqadj;
+pub(crate) mod synproxy;
 pub(crate) mod tun;
 
 use crate::addr::Af;

@@ -127,12 +127,24 @@ fn sack(data: &mut [u8], l4: usize, adj: &SeqAdj, mut sum: u16) -> Result<u16, X
 
 /// One SACK edge at byte `e` of the frame (the TCP header starts at `l4`).
 fn edge(data: &mut [u8], l4: usize, e: usize, adj: &SeqAdj, sum: u16) -> Result<u16, XmitError> {
+    rewrite32(data, l4, e, |v| adj.ack(v), sum)
+}
+
+/// Replaces the 32-bit field at byte `e` of a TCP header starting at `l4` by `f` of it and
+/// returns the checksum updated for it. Options are 16-bit aligned only by luck: at an odd
+/// offset the update runs over the three aligned words that hold the field's four bytes.
+pub(crate) fn rewrite32(
+    data: &mut [u8],
+    l4: usize,
+    e: usize,
+    f: impl Fn(u32) -> u32,
+    sum: u16,
+) -> Result<u16, XmitError> {
     let old = field::be32(data, e).ok_or(XmitError::Bounds)?;
-    let new = adj.ack(old);
+    let new = f(old);
     if (e - l4) % 2 == 0 {
         return set32(data, e, old, new, sum);
     }
-    // An odd offset: update over the three aligned words that hold the edge's four bytes.
     let w = e - 1;
     let before = field::bytes(data, w..w + 6).ok_or(XmitError::Bounds)?;
     let mut old_words = [0u8; 6];

@@ -84,12 +84,12 @@ mod tests {
     #[test]
     fn fullnat_in_listing_and_rules() {
         let mut d = Director::new(DirectorConfig::default(), factory);
-        let rules = "-A -t 10.0.0.1:80 -s first --proxy-protocol v2\n\
+        let rules = "-A -t 10.0.0.1:80 -s first -j enable --proxy-protocol v2\n\
                      -a -t 10.0.0.1:80 -r 192.168.0.2:8080 -b -w 1\n\
                      -P -t 10.0.0.1:80 -z 192.168.0.200\n";
         restore(&mut d, rules).unwrap();
         let l = crate::config::list(&d, crate::Instant::ZERO, crate::config::ListOptions::Plain);
-        assert!(l.contains("TCP  10.0.0.1:80 first ppv2\n"), "{l}");
+        assert!(l.contains("TCP  10.0.0.1:80 first synproxy ppv2\n"), "{l}");
         assert!(l.contains("  -> 192.168.0.2:8080             FullNat 1      0          0"), "{l}");
         let saved = crate::config::save(&d);
         assert_eq!(saved, rules);
