@@ -1,7 +1,8 @@
 //! The ports that receive only what the director needs (root; CI runs as root), each test in a
 //! namespace of its own with a veth pair: AF_XDP behind its XDP program takes the frames to
 //! the VIP while ARP and the host's own traffic still reach the kernel (which answers them),
-//! and the program is gone after; AF_XDP that cannot start falls back to AF_PACKET; the classic
+//! and the program is gone after; in NAT it takes the servers' replies to clients but not
+//! their answers to the host, and follows a new filter; AF_XDP that cannot start falls back to AF_PACKET; the classic
 //! BPF filter keeps DR replies (and the NAT servers' answers to the host's own health checks)
 //! out of an AF_PACKET socket while NAT replies still come in.
 
@@ -140,6 +141,31 @@ fn afxdp_takes_vip_traffic_and_leaves_the_rest_to_the_kernel() {
             assert!(port.kernel_drops().unwrap() == 0);
             drop(port);
             assert!(!has_xdp(&ns, "lvsxb"), "the program is detached with the port");
+        });
+    });
+}
+
+#[test]
+fn afxdp_takes_nat_replies_but_not_answers_to_the_host() {
+    if !can_run() {
+        return;
+    }
+    let ns = wire("lvs-t-xnat", "lvsna", "lvsnb");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter().unwrap();
+            let mut port = AfXdp::open("lvsnb", AfXdpConfig::default()).unwrap();
+            port.set_filter(&Filter::from_director(&director("-m"))).unwrap();
+            let mut peer = AfPacket::open("lvsna", AfPacketConfig::default()).unwrap();
+            let nat_reply = tcp((RS, 80), (CLIENT, 40000), flags::SYN | flags::ACK);
+            let check_reply = tcp((RS, 80), (OWN, 50000), flags::SYN | flags::ACK);
+            let dr_reply = tcp((VIP, 80), (CLIENT, 40000), flags::SYN | flags::ACK);
+            send(&mut peer, &[check_reply, dr_reply, nat_reply.clone()]);
+            assert_eq!(receive(&mut port, Duration::from_millis(300)), [nat_reply], "only the reply to the client");
+            // A DR director's filter replaces the NAT one: the reply is the kernel's now.
+            port.set_filter(&Filter::from_director(&director("-g"))).unwrap();
+            send(&mut peer, &[tcp((RS, 80), (CLIENT, 40001), flags::SYN | flags::ACK)]);
+            assert!(receive(&mut port, Duration::from_millis(300)).is_empty());
         });
     });
 }

@@ -8,7 +8,8 @@
 // A frame is the director's when its IPv4 or IPv6 header and transport ports match an entry of
 // `lvs_matches`, which user space fills from the director's services (lvs_dataplane::filter):
 // by destination (a VIP, with its protocol and port, or any port or protocol) or by source (a
-// NAT real server's replies). Built by lvs-dataplane's build.rs with clang -target bpf.
+// NAT real server's replies), except frames to the host's own addresses. The same decision as
+// Filter::wants in filter.rs. Built by lvs-dataplane's build.rs with clang -target bpf.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -23,7 +24,7 @@ struct lvs_match {
 	__u8 addr[16];  // IPv4 as ::ffff:a.b.c.d
 	__be16 port;    // 0: any port
 	__u8 proto;     // 0: any protocol
-	__u8 dir;       // 0: destination, 1: source
+	__u8 dir;       // 0: destination, 1: source, 2: the host's own destination
 };
 
 struct {
@@ -97,8 +98,16 @@ int lvs_xdp(struct xdp_md *ctx)
 		if ((void *)(ports + 2) > end)
 			return XDP_PASS;
 	}
+	if (lookup(&dst, proto, ports ? ports[1] : 0))
+		return bpf_redirect_map(&lvs_xsks, ctx->rx_queue_index, XDP_PASS);
+	// To the host's own address (a health check's answer): the kernel's, whoever sends it.
+	dst.dir = 2;
+	dst.proto = 0;
+	dst.port = 0;
+	if (bpf_map_lookup_elem(&lvs_matches, &dst))
+		return XDP_PASS;
 	src.dir = 1;
-	if (lookup(&dst, proto, ports ? ports[1] : 0) || lookup(&src, proto, ports ? ports[0] : 0))
+	if (lookup(&src, proto, ports ? ports[0] : 0))
 		return bpf_redirect_map(&lvs_xsks, ctx->rx_queue_index, XDP_PASS);
 	return XDP_PASS;
 }

@@ -178,8 +178,10 @@ impl Filter {
         p.patch(v6_jump, v6_start, true);
         // IPv6: no extension headers is judged, anything else accepted.
         p.ld(BPF_B, 20);
-        for proto in [6, 17, 132, ICMPV6] {
-            p.jeq_else(u32::from(proto), 1, 0);
+        let judged = [6, 17, 132, ICMPV6];
+        for (i, proto) in judged.iter().enumerate() {
+            // A match jumps over the comparisons left and the acceptance after them.
+            p.jeq_else(u32::from(*proto), (judged.len() - i) as u8, 0);
         }
         p.ret(ACCEPT);
         for own in v6.iter().filter(|m| m.dir == Dir::Own) {
@@ -372,5 +374,108 @@ fn canonical(a: IpAddr) -> IpAddr {
     match a {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
         v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lvs_core::neigh::MacAddr;
+    use lvs_core::proto::tcp::flags;
+    use lvs_core::testkit::{udp, Tcp, DIRECTOR_MAC};
+    use lvs_core::{DirectorConfig, PortConfig};
+
+    use super::*;
+
+    /// Runs a classic BPF program the way the kernel's interpreter does, for the instructions
+    /// `classic_bpf` writes; `None` for anything else (or a read past the frame, which the
+    /// kernel answers with 0, a refusal).
+    fn run(prog: &[SockFilter], pkt: &[u8]) -> Option<u32> {
+        let load = |off: usize, n: usize| -> Option<u32> {
+            let b = pkt.get(off..off + n)?;
+            Some(b.iter().fold(0u32, |a, x| (a << 8) | u32::from(*x)))
+        };
+        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        loop {
+            let i = prog.get(pc)?;
+            pc += 1;
+            let size = |code: u16| match code & 0x18 {
+                BPF_W => 4,
+                BPF_H => 2,
+                _ => 1,
+            };
+            match i.code {
+                c if c == BPF_RET | BPF_K => return Some(i.k),
+                c if c & 0xe7 == BPF_LD | BPF_ABS => a = load(i.k as usize, size(c)).unwrap_or(u32::MAX),
+                c if c & 0xe7 == BPF_LD | BPF_IND => a = load((x + i.k) as usize, size(c)).unwrap_or(u32::MAX),
+                c if c == BPF_LDX | BPF_B | BPF_MSH => x = 4 * (load(i.k as usize, 1)? & 0xf),
+                c if c == BPF_JMP | BPF_JA => pc += i.k as usize,
+                c if c == BPF_JMP | BPF_JEQ | BPF_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+                c if c == BPF_JMP | BPF_JSET | BPF_K => pc += usize::from(if a & i.k != 0 { i.jt } else { i.jf }),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A director with `proto VIP:80` services on IPv4 and IPv6, each with one DR and one NAT
+    /// server, and the host's own addresses on its port.
+    fn director() -> Director {
+        let port = PortConfig::new(MacAddr(DIRECTOR_MAC)).with_addr("192.0.2.1".parse().unwrap());
+        let mut d = Director::new(DirectorConfig::default().port(port), lvs_core::testkit::factory);
+        let rules = "-A -t 203.0.113.100:80 -s first\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n\
+                     -a -t 203.0.113.100:80 -r 192.0.2.12:8080 -m\n-A -u 203.0.113.100:53 -s first\n\
+                     -a -u 203.0.113.100:53 -r 192.0.2.13:53 -m\n-A -t [2001:db8::100]:80 -s first\n\
+                     -a -t [2001:db8::100]:80 -r [2001:db8:1::11]:80 -m\n";
+        lvs_core::config::restore(&mut d, rules).unwrap();
+        d
+    }
+
+    #[test]
+    fn from_director_lists_vips_nat_servers_and_own_addresses() {
+        let f = Filter::from_director(&director());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // ip_vs_in: a frame to a service's VIP:port; ip_vs_out: one from a NAT server's port.
+        assert!(f.wants(ip("198.51.100.2"), ip("203.0.113.100"), 6, 40000, 80));
+        assert!(f.wants(ip("198.51.100.2"), ip("203.0.113.100"), 1, 0, 0), "ICMP to the VIP");
+        assert!(f.wants(ip("192.0.2.12"), ip("198.51.100.2"), 6, 8080, 40000), "NAT reply");
+        assert!(f.wants(ip("192.0.2.13"), ip("198.51.100.2"), 17, 53, 40000), "NAT reply (UDP)");
+        assert!(f.wants(ip("2001:db8:1::11"), ip("2001:db8::2"), 6, 80, 40000), "NAT reply (IPv6)");
+        assert!(!f.wants(ip("203.0.113.100"), ip("198.51.100.2"), 6, 80, 40000), "DR reply");
+        assert!(!f.wants(ip("192.0.2.11"), ip("198.51.100.2"), 6, 80, 40000), "DR server");
+        assert!(!f.wants(ip("198.51.100.2"), ip("203.0.113.100"), 6, 40000, 443), "other port");
+        assert!(!f.wants(ip("198.51.100.2"), ip("203.0.113.100"), 17, 40000, 80), "other protocol");
+        assert!(!f.wants(ip("192.0.2.12"), ip("192.0.2.1"), 6, 8080, 50000), "answer to the host");
+    }
+
+    #[test]
+    fn classic_bpf_decides_as_wants() {
+        let f = Filter::from_director(&director());
+        let prog = f.classic_bpf();
+        let addrs = ["198.51.100.2", "203.0.113.100", "192.0.2.11", "192.0.2.12", "192.0.2.13", "192.0.2.1"];
+        let addrs6 = ["2001:db8::2", "2001:db8::100", "2001:db8:1::11"];
+        let ports = [80u16, 8080, 53, 443, 40000];
+        let mut checked = 0;
+        for set in [&addrs[..], &addrs6[..]] {
+            for (s, d) in set.iter().flat_map(|s| set.iter().map(move |d| (s, d))) {
+                let (src, dst): (IpAddr, IpAddr) = (s.parse().unwrap(), d.parse().unwrap());
+                for (sp, dp) in ports.iter().flat_map(|a| ports.iter().map(move |b| (*a, *b))) {
+                    for (proto, frame) in
+                        [(6, Tcp::new((src, sp), (dst, dp), flags::SYN).build()), (17, udp((src, sp), (dst, dp), b"x"))]
+                    {
+                        let accepted = run(&prog, &frame).unwrap() != 0;
+                        assert_eq!(accepted, f.wants(src, dst, proto, sp, dp), "{src}:{sp} > {dst}:{dp} proto {proto}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, (36 + 9) * 25 * 2);
+        // ARP is refused; VLAN-tagged frames are accepted unjudged.
+        let mut arp = vec![0xff; 12];
+        arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        arp.resize(42, 0);
+        assert_eq!(run(&prog, &arp), Some(REFUSE));
+        let mut tagged = Tcp::new(("198.51.100.2".parse().unwrap(), 1), ("192.0.2.99".parse().unwrap(), 1), flags::SYN);
+        tagged.vlan = Some(7);
+        assert_eq!(run(&prog, &tagged.build()), Some(ACCEPT));
     }
 }
