@@ -314,19 +314,34 @@ impl XskSocket {
         self.free_tx.extend(descs.iter().skip(queued).map(|d| d.addr));
         taken -= unqueued;
         self.descs = descs;
-        if queued > 0 && self.tx.needs_wakeup() {
+        self.kick()?;
+        Ok(taken)
+    }
+
+    /// Wakes the kernel to send while the transmit ring holds frames and it asks to be woken.
+    /// In copy mode one wakeup sends at most 32 frames (`TX_BATCH_SIZE` in xsk.c), so a burst
+    /// takes a few; the loop is bounded by the ring's size.
+    fn kick(&mut self) -> io::Result<()> {
+        for _ in 0..self.tx.size / 16 {
+            let pending = self.tx.index(self.tx.producer, Ordering::Relaxed)
+                != self.tx.index(self.tx.consumer, Ordering::Acquire);
+            if !pending || !self.tx.needs_wakeup() {
+                break;
+            }
             // SAFETY: a wakeup with no buffer; the kernel reads nothing.
             let r = unsafe {
                 libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0)
             };
             if r < 0 {
                 let e = io::Error::last_os_error();
-                if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN)) {
-                    return Err(e);
+                match e.raw_os_error() {
+                    // The device is busy: the frames wait for the next send.
+                    Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => break,
+                    _ => return Err(e),
                 }
             }
         }
-        Ok(taken)
+        Ok(())
     }
 
     /// The kernel's counters for this socket.
