@@ -113,7 +113,9 @@ peer_c() {
     on)
         : "${PEER_C_CMD:?set PEER_C_CMD to run Peer C}"
         "$HERE/topo.sh" guard "${PEER_C_MODE:-dr}"
-        nsx "$NS_DIR" taskset -c "$DIR_CPU" sh -c "set -a; . '$STATE_DIR/topo.env'; set +a; exec $PEER_C_CMD" \
+        # A simple command, not the nsx function: run in the background, a function would stay
+        # a shell around the command, and $! would be that shell's, not Peer C's.
+        ip netns exec "$NS_DIR" taskset -c "$DIR_CPU" sh -c "set -a; . '$STATE_DIR/topo.env'; set +a; exec $PEER_C_CMD" \
             > "$STATE_DIR/peer-c.log" 2>&1 &
         echo $! > "$STATE_DIR/peer-c.pid"
         if [ -n "${PEER_C_READY:-}" ]; then
