@@ -51,6 +51,7 @@ impl Match {
     /// The 20-byte key of the XDP program's `lvs_matches` map (`struct lvs_match` in
     /// `bpf/lvs_xdp.c`): the address as IPv6 (IPv4 mapped), the port in network order, the
     /// protocol, the direction.
+    #[cfg(all(feature = "afxdp", target_os = "linux"))]
     pub(crate) fn key(&self) -> [u8; 20] {
         let mut k = [0u8; 20];
         let v6 = match self.addr {
