@@ -37,6 +37,7 @@ fn packet(i: u32) -> PacketMeta {
         sport: 1024 + (i as u16),
         dport: 80,
         tcp_flags: 2,
+        sctp_chunk: 0,
         frag: Frag::None,
         df: true,
         icmp: None,

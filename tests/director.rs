@@ -266,11 +266,15 @@ fn operate(mode: Mode) {
     ];
     want.sort();
     assert_eq!(d.rules(), want);
-    // ipvsadm's exit statuses: 255 for what the kernel refuses, 2 for a bad command line.
+    // ipvsadm's exit statuses and messages: 255 for what the kernel refuses (and for what popt
+    // refuses), 2 for what ipvsadm's own checks refuse.
     let missing = d.lvsadm(&["-d", "-t", &vip, "-r", "192.0.2.99:80"], "");
-    assert_eq!(missing.status.code(), Some(255));
-    assert!(!missing.stderr.is_empty() && missing.stdout.is_empty());
-    assert_eq!(d.lvsadm(&["-A", "-t"], "").status.code(), Some(2));
+    assert_eq!((missing.status.code(), &missing.stdout[..]), (Some(255), &b""[..]));
+    assert_eq!(String::from_utf8_lossy(&missing.stderr), "No such destination\n");
+    let ops = d.lvsadm(&["-A", "-t", "203.0.113.100:81", "-o"], "");
+    assert_eq!(ops.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&ops.stderr), "One-Packet Scheduling is only for UDP virtual services\n");
+    assert_eq!(d.lvsadm(&["-A", "-t"], "").status.code(), Some(255));
     let answers: Vec<Option<usize>> = (0..3).map(|_| fetch(&topo)).collect();
     assert_eq!(answers, [Some(3), Some(3), Some(3)], "rs1 quiesced, rs2 gone");
 

@@ -72,7 +72,9 @@ fn sources(dir: &Path, module: &[String], out: &mut Vec<Source>) {
     entries.sort();
     for path in entries {
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        if path.is_dir() {
+        if path.is_dir() && name == "tests" {
+            continue;
+        } else if path.is_dir() {
             let mut m = module.to_vec();
             m.push(name);
             sources(&path, &m, out);

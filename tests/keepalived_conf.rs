@@ -81,22 +81,29 @@ fn what_the_samples_say_beyond_the_table() {
     let by_name: BTreeMap<String, String> = samples().into_iter().collect();
     let get = |n: &str| parse(n, &by_name[n]).unwrap();
 
-    // keepalived.conf.SSL_GET: the first url is checked (the second warned about), with TLS,
-    // its digest, keepalived's timing; AH authentication is warned about.
+    // keepalived.conf.SSL_GET: both urls are checked (keepalived's checker passes only when
+    // every url does), each with TLS, its digest and keepalived's timing; AH authentication
+    // is warned about.
     let p = get("keepalived.conf.SSL_GET");
-    let plan = p.config.virtual_servers[0].real_servers[0].check.as_ref().unwrap();
-    match &*plan.check {
-        lvs::core::health::Check::Http(h) => {
-            assert!(h.tls);
-            assert_eq!((h.path.as_str(), h.digest.map(|d| d[0])), ("/", Some(0xff)));
-        }
-        other => panic!("{other:?}"),
+    let checks = &p.config.virtual_servers[0].real_servers[0].checks;
+    let urls: Vec<(String, u8)> = checks
+        .iter()
+        .map(|plan| match &*plan.check {
+            lvs::core::health::Check::Http(h) => {
+                assert!(h.tls);
+                (h.path.clone(), h.digest.map_or(0, |d| d[0]))
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(urls, [("/".to_string(), 0xff), ("/mrtg/".to_string(), 0x9b)]);
+    for plan in checks {
+        assert_eq!(plan.interval, std::time::Duration::from_secs(6));
+        assert_eq!(plan.timeout, std::time::Duration::from_secs(3));
+        assert_eq!((plan.fall, plan.fastinter), (4, Some(std::time::Duration::from_secs(3))));
     }
-    assert_eq!(plan.interval, std::time::Duration::from_secs(6));
-    assert_eq!(plan.timeout, std::time::Duration::from_secs(3));
-    assert_eq!((plan.fall, plan.fastinter), (4, Some(std::time::Duration::from_secs(3))));
     let lines: Vec<(u32, &str)> = p.warnings.iter().map(|w| (w.line, w.keyword.as_str())).collect();
-    assert!(lines.contains(&(20, "auth_type")) && lines.contains(&(44, "url")), "{lines:?}");
+    assert!(lines.contains(&(20, "auth_type")) && !lines.iter().any(|(_, k)| *k == "url"), "{lines:?}");
     assert_eq!(p.config.vrrp_instances[0].auth, Auth::None);
 
     // keepalived.conf.quorum: alpha, quorum 7, hysteresis 2, omega, the scripts kept.
@@ -104,7 +111,7 @@ fn what_the_samples_say_beyond_the_table() {
     assert!(q.policy.alpha && q.policy.omega);
     assert_eq!((q.policy.quorum, q.policy.hysteresis), (7, 2));
     assert_eq!(q.quorum_up.as_deref(), Some("/usr/local/sbin/quorum-up.sh"));
-    assert_eq!(q.real_servers[0].check.as_ref().unwrap().connect_port, Some(80));
+    assert_eq!(q.real_servers[0].checks[0].connect_port, Some(80));
 
     // keepalived.conf.sample: the sorry server waits until quorum is lost.
     let s = &get("keepalived.conf.sample").config;
@@ -113,7 +120,7 @@ fn what_the_samples_say_beyond_the_table() {
 
     // keepalived.conf.misc_check_arg: the quoted path is a program and its arguments.
     let m = get("keepalived.conf.misc_check_arg");
-    match &*m.config.virtual_servers[0].real_servers[0].check.as_ref().unwrap().check {
+    match &*m.config.virtual_servers[0].real_servers[0].checks[0].check {
         lvs::core::health::Check::Misc(c) => {
             assert_eq!((c.program.as_str(), c.args.len()), ("/usr/local/bin/script.sh", 2))
         }
@@ -241,4 +248,111 @@ fn every_truncation_of_every_sample_reads_or_errs() {
             }
         }
     }
+}
+
+/// The servers behind `tests/data/keepalived-checkers/keepalived.conf`, as a prober would find
+/// them: which accept TCP, and what each HTTP path answers.
+struct World {
+    tcp_up: Vec<std::net::IpAddr>,
+    pages: BTreeMap<(std::net::IpAddr, String), &'static [u8]>,
+}
+
+impl World {
+    fn healthy() -> World {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let mut pages = BTreeMap::new();
+        let ok: &[u8] = b"HTTP/1.1 200 OK\r\n\r\n";
+        pages.insert((ip("192.0.2.11"), "/health".into()), ok);
+        pages.insert((ip("192.0.2.11"), "/ready".into()), &b"HTTP/1.1 200 OK\r\n\r\nReady: YES\n"[..]);
+        pages.insert((ip("192.0.2.13"), "/".into()), &b"HTTP/1.1 200 OK\r\n\r\n<h1>shop</h1>"[..]);
+        World { tcp_up: vec![ip("192.0.2.11"), ip("192.0.2.12"), ip("192.0.2.13")], pages }
+    }
+
+    /// A probe's outcome: TCP by the address, HTTP by running the check's own exchange over
+    /// the page (so the status, digest and regex are judged as the prober would).
+    fn answer(&self, p: &lvs::core::health::Probe) -> lvs::core::health::Outcome {
+        use lvs::core::health::{Check, Detail, Outcome, Step};
+        let up = self.tcp_up.contains(&p.target.addr);
+        match &*p.check {
+            Check::Tcp(_) if up => Outcome::up(Detail::Passed),
+            Check::Http(h) if up => {
+                let Some(page) = self.pages.get(&(p.target.addr, h.path.clone())) else {
+                    return Outcome::down(Detail::Status(404));
+                };
+                let mut x = p.exchange().unwrap();
+                assert!(matches!(x.start(), Step::Send(_)));
+                match x.received(page) {
+                    Step::Done(o) => o,
+                    _ => x.closed(),
+                }
+            }
+            _ => Outcome::down(Detail::Refused),
+        }
+    }
+}
+
+/// Runs the monitor's loop for `secs` seconds of simulated time, probes answered by `world`.
+fn run_for(d: &mut lvs::Director, m: &mut Monitor, now: &mut Instant, secs: u64, world: &World) {
+    let until = *now + std::time::Duration::from_secs(secs);
+    while let Some(t) = m.next_deadline().filter(|t| *t <= until) {
+        *now = t;
+        m.tick(d, t);
+        while let Some(p) = m.poll(t) {
+            let o = world.answer(&p);
+            m.report(d, t, p.id, o).unwrap();
+        }
+    }
+    *now = until;
+}
+
+#[test]
+fn several_checkers_urls_a_regex_and_per_server_settings() {
+    use lvs::core::health::{Detail, Event};
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/keepalived-checkers/keepalived.conf");
+    let text = fs::read_to_string(&path).unwrap();
+    let parsed = keepalived::parse_str(&text, &Options::default()).unwrap();
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    let mut d = lvs::director(DirectorConfig::default());
+    let mut m = Monitor::new(7);
+    let mut now = Instant::ZERO;
+    parsed.config.apply(&mut d, &mut m, now, &interfaces).unwrap();
+    // At startup keepalived adds the servers whose checkers have no alpha: .13 waits.
+    let head = "-A -t 203.0.113.100:80 -s rr\n";
+    let rs11 = "-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g -w 2\n";
+    let rs12 = "-a -t 203.0.113.100:80 -r 192.0.2.12:80 -g -w 3\n";
+    let rs13 = "-a -t 203.0.113.100:80 -r 192.0.2.13:80 -g -w 1\n";
+    assert_eq!(save(&d), format!("{head}{rs11}{rs12}"));
+    let listing = lvs::core::health::status(&m, now);
+    assert!(listing.contains("  -> 192.0.2.11:80                UP     3 chk  2 "), "{listing}");
+
+    // Everything healthy: .13's page has no "maintenance", so its check passes and it joins.
+    let mut world = World::healthy();
+    run_for(&mut d, &mut m, &mut now, 3, &world);
+    assert_eq!(save(&d), format!("{head}{rs11}{rs12}{rs13}"));
+    let events: Vec<Event> = std::iter::from_fn(|| m.poll_event()).collect();
+    assert!(matches!(&events[..], [Event::ServerUp { reason: Detail::Status(200), .. }]), "{events:?}");
+
+    // /ready stops saying yes (its TCP check and /health still pass): .11 goes. .12 refuses
+    // connections: left at weight 0 (its own inhibit_on_failure). .13 says maintenance: goes.
+    world.pages.insert(("192.0.2.11".parse().unwrap(), "/ready".into()), b"HTTP/1.1 200 OK\r\n\r\nready: no\n");
+    world.pages.insert(("192.0.2.13".parse().unwrap(), "/".into()), b"HTTP/1.1 200 OK\r\n\r\nmaintenance");
+    world.tcp_up.retain(|a| *a != "192.0.2.12".parse::<std::net::IpAddr>().unwrap());
+    run_for(&mut d, &mut m, &mut now, 3, &world);
+    assert_eq!(save(&d), format!("{head}-a -t 203.0.113.100:80 -r 192.0.2.12:80 -g -w 0\n"));
+    let lines: Vec<String> = std::iter::from_fn(|| m.poll_event()).map(|e| e.to_string()).collect();
+    for want in [
+        "TCP 203.0.113.100:80: real server 192.0.2.11:80 down (HTTP GET /ready: expected reply not found)",
+        "TCP 203.0.113.100:80: real server 192.0.2.12:80 down (connection refused)",
+        "TCP 203.0.113.100:80: real server 192.0.2.13:80 down (reply matched regex_no_match)",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "{want} in {lines:?}");
+    }
+    let listing = lvs::core::health::status(&m, now);
+    assert!(listing.contains("HTTP GET /ready            down   HTTP"), "{listing}");
+    assert!(listing.contains("HTTP GET /health           up     HTTP"), "{listing}");
+
+    // All healthy again: every server back at its weight.
+    let world = World::healthy();
+    run_for(&mut d, &mut m, &mut now, 3, &world);
+    assert_eq!(save(&d), format!("{head}{rs11}{rs12}{rs13}"));
 }

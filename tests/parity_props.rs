@@ -1,7 +1,8 @@
 //! Randomized scenarios against the library, with every scheduler: services of any scheduler
-//! and `-b` flags over TCP, UDP or a firewall mark, with or without persistence (and a netmask),
-//! DR or NAT servers with weights from 0 and thresholds, clients that send SYNs alone or whole
-//! handshakes, close with FIN or RST and come back on the same port (SYN reuse), servers that
+//! and `-b` flags over TCP, UDP, SCTP or a firewall mark, with or without persistence (and a
+//! netmask), DR or NAT servers with weights from 0 and thresholds, clients that send SYNs alone
+//! or whole handshakes, close with FIN or RST and come back on the same port (SYN reuse), SCTP
+//! chunks of every event alone or as whole associations (INIT reuse after CLOSED), servers that
 //! answer, time that passes, and edits and deletions of servers and services while their
 //! connections live. Whatever the kernel would have chosen, after every step
 //! [`Director::check_invariants`] must hold (counters equal the table, templates outlive their
@@ -13,9 +14,10 @@ use std::net::IpAddr;
 use lvs::core::addr::{Af, ServiceKey};
 use lvs::core::dest::{FwdMethod, RealServer};
 use lvs::core::neigh::{MacAddr, Neighbour};
+use lvs::core::proto::sctp::chunk;
 use lvs::core::proto::tcp::flags;
 use lvs::core::service::{SchedFlags, ServiceConfig};
-use lvs::core::testkit::{udp, Tcp, DIRECTOR_MAC, GW_MAC};
+use lvs::core::testkit::{sctp, udp, Tcp, DIRECTOR_MAC, GW_MAC};
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs::core::PortConfig;
 use lvs::{Director, DirectorConfig, Instant};
@@ -41,6 +43,7 @@ fn rs_mac(i: u8) -> MacAddr {
 enum Kind {
     Tcp,
     Udp,
+    Sctp,
     Fwmark,
 }
 
@@ -64,6 +67,13 @@ enum Step {
     Reply(u8, u8, u8, u8),
     /// A UDP datagram from a client port.
     Datagram(u8, u8),
+    /// An SCTP packet from a client port with one chunk of a type.
+    Chunk(u8, u8, u8),
+    /// An SCTP packet from a server to a client port with one chunk of a type.
+    ChunkReply(u8, u8, u8, u8),
+    /// A whole SCTP association set up (INIT .. COOKIE ACK, then DATA) and, if `close`, shut
+    /// down (replies only reach NAT).
+    Association(u8, u8, bool),
     /// Seconds pass, every timer running at its deadline.
     Sleep(u32),
     /// `-e` of a server's weight and upper threshold.
@@ -78,12 +88,29 @@ enum Step {
 
 fn setup() -> impl Strategy<Value = Setup> {
     let names = prop::sample::select(lvs::sched::NAMES.to_vec());
-    let kind = prop::sample::select(vec![Kind::Tcp, Kind::Udp, Kind::Fwmark]);
+    let kind = prop::sample::select(vec![Kind::Tcp, Kind::Udp, Kind::Sctp, Kind::Fwmark]);
     let persist =
         prop::option::of((prop::sample::select(vec![1u32, 30, 300]), prop::sample::select(vec![32u8, 24, 16])));
     let servers = prop::collection::vec((0u32..4, prop::sample::select(vec![0u32, 1, 2, 5])), 1..4);
     (names, 0u8..4, kind, persist, any::<bool>(), servers)
         .prop_map(|(sched, flags, kind, persist, nat, servers)| Setup { sched, flags, kind, persist, nat, servers })
+}
+
+/// Chunk types of every state-machine event, and one the tables do not know.
+fn chunks() -> impl Strategy<Value = u8> {
+    prop::sample::select(vec![
+        chunk::DATA,
+        chunk::INIT,
+        chunk::INIT_ACK,
+        chunk::COOKIE_ECHO,
+        chunk::COOKIE_ACK,
+        chunk::SHUTDOWN,
+        chunk::SHUTDOWN_ACK,
+        chunk::SHUTDOWN_COMPLETE,
+        chunk::ERROR,
+        chunk::ABORT,
+        0xc0,
+    ])
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -93,6 +120,9 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0..4u8, 0..3u8, any::<bool>()).prop_map(|(c, p, x)| Step::Handshake(c, p, x)),
         1 => (0..3u8, 0..4u8, 0..3u8, fl).prop_map(|(s, c, p, f)| Step::Reply(s, c, p, f)),
         2 => (0..4u8, 0..3u8).prop_map(|(c, p)| Step::Datagram(c, p)),
+        2 => (0..4u8, 0..3u8, chunks()).prop_map(|(c, p, k)| Step::Chunk(c, p, k)),
+        1 => (0..3u8, 0..4u8, 0..3u8, chunks()).prop_map(|(s, c, p, k)| Step::ChunkReply(s, c, p, k)),
+        2 => (0..4u8, 0..3u8, any::<bool>()).prop_map(|(c, p, x)| Step::Association(c, p, x)),
         2 => prop::sample::select(vec![1u32, 10, 61, 130, 400, 1000]).prop_map(Step::Sleep),
         1 => (0..3u8, 0..4u32, prop::sample::select(vec![0u32, 1, 3])).prop_map(|(s, w, x)| Step::Edit(s, w, x)),
         1 => (0..3u8).prop_map(Step::ToggleServer),
@@ -119,6 +149,7 @@ impl Scenario {
         let key = match s.kind {
             Kind::Tcp => ServiceKey::tcp(vip(), 80),
             Kind::Udp => ServiceKey::Inet { proto: lvs::core::addr::Proto::Udp, addr: vip(), port: 80 },
+            Kind::Sctp => ServiceKey::Inet { proto: lvs::core::addr::Proto::Sctp, addr: vip(), port: 80 },
             Kind::Fwmark => ServiceKey::Fwmark { mark: MARK, af: Af::V4 },
         };
         let mut cfg = ServiceConfig::new(key, s.sched);
@@ -176,6 +207,16 @@ impl Scenario {
         self.send(&t.build());
     }
 
+    fn chunk(&mut self, c: (IpAddr, u16), kind: u8) {
+        self.send(&sctp(c, (vip(), 80), &[(kind, &[0; 8])]));
+    }
+
+    fn chunk_reply(&mut self, s: u8, c: (IpAddr, u16), kind: u8) {
+        let mut b = sctp((rip(s), 80), c, &[(kind, &[0; 8])]);
+        b[6..12].copy_from_slice(&rs_mac(s).0);
+        self.send(&b);
+    }
+
     fn run(&mut self, s: &Step) {
         match *s {
             Step::Segment(c, p, f) => self.segment(Self::client(c, p), f),
@@ -200,6 +241,38 @@ impl Scenario {
                 }
             }
             Step::Datagram(c, p) => self.send(&udp(Self::client(c, p), (vip(), 80), b"q")),
+            Step::Chunk(c, p, k) => self.chunk(Self::client(c, p), k),
+            Step::ChunkReply(srv, c, p, k) => {
+                if usize::from(srv) < self.servers.len() {
+                    self.chunk_reply(srv, Self::client(c, p), k);
+                }
+            }
+            Step::Association(c, p, close) => {
+                let cl = Self::client(c, p);
+                let mut steps = vec![
+                    (false, chunk::INIT),
+                    (true, chunk::INIT_ACK),
+                    (false, chunk::COOKIE_ECHO),
+                    (true, chunk::COOKIE_ACK),
+                    (false, chunk::DATA),
+                ];
+                if close {
+                    steps.extend([
+                        (false, chunk::SHUTDOWN),
+                        (true, chunk::SHUTDOWN_ACK),
+                        (false, chunk::SHUTDOWN_COMPLETE),
+                    ]);
+                }
+                for (reply, k) in steps {
+                    if !reply {
+                        self.chunk(cl, k);
+                        continue;
+                    }
+                    for i in 0..self.servers.len() as u8 {
+                        self.chunk_reply(i, cl, k);
+                    }
+                }
+            }
             Step::Sleep(secs) => {
                 self.now += u64::from(secs);
                 let end = Instant::from_secs(self.now);

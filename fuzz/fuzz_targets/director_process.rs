@@ -1,5 +1,6 @@
-//! A configured director (DR, NAT and TUN services, a persistent fwmark service) fed a sequence
-//! of arbitrary frames: never a panic, every drop counted, every forward parsable.
+//! A configured director (DR, NAT and TUN services, an SCTP service, a persistent fwmark
+//! service) fed a sequence of arbitrary frames: never a panic, every drop counted, every forward
+//! parsable.
 //!
 //! Input: records of `ctl: u8, len: u16 (big-endian), frame: [u8; len]`; `ctl` picks the mark
 //! (for the fwmark service) and how far the clock moves before the frame.
@@ -20,6 +21,9 @@ const RULES: &str = "\
 -a -u 203.0.113.100:53 -r 192.0.2.11:53 -m -w 1
 -A -f 1 -s lblcr -p 30
 -a -f 1 -r 192.0.2.12:0 -g -w 1
+-A --sctp-service 203.0.113.100:9 -s rr
+-a --sctp-service 203.0.113.100:9 -r 192.0.2.12:99 -m -w 1
+-a --sctp-service 203.0.113.100:9 -r 192.0.2.11:9 -g -w 1
 -A -t [2001:db8::100]:80 -s mh -p 60
 -a -t [2001:db8::100]:80 -r [2001:db8::11]:80 -m -w 1
 ";

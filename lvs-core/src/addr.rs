@@ -38,7 +38,7 @@ pub enum Proto {
     Tcp,
     /// UDP (`-u`), IP protocol 17.
     Udp,
-    /// SCTP (`--sctp-service`), IP protocol 132. Reserved: adding an SCTP service is an error for now.
+    /// SCTP (`--sctp-service`), IP protocol 132.
     Sctp,
 }
 

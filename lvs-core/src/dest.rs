@@ -25,16 +25,22 @@ pub enum FwdMethod {
     Tunnel,
     /// The real server is this host: the packet goes to the application's own stack.
     Local,
+    /// FullNAT (DPVS `-b`/`--fullnat` on a real server; Alibaba LVS): both addresses
+    /// rewritten — client → one of the service's local addresses and ports, virtual service →
+    /// real server — so replies come back to the director from servers anywhere routable.
+    FullNat,
 }
 
 impl FwdMethod {
-    /// ipvsadm's `Forward` column: `Masq`, `Route`, `Tunnel`, `Local`.
+    /// ipvsadm's `Forward` column: `Masq`, `Route`, `Tunnel`, `Local`, and `FullNat` as DPVS's
+    /// ipvsadm prints it (`fwd_name`).
     pub const fn name(self) -> &'static str {
         match self {
             FwdMethod::Masq => "Masq",
             FwdMethod::Route => "Route",
             FwdMethod::Tunnel => "Tunnel",
             FwdMethod::Local => "Local",
+            FwdMethod::FullNat => "FullNat",
         }
     }
 }
@@ -55,12 +61,25 @@ pub struct RealServer {
     pub u_threshold: u32,
     /// Lower connection threshold `-y` (0 = use 3/4 of the upper).
     pub l_threshold: u32,
+    /// Beyond the kernel: most connections (active and inactive) the server takes, persistent
+    /// clients included; a new connection beyond it is dropped ([`Reason::DestConnLimit`]), where
+    /// `-x` only makes the scheduler pass the server by. DPVS's `max_conn`, enforced as DPVS's
+    /// `dp_vs_conn_bind_dest` does (0 = none).
+    ///
+    /// [`Reason::DestConnLimit`]: crate::Reason::DestConnLimit
+    pub max_conn: u32,
 }
 
 impl RealServer {
     /// A server with the given address, port, method and weight, and no thresholds.
     pub fn new(addr: IpAddr, port: u16, fwd: FwdMethod, weight: u32) -> Self {
-        RealServer { endpoint: Endpoint::new(addr, port), fwd, weight, u_threshold: 0, l_threshold: 0 }
+        RealServer { endpoint: Endpoint::new(addr, port), fwd, weight, u_threshold: 0, l_threshold: 0, max_conn: 0 }
+    }
+
+    /// The same server taking at most `n` connections ([`RealServer::max_conn`]).
+    pub fn with_max_conn(mut self, n: u32) -> Self {
+        self.max_conn = n;
+        self
     }
 
     /// The same server with thresholds `-x upper -y lower`.
@@ -191,6 +210,10 @@ impl<'a> DestView<'a> {
     /// Upper and lower thresholds.
     pub fn thresholds(&self) -> (u32, u32) {
         (self.d.cfg.u_threshold, self.d.cfg.l_threshold)
+    }
+    /// The connection limit ([`RealServer::max_conn`]; 0 = none).
+    pub fn max_conn(&self) -> u32 {
+        self.d.cfg.max_conn
     }
     /// The overload flag (`IP_VS_DEST_F_OVERLOAD`).
     pub fn is_overloaded(&self) -> bool {

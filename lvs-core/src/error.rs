@@ -51,9 +51,6 @@ pub enum Error {
     /// A fwmark service with mark 0.
     #[error("firewall mark must be non-zero")]
     ZeroFwmark,
-    /// Scheduler flags (`-b`) this scheduler does not take.
-    #[error("scheduler flags not valid for this scheduler")]
-    BadSchedFlags,
     /// Something IPVS can express that this library does not do yet.
     #[error("not supported: {0}")]
     Unsupported(&'static str),
@@ -69,6 +66,12 @@ pub enum Error {
     /// A sync sysctl out of its range (named).
     #[error("invalid value for {0}")]
     BadSyncParam(&'static str),
+    /// `--add-laddr` of a local address the service already has (`EEXIST`).
+    #[error("local address already exists")]
+    LaddrExists,
+    /// `--del-laddr` of a local address the service does not have (`ENOENT`).
+    #[error("no such local address")]
+    NoSuchLaddr,
     /// A line of an `ipvsadm -R` rule file could not be read.
     #[error("line {line}: {msg}")]
     Parse {
@@ -77,6 +80,37 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+}
+
+impl Error {
+    /// The kernel's errno for this error (Linux numbering), what `ip_vs_ctl.c` would return for
+    /// the same request and what ipvsadm's `ipvs_strerror` reads.
+    pub fn errno(&self) -> i32 {
+        const ESRCH: i32 = 3;
+        const ENOENT: i32 = 2;
+        const ENOMEM: i32 = 12;
+        const EEXIST: i32 = 17;
+        const EINVAL: i32 = 22;
+        const ERANGE: i32 = 34;
+        const EOPNOTSUPP: i32 = 95;
+        const EAFNOSUPPORT: i32 = 97;
+        match self {
+            Error::ServiceExists | Error::DestExists | Error::DaemonRunning(_) | Error::LaddrExists => EEXIST,
+            Error::NoSuchService | Error::NoDaemon(_) => ESRCH,
+            Error::NoSuchDest | Error::UnknownScheduler(_) | Error::NoSuchLaddr => ENOENT,
+            Error::WeightOutOfRange(_) | Error::BadThreshold { .. } => ERANGE,
+            Error::FamilyMismatch => EAFNOSUPPORT,
+            Error::Unsupported(_) => EOPNOTSUPP,
+            Error::TableFull => ENOMEM,
+            Error::SchedulerRejected(_)
+            | Error::BadNetmask
+            | Error::BadTimeout(_)
+            | Error::PortZeroNotPersistent
+            | Error::ZeroFwmark
+            | Error::BadSyncParam(_)
+            | Error::Parse { .. } => EINVAL,
+        }
+    }
 }
 
 /// Why the data path dropped a packet. Every variant has a counter slot
@@ -106,15 +140,25 @@ pub enum Reason {
     PortMismatch,
     /// The frame has no headroom left for the header the method must add.
     NoHeadroom,
-    /// A protocol the service cannot handle yet (SCTP).
+    /// A packet this director cannot handle: an SCTP fragment whose port NAT must change (its
+    /// CRC32c covers the whole packet, and the director does not reassemble).
     Unsupported,
     /// The next hop sits behind a port the director's configuration does not have.
     UnknownPort,
+    /// A FullNAT connection could not get a local address and port: the service has none, or
+    /// every port of every one is in use (never a shared port).
+    NoLocalPort,
+    /// A new connection shed by the `drop_packet` defence (`ip_vs_todrop`).
+    DropPacket,
+    /// A new connection beyond its service's `max_conn`.
+    ServiceConnLimit,
+    /// A new connection beyond its real server's `max_conn`.
+    DestConnLimit,
 }
 
 impl Reason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 17;
 
     /// All reasons, in counter order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -131,6 +175,10 @@ impl Reason {
         Reason::NoHeadroom,
         Reason::Unsupported,
         Reason::UnknownPort,
+        Reason::NoLocalPort,
+        Reason::DropPacket,
+        Reason::ServiceConnLimit,
+        Reason::DestConnLimit,
     ];
 
     /// The counter slot of this reason.
@@ -154,6 +202,10 @@ impl Reason {
             Reason::NoHeadroom => "no-headroom",
             Reason::Unsupported => "unsupported",
             Reason::UnknownPort => "unknown-port",
+            Reason::NoLocalPort => "no-local-port",
+            Reason::DropPacket => "drop-packet",
+            Reason::ServiceConnLimit => "service-conn-limit",
+            Reason::DestConnLimit => "dest-conn-limit",
         }
     }
 }

@@ -16,6 +16,7 @@
 //! - [`conn`] — the connection table: slab, hash indexes, timer wheel (`ip_vs_conn.c`).
 //! - [`proto`] — TCP and UDP state machines and timeouts (`ip_vs_proto_*.c`).
 //! - [`persist`] — persistence templates (`ip_vs_sched_persist`).
+//! - [`laddr`] — FullNAT local addresses and their ports (DPVS `laddr.c`, `sa_pool.c`).
 //! - [`stats`] — counters and the rate estimator (`ip_vs_est.c`).
 //! - [`wire`] — parsing and in-place rewriting with incremental checksums.
 //! - `xmit` (private) — one function per forwarding method (`ip_vs_xmit.c`).
@@ -48,6 +49,7 @@ pub mod dest;
 pub mod director;
 pub mod error;
 pub mod health;
+pub mod laddr;
 pub mod neigh;
 pub mod persist;
 pub mod proto;
@@ -64,7 +66,9 @@ pub(crate) mod xmit;
 
 pub use addr::{Af, Endpoint, Proto, ServiceKey};
 pub use dest::{DestId, DestView, FwdMethod, RealServer};
-pub use director::{BatchError, Command, Director, DirectorConfig, PortConfig, Verdict};
+pub use director::{
+    BatchError, Command, Defense, DefenseMode, DefenseStatus, Director, DirectorConfig, PortConfig, Verdict,
+};
 pub use error::{Error, Reason};
 pub use neigh::{MacAddr, Neighbour};
 pub use proto::Timeouts;

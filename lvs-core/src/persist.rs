@@ -6,26 +6,36 @@
 //! reached on its own port the template keeps that port; for port-0 ("all ports") services the
 //! port is 0; for fwmark services the protocol is `IP` (0), the virtual address is the mark
 //! written as an IPv4 address, and the port is 0, so one template covers every marked port.
+//! A service on the FTP control port (21) keeps no ports either: its templates are
+//! `<proto, client, 0, vaddr, 0>`, the same as those of a persistent port-0 service on the same
+//! address, so the FTP data connections a client opens to other ports go to the server of its
+//! control connection.
 
 use core::net::{IpAddr, Ipv4Addr};
 
-use crate::addr::{mask_addr, raw, Af, ServiceKey};
+use crate::addr::{raw, Af, ServiceKey};
 use crate::conn::table::InKey;
 use crate::conn::{cf, Conn, ConnId, ConnTable};
 use crate::dest::{Dest, DestId, Dests, F_AVAILABLE};
+use crate::service::Netmask;
 use crate::wire::PacketMeta;
 
 /// What a template is looked up and stored by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TemplateKey {
     pub(crate) key: InKey,
-    /// Whether the packet came to the service's own port (then the template keeps real ports).
-    pub(crate) on_svc_port: bool,
+    /// Whether the template keeps the virtual and real ports: the packet came to the service's
+    /// own port, and that port is not FTP's.
+    pub(crate) keeps_ports: bool,
 }
 
-/// The template key for a packet of service `svc` with persistence netmask `prefix`.
-pub(crate) fn template_key(svc: &ServiceKey, prefix: u8, pkt: &PacketMeta) -> TemplateKey {
-    let snet = mask_addr(&pkt.src, prefix);
+/// The FTP control port (`FTPPORT`): a persistent service on it makes port-0 templates.
+const FTP_PORT: u16 = 21;
+
+/// The template key for a packet of service `svc` with persistence netmask `netmask`
+/// (`ip_vs_sched_persist`).
+pub(crate) fn template_key(svc: &ServiceKey, netmask: Netmask, pkt: &PacketMeta) -> TemplateKey {
+    let snet = netmask.apply(&pkt.src);
     let v6 = pkt.af == Af::V6;
     match svc {
         ServiceKey::Fwmark { mark, .. } => TemplateKey {
@@ -38,10 +48,10 @@ pub(crate) fn template_key(svc: &ServiceKey, prefix: u8, pkt: &PacketMeta) -> Te
                 vaddr: raw(&IpAddr::V4(Ipv4Addr::from(*mark))),
                 vport: 0,
             },
-            on_svc_port: false,
+            keeps_ports: false,
         },
         ServiceKey::Inet { port, .. } => {
-            let on_svc_port = pkt.dport == *port;
+            let keeps_ports = pkt.dport == *port && *port != FTP_PORT;
             TemplateKey {
                 key: InKey {
                     v6,
@@ -50,9 +60,9 @@ pub(crate) fn template_key(svc: &ServiceKey, prefix: u8, pkt: &PacketMeta) -> Te
                     caddr: raw(&snet),
                     cport: 0,
                     vaddr: raw(&pkt.dst),
-                    vport: if on_svc_port { pkt.dport } else { 0 },
+                    vport: if keeps_ports { pkt.dport } else { 0 },
                 },
-                on_svc_port,
+                keeps_ports,
             }
         }
     }
@@ -67,7 +77,7 @@ pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16,
         daddr: raw(&d.cfg.endpoint.addr),
         cport: 0,
         vport: tk.key.vport,
-        dport: if tk.on_svc_port { d.cfg.endpoint.port } else { 0 },
+        dport: if tk.keeps_ports { d.cfg.endpoint.port } else { 0 },
         proto: tk.key.proto,
         state: crate::proto::tpl::NONE,
         flags: flags | cf::TEMPLATE | cf::IN_HASHED,
@@ -110,20 +120,23 @@ mod tests {
     #[test]
     fn inet_template_masks_client_and_keeps_port() {
         let svc = ServiceKey::tcp("203.0.113.100".parse().unwrap(), 80);
-        let t = template_key(&svc, 24, &meta("198.51.100.77", 80));
-        assert!(t.on_svc_port);
+        let t = template_key(&svc, Netmask::prefix(Af::V4, 24), &meta("198.51.100.77", 80));
+        assert!(t.keeps_ports);
         assert_eq!(&t.key.caddr[..4], &[198, 51, 100, 0]);
         assert_eq!((t.key.cport, t.key.vport, t.key.proto), (0, 80, 6));
+        // ip_vs_sched_persist ANDs the client with the mask word, contiguous or not.
+        let t = template_key(&svc, Netmask::V4("255.0.255.0".parse().unwrap()), &meta("198.51.100.77", 80));
+        assert_eq!(&t.key.caddr[..4], &[198, 0, 100, 0]);
     }
 
     #[test]
     fn port_zero_and_fwmark_templates_have_port_zero() {
         let svc = ServiceKey::tcp("203.0.113.100".parse().unwrap(), 0);
-        let t = template_key(&svc, 32, &meta("198.51.100.77", 443));
-        assert!(!t.on_svc_port);
+        let t = template_key(&svc, Netmask::full(Af::V4), &meta("198.51.100.77", 443));
+        assert!(!t.keeps_ports);
         assert_eq!(t.key.vport, 0);
         let fw = ServiceKey::Fwmark { mark: 5, af: Af::V4 };
-        let t = template_key(&fw, 32, &meta("198.51.100.77", 443));
+        let t = template_key(&fw, Netmask::full(Af::V4), &meta("198.51.100.77", 443));
         assert_eq!((t.key.proto, t.key.vport), (0, 0));
         assert_eq!(&t.key.vaddr[..4], &[0, 0, 0, 5]);
         assert_eq!(&t.key.caddr[..4], &[198, 51, 100, 77]);

@@ -59,11 +59,6 @@ pub trait Scheduler: Send {
     /// The name `ipvsadm -s` uses (`"wlc"`).
     fn name(&self) -> &'static str;
 
-    /// Whether the scheduler takes these `-b` flags (only `sh` and `mh` take any).
-    fn accepts_flags(&self, flags: crate::service::SchedFlags) -> bool {
-        flags.0 == 0
-    }
-
     /// The service was created (with no real servers yet) or switched to this scheduler.
     ///
     /// # Errors
@@ -91,6 +86,14 @@ pub trait Scheduler: Send {
 
     /// Periodic work (cache expiry of `lblc`/`lblcr`).
     fn tick(&mut self, _now: Instant) {}
+
+    /// Whether the scheduler's own state still refers to server `d`, as the kernel's `lblc` and
+    /// `lblcr` cache entries hold their servers (`ip_vs_dest_hold`): a deleted server held so
+    /// stays in the trash (`ip_vs_dest_trash_expire` frees only unreferenced ones), and added
+    /// back it is the same server, found again by the entries that name it.
+    fn holds(&self, _d: DestId) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

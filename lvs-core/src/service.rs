@@ -4,9 +4,11 @@
 //! its scheduler, belongs to the director.
 
 use alloc::string::String;
+use core::net::{IpAddr, Ipv4Addr};
 
-use crate::addr::ServiceKey;
+use crate::addr::{mask_addr, Af, ServiceKey};
 use crate::dest::{DestId, DestView, Dests};
+use crate::laddr::ClientAddr;
 
 /// Scheduler flags `-b` (`IP_VS_SVC_F_SCHED1..3`). `sh` and `mh` read the first as *fallback*
 /// and the second as *port*.
@@ -31,8 +33,52 @@ impl SchedFlags {
     }
 }
 
-/// Default persistence timeout of `ipvsadm -p` without a value (seconds).
-pub const DEFAULT_PERSIST_TIMEOUT: u32 = 300;
+/// Default persistence timeout of `ipvsadm -p` without a value (seconds): libipvs's
+/// `IPVS_SVC_PERSISTENT_TIMEOUT`, six minutes.
+pub const DEFAULT_PERSIST_TIMEOUT: u32 = 360;
+
+/// The persistence granularity (`-M`) as the kernel keeps it in `ip_vs_service.netmask`: an
+/// IPv4 mask word taken as given (contiguous or not, the kernel ANDs it with the client
+/// address), or an IPv6 prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Netmask {
+    /// An IPv4 mask.
+    V4(Ipv4Addr),
+    /// An IPv6 prefix length (1..=128 for the kernel to take it).
+    V6(u8),
+}
+
+impl Netmask {
+    /// The whole address: `255.255.255.255` or `/128`, what a service has unless `-M` says.
+    pub fn full(af: Af) -> Netmask {
+        Netmask::prefix(af, af.max_prefix())
+    }
+
+    /// The mask of a prefix length (an IPv4 prefix above 32 is taken as 32).
+    pub fn prefix(af: Af, prefix: u8) -> Netmask {
+        match af {
+            Af::V4 => Netmask::V4(Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0))),
+            Af::V6 => Netmask::V6(prefix),
+        }
+    }
+
+    /// Whether the mask keeps the whole address (ipvsadm then prints no `-M`).
+    pub fn is_full(self) -> bool {
+        match self {
+            Netmask::V4(m) => m == Ipv4Addr::BROADCAST,
+            Netmask::V6(p) => p == 128,
+        }
+    }
+
+    /// `client & mask`, the address a persistence template keys on (`ip_vs_sched_persist`).
+    pub fn apply(self, addr: &IpAddr) -> IpAddr {
+        match (self, addr) {
+            (Netmask::V4(m), IpAddr::V4(a)) => IpAddr::V4(Ipv4Addr::from(u32::from(*a) & u32::from(m))),
+            (Netmask::V6(p), a) => mask_addr(a, p),
+            (Netmask::V4(m), a) => mask_addr(a, u32::from(m).leading_ones() as u8),
+        }
+    }
+}
 /// Longest persistence timeout ipvsadm accepts: 31 days.
 pub const MAX_PERSIST_TIMEOUT: u32 = 31 * 24 * 3600;
 
@@ -45,12 +91,22 @@ pub struct ServiceConfig {
     pub scheduler: String,
     /// Persistence timeout in seconds (`-p`); `None` = not persistent.
     pub persistent: Option<u32>,
-    /// Persistence netmask `-M` as a prefix length (32 or 128 = the whole address).
-    pub netmask: u8,
+    /// Persistence netmask `-M` (the whole address unless set).
+    pub netmask: Netmask,
     /// One-packet scheduling (`-o`, UDP only).
     pub one_packet: bool,
     /// Scheduler flags (`-b`).
     pub sched_flags: SchedFlags,
+    /// How FullNAT connections tell real servers the client's address: a TOA, or a PROXY
+    /// header (DPVS's `--proxy-protocol disable|v1|v2`). Other methods ignore it.
+    pub client_addr: ClientAddr,
+    /// Beyond the kernel: most connections the service's real servers hold together; a new
+    /// connection beyond it is dropped ([`Reason::ServiceConnLimit`]). Named after DPVS's
+    /// per-server `max_conn`: DPVS's services only limit a proportion of packets
+    /// (`limit_proportion`). 0 = none.
+    ///
+    /// [`Reason::ServiceConnLimit`]: crate::Reason::ServiceConnLimit
+    pub max_conn: u32,
 }
 
 impl ServiceConfig {
@@ -60,9 +116,11 @@ impl ServiceConfig {
             key,
             scheduler: String::from(scheduler),
             persistent: None,
-            netmask: key.af().max_prefix(),
+            netmask: Netmask::full(key.af()),
             one_packet: false,
             sched_flags: SchedFlags::default(),
+            client_addr: ClientAddr::Toa,
+            max_conn: 0,
         }
     }
 
@@ -72,9 +130,15 @@ impl ServiceConfig {
         self
     }
 
-    /// The same service with persistence netmask `prefix` (`-M`).
+    /// The same service holding at most `n` connections ([`ServiceConfig::max_conn`]).
+    pub fn max_conn(mut self, n: u32) -> Self {
+        self.max_conn = n;
+        self
+    }
+
+    /// The same service with persistence netmask of length `prefix` (`-M`).
     pub fn netmask(mut self, prefix: u8) -> Self {
-        self.netmask = prefix;
+        self.netmask = Netmask::prefix(self.key.af(), prefix);
         self
     }
 }

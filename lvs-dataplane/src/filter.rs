@@ -95,7 +95,8 @@ impl Filter {
                 }
                 ServiceKey::Fwmark { .. } => 0,
             };
-            for d in svc.dests.dests().filter(|d| d.fwd() == FwdMethod::Masq) {
+            // FullNAT replies come from the server too (to a local address, never the host's own).
+            for d in svc.dests.dests().filter(|d| matches!(d.fwd(), FwdMethod::Masq | FwdMethod::FullNat)) {
                 let addr = d.addr();
                 f.add(Match { dir: Dir::From, proto, addr, port: if proto == 0 { 0 } else { d.port() } });
                 f.add(Match { dir: Dir::From, proto: icmp_of(addr), addr, port: 0 });

@@ -76,6 +76,11 @@ impl<E> Cache<E> {
         }
     }
 
+    /// Whether any entry satisfies `f`.
+    pub(crate) fn any(&self, mut f: impl FnMut(&E) -> bool) -> bool {
+        self.buckets.iter().flatten().any(|e| f(&e.val))
+    }
+
     pub(crate) fn clear(&mut self) {
         self.buckets = vec![];
         self.buckets.resize_with(TAB_SIZE, Vec::new);

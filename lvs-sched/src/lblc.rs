@@ -3,7 +3,7 @@
 //! is used while its server is available, has weight > 0 and is not "overloaded" in lblc's own
 //! sense (more active connections than its weight while another server has fewer than half its
 //! weight; the threshold flag is not consulted on a hit). Otherwise a weighted least-connection
-//! pick replaces or creates the entry.
+//! pick replaces or creates the entry. Entries keep deleted servers (see [`Lblc::holds`]).
 
 use lvs_core::dest::DestId;
 use lvs_core::sched::{SchedCx, SchedError, Scheduler};
@@ -43,10 +43,11 @@ impl Scheduler for Lblc {
         Ok(())
     }
 
-    fn del_dest(&mut self, _svc: &ServiceView<'_>, d: DestId, _pos: usize) {
-        // The kernel's entries pin a deleted server in its trash and then ignore it; ours drop
-        // it, which leads to the same pick and keeps no handle to a freed server.
-        self.cache.retain(|e| e.val != d);
+    /// An entry holds its server (`ip_vs_lblc_new` takes a reference): a deleted server stays
+    /// in the trash while an entry names it, is passed over while deleted (not available), and
+    /// is found again by those entries when it is added back.
+    fn holds(&self, d: DestId) -> bool {
+        self.cache.any(|v| *v == d)
     }
 
     fn schedule(&mut self, cx: &mut SchedCx<'_>, svc: &ServiceView<'_>, pkt: &PacketMeta) -> Option<DestId> {

@@ -3,7 +3,7 @@
 //! destination address to a *set* of servers (new members at its head). The least loaded member
 //! serves; a set of more than one that has not changed for the expiration time sheds its most
 //! loaded member; when the chosen member is overloaded (lblc's rule) a weighted least-connection
-//! pick joins the set.
+//! pick joins the set. Sets keep deleted servers (see [`Lblcr::holds`]).
 
 use alloc::vec::Vec;
 
@@ -94,12 +94,12 @@ impl Scheduler for Lblcr {
         Ok(())
     }
 
-    fn del_dest(&mut self, _svc: &ServiceView<'_>, d: DestId, _pos: usize) {
-        // See lblc: a deleted server leaves every set rather than lingering in it.
-        self.cache.retain(|e| {
-            e.val.members.retain(|m| *m != d);
-            true
-        });
+    /// A set holds its members (`ip_vs_dest_set_insert` takes a reference): a deleted server
+    /// stays a member — never the least loaded (it is not available), but counted in the set's
+    /// size and, with the weight it had, a candidate for `ip_vs_dest_set_max` — until it is
+    /// shed or its entry expires; added back, it serves the sets that still name it.
+    fn holds(&self, d: DestId) -> bool {
+        self.cache.any(|s| s.members.contains(&d))
     }
 
     fn schedule(&mut self, cx: &mut SchedCx<'_>, svc: &ServiceView<'_>, pkt: &PacketMeta) -> Option<DestId> {

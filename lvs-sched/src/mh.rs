@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use lvs_core::addr::fold;
 use lvs_core::dest::DestId;
 use lvs_core::sched::{SchedCx, SchedError, Scheduler};
-use lvs_core::service::{SchedFlags, ServiceView};
+use lvs_core::service::ServiceView;
 use lvs_core::wire::PacketMeta;
 
 use crate::sh::hash_input;
@@ -102,10 +102,6 @@ impl Maglev {
 impl Scheduler for Maglev {
     fn name(&self) -> &'static str {
         "mh"
-    }
-
-    fn accepts_flags(&self, f: SchedFlags) -> bool {
-        f.0 & !(SchedFlags::FLAG1 | SchedFlags::FLAG2) == 0
     }
 
     fn init_service(&mut self, svc: &ServiceView<'_>) -> Result<(), SchedError> {

@@ -7,7 +7,7 @@
 use lvs_core::addr::fold;
 use lvs_core::dest::DestId;
 use lvs_core::sched::{SchedCx, SchedError, Scheduler};
-use lvs_core::service::{SchedFlags, ServiceView};
+use lvs_core::service::ServiceView;
 use lvs_core::wire::{ipproto, PacketMeta};
 
 use crate::util::{hash_32, hashed_usable};
@@ -66,10 +66,6 @@ impl SourceHash {
 impl Scheduler for SourceHash {
     fn name(&self) -> &'static str {
         "sh"
-    }
-
-    fn accepts_flags(&self, f: SchedFlags) -> bool {
-        f.0 & !(SchedFlags::FLAG1 | SchedFlags::FLAG2) == 0
     }
 
     fn init_service(&mut self, svc: &ServiceView<'_>) -> Result<(), SchedError> {

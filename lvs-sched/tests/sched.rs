@@ -31,6 +31,7 @@ fn pkt(src: IpAddr, sport: u16, dst: IpAddr) -> PacketMeta {
         sport,
         dport: 80,
         tcp_flags: 2,
+        sctp_chunk: 0,
         frag: Frag::None,
         df: true,
         icmp: None,

@@ -14,7 +14,7 @@ use crate::config::source::{ConfigError, ErrorKind, Files, Origin};
 use crate::dest::{FwdMethod, RealServer, MAX_WEIGHT};
 use crate::director::{Command, Director};
 use crate::error::Error;
-use crate::health::{CheckPlan, Control, Monitor, ServerId, ServicePolicy};
+use crate::health::{CheckedServer, Control, Monitor, ServerId, ServicePolicy};
 use crate::time::Instant;
 
 /// The most real servers one virtual service of a configuration may have: the director and
@@ -44,7 +44,7 @@ pub struct HealthService {
     /// How it reacts to its servers' health (sorry server, quorum, inhibit, alpha, …).
     pub policy: ServicePolicy,
     /// Its checked servers, each with where it was configured.
-    pub servers: Vec<(Origin, RealServer, CheckPlan)>,
+    pub servers: Vec<(Origin, CheckedServer)>,
 }
 
 /// The director's side of a configuration.
@@ -94,9 +94,10 @@ impl Deployment {
                 check_dest(&self.files, h.origin, &h.key, s)?;
                 seen.insert((s.endpoint.addr, s.endpoint.port));
             }
-            for (o, rs, plan) in &h.servers {
+            for (o, c) in &h.servers {
+                let rs = &c.server;
                 check_dest(&self.files, *o, &h.key, rs)?;
-                plan.validate().map_err(|e| self.files.error(*o, ErrorKind::Value, e))?;
+                c.validate().map_err(|e| self.files.error(*o, ErrorKind::Value, e))?;
                 if !seen.insert((rs.endpoint.addr, rs.endpoint.port)) {
                     return Err(self.files.error(
                         *o,
@@ -125,7 +126,7 @@ impl Deployment {
         })?;
         let mut out = Deployed::default();
         for h in &self.health {
-            let servers = h.servers.iter().map(|(_, rs, plan)| (*rs, plan.clone()));
+            let servers = h.servers.iter().map(|(_, c)| c.clone());
             // `check` ruled out every refusal of `add_service`.
             let ids = m
                 .add_service(d, now, h.key, h.policy.clone(), servers)
@@ -171,7 +172,7 @@ impl Deployment {
     /// keepalived's `check/check_data.c` keeps what did not change): the table through
     /// [`diff`](super::diff::diff) (real servers the monitor checks in both configurations
     /// are left to it), then the monitor. A checked server whose address, weight, method,
-    /// thresholds and check are unchanged keeps its check state and its place in the table; an
+    /// thresholds, checks and own settings are unchanged keeps its check state and its place in the table; an
     /// edited one starts afresh (as a new server: up unless `alpha`); a service whose policy
     /// (quorum, sorry server, alpha, …) changed starts afresh with all its servers.
     ///
@@ -191,7 +192,7 @@ impl Deployment {
                 Some(h) if h.policy == *svc.policy() => {
                     for s in svc.servers() {
                         let rs = s.real_server();
-                        let same = h.servers.iter().any(|(_, w, plan)| *w == rs && plan == s.plan());
+                        let same = h.servers.iter().any(|(_, c)| *c == s.checked());
                         if !same {
                             stop.push((s.id(), key, rs.endpoint));
                         }
@@ -239,17 +240,17 @@ impl Deployment {
         }
         for h in &self.health {
             if m.service(&h.key).is_none() {
-                let servers = h.servers.iter().map(|(_, rs, plan)| (*rs, plan.clone()));
+                let servers = h.servers.iter().map(|(_, c)| c.clone());
                 m.add_service(d, now, h.key, h.policy.clone(), servers)
                     .map_err(|e| self.files.error(h.origin, ErrorKind::Refused, e.to_string()))?;
-                out.checks_started.extend(h.servers.iter().map(|(_, rs, _)| (h.key, rs.endpoint)));
+                out.checks_started.extend(h.servers.iter().map(|(_, c)| (h.key, c.server.endpoint)));
                 continue;
             }
-            for (o, rs, plan) in &h.servers {
-                if m.find(&h.key, &rs.endpoint).is_none() {
-                    m.add_server(d, now, &h.key, *rs, plan.clone())
+            for (o, c) in &h.servers {
+                if m.find(&h.key, &c.server.endpoint).is_none() {
+                    m.add_server(d, now, &h.key, c.clone())
                         .map_err(|e| self.files.error(*o, ErrorKind::Refused, e.to_string()))?;
-                    out.checks_started.push((h.key, rs.endpoint));
+                    out.checks_started.push((h.key, c.server.endpoint));
                 }
             }
         }

@@ -6,6 +6,7 @@
 //! their scheduler's state; a real server that stays keeps its connections.
 
 use alloc::vec::Vec;
+use core::net::IpAddr;
 
 use crate::addr::{Endpoint, ServiceKey};
 use crate::dest::RealServer;
@@ -14,10 +15,12 @@ use crate::error::Error;
 use crate::service::ServiceConfig;
 
 /// A table as a list of commands leaves it: services in the order they were added, each with
-/// its real servers in the order they were added.
+/// its real servers in the order they were added, and the FullNAT local addresses (DPVS's
+/// `-P`) each service has.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Table {
     services: Vec<(ServiceConfig, Vec<RealServer>)>,
+    laddrs: Vec<(ServiceKey, IpAddr)>,
     timeouts: Option<(u32, u32, u32)>,
 }
 
@@ -46,6 +49,7 @@ impl Table {
             Command::DelService(k) => {
                 let i = self.find(k).ok_or(Error::NoSuchService)?;
                 self.services.remove(i);
+                self.laddrs.retain(|(s, _)| s != k);
             }
             Command::AddDest(k, rs) => {
                 let dests = self.dests(k)?;
@@ -63,7 +67,22 @@ impl Table {
                 let i = dests.iter().position(|d| d.endpoint == *e).ok_or(Error::NoSuchDest)?;
                 dests.remove(i);
             }
-            Command::Clear => self.services.clear(),
+            Command::AddLaddr(k, a) => {
+                self.find(k).ok_or(Error::NoSuchService)?;
+                if self.laddrs.contains(&(*k, *a)) {
+                    return Err(Error::LaddrExists);
+                }
+                self.laddrs.push((*k, *a));
+            }
+            Command::DelLaddr(k, a) => {
+                self.find(k).ok_or(Error::NoSuchService)?;
+                let i = self.laddrs.iter().position(|l| *l == (*k, *a)).ok_or(Error::NoSuchLaddr)?;
+                self.laddrs.remove(i);
+            }
+            Command::Clear => {
+                self.services.clear();
+                self.laddrs.clear();
+            }
             Command::SetTimeouts(a, b, c) => self.timeouts = Some((*a, *b, *c)),
             Command::Zero(_) | Command::StartDaemon(..) | Command::StopDaemon(_) => {}
         }
@@ -74,7 +93,7 @@ impl Table {
 /// A running director's real servers, as a command would give them.
 fn dest_of(d: &crate::dest::DestView<'_>) -> RealServer {
     let (upper, lower) = d.thresholds();
-    RealServer::new(d.addr(), d.port(), d.fwd(), d.weight()).with_thresholds(upper, lower)
+    RealServer::new(d.addr(), d.port(), d.fwd(), d.weight()).with_thresholds(upper, lower).with_max_conn(d.max_conn())
 }
 
 /// The commands that turn `d`'s table into the one `target` builds from an empty table.
@@ -83,10 +102,11 @@ fn dest_of(d: &crate::dest::DestView<'_>) -> RealServer {
 /// monitor's, which puts checked servers in and takes them out as their checks say — and are
 /// left out on both sides: never added, edited or deleted here.
 ///
-/// The result deletes first (servers, then services gone from `target`), then edits services
-/// whose settings changed (`-E`: scheduler, persistence, netmask, flags), adds new services,
-/// and per service edits servers whose weight, method or thresholds changed and adds new ones
-/// in `target`'s order. It never clears the table or deletes a service that stays, so
+/// The result deletes first (servers and FullNAT local addresses, then services gone from
+/// `target`), then edits services whose settings changed (`-E`: scheduler, persistence,
+/// netmask, flags, PROXY protocol), adds new services, and per service edits servers whose
+/// weight, method or thresholds changed and adds new ones in `target`'s order, then its new
+/// local addresses. It never clears the table or deletes a service that stays, so
 /// connections to what stays are kept. `target`'s timeouts (`--set`) come last when it sets
 /// them; zeroing and the sync daemons' verbs are not part of a table and are left out. Run the
 /// result with [`Director::execute_all`] to apply it all or nothing.
@@ -119,6 +139,11 @@ pub fn diff(
                         out.push(Command::DelDest(key, e));
                     }
                 }
+                for l in d.laddrs(&key).unwrap_or_default() {
+                    if !want.laddrs.contains(&(key, l.addr)) {
+                        out.push(Command::DelLaddr(key, l.addr));
+                    }
+                }
             }
         }
     }
@@ -135,6 +160,12 @@ pub fn diff(
                 None => out.push(Command::AddDest(key, *rs)),
                 Some(h) if dest_of(&h) != *rs => out.push(Command::EditDest(key, *rs)),
                 Some(_) => {}
+            }
+        }
+        let have_laddrs = d.laddrs(&key).unwrap_or_default();
+        for (_, a) in want.laddrs.iter().filter(|(k, _)| *k == key) {
+            if !have_laddrs.iter().any(|l| l.addr == *a) {
+                out.push(Command::AddLaddr(key, *a));
             }
         }
     }
@@ -247,6 +278,21 @@ mod tests {
 -a -u 10.0.0.1:53 -r 192.0.2.11:53 -m -w 1
 ";
         assert_eq!(diff(&d, &parse_rules(new).unwrap(), &checked).unwrap(), []);
+    }
+
+    #[test]
+    fn local_addresses_follow_the_file() {
+        let old = "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 192.0.2.11:80 -b -w 1\n\
+                   -P -t 10.0.0.1:80 -z 192.0.2.200\n-P -t 10.0.0.1:80 -z 192.0.2.201\n";
+        let d = director(old);
+        let new = "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 192.0.2.11:80 -b -w 1\n\
+                   -P -t 10.0.0.1:80 -z 192.0.2.201\n-P -t 10.0.0.1:80 -z 192.0.2.202\n";
+        let got = diff(&d, &parse_rules(new).unwrap(), &none).unwrap();
+        let by_hand = parse_rules("-Q -t 10.0.0.1:80 -z 192.0.2.200\n-P -t 10.0.0.1:80 -z 192.0.2.202\n").unwrap();
+        assert_eq!(got, by_hand);
+        let twice =
+            parse_rules("-A -t 10.0.0.9:80 -s rr\n-P -t 10.0.0.9:80 -z 192.0.2.9\n-P -t 10.0.0.9:80 -z 192.0.2.9\n");
+        assert_eq!(diff(&d, &twice.unwrap(), &none), Err(Error::LaddrExists));
     }
 
     #[test]

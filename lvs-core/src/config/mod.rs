@@ -26,8 +26,8 @@ pub mod prometheus;
 pub mod source;
 
 pub use diff::diff;
-pub use ipvsadm::cli::{run as run_ipvsadm, Output as IpvsadmOutput};
-pub use ipvsadm::command::parse_command;
-pub use ipvsadm::listing::{list, render_stats, stats_rows, sum_rows, ListOptions, StatsRow};
+pub use ipvsadm::cli::{run as run_ipvsadm, run_with as run_ipvsadm_with, Output as IpvsadmOutput, RunOptions};
+pub use ipvsadm::command::{parse_command, parse_request, Failure, Request};
+pub use ipvsadm::listing::{list, render, render_stats, stats_rows, sum_rows, Format, ListOptions, Listing, StatsRow};
 pub use ipvsadm::rules::{parse_rules, restore, save};
 pub use procfs::ProcFile;

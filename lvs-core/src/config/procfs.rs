@@ -29,9 +29,10 @@ use core::fmt::Write;
 use core::net::{IpAddr, Ipv6Addr};
 
 use super::ipvsadm::format::{sorted_services, CONN_TAB_SIZE};
-use crate::addr::{Af, ServiceKey};
+use crate::addr::ServiceKey;
 use crate::conn::ConnInfo;
 use crate::director::Director;
+use crate::service::Netmask;
 use crate::stats::Counters;
 use crate::time::Instant;
 
@@ -134,11 +135,10 @@ fn bracketed_addr(out: &mut String, a: &IpAddr) {
 /// The persistence netmask as `ip_vs` prints it, `%08X` of `ntohl(svc->netmask)`. An IPv4 mask
 /// is held in network order; an IPv6 prefix length is held as a plain number in the same
 /// field, so a little-endian kernel prints it byte-swapped (`/128` as `80000000`).
-fn netmask_word(af: Af, prefix: u8) -> u32 {
-    match af {
-        Af::V4 if prefix == 0 => 0,
-        Af::V4 => u32::MAX << (32 - u32::from(prefix.min(32))),
-        Af::V6 => u32::from(prefix).swap_bytes(),
+fn netmask_word(m: Netmask) -> u32 {
+    match m {
+        Netmask::V4(m) => u32::from(m),
+        Netmask::V6(p) => u32::from(p).swap_bytes(),
     }
 }
 
@@ -171,7 +171,7 @@ fn services(d: &Director, out: &mut String) {
         }
         match c.persistent {
             Some(t) => {
-                let _ = writeln!(out, "persistent {} {:08X}", u64::from(t) * HZ, netmask_word(c.key.af(), c.netmask));
+                let _ = writeln!(out, "persistent {} {:08X}", u64::from(t) * HZ, netmask_word(c.netmask));
             }
             None => out.push('\n'),
         }
@@ -310,7 +310,7 @@ mod tests {
              -> C000020D:0035      Tunnel  0      0          0         \n\
              TCP  [2001:0db8:0113:0000:0000:0000:0000:0100]:01BB first persistent 75000 80000000\n  \
              -> [2001:0db8:0002:0000:0000:0000:0000:0011]:01BB      Route   5      0          0         \n\
-             FWM  00000007 first persistent 75000 FFFFFFFF\n  \
+             FWM  00000007 first persistent 90000 FFFFFFFF\n  \
              -> C000020B:0000      Route   2      0          0         \n"
         );
     }
@@ -411,10 +411,12 @@ mod tests {
 
     #[test]
     fn netmasks_print_as_a_little_endian_kernel_prints_them() {
-        assert_eq!(netmask_word(Af::V4, 32), 0xFFFF_FFFF);
-        assert_eq!(netmask_word(Af::V4, 24), 0xFFFF_FF00);
-        assert_eq!(netmask_word(Af::V4, 0), 0);
-        assert_eq!(netmask_word(Af::V6, 128), 0x8000_0000);
-        assert_eq!(netmask_word(Af::V6, 64), 0x4000_0000);
+        let v4 = |s: &str| Netmask::V4(s.parse().unwrap());
+        assert_eq!(netmask_word(v4("255.255.255.255")), 0xFFFF_FFFF);
+        assert_eq!(netmask_word(v4("255.255.255.0")), 0xFFFF_FF00);
+        assert_eq!(netmask_word(v4("255.0.255.0")), 0xFF00_FF00);
+        assert_eq!(netmask_word(v4("0.0.0.0")), 0);
+        assert_eq!(netmask_word(Netmask::V6(128)), 0x8000_0000);
+        assert_eq!(netmask_word(Netmask::V6(64)), 0x4000_0000);
     }
 }

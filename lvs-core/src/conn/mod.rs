@@ -41,6 +41,9 @@ pub(crate) mod cf {
     pub(crate) const DEST_V6: u16 = 1 << 11;
     /// A free slab slot, not an entry.
     pub(crate) const FREE: u16 = 1 << 10;
+    /// FullNAT: the forwarding bits are unused and the director's FullNAT side table holds the
+    /// local address, port and sequence offsets of the entry.
+    pub(crate) const FULLNAT: u16 = 1 << 12;
     /// Forwarding method, two bits.
     pub(crate) const FWD_SHIFT: u16 = 8;
     pub(crate) const FWD_MASK: u16 = 0x3 << FWD_SHIFT;
@@ -130,6 +133,9 @@ impl Conn {
     }
 
     pub(crate) fn fwd(&self) -> FwdMethod {
+        if self.flags & cf::FULLNAT != 0 {
+            return FwdMethod::FullNat;
+        }
         match (self.flags & cf::FWD_MASK) >> cf::FWD_SHIFT {
             0 => FwdMethod::Masq,
             1 => FwdMethod::Local,
@@ -144,6 +150,7 @@ impl Conn {
             FwdMethod::Local => 1,
             FwdMethod::Tunnel => 2,
             FwdMethod::Route => 3,
+            FwdMethod::FullNat => return cf::FULLNAT,
         };
         v << cf::FWD_SHIFT
     }
@@ -204,7 +211,7 @@ mod tests {
 
     #[test]
     fn fwd_bits_round_trip() {
-        for m in [FwdMethod::Masq, FwdMethod::Route, FwdMethod::Tunnel, FwdMethod::Local] {
+        for m in [FwdMethod::Masq, FwdMethod::Route, FwdMethod::Tunnel, FwdMethod::Local, FwdMethod::FullNat] {
             let c = Conn { proto: 6, flags: Conn::fwd_bits(m), ..Conn::BLANK };
             assert_eq!(c.fwd(), m);
         }

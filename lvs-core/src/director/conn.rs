@@ -2,12 +2,12 @@
 //! server's forwarding flags, binding to and unbinding from the server's counters
 //! (`ip_vs_bind_dest`, `ip_vs_unbind_dest`), the state step, and expiry.
 
-use super::Director;
+use super::{defense, Director};
 use crate::addr::{raw, Af};
 use crate::conn::{cf, Conn, ConnId, NIL};
 use crate::dest::{DestId, FwdMethod};
 use crate::error::Reason;
-use crate::proto::{self, tcp::TcpState};
+use crate::proto::{self, sctp, tcp::TcpState};
 use crate::time::Instant;
 use crate::wire::{ipproto, PacketMeta};
 
@@ -24,7 +24,7 @@ impl Director {
         if d.is_some_and(|d| Af::of(&d.cfg.endpoint.addr) == Af::V6) {
             f |= cf::DEST_V6;
         }
-        if fwd != FwdMethod::Masq {
+        if !matches!(fwd, FwdMethod::Masq | FwdMethod::FullNat) {
             f |= cf::NOOUTPUT;
         }
         if af == Af::V6 {
@@ -33,9 +33,14 @@ impl Director {
         f
     }
 
-    /// Stores an entry and binds it to its server.
+    /// Stores an entry and binds it to its server; a full table first makes room if the
+    /// defences allow.
     pub(super) fn insert(&mut self, c: Conn) -> Option<ConnId> {
+        self.make_room();
         let id = self.conns.insert(c.clone())?;
+        if defense::half_open(&c) {
+            self.half_open += 1;
+        }
         if c.flags & cf::OUT_HASHED != 0 {
             self.nat_conns += 1;
         }
@@ -56,6 +61,9 @@ impl Director {
         one_packet: bool,
     ) -> Result<ConnId, Reason> {
         let d = self.dests.get(dest).ok_or(Reason::NoDest)?;
+        if d.cfg.max_conn != 0 && d.active.saturating_add(d.inactive) >= d.cfg.max_conn {
+            return Err(Reason::DestConnLimit);
+        }
         let mut flags = self.conn_flags(dest, meta.af);
         if one_packet {
             flags |= cf::ONE_PACKET;
@@ -82,6 +90,10 @@ impl Director {
             ..Conn::BLANK
         };
         let id = self.insert(c).ok_or(Reason::TableFull)?;
+        if flags & cf::FULLNAT != 0 && !one_packet && !self.fnat_attach(si, id) {
+            self.expire_now(id);
+            return Err(Reason::NoLocalPort);
+        }
         self.stats.conn();
         if let Some(s) = self.svc_mut(si) {
             s.stats.conn();
@@ -92,22 +104,32 @@ impl Director {
         Ok(id)
     }
 
-    /// The state step of a packet on connection `id` ([`proto::set_state`]); a connection
-    /// that becomes established (TCP) or is answered (UDP) assures its template
+    /// The state step of packet `pkt` on connection `id` ([`proto::set_state`]); a connection
+    /// that becomes established (TCP, SCTP) or is answered (UDP) assures its template
     /// (`ip_vs_control_assure_ct`).
-    pub(super) fn set_state(&mut self, id: ConnId, output: bool, tcp_flags: u8) {
+    pub(super) fn set_state(&mut self, id: ConnId, output: bool, pkt: &PacketMeta) {
         let Some(c) = self.conns.get_mut(id) else { return };
         let before = c.state;
         let dest = c.dest_id().and_then(|d| self.dests.get_mut(d));
-        proto::set_state(c, dest, &self.timeouts, output, tcp_flags);
-        let assure =
-            if c.proto == ipproto::TCP { c.state != before && c.state == TcpState::Established as u8 } else { output };
+        let was_half_open = defense::half_open(c);
+        proto::set_state(c, dest, &self.timeouts, self.defense.secure(), output, pkt);
+        let is_half_open = defense::half_open(c);
+        let established = match c.proto {
+            ipproto::TCP => Some(TcpState::Established as u8),
+            ipproto::SCTP => Some(sctp::state::ESTABLISHED),
+            _ => None,
+        };
+        let assure = match established {
+            Some(e) => c.state != before && c.state == e,
+            None => output,
+        };
         if assure && c.control != NIL {
             let t = ConnId(c.control);
             if let Some(t) = self.conns.get_mut(t).filter(|t| t.is_template()) {
                 t.state = proto::tpl::ASSURED;
             }
         }
+        self.count_half_open(was_half_open, is_half_open);
     }
 
     /// `ip_vs_conn_expire`: an entry that still controls connections goes the `expire_later`
@@ -127,7 +149,7 @@ impl Director {
             return;
         }
         if let Some(c) = self.conns.remove_unarmed(id) {
-            self.release(&c);
+            self.release(id, &c);
         }
     }
 
@@ -143,12 +165,28 @@ impl Director {
     /// Frees an entry that is still armed (expire-now).
     pub(super) fn expire_now(&mut self, id: ConnId) {
         if let Some(c) = self.conns.remove_armed(id) {
-            self.release(&c);
+            self.release(id, &c);
         }
     }
 
-    /// What freeing an entry undoes: the controller's count and the server binding.
-    fn release(&mut self, c: &Conn) {
+    /// Keeps the half-open count as an entry's state moves.
+    pub(super) fn count_half_open(&mut self, was: bool, is: bool) {
+        match (was, is) {
+            (false, true) => self.half_open += 1,
+            (true, false) => self.half_open = self.half_open.saturating_sub(1),
+            _ => {}
+        }
+    }
+
+    /// What freeing an entry undoes: the controller's count, the server binding, the half-open
+    /// count and a FullNAT connection's local port.
+    fn release(&mut self, id: ConnId, c: &Conn) {
+        if defense::half_open(c) {
+            self.half_open = self.half_open.saturating_sub(1);
+        }
+        if c.flags & cf::FULLNAT != 0 {
+            self.fnat_detach(id, &c.daddr, c.dport, c.proto, c.flags & cf::V6 != 0);
+        }
         if c.flags & cf::OUT_HASHED != 0 {
             self.nat_conns = self.nat_conns.saturating_sub(1);
         }

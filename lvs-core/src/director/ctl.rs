@@ -4,6 +4,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::net::IpAddr;
 
 use super::{Director, Service};
 use crate::addr::{Af, Endpoint, ServiceKey};
@@ -11,7 +12,7 @@ use crate::dest::{Dest, DestId, FwdMethod, RealServer, F_AVAILABLE, F_OVERLOAD, 
 use crate::error::Error;
 use crate::proto::Timeouts;
 use crate::sched::{SchedError, Scheduler};
-use crate::service::{ServiceConfig, ServiceView, MAX_PERSIST_TIMEOUT};
+use crate::service::{Netmask, ServiceConfig, ServiceView, MAX_PERSIST_TIMEOUT};
 use crate::stats::Stats;
 use crate::sync::{DaemonConfig, Role};
 
@@ -51,6 +52,10 @@ pub enum Command {
     StartDaemon(Role, DaemonConfig),
     /// `--stop-daemon master|backup`, run as [`Director::stop_sync`].
     StopDaemon(Role),
+    /// `-P` / `--add-laddr -z ADDR` of DPVS's ipvsadm, run as [`Director::add_laddr`].
+    AddLaddr(ServiceKey, IpAddr),
+    /// `-Q` / `--del-laddr -z ADDR`, run as [`Director::del_laddr`].
+    DelLaddr(ServiceKey, IpAddr),
 }
 
 /// A batch that was refused: which command failed, and why.
@@ -88,6 +93,8 @@ impl Director {
             }
             Command::StartDaemon(role, cfg) => self.start_sync(*role, cfg, COMMAND_MTU),
             Command::StopDaemon(role) => self.stop_sync(*role),
+            Command::AddLaddr(k, a) => self.add_laddr(k, *a),
+            Command::DelLaddr(k, a) => self.del_laddr(k, a),
         }
     }
 
@@ -118,7 +125,7 @@ impl Director {
     }
 
     /// The commands that rebuild the configuration (services, their servers in the kernel's
-    /// list order, timeouts, the sync daemons).
+    /// list order, their local addresses, timeouts, the sync daemons).
     fn config_commands(&self) -> Vec<Command> {
         let mut out = Vec::new();
         for s in self.svcs.iter().flatten() {
@@ -129,6 +136,7 @@ impl Director {
                     out.push(Command::AddDest(s.cfg.key, d.cfg));
                 }
             }
+            out.extend(self.fnat.laddrs.list(&s.cfg.key).into_iter().map(|l| Command::AddLaddr(s.cfg.key, l.addr)));
         }
         let (tcp, tcpfin, udp) = self.timeouts.listed();
         out.push(Command::SetTimeouts(tcp, tcpfin, udp));
@@ -145,9 +153,6 @@ impl Director {
     fn validate_service(&self, cfg: &ServiceConfig) -> Result<(), Error> {
         match cfg.key {
             ServiceKey::Fwmark { mark: 0, .. } => return Err(Error::ZeroFwmark),
-            ServiceKey::Inet { proto: crate::addr::Proto::Sctp, .. } => {
-                return Err(Error::Unsupported("SCTP services"))
-            }
             ServiceKey::Inet { port: 0, .. } if cfg.persistent.is_none() => return Err(Error::PortZeroNotPersistent),
             _ => {}
         }
@@ -156,8 +161,11 @@ impl Director {
                 return Err(Error::BadTimeout(t));
             }
         }
-        if cfg.netmask == 0 || cfg.netmask > cfg.key.af().max_prefix() {
-            return Err(Error::BadNetmask);
+        // `ip_vs_add_service`: an IPv6 prefix must be 1..=128; an IPv4 mask is taken as given.
+        match (cfg.key.af(), cfg.netmask) {
+            (Af::V4, Netmask::V4(_)) => {}
+            (Af::V6, Netmask::V6(1..=128)) => {}
+            _ => return Err(Error::BadNetmask),
         }
         Ok(())
     }
@@ -167,9 +175,6 @@ impl Director {
             SchedError::Unknown => Error::UnknownScheduler(cfg.scheduler.clone()),
             SchedError::Invalid(m) => Error::SchedulerRejected(m),
         })?;
-        if !s.accepts_flags(cfg.sched_flags) {
-            return Err(Error::BadSchedFlags);
-        }
         Ok(s)
     }
 
@@ -181,8 +186,9 @@ impl Director {
     ///
     /// # Errors
     /// [`Error::ServiceExists`], [`Error::UnknownScheduler`], [`Error::BadNetmask`],
-    /// [`Error::BadTimeout`], [`Error::PortZeroNotPersistent`], [`Error::ZeroFwmark`],
-    /// [`Error::BadSchedFlags`], [`Error::Unsupported`].
+    /// [`Error::BadTimeout`], [`Error::PortZeroNotPersistent`], [`Error::ZeroFwmark`]. Scheduler
+    /// flags (`-b`) are kept whatever the scheduler, as the kernel keeps them; a scheduler reads
+    /// the ones it knows.
     pub fn add_service(&mut self, cfg: ServiceConfig) -> Result<(), Error> {
         if self.svc_index.contains_key(&cfg.key) {
             return Err(Error::ServiceExists);
@@ -248,6 +254,7 @@ impl Director {
         }
         self.svcs[i as usize] = None;
         self.svc_index.remove(key);
+        self.fnat.laddrs.forget_service(key);
         Ok(())
     }
 
@@ -455,10 +462,22 @@ impl Director {
 }
 
 impl Director {
-    /// `ip_vs_dest_trash_expire`: a deleted server with no connection left is first marked idle,
+    /// Whether the scheduler of service `svc` still holds server `id` ([`Scheduler::holds`]).
+    pub(super) fn held_by_scheduler(&self, id: DestId, svc: u32) -> bool {
+        self.svc(svc).is_some_and(|s| s.sched.holds(id))
+    }
+
+    /// `ip_vs_dest_trash_expire`: a deleted server with no connection left (and no scheduler
+    /// cache entry naming it) is first marked idle,
     /// and freed at a later run once it has been idle for a whole period; the timer re-arms
     /// every half period while the trash holds anything.
     pub(super) fn expire_trash(&mut self, now: u64) {
+        let held: Vec<DestId> = self
+            .dests
+            .iter()
+            .filter(|(id, d)| d.flags & F_AVAILABLE == 0 && self.held_by_scheduler(*id, d.svc))
+            .map(|(id, _)| id)
+            .collect();
         let mut free = Vec::new();
         let mut left = false;
         for (id, d) in self.dests.iter_mut_with_ids() {
@@ -466,7 +485,7 @@ impl Director {
                 continue;
             }
             match d.idle_since {
-                _ if d.refcnt > 0 => left = true,
+                _ if d.refcnt > 0 || held.contains(&id) => left = true,
                 Some(t) if now >= t.saturating_add(DEST_TRASH_PERIOD_NS) => free.push(id),
                 Some(_) => left = true,
                 None => {

@@ -44,11 +44,15 @@ impl Director {
             if fwd == FwdMethod::Masq {
                 return self.icmp_nat(frame, meta, e, &daddr, dport, Toward::Server(dest));
             }
+            if fwd == FwdMethod::FullNat {
+                return self.fnat_icmp(frame, meta, e, id, true);
+            }
             return self.transmit(frame, meta, Some(dest), fwd, &daddr, dport);
         }
-        // An error from a NAT real server about a packet from the client (quoted client → RIP).
+        // An error from a NAT real server about a packet from the client (quoted client → RIP),
+        // or from a FullNAT server's side about one from a local address (quoted LIP → RIP).
+        let ok = OutKey { v6, proto: e.proto, daddr: qd, dport: e.dport, caddr: qs, cport: e.sport };
         if self.nat_conns > 0 {
-            let ok = OutKey { v6, proto: e.proto, daddr: qd, dport: e.dport, caddr: qs, cport: e.sport };
             if let Some(id) = self.conns.find_out(&ok) {
                 let Some(c) = self.conns.get(id) else { return Verdict::NotMine };
                 let (vaddr, vport, dest) = (from_raw(c.af(), &c.vaddr), c.vport, c.dest_id());
@@ -56,6 +60,9 @@ impl Director {
                 self.count(dest, u32::from(meta.ip_len), true);
                 return self.icmp_nat(frame, meta, e, &vaddr, vport, Toward::Client);
             }
+        }
+        if let Some(id) = self.fnat.find_reply(&ok) {
+            return self.fnat_icmp(frame, meta, e, id, false);
         }
         Verdict::NotMine
     }
@@ -82,6 +89,7 @@ impl Director {
             Ok(()) => Verdict::Transmit { port: nh.port, dest },
             Err(XmitError::TtlExpired) => self.drop(Reason::TtlExpired),
             Err(XmitError::Bounds) => self.drop(Reason::Malformed),
+            Err(XmitError::Fragment) => self.drop(Reason::Unsupported),
         }
     }
 

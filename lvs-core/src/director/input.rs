@@ -12,6 +12,7 @@ use crate::conn::{cf, Conn, ConnId, NIL};
 use crate::dest::{DestId, FwdMethod, F_AVAILABLE};
 use crate::error::Reason;
 use crate::persist::{self, template_key};
+use crate::proto::sctp;
 use crate::proto::tcp::{flags, TcpState};
 use crate::sched::SchedCx;
 use crate::service::ServiceView;
@@ -21,6 +22,20 @@ use crate::wire::{self, ipproto, Frag, Frame, PacketMeta, ParseError};
 use crate::xmit::icmp::IcmpKind;
 use crate::xmit::tun::{TunError, Tunnel};
 use crate::xmit::{dr, nat, tun, XmitError};
+
+/// `is_new_conn` of `ip_vs_core.c`: a TCP SYN or an SCTP INIT, the packets that may start a
+/// connection over an old one.
+fn is_new_conn(meta: &PacketMeta) -> bool {
+    match meta.proto {
+        ipproto::TCP => meta.tcp_flags & flags::SYN != 0,
+        ipproto::SCTP => meta.sctp_chunk == sctp::chunk::INIT,
+        _ => false,
+    }
+}
+
+/// The FTP data port (`FTPDATA`): active FTP data connections come from it and are never
+/// scheduled.
+const FTP_DATA_PORT: u16 = 20;
 
 impl Director {
     /// Processes a burst: one verdict per frame.
@@ -83,7 +98,7 @@ impl Director {
         if let Some(e) = meta.icmp {
             return self.icmp_in(frame, meta, &e);
         }
-        if meta.proto != ipproto::TCP && meta.proto != ipproto::UDP {
+        if !matches!(meta.proto, ipproto::TCP | ipproto::UDP | ipproto::SCTP) {
             return Verdict::NotMine;
         }
         if let Frag::Later(id) = meta.frag {
@@ -94,11 +109,15 @@ impl Director {
         let key =
             InKey { v6, tmpl: false, proto: meta.proto, caddr: src, cport: meta.sport, vaddr: dst, vport: meta.dport };
         let mut found = self.conns.find_in(&key);
-        // A NAT reply can only miss the client-side index; probe the reply index only then.
-        if found.is_none() && self.nat_conns > 0 {
+        // A NAT or FullNAT reply can only miss the client-side index; probe the reply indexes
+        // only then.
+        if found.is_none() && (self.nat_conns > 0 || self.fnat.has_conns()) {
             let ok = OutKey { v6, proto: meta.proto, daddr: src, dport: meta.sport, caddr: dst, cport: meta.dport };
             if let Some(id) = self.conns.find_out(&ok) {
                 return self.out_path(now, frame, meta, id);
+            }
+            if let Some(id) = self.fnat.find_reply(&ok) {
+                return self.fnat_out(now, frame, meta, id);
             }
         }
         // With no service left the kernel's hooks are gone (5.7+ registers them only while a
@@ -114,7 +133,7 @@ impl Director {
         // after this packet: it still counts on its server while the new flow is scheduled.
         let mut stale = None;
         if let Some(id) = found {
-            if meta.proto == ipproto::TCP && meta.tcp_flags & flags::SYN != 0 {
+            if is_new_conn(meta) {
                 if self.should_reschedule(id) {
                     stale = Some(id);
                     found = None;
@@ -183,7 +202,13 @@ impl Director {
                 }
             }
         }
-        if c.control != NIL || c.proto != ipproto::TCP {
+        if c.control != NIL {
+            return false;
+        }
+        if c.proto == ipproto::SCTP {
+            return c.state == sctp::state::CLOSED;
+        }
+        if c.proto != ipproto::TCP {
             return false;
         }
         let st = TcpState::from_u8(c.state);
@@ -208,7 +233,10 @@ impl Director {
         self.svc_index.get(&ServiceKey::Inet { proto, addr: meta.dst, port: 0 }).copied()
     }
 
-    /// A packet without a connection: find its service, schedule it, create the connection.
+    /// A packet without a connection: find its service, schedule it, create the connection
+    /// (`tcp_conn_schedule`, `udp_conn_schedule`, `sctp_conn_schedule`).
+    /// `ip_vs_schedule` never schedules a packet from the FTP data port (20), on any service:
+    /// the packet goes on to the director's own stack (`NF_ACCEPT`), which is `NotMine` here.
     fn new_flow(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta) -> Result<ConnId, Verdict> {
         let Some(si) = self.find_service(frame, meta) else { return Err(Verdict::NotMine) };
         if meta.proto == ipproto::TCP {
@@ -217,6 +245,22 @@ impl Director {
             if !may {
                 return Err(self.reset(frame, meta));
             }
+        }
+        // `sctp_conn_schedule`: only an INIT (any chunk but ABORT with `sloppy_sctp`) is
+        // scheduled; anything else goes on to the director's own stack.
+        if meta.proto == ipproto::SCTP {
+            let c = meta.sctp_chunk;
+            if c == sctp::chunk::ABORT || !(c == sctp::chunk::INIT || self.cfg.sloppy_sctp) {
+                return Err(Verdict::NotMine);
+            }
+        }
+        // `tcp_conn_schedule`, `udp_conn_schedule`, `sctp_conn_schedule`: a new connection to a
+        // service may be shed.
+        if self.todrop() {
+            return Err(self.drop(Reason::DropPacket));
+        }
+        if meta.sport == FTP_DATA_PORT {
+            return Err(Verdict::NotMine);
         }
         match self.schedule(now, si, meta) {
             Ok(id) => Ok(id),
@@ -230,6 +274,12 @@ impl Director {
         let Some(svc) = self.svcs.get_mut(si as usize).and_then(Option::as_mut) else { return Err(Reason::NoDest) };
         let key = svc.cfg.key;
         let one_packet = svc.cfg.one_packet && meta.proto == ipproto::UDP;
+        if svc.cfg.max_conn != 0 {
+            let held = svc.order.iter().filter_map(|d| self.dests.get(*d)).map(|d| d.active + d.inactive).sum::<u32>();
+            if held >= svc.cfg.max_conn {
+                return Err(Reason::ServiceConnLimit);
+            }
+        }
         let Some(ptimeout) = svc.cfg.persistent else {
             if key.fwmark().is_none() && meta.dport != key.port() {
                 return Err(Reason::PortMismatch);
@@ -302,7 +352,7 @@ impl Director {
             Some(d) => self.count(d, u32::from(meta.ip_len), false),
             None => self.stats.packet_in(u32::from(meta.ip_len)),
         }
-        self.set_state(id, false, meta.tcp_flags);
+        self.set_state(id, false, meta);
         let threshold = self.sync.params().threshold;
         let Some(c) = self.conns.get_mut(id) else { return self.drop(Reason::DestUnavailable) };
         let (ms, control) = (c.timeout_ms, c.control);
@@ -321,7 +371,10 @@ impl Director {
                 t.in_pkts = t.in_pkts.wrapping_add(1);
             }
         }
-        let v = self.transmit(frame, meta, dest, fwd, &daddr, dport);
+        let v = match fwd {
+            FwdMethod::FullNat => self.fnat_in(frame, meta, id),
+            _ => self.transmit(frame, meta, dest, fwd, &daddr, dport),
+        };
         if one_packet {
             self.expire_now(id);
         }
@@ -370,11 +423,15 @@ impl Director {
                 }
             }
             FwdMethod::Local => Ok(()),
+            // FullNAT needs its connection's side entry (`fnat_in`); fragments and ICMP
+            // errors of FullNAT connections are not translated.
+            FwdMethod::FullNat => return self.drop(Reason::Unsupported),
         };
         match r {
             Ok(()) => Verdict::Transmit { port: nh.port, dest },
             Err(XmitError::TtlExpired) => self.refuse(frame, meta, Reason::TtlExpired, IcmpKind::TimeExceeded),
             Err(XmitError::Bounds) => self.drop(Reason::NoHeadroom),
+            Err(XmitError::Fragment) => self.drop(Reason::Unsupported),
         }
     }
 }

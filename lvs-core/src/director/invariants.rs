@@ -8,18 +8,23 @@ use alloc::string::String;
 use super::{ctl::DEST_TRASH_PERIOD_NS, Director};
 use crate::conn::{cf, ConnId, NIL};
 use crate::dest::F_AVAILABLE;
+use crate::proto::sctp;
 use crate::time::Instant;
+use crate::wire::ipproto;
 
 impl Director {
     /// Checks the director's bookkeeping against its tables at `now`:
     ///
     /// - every server's ActiveConn, InActConn, PersistConn and references equal the entries
     ///   bound to it (`ip_vs_bind_dest`/`ip_vs_unbind_dest` are the only movers);
-    /// - a deleted server with nothing bound waits in the trash no longer than the trash timer
-    ///   allows (`ip_vs_dest_trash_expire`: found idle within 60 s, freed 120 s later);
+    /// - a deleted server with nothing bound (and that no scheduler holds) waits in the trash no
+    ///   longer than the trash timer allows (`ip_vs_dest_trash_expire`: found idle within 60 s,
+    ///   freed 120 s later);
     /// - every template controls exactly the connections that name it, every controlled
     ///   connection names a live template, and no entry is armed beyond its own timeout;
-    /// - the NAT reply index count and the service lists agree with the entries and servers.
+    /// - an SCTP connection counts as active exactly while it is ESTABLISHED (`set_sctp_state`);
+    /// - the NAT reply index and half-open counts and the service lists agree with the entries
+    ///   and servers.
     ///
     /// # Errors
     /// A sentence naming the first broken rule.
@@ -43,7 +48,7 @@ impl Director {
             if (d.flags & F_AVAILABLE != 0) != linked {
                 return Err(format!("server {id:?} available {} but linked {linked}", d.flags & F_AVAILABLE != 0));
             }
-            if d.flags & F_AVAILABLE == 0 && refs == 0 {
+            if d.flags & F_AVAILABLE == 0 && refs == 0 && !self.held_by_scheduler(id, d.svc) {
                 if self.trash_next.is_none() {
                     return Err(format!("server {id:?} is in the trash but the trash timer is off"));
                 }
@@ -52,10 +57,22 @@ impl Director {
                 }
             }
         }
-        let mut nat = 0;
+        let (mut nat, mut half_open) = (0, 0);
         for (id, c) in self.conns.iter() {
             if c.flags & cf::OUT_HASHED != 0 {
                 nat += 1;
+            }
+            if c.proto == ipproto::SCTP && !c.is_template() && c.flags & cf::SYNC == 0 {
+                let listed_active = c.flags & cf::INACTIVE == 0;
+                if listed_active != sctp::is_active(c.state) {
+                    return Err(format!(
+                        "SCTP entry {id:?} in {} counted active {listed_active}",
+                        sctp::state_name(c.state)
+                    ));
+                }
+            }
+            if super::defense::half_open(c) {
+                half_open += 1;
             }
             if c.expires > now.saturating_add(u64::from(c.timeout_ms) * 1_000_000) {
                 return Err(format!("entry {id:?} armed beyond its {} ms timeout", c.timeout_ms));
@@ -72,6 +89,9 @@ impl Director {
         }
         if nat != self.nat_conns {
             return Err(format!("{} NAT entries counted, {nat} in the reply index", self.nat_conns));
+        }
+        if half_open != self.half_open {
+            return Err(format!("{} half-open entries counted, {half_open} in the table", self.half_open));
         }
         for s in self.svcs.iter().flatten() {
             if s.order.iter().any(|id| !self.dest_available(*id)) {

@@ -7,9 +7,13 @@
 //! - `input` — the request path: service lookup, scheduling, the reuse rule, transmission
 //!   (`ip_vs_in`, `ip_vs_schedule` in `ip_vs_core.c`);
 //! - `output` — the NAT reply path (`ip_vs_out`, `handle_response`);
+//! - `fnat` — FullNAT: local addresses and ports, the side table of FullNAT connections with
+//!   its reply index, TOA and PROXY header insertion (Alibaba LVS, DPVS);
 //! - `conn` — connection creation, binding to servers, expiry (`ip_vs_conn.c`);
 //! - `icmp` — ICMP errors in both directions, and the refusals and resets the director sends;
 //! - `frag` — later fragments following their first;
+//! - `defense` — the flood defences of `/proc/sys/net/ipv4/vs` (`update_defense_level`,
+//!   `ip_vs_random_dropentry`, `ip_vs_todrop`);
 //! - `invariants` — what must hold after any step, for the randomized tests (feature
 //!   `testkit`);
 //! - `sync` — connection sync daemons: the master's records, the backup's application of them,
@@ -20,6 +24,8 @@
 
 mod conn;
 mod ctl;
+mod defense;
+mod fnat;
 mod frag;
 mod icmp;
 mod input;
@@ -29,6 +35,8 @@ mod output;
 mod sync;
 
 pub use ctl::{BatchError, Command};
+pub use defense::{Defense, DefenseMode, DefenseStatus};
+pub use fnat::FnatStats;
 pub use sync::{ResyncMessage, SyncOutcome, SyncRefused, SyncStats};
 
 use alloc::boxed::Box;
@@ -89,6 +97,9 @@ impl PortConfig {
     }
 }
 
+/// The default [`DirectorConfig::max_conns`].
+const DEFAULT_MAX_CONNS: usize = 1 << 20;
+
 /// How a director is set up. Hash and random seeds come from here, never from a constant.
 #[derive(Clone, Debug)]
 pub struct DirectorConfig {
@@ -96,7 +107,9 @@ pub struct DirectorConfig {
     /// and [`Neighbour::port`] `i` name. A frame bound for a port missing here is dropped
     /// ([`Reason::UnknownPort`]). Empty by default: a director needs at least one.
     pub ports: Vec<PortConfig>,
-    /// Most connections and templates the table holds; beyond it a new flow is dropped.
+    /// Most connections and templates the table holds; beyond it a new flow is dropped (or,
+    /// while `drop_entry` acts, replaces a half-open entry). A smaller table wants a smaller
+    /// [`Defense::amemthresh`].
     pub max_conns: usize,
     /// Seeds of the connection-table hashes. The defaults are fixed constants, fine for tests
     /// but predictable: a director facing untrusted traffic takes random ones
@@ -107,8 +120,13 @@ pub struct DirectorConfig {
     pub rng_seed: u64,
     /// Path MTU toward tunnelled real servers.
     pub tun_mtu: u16,
+    /// Largest IP datagram toward FullNAT real servers: a TOA or PROXY header that would
+    /// make a packet longer is left out (and counted in [`FnatStats`]).
+    pub fnat_mtu: u16,
     /// `sloppy_tcp`: any non-RST TCP packet may create a connection.
     pub sloppy_tcp: bool,
+    /// `sloppy_sctp`: any SCTP packet but an ABORT may create a connection, not only an INIT.
+    pub sloppy_sctp: bool,
     /// `expire_nodest_conn`: expire a connection at its next packet once its server is
     /// deleted, and schedule that packet afresh.
     pub expire_nodest_conn: bool,
@@ -127,23 +145,29 @@ pub struct DirectorConfig {
     /// a SYN with a reset (seen where replies pass the director: NAT), and a client that
     /// retransmits its SYN (any method) — for a health checker ([`Director::poll_suspect`]).
     pub passive_checks: bool,
+    /// The flood defences (`amemthresh`, `drop_entry`, `drop_packet`, `secure_tcp`), all
+    /// automatic by default where the kernel's are off.
+    pub defense: Defense,
 }
 
 impl Default for DirectorConfig {
     fn default() -> Self {
         DirectorConfig {
             ports: Vec::new(),
-            max_conns: 1 << 20,
+            max_conns: DEFAULT_MAX_CONNS,
             hash_seeds: [0x243F_6A88_85A3_08D3, 0x1319_8A2E_0370_7344, 0xA409_3822_299F_31D0, 0x082E_FA98_EC4E_6C89],
             rng_seed: 0x4528_21E6_38D0_1377,
             tun_mtu: 1500,
+            fnat_mtu: 1500,
             sloppy_tcp: false,
+            sloppy_sctp: false,
             expire_nodest_conn: false,
             expire_quiescent_template: false,
             conn_reuse_mode: 1,
             icmp_errors: true,
             tcp_resets: true,
             passive_checks: false,
+            defense: Defense::default(),
         }
     }
 }
@@ -258,6 +282,7 @@ pub struct Director {
     dests: Dests,
     conns: ConnTable,
     nat_conns: usize,
+    fnat: fnat::FnatState,
     timeouts: Timeouts,
     stats: Stats,
     drops: [u64; Reason::COUNT],
@@ -274,6 +299,10 @@ pub struct Director {
     clock: u64,
     /// When the dest trash timer runs next, while the trash holds servers.
     trash_next: Option<u64>,
+    /// The flood defences' live state.
+    defense: defense::DefenseState,
+    /// Half-open TCP connections in the table (what `drop_entry` may reclaim).
+    half_open: usize,
 }
 
 impl Director {
@@ -286,7 +315,10 @@ impl Director {
             svc_index: HashMap::with_hasher(hasher()),
             neigh: NeighbourTable::new(hasher()),
             frags: FragTable::new(hasher()),
+            fnat: fnat::FnatState::new(hasher),
             rng: SeededRng::new(cfg.rng_seed),
+            defense: defense::DefenseState::new(cfg.defense),
+            half_open: 0,
             cfg,
             factory,
             classifier: None,
@@ -444,15 +476,19 @@ impl Director {
     fn start_clock(&mut self, now: Instant) {
         self.clock = self.clock.max(now.as_nanos());
         self.conns.wheel.start(now.as_nanos());
+        self.defense.start(now.as_nanos());
         if self.next_est.is_none() {
             self.next_est = Some(now.as_nanos().saturating_add(EST_INTERVAL_NS));
         }
     }
 
     /// Expires connections whose time has come, empties the dest trash of servers unreferenced
-    /// for 120 s, runs the rate estimator every 2 s and lets schedulers age their caches. Call it by [`Director::next_deadline`].
+    /// for 120 s, evaluates the flood defences every second ([`Defense`]), runs the rate
+    /// estimator every 2 s and lets schedulers age their caches. Call it by
+    /// [`Director::next_deadline`].
     ///
-    /// DoS warning: the work grows with the number of entries that expire at once.
+    /// DoS warning: the work grows with the number of entries that expire at once, and each
+    /// second's `drop_entry` walk with the size of the table.
     ///
     /// ```
     /// # use lvs_core::{Director, DirectorConfig, Instant};
@@ -481,6 +517,7 @@ impl Director {
         if self.trash_next.is_some_and(|t| now.as_nanos() >= t) {
             self.expire_trash(now.as_nanos());
         }
+        self.defense_work(now);
         if let Some(mut t) = self.next_est {
             if now.as_nanos() >= t {
                 if now.as_nanos() - t > 10 * EST_INTERVAL_NS {
@@ -519,8 +556,9 @@ impl Director {
     /// nothing waits.
     pub fn next_deadline(&self) -> Option<Instant> {
         let wheel = self.conns.wheel.next_deadline();
-        let est = if self.svc_index.is_empty() { None } else { self.next_est };
-        [wheel, est, self.sync_deadline(), self.trash_next].into_iter().flatten().min().map(Instant)
+        let (est, defense) =
+            if self.svc_index.is_empty() { (None, None) } else { (self.next_est, self.defense.deadline()) };
+        [wheel, est, defense, self.sync_deadline(), self.trash_next].into_iter().flatten().min().map(Instant)
     }
 }
 

@@ -304,7 +304,9 @@ impl Director {
         let (mut cur, mut pkts) = (id, pkts);
         loop {
             let Some(c) = self.conns.get(cur) else { return };
-            let skip = c.flags & cf::ONE_PACKET != 0 || (p.version == Version::V0 && c.af() == Af::V6);
+            // FullNAT entries are not synced: the kernel's formats cannot carry the local
+            // address and sequence offsets a backup would need.
+            let skip = c.flags & (cf::ONE_PACKET | cf::FULLNAT) != 0 || (p.version == Version::V0 && c.af() == Af::V6);
             let due = !skip && self.sync_needed(&p, cur, pkts, now_ms);
             if due {
                 self.queue_record(now, cur);
@@ -367,6 +369,9 @@ impl Director {
             FwdMethod::Local => kf::LOCALNODE,
             FwdMethod::Tunnel => kf::TUNNEL,
             FwdMethod::Route => kf::DROUTE,
+            // Never sent (see `sync_conn`); a template of a FullNAT server only names the
+            // server, which the backup looks up by address.
+            FwdMethod::FullNat => kf::MASQ,
         };
         for (ours, theirs) in [
             (cf::NOOUTPUT, kf::NOOUTPUT),
@@ -514,8 +519,10 @@ impl Director {
         let threshold = self.sync.params.threshold;
         let timeouts = self.timeouts;
         let Some(c) = self.conns.get_mut(id) else { return Err(()) };
+        let was_half_open = super::defense::half_open(c);
         c.in_pkts = threshold;
         c.state = r.state as u8;
+        let is_half_open = super::defense::half_open(c);
         c.old_state = c.state;
         let secs = if r.timeout != 0 {
             r.timeout.min(MAX_TIMEOUT_S)
@@ -530,6 +537,7 @@ impl Director {
         };
         c.timeout_ms = secs * 1000;
         self.conns.arm(id, now.as_nanos().saturating_add(u64::from(secs) * 1_000_000_000));
+        self.count_half_open(was_half_open, is_half_open);
         Ok(())
     }
 
@@ -702,7 +710,7 @@ impl Director {
             let found = (st.cursor..conns.slots()).find(|i| {
                 conns.live(*i).is_some_and(|c| {
                     c.is_template() == templates
-                        && c.flags & cf::ONE_PACKET == 0
+                        && c.flags & (cf::ONE_PACKET | cf::FULLNAT) == 0
                         && !(version == Version::V0 && c.af() == Af::V6)
                 })
             });

@@ -91,13 +91,10 @@ fn control_errors_are_typed_and_change_nothing() {
     assert_eq!(d.add_service(s(ServiceKey::tcp(vip(), 81), "nope")), Err(Error::UnknownScheduler("nope".into())));
     assert_eq!(d.add_service(s(ServiceKey::tcp(vip(), 0), "first")), Err(Error::PortZeroNotPersistent));
     assert_eq!(d.add_service(s(ServiceKey::Fwmark { mark: 0, af: Af::V4 }, "first")), Err(Error::ZeroFwmark));
-    assert_eq!(d.add_service(s(ServiceKey::tcp(vip(), 81), "first").netmask(33)), Err(Error::BadNetmask));
+    let mut v6_mask = s(ServiceKey::tcp(vip(), 81), "first");
+    v6_mask.netmask = crate::service::Netmask::V6(24);
+    assert_eq!(d.add_service(v6_mask), Err(Error::BadNetmask));
     assert_eq!(d.add_service(s(ServiceKey::tcp(vip(), 81), "first").persistent(0)), Err(Error::BadTimeout(0)));
-    let mut flagged = s(ServiceKey::tcp(vip(), 81), "first");
-    flagged.sched_flags = crate::service::SchedFlags(1);
-    assert_eq!(d.add_service(flagged), Err(Error::BadSchedFlags));
-    let sctp = ServiceKey::Inet { proto: crate::addr::Proto::Sctp, addr: vip(), port: 80 };
-    assert!(matches!(d.add_service(s(sctp, "first")), Err(Error::Unsupported(_))));
     let rs = |a: &str, w| RealServer::new(ip(a), 80, FwdMethod::Route, w);
     assert_eq!(d.add_dest(&ServiceKey::tcp(vip(), 81), rs("192.0.2.12", 1)), Err(Error::NoSuchService));
     assert_eq!(d.add_dest(&svc(), rs("192.0.2.11", 1)), Err(Error::DestExists));
@@ -902,4 +899,6 @@ fn passive_checks_note_a_refusing_server_and_a_retransmitted_syn() {
     assert_eq!(suspicions(&mut d), [Suspicion { service: svc(), server: rs11, symptom: Symptom::SynReset }]);
 }
 
+mod defense;
 mod parity;
+mod sctp;

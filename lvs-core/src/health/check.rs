@@ -4,6 +4,7 @@
 //! send, the stream [`Exchange`] or the datagram verdict, and what a timeout means.
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::dns::DnsCheck;
@@ -65,6 +66,18 @@ impl Check {
             Check::Smtp(_) => "SMTP",
             Check::Ping(_) => "PING",
             Check::Misc(_) => "MISC",
+        }
+    }
+
+    /// The kind's name and what it asks for, as the status listing and the events name a
+    /// check among several: `HTTP GET /health`, `DNS example.com`, `MISC /usr/local/bin/check`,
+    /// else the kind's [`name`](Self::name).
+    pub fn describe(&self) -> String {
+        match self {
+            Check::Http(h) => alloc::format!("{} GET {}", self.name(), h.path),
+            Check::Dns(d) => alloc::format!("DNS {}", d.name),
+            Check::Misc(m) => alloc::format!("MISC {}", m.program),
+            _ => String::from(self.name()),
         }
     }
 

@@ -3,6 +3,7 @@
 //! quorum gained and lost, the sorry server in and out (keepalived's `notify_up`,
 //! `notify_down`, `quorum_up`, `quorum_down`), and control calls the director refused.
 
+use alloc::string::String;
 use core::fmt;
 
 use super::outcome::Detail;
@@ -23,6 +24,11 @@ pub enum Event {
         endpoint: Endpoint,
         /// Why: the last check's detail, or [`Detail::Operator`].
         reason: Detail,
+        /// The check whose result brought the change, as [`CheckPlan::label`] names it,
+        /// when the server has several (`None` with one, or for the operator).
+        ///
+        /// [`CheckPlan::label`]: super::CheckPlan::label
+        check: Option<String>,
     },
     /// A server went out of service (down, or drained by the operator).
     ServerDown {
@@ -34,6 +40,11 @@ pub enum Event {
         endpoint: Endpoint,
         /// Why: the last check's detail, [`Detail::Operator`] or [`Detail::Shutdown`].
         reason: Detail,
+        /// The check whose failure took it out, as [`CheckPlan::label`] names it, when the
+        /// server has several (`None` with one, for the operator or at shutdown).
+        ///
+        /// [`CheckPlan::label`]: super::CheckPlan::label
+        check: Option<String>,
     },
     /// The live weight reached the quorum plus the hysteresis.
     QuorumGained {
@@ -83,11 +94,17 @@ impl fmt::Display for Event {
     /// One log line, in keepalived's words.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Event::ServerUp { service, endpoint, reason, .. } => {
+            Event::ServerUp { service, endpoint, reason, check: None, .. } => {
                 write!(f, "{service}: real server {endpoint} up ({reason})")
             }
-            Event::ServerDown { service, endpoint, reason, .. } => {
+            Event::ServerUp { service, endpoint, reason, check: Some(c), .. } => {
+                write!(f, "{service}: real server {endpoint} up (all checks pass, the last {c}: {reason})")
+            }
+            Event::ServerDown { service, endpoint, reason, check: None, .. } => {
                 write!(f, "{service}: real server {endpoint} down ({reason})")
+            }
+            Event::ServerDown { service, endpoint, reason, check: Some(c), .. } => {
+                write!(f, "{service}: real server {endpoint} down ({c}: {reason})")
             }
             Event::QuorumGained { service, live_weight, threshold } => {
                 write!(f, "{service}: gained quorum, live weight {live_weight} >= {threshold}")

@@ -1,6 +1,7 @@
 //! `HTTP_GET` and `SSL_GET` (keepalived), ldirectord's `checktype = negotiate` for `http` and
 //! `https`: fetch a path and judge the status code (default 2xx), the MD5 of the body (`digest`),
-//! and a text the body must contain (ldirectord `receive`).
+//! a text the body must contain (ldirectord `receive`) and a regular expression it must match
+//! or not (keepalived `regex`, [`regex`]).
 //!
 //! Sans-IO: [`HttpCheck::exchange`] gives the request to write and judges the reply as its bytes
 //! arrive, so the prober never buffers a page. The request is HTTP/1.0 with `Connection: close`,
@@ -10,6 +11,10 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::RangeInclusive;
+
+pub mod regex;
+
+pub use self::regex::{BodyRegex, RegexError, RegexOptions, MAX_REGEX_BODY};
 
 use super::md5::Md5;
 use super::outcome::{Detail, Outcome, Step};
@@ -34,12 +39,22 @@ pub struct HttpCheck {
     pub expect: Option<Vec<u8>>,
     /// The `Host` header (`virtualhost`); the target address and port when unset.
     pub virtualhost: Option<String>,
+    /// A pattern the body must match, or must not (keepalived `regex`, `regex_no_match`).
+    pub regex: Option<BodyRegex>,
 }
 
 impl HttpCheck {
     /// A GET of `path` that passes on 2xx.
     pub fn get(path: &str) -> Self {
-        HttpCheck { tls: false, path: path.into(), status: Vec::new(), digest: None, expect: None, virtualhost: None }
+        HttpCheck {
+            tls: false,
+            path: path.into(),
+            status: Vec::new(),
+            digest: None,
+            expect: None,
+            virtualhost: None,
+            regex: None,
+        }
     }
 
     /// The same check over TLS (`SSL_GET`).
@@ -63,6 +78,12 @@ impl HttpCheck {
     /// The same check requiring the body to contain `text`.
     pub fn with_expect(mut self, text: &[u8]) -> Self {
         self.expect = Some(text.to_vec());
+        self
+    }
+
+    /// The same check judging the body by `regex` too.
+    pub fn with_regex(mut self, regex: BodyRegex) -> Self {
+        self.regex = Some(regex);
         self
     }
 
@@ -123,6 +144,7 @@ impl HttpCheck {
             status,
             digest: self.digest.map(|d| (d, Md5::new())),
             expect: self.expect.clone().map(|needle| Search { needle, carry: Vec::new(), found: false }),
+            regex: self.regex.clone().map(|re| (re, Vec::new())),
             head: Vec::new(),
             body: None,
             decided: false,
@@ -167,6 +189,8 @@ pub struct HttpExchange {
     status: Vec<RangeInclusive<u16>>,
     digest: Option<([u8; 16], Md5)>,
     expect: Option<Search>,
+    /// The regex and the body kept for it (at most [`MAX_REGEX_BODY`] bytes).
+    regex: Option<(BodyRegex, Vec<u8>)>,
     head: Vec<u8>,
     body: Option<Body>,
     decided: bool,
@@ -222,7 +246,7 @@ impl HttpExchange {
         if !self.status.iter().any(|r| r.contains(&code)) {
             return Step::Done(Outcome::down(Detail::Status(code)));
         }
-        if self.digest.is_none() && self.expect.is_none() {
+        if self.digest.is_none() && self.expect.is_none() && self.regex.is_none() {
             return Step::Done(Outcome::up(Detail::Status(code)));
         }
         self.body = Some(Body { code, remaining });
@@ -246,7 +270,16 @@ impl HttpExchange {
         if let Some(s) = self.expect.as_mut() {
             s.feed(data);
         }
-        if complete || (self.digest.is_none() && self.expect.as_ref().is_some_and(|s| s.found)) {
+        if let Some((_, kept)) = self.regex.as_mut() {
+            let room = MAX_REGEX_BODY.saturating_sub(kept.len());
+            kept.extend_from_slice(&data[..room.min(data.len())]);
+        }
+        // Without a digest (which needs the whole body), the verdict comes as soon as the
+        // text is found and the regex has all the body it will look at.
+        let early = self.digest.is_none()
+            && self.expect.as_ref().is_none_or(|s| s.found)
+            && self.regex.as_ref().is_none_or(|(_, kept)| kept.len() >= MAX_REGEX_BODY);
+        if complete || early {
             Step::Done(self.verdict(code))
         } else {
             Step::Wait
@@ -261,6 +294,11 @@ impl HttpExchange {
         }
         if self.expect.as_ref().is_some_and(|s| !s.found) {
             return Outcome::down(Detail::NoMatch);
+        }
+        if let Some((re, kept)) = &self.regex {
+            if !re.passes(kept) {
+                return Outcome::down(if re.no_match { Detail::UnwantedMatch } else { Detail::NoMatch });
+            }
         }
         Outcome::up(Detail::Status(code))
     }
@@ -358,6 +396,28 @@ mod tests {
         }
         let missing = HttpCheck::get("/").with_expect(b"served by rs2");
         assert_eq!(run(&missing, PAGE, 10), Outcome::down(Detail::NoMatch));
+    }
+
+    #[test]
+    fn regex_judges_the_body_across_chunks() {
+        let ok = HttpCheck::get("/").with_regex(BodyRegex::new(r"served by rs\d", RegexOptions::default()).unwrap());
+        for chunk in 1..=PAGE.len() {
+            assert_eq!(run(&ok, PAGE, chunk), Outcome::up(Detail::Status(200)), "chunk {chunk}");
+        }
+        let missing = HttpCheck::get("/").with_regex(BodyRegex::new("rs[2-9]", RegexOptions::default()).unwrap());
+        assert_eq!(run(&missing, PAGE, 7), Outcome::down(Detail::NoMatch));
+        let mut unwanted = BodyRegex::new("served", RegexOptions::default()).unwrap();
+        unwanted.no_match = true;
+        assert_eq!(run(&HttpCheck::get("/").with_regex(unwanted), PAGE, 7), Outcome::down(Detail::UnwantedMatch));
+        // A body bigger than the kept part: decided once that much came, the rest unread.
+        let mut big = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+        big.extend(core::iter::repeat_n(b'x', MAX_REGEX_BODY));
+        big.extend_from_slice(b"needle");
+        let late = HttpCheck::get("/").with_regex(BodyRegex::new("needle", RegexOptions::default()).unwrap());
+        let mut x = late.exchange(target());
+        x.start();
+        let steps: Vec<Step> = big.chunks(1000).map(|c| x.received(c)).collect();
+        assert!(steps.contains(&Step::Done(Outcome::down(Detail::NoMatch))), "decided at the cap");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! [`Monitor::next_deadline`].
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -13,7 +14,7 @@ use super::check::Check;
 use super::control::{apply, Control};
 use super::event::Event;
 use super::outcome::{Detail, Outcome};
-use super::plan::{CheckPlan, ServicePolicy};
+use super::plan::{CheckPlan, CheckedServer, ServicePolicy};
 use super::probe::{Probe, ProbeId, ServerId};
 use super::rules::{self, Health, Streak};
 use super::HealthError;
@@ -72,28 +73,54 @@ struct Ramp {
     next: Instant,
 }
 
+/// One check of a server: its plan, its own rise/fall state and timers.
+#[derive(Debug)]
+struct Probed {
+    plan: CheckPlan,
+    health: Health,
+    streak: Streak,
+    last: Option<(Instant, Detail)>,
+    due: Option<Instant>,
+    probe: Option<(ProbeId, Instant)>,
+    issued: Option<Instant>,
+}
+
+/// A check's place in the monitor's timer sets: its server and its index there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Slot {
+    server: ServerId,
+    check: u32,
+}
+
 /// One checked server.
 #[derive(Debug)]
 struct Server {
     svc: usize,
     rs: RealServer,
-    plan: CheckPlan,
+    checks: Vec<Probed>,
+    /// Its own `inhibit_on_failure`, over the service's.
+    inhibit: Option<bool>,
+    /// Up while every check is up (keepalived: no failed checker).
     health: Health,
-    streak: Streak,
     over: Option<Override>,
     /// The state in force, as last acted on.
     state: State,
     since: Instant,
-    last: Option<(Instant, Detail)>,
     /// The weight a `misc_dynamic` check set, replacing the configured one.
     dyn_weight: Option<u32>,
     ramp: Option<Ramp>,
     /// The weight the table holds for it (`None` = not in the table).
     installed: Option<u32>,
-    due: Option<Instant>,
-    probe: Option<(ProbeId, Instant)>,
-    issued: Option<Instant>,
     unanswered: u32,
+}
+
+/// Up while every check is up.
+fn all_up(checks: &[Probed]) -> Health {
+    if checks.iter().all(|c| c.health == Health::Up) {
+        Health::Up
+    } else {
+        Health::Down
+    }
 }
 
 impl Server {
@@ -122,8 +149,21 @@ impl Server {
         match self.state {
             State::Up if !sorry_active => Some(self.ramp_weight(now, policy.slow_start)),
             State::Drain => Some(0),
-            _ => policy.inhibit_on_failure.then_some(0),
+            _ => self.inhibit.unwrap_or(policy.inhibit_on_failure).then_some(0),
         }
+    }
+
+    fn check(&self, i: u32) -> Option<&Probed> {
+        self.checks.get(i as usize)
+    }
+
+    fn check_mut(&mut self, i: u32) -> Option<&mut Probed> {
+        self.checks.get_mut(i as usize)
+    }
+
+    /// How an event names the check at `i`: only among several.
+    fn event_label(&self, i: u32) -> Option<String> {
+        (self.checks.len() > 1).then(|| self.check(i).map(|c| c.plan.label())).flatten()
     }
 }
 
@@ -192,8 +232,8 @@ impl Svc {
 pub struct Monitor {
     services: Vec<Option<Svc>>,
     servers: Vec<Option<Server>>,
-    due: BTreeSet<(Instant, ServerId)>,
-    in_flight: BTreeMap<ProbeId, ServerId>,
+    due: BTreeSet<(Instant, Slot)>,
+    in_flight: BTreeMap<ProbeId, Slot>,
     deadlines: BTreeSet<(Instant, ProbeId)>,
     ramps: BTreeSet<(Instant, ServerId)>,
     events: VecDeque<Event>,
@@ -241,8 +281,9 @@ impl Monitor {
     }
 
     /// Starts checking a virtual service (which the application added to the director) and
-    /// its real servers, and puts them in the table: up unless `alpha`, the sorry server in
-    /// when the service starts without quorum.
+    /// its real servers — each a [`CheckedServer`], or a `(RealServer, CheckPlan)` pair for a
+    /// server with one check — and puts them in the table: up unless one of its checks starts
+    /// with `alpha`, the sorry server in when the service starts without quorum.
     ///
     /// A change the director refuses is reported as [`Event::ControlFailed`].
     ///
@@ -256,7 +297,7 @@ impl Monitor {
         now: Instant,
         key: ServiceKey,
         policy: ServicePolicy,
-        servers: impl IntoIterator<Item = (RealServer, CheckPlan)>,
+        servers: impl IntoIterator<Item = impl Into<CheckedServer>>,
     ) -> Result<Vec<ServerId>, HealthError> {
         if self.svc_idx(&key).is_some() {
             return Err(HealthError::ServiceExists);
@@ -264,10 +305,11 @@ impl Monitor {
         if policy.sorry_server.is_some_and(|s| s.weight > MAX_WEIGHT) {
             return Err(HealthError::BadPolicy("sorry server weight over 65535"));
         }
-        let servers: Vec<(RealServer, CheckPlan)> = servers.into_iter().collect();
-        for (i, (rs, plan)) in servers.iter().enumerate() {
-            plan.validate().map_err(HealthError::BadPlan)?;
-            let dup = servers[..i].iter().any(|(o, _)| o.endpoint == rs.endpoint);
+        let servers: Vec<CheckedServer> = servers.into_iter().map(Into::into).collect();
+        for (i, c) in servers.iter().enumerate() {
+            c.validate().map_err(HealthError::BadPlan)?;
+            let rs = &c.server;
+            let dup = servers[..i].iter().any(|o| o.server.endpoint == rs.endpoint);
             if dup || policy.sorry_server.is_some_and(|s| s.endpoint == rs.endpoint) {
                 return Err(HealthError::ServerExists);
             }
@@ -281,7 +323,7 @@ impl Monitor {
             sorry_active: false,
             sorry_installed: None,
         }));
-        let ids = servers.into_iter().map(|(rs, plan)| self.link(now, svc, rs, plan)).collect();
+        let ids = servers.into_iter().map(|c| self.link(now, svc, c)).collect();
         // The starting quorum is taken as it is, without an event (keepalived's
         // set_quorum_states); a sorry server going in is a table change and is told.
         let live = self.live_weight(svc);
@@ -292,7 +334,8 @@ impl Monitor {
         Ok(ids)
     }
 
-    /// Starts checking one more real server of a monitored service.
+    /// Starts checking one more real server of a monitored service (a [`CheckedServer`], or a
+    /// `(RealServer, CheckPlan)` pair).
     ///
     /// # Errors
     /// [`HealthError::NoSuchService`], [`HealthError::ServerExists`],
@@ -302,50 +345,73 @@ impl Monitor {
         ctl: &mut dyn Control,
         now: Instant,
         key: &ServiceKey,
-        rs: RealServer,
-        plan: CheckPlan,
+        server: impl Into<CheckedServer>,
     ) -> Result<ServerId, HealthError> {
+        let server = server.into();
         let svc = self.svc_idx(key).ok_or(HealthError::NoSuchService)?;
-        plan.validate().map_err(HealthError::BadPlan)?;
+        server.validate().map_err(HealthError::BadPlan)?;
+        let rs = server.server;
         if self.find(key, &rs.endpoint).is_some()
             || self.svc(svc).and_then(|s| s.policy.sorry_server).is_some_and(|s| s.endpoint == rs.endpoint)
         {
             return Err(HealthError::ServerExists);
         }
-        let id = self.link(now, svc, rs, plan);
+        let id = self.link(now, svc, server);
         self.settle(ctl, now, svc);
         Ok(id)
     }
 
-    /// A new server's record, its first check scheduled within the warmup.
-    fn link(&mut self, now: Instant, svc: usize, rs: RealServer, plan: CheckPlan) -> ServerId {
+    /// A new server's record, each check's first probe scheduled within its warmup. A check
+    /// with `alpha` (its own, else the service's) starts down, and so does its server
+    /// (keepalived marks such a checker failed at startup).
+    fn link(&mut self, now: Instant, svc: usize, c: CheckedServer) -> ServerId {
         let alpha = self.svc(svc).is_some_and(|s| s.policy.alpha);
-        let health = if alpha { Health::Down } else { Health::Up };
-        let warmup = duration_nanos(plan.warmup());
-        let first = if warmup == 0 { now } else { now + Duration::from_nanos(self.random() % (warmup + 1)) };
+        let checks: Vec<Probed> = c
+            .checks
+            .into_iter()
+            .map(|plan| Probed {
+                health: if plan.alpha.unwrap_or(alpha) { Health::Down } else { Health::Up },
+                plan,
+                streak: Streak::default(),
+                last: None,
+                due: None,
+                probe: None,
+                issued: None,
+            })
+            .collect();
+        let health = all_up(&checks);
+        let firsts: Vec<Instant> = checks
+            .iter()
+            .map(|p| {
+                let warmup = duration_nanos(p.plan.warmup());
+                if warmup == 0 {
+                    now
+                } else {
+                    now + Duration::from_nanos(self.random() % (warmup + 1))
+                }
+            })
+            .collect();
         let id = ServerId(self.servers.len() as u32);
         self.servers.push(Some(Server {
             svc,
-            rs,
-            plan,
+            rs: c.server,
+            checks,
+            inhibit: c.inhibit_on_failure,
             health,
-            streak: Streak::default(),
             over: None,
-            state: if alpha { State::Down } else { State::Up },
+            state: if health == Health::Up { State::Up } else { State::Down },
             since: now,
-            last: None,
             dyn_weight: None,
             ramp: None,
             installed: None,
-            due: None,
-            probe: None,
-            issued: None,
             unanswered: 0,
         }));
         if let Some(s) = self.svc_mut(svc) {
             s.members.push(id);
         }
-        self.schedule(id, first);
+        for (i, first) in firsts.into_iter().enumerate() {
+            self.schedule(Slot { server: id, check: i as u32 }, first);
+        }
         id
     }
 
@@ -383,6 +449,7 @@ impl Monitor {
                         service: svc.key,
                         endpoint,
                         reason: Detail::Shutdown,
+                        check: None,
                     });
                 }
             }
@@ -401,12 +468,14 @@ impl Monitor {
     /// Drops a server's record, its timers and its table entry.
     fn unlink(&mut self, ctl: &mut dyn Control, key: &ServiceKey, id: ServerId) {
         let Some(s) = self.servers.get_mut(id.0 as usize).and_then(Option::take) else { return };
-        if let Some(t) = s.due {
-            self.due.remove(&(t, id));
-        }
-        if let Some((pid, deadline)) = s.probe {
-            self.in_flight.remove(&pid);
-            self.deadlines.remove(&(deadline, pid));
+        for (i, c) in s.checks.iter().enumerate() {
+            if let Some(t) = c.due {
+                self.due.remove(&(t, Slot { server: id, check: i as u32 }));
+            }
+            if let Some((pid, deadline)) = c.probe {
+                self.in_flight.remove(&pid);
+                self.deadlines.remove(&(deadline, pid));
+            }
         }
         if let Some(r) = s.ramp {
             self.ramps.remove(&(r.next, id));
@@ -428,7 +497,7 @@ impl Monitor {
         let s = self.srv_mut(id).ok_or(HealthError::NoSuchServer)?;
         s.over = over;
         let svc = s.svc;
-        self.transition(now, id, Detail::Operator);
+        self.transition(now, id, Detail::Operator, None);
         self.settle(ctl, now, svc);
         Ok(())
     }
@@ -438,7 +507,7 @@ impl Monitor {
     /// The next probe due at `now`, if any; call until `None`. A prober at its concurrency
     /// limit may stop calling: due probes wait, in order.
     pub fn poll(&mut self, now: Instant) -> Option<Probe> {
-        let &(t, id) = self.due.first()?;
+        let &(t, slot) = self.due.first()?;
         if t > now {
             return None;
         }
@@ -446,23 +515,26 @@ impl Monitor {
         let pid = ProbeId(self.next_probe);
         self.next_probe += 1;
         let nonce = self.random();
-        let s = self.servers.get_mut(id.0 as usize).and_then(Option::as_mut)?;
-        let deadline = now + s.plan.timeout;
-        s.due = None;
-        s.probe = Some((pid, deadline));
-        s.issued = Some(now);
-        self.in_flight.insert(pid, id);
+        let s = self.servers.get_mut(slot.server.0 as usize).and_then(Option::as_mut)?;
+        let target = s.rs;
+        let c = s.check_mut(slot.check)?;
+        let deadline = now + c.plan.timeout;
+        c.due = None;
+        c.probe = Some((pid, deadline));
+        c.issued = Some(now);
+        self.in_flight.insert(pid, slot);
         self.deadlines.insert((deadline, pid));
         Some(Probe {
             id: pid,
-            server: id,
-            target: s.plan.target(&s.rs),
-            bindto: s.plan.bindto,
-            bind_port: s.plan.bind_port,
+            server: slot.server,
+            check_index: slot.check,
+            target: c.plan.target(&target),
+            bindto: c.plan.bindto,
+            bind_port: c.plan.bind_port,
             due: t,
             deadline,
             nonce,
-            check: s.plan.check.clone(),
+            check: c.plan.check.clone(),
         })
     }
 
@@ -479,12 +551,12 @@ impl Monitor {
         id: ProbeId,
         outcome: Outcome,
     ) -> Result<(), HealthError> {
-        let server = self.in_flight.remove(&id).ok_or(HealthError::UnknownProbe)?;
-        let s = self.srv_mut(server).ok_or(HealthError::UnknownProbe)?;
-        let deadline = s.probe.take().map_or(now, |(_, d)| d);
-        let outcome = if now > deadline { s.plan.check.on_timeout() } else { outcome };
+        let slot = self.in_flight.remove(&id).ok_or(HealthError::UnknownProbe)?;
+        let c = self.srv_mut(slot.server).and_then(|s| s.check_mut(slot.check)).ok_or(HealthError::UnknownProbe)?;
+        let deadline = c.probe.take().map_or(now, |(_, d)| d);
+        let outcome = if now > deadline { c.plan.check.on_timeout() } else { outcome };
         self.deadlines.remove(&(deadline, id));
-        self.result(ctl, now, server, outcome);
+        self.result(ctl, now, slot, outcome);
         Ok(())
     }
 
@@ -498,11 +570,11 @@ impl Monitor {
                 break;
             }
             self.deadlines.pop_first();
-            let Some(server) = self.in_flight.remove(&pid) else { continue };
-            let Some(s) = self.srv_mut(server) else { continue };
-            s.probe = None;
-            let outcome = s.plan.check.on_timeout();
-            self.result(ctl, deadline, server, outcome);
+            let Some(slot) = self.in_flight.remove(&pid) else { continue };
+            let Some(c) = self.srv_mut(slot.server).and_then(|s| s.check_mut(slot.check)) else { continue };
+            c.probe = None;
+            let outcome = c.plan.check.on_timeout();
+            self.result(ctl, deadline, slot, outcome);
         }
         while let Some(&(t, id)) = self.ramps.first() {
             if t > now {
@@ -529,8 +601,8 @@ impl Monitor {
 
     /// Passive detection: the data path saw `symptom` on a server. With the service's
     /// [`Passive`](super::Passive) detection on, a reset (or enough unanswered SYNs since the
-    /// last check result) brings the server's next check forward to now, or to `min_gap`
-    /// after its last one. Returns whether it did.
+    /// last check result) brings each of the server's checks not in flight forward to now, or
+    /// to `min_gap` after its last probe. Returns whether it did for any.
     pub fn suspect(&mut self, now: Instant, id: ServerId, symptom: Symptom) -> bool {
         let Some(s) = self.srv(id) else { return false };
         let Some(passive) = self.svc(s.svc).map(|v| v.policy.passive) else { return false };
@@ -544,21 +616,30 @@ impl Monitor {
                 return false;
             }
         }
-        if s.probe.is_some() {
-            return false;
+        let moved: Vec<(Slot, Instant)> = s
+            .checks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.probe.is_none())
+            .filter_map(|(i, c)| {
+                let at = c.issued.map_or(now, |t| (t + passive.min_gap).max(now));
+                c.due.is_none_or(|d| d > at).then_some((Slot { server: id, check: i as u32 }, at))
+            })
+            .collect();
+        for (slot, at) in &moved {
+            self.schedule(*slot, *at);
         }
-        let at = s.issued.map_or(now, |i| (i + passive.min_gap).max(now));
-        if s.due.is_some_and(|d| d <= at) {
-            return false;
-        }
-        self.schedule(id, at);
-        true
+        !moved.is_empty()
     }
 
     // ----- reactions -----
 
-    /// One result (a report or a timeout) through rise/fall, then the reactions.
-    fn result(&mut self, ctl: &mut dyn Control, now: Instant, id: ServerId, outcome: Outcome) {
+    /// One result (a report or a timeout) of one check through its rise/fall; the server's
+    /// health is up while every check's is (keepalived's `update_svr_checker_state`: the
+    /// first checker to fail takes the server out, the last to recover brings it back); then
+    /// the reactions.
+    fn result(&mut self, ctl: &mut dyn Control, now: Instant, slot: Slot, outcome: Outcome) {
+        let id = slot.server;
         let Some(s) = self.srv_mut(id) else { return };
         s.unanswered = 0;
         let mut weight_changed = false;
@@ -567,14 +648,17 @@ impl Monitor {
             weight_changed = s.dyn_weight != Some(w);
             s.dyn_weight = Some(w);
         }
+        let Some(c) = s.check_mut(slot.check) else { return };
+        c.health = rules::step(c.health, &mut c.streak, outcome.up, c.plan.rise, c.plan.fall);
+        let next = now + c.plan.next_interval(c.health, c.streak);
+        c.last = Some((now, outcome.reason.clone()));
         let before = s.health;
-        s.health = rules::step(before, &mut s.streak, outcome.up, s.plan.rise, s.plan.fall);
-        let next = now + s.plan.next_interval(s.health, s.streak);
+        s.health = all_up(&s.checks);
         let (svc, changed) = (s.svc, s.health != before);
-        s.last = Some((now, outcome.reason.clone()));
-        self.schedule(id, next);
+        let label = s.event_label(slot.check);
+        self.schedule(slot, next);
         if changed {
-            self.transition(now, id, outcome.reason);
+            self.transition(now, id, outcome.reason, label);
         }
         if changed || weight_changed {
             self.settle(ctl, now, svc);
@@ -583,7 +667,7 @@ impl Monitor {
 
     /// Brings a server's state in force up to date with its health and override: the event,
     /// the time in state, the slow-start ramp.
-    fn transition(&mut self, now: Instant, id: ServerId, reason: Detail) {
+    fn transition(&mut self, now: Instant, id: ServerId, reason: Detail, check: Option<String>) {
         let Some(s) = self.srv(id) else { return };
         let new = s.effective();
         if new == s.state {
@@ -594,9 +678,9 @@ impl Monitor {
         let (old, old_ramp) = (s.state, s.ramp);
         // Up and down are told; a move between down and drained (out of service both) is not.
         if new == State::Up {
-            self.events.push_back(Event::ServerUp { server: id, service, endpoint, reason });
+            self.events.push_back(Event::ServerUp { server: id, service, endpoint, reason, check });
         } else if old == State::Up {
-            self.events.push_back(Event::ServerDown { server: id, service, endpoint, reason });
+            self.events.push_back(Event::ServerDown { server: id, service, endpoint, reason, check });
         }
         if let Some(r) = old_ramp {
             self.ramps.remove(&(r.next, id));
@@ -740,13 +824,17 @@ impl Monitor {
         })
     }
 
-    /// (Re)schedules a server's next check at `at`.
-    fn schedule(&mut self, id: ServerId, at: Instant) {
-        let Some(s) = self.servers.get_mut(id.0 as usize).and_then(Option::as_mut) else { return };
-        if let Some(old) = s.due.replace(at) {
-            self.due.remove(&(old, id));
+    /// (Re)schedules one check's next probe at `at`.
+    fn schedule(&mut self, slot: Slot, at: Instant) {
+        let Some(c) =
+            self.servers.get_mut(slot.server.0 as usize).and_then(Option::as_mut).and_then(|s| s.check_mut(slot.check))
+        else {
+            return;
+        };
+        if let Some(old) = c.due.replace(at) {
+            self.due.remove(&(old, slot));
         }
-        self.due.insert((at, id));
+        self.due.insert((at, slot));
     }
 
     fn random(&mut self) -> u64 {
@@ -804,33 +892,38 @@ impl<'a> ServerStatus<'a> {
     pub fn state(&self) -> State {
         self.s.state
     }
-    /// What the checks say.
+    /// What the checks say: up while every one of them is up.
     pub fn health(&self) -> Health {
         self.s.health
+    }
+    /// Its own `inhibit_on_failure`, over the service's (`None`: the service's).
+    pub fn inhibit_on_failure(&self) -> Option<bool> {
+        self.s.inhibit
+    }
+    /// Its checks, in the order they were given.
+    pub fn checks(&self) -> impl ExactSizeIterator<Item = CheckStatus<'a>> + 'a {
+        self.s.checks.iter().map(|c| CheckStatus { c })
+    }
+    /// What it was given: the server, its checks and its own settings (the weight is the
+    /// configured one).
+    pub fn checked(&self) -> CheckedServer {
+        CheckedServer {
+            server: self.s.rs,
+            checks: self.s.checks.iter().map(|c| c.plan.clone()).collect(),
+            inhibit_on_failure: self.s.inhibit,
+        }
     }
     /// The operator's override, if any.
     pub fn override_state(&self) -> Option<Override> {
         self.s.over
     }
-    /// The counters toward rise and fall.
-    pub fn streak(&self) -> Streak {
-        self.s.streak
-    }
-    /// Its plan.
-    pub fn plan(&self) -> &'a CheckPlan {
-        &self.s.plan
-    }
-    /// What it is checked with.
-    pub fn check(&self) -> &'a Check {
-        &self.s.plan.check
-    }
     /// When the state in force last changed (or the server was added).
     pub fn since(&self) -> Instant {
         self.s.since
     }
-    /// The last result: when, and why.
+    /// The latest result of any of its checks: when, and why.
     pub fn last_result(&self) -> Option<(Instant, &'a Detail)> {
-        self.s.last.as_ref().map(|(t, d)| (*t, d))
+        self.checks().filter_map(|c| c.last_result()).max_by_key(|(t, _)| *t)
     }
     /// Its full weight: the configured one, or the one a `misc_dynamic` check set.
     pub fn weight(&self) -> u32 {
@@ -845,9 +938,42 @@ impl<'a> ServerStatus<'a> {
     pub fn ramping(&self) -> bool {
         self.s.ramp.is_some()
     }
-    /// A probe is in flight.
+    /// A probe of one of its checks is in flight.
     pub fn probing(&self) -> bool {
-        self.s.probe.is_some()
+        self.s.checks.iter().any(|c| c.probe.is_some())
+    }
+}
+
+/// What the monitor knows of one check of a server.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckStatus<'a> {
+    c: &'a Probed,
+}
+
+impl<'a> CheckStatus<'a> {
+    /// Its plan.
+    pub fn plan(&self) -> &'a CheckPlan {
+        &self.c.plan
+    }
+    /// What it checks with.
+    pub fn check(&self) -> &'a Check {
+        &self.c.plan.check
+    }
+    /// What this check says.
+    pub fn health(&self) -> Health {
+        self.c.health
+    }
+    /// Its counters toward rise and fall.
+    pub fn streak(&self) -> Streak {
+        self.c.streak
+    }
+    /// Its last result: when, and why.
+    pub fn last_result(&self) -> Option<(Instant, &'a Detail)> {
+        self.c.last.as_ref().map(|(t, d)| (*t, d))
+    }
+    /// A probe of it is in flight.
+    pub fn probing(&self) -> bool {
+        self.c.probe.is_some()
     }
 }
 

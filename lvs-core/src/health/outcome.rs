@@ -32,6 +32,8 @@ pub enum Detail {
     DigestMismatch,
     /// The expected text (ldirectord `receive`) or reply bytes (`require_reply`) are missing.
     NoMatch,
+    /// The reply matched what it must not (keepalived's `regex_no_match`).
+    UnwantedMatch,
     /// A DNS reply with a non-zero RCODE.
     Rcode(u8),
     /// A DNS reply with no answer where one is required.
@@ -63,6 +65,7 @@ impl fmt::Display for Detail {
             Detail::Malformed => f.write_str("malformed reply"),
             Detail::DigestMismatch => f.write_str("digest mismatch"),
             Detail::NoMatch => f.write_str("expected reply not found"),
+            Detail::UnwantedMatch => f.write_str("reply matched regex_no_match"),
             Detail::Rcode(r) => write!(f, "dns rcode {r}"),
             Detail::NoAnswer => f.write_str("dns reply without answer"),
             Detail::Exit(c) => write!(f, "exit {c}"),

@@ -3,7 +3,9 @@
 //! server, quorum, alpha and omega, slow start, passive detection), with the settings of
 //! keepalived, ldirectord and HAProxy each mapped onto one field.
 
+use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::net::IpAddr;
 use core::time::Duration;
 
@@ -53,6 +55,10 @@ pub struct CheckPlan {
     /// that many servers are not checked at once; keepalived's default is `interval`, taken
     /// when this is `None`.
     pub warmup: Option<Duration>,
+    /// The check starts failing, so its server is out until it passes `rise` times
+    /// (keepalived's `alpha`, which a checker may give for itself); `None`: the service's
+    /// [`ServicePolicy::alpha`].
+    pub alpha: Option<bool>,
 }
 
 impl CheckPlan {
@@ -79,6 +85,7 @@ impl CheckPlan {
             fastinter: delay_before_retry,
             downinter: None,
             warmup: None,
+            alpha: None,
         }
     }
 
@@ -136,6 +143,26 @@ impl CheckPlan {
         self
     }
 
+    /// The same plan starting failing (`true`) or passing (`false`) whatever the service's
+    /// `alpha`.
+    pub fn with_alpha(mut self, alpha: bool) -> Self {
+        self.alpha = Some(alpha);
+        self
+    }
+
+    /// How the status listing and the events name this check: its kind and what it asks
+    /// for ([`Check::describe`]), and where it connects when not to the server itself.
+    pub fn label(&self) -> String {
+        let mut s = self.check.describe();
+        match (self.connect_ip, self.connect_port) {
+            (Some(a), Some(p)) => s.push_str(&alloc::format!(" to {}", Endpoint::new(a, p))),
+            (Some(a), None) => s.push_str(&alloc::format!(" to {a}")),
+            (None, Some(p)) => s.push_str(&alloc::format!(" to port {p}")),
+            (None, None) => {}
+        }
+        s
+    }
+
     /// Why the plan cannot be used, if it cannot: zero rise, fall, interval or timeout, or a
     /// check that does not validate.
     pub fn validate(&self) -> Result<(), &'static str> {
@@ -176,6 +203,58 @@ impl CheckPlan {
     /// The longest the first check may wait.
     pub(crate) fn warmup(&self) -> Duration {
         self.warmup.unwrap_or(self.interval)
+    }
+}
+
+/// The most checks one server may have.
+pub const MAX_CHECKS: usize = 64;
+
+/// A real server with every check it must pass: it is in service only while all of them
+/// pass (keepalived counts a server's failed checkers, `num_failed_checkers` in
+/// `ipwrapper.c`, and takes it out at the first), each check with its own rise and fall,
+/// timers and probes. Its own `inhibit_on_failure` overrides the service's, as keepalived
+/// allows at `real_server` level.
+///
+/// A `(RealServer, CheckPlan)` pair is a server with one check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedServer {
+    /// The server as it goes in the table (the weight is its full weight).
+    pub server: RealServer,
+    /// Its checks, at least one.
+    pub checks: Vec<CheckPlan>,
+    /// Stays in the table with weight 0 while down; `None`: the service's
+    /// [`ServicePolicy::inhibit_on_failure`].
+    pub inhibit_on_failure: Option<bool>,
+}
+
+impl CheckedServer {
+    /// `server` checked by every plan of `checks`.
+    pub fn new(server: RealServer, checks: Vec<CheckPlan>) -> Self {
+        CheckedServer { server, checks, inhibit_on_failure: None }
+    }
+
+    /// The same server with its own `inhibit_on_failure`.
+    pub fn with_inhibit_on_failure(mut self, inhibit: bool) -> Self {
+        self.inhibit_on_failure = Some(inhibit);
+        self
+    }
+
+    /// Why it cannot be checked, if it cannot: no check, more than [`MAX_CHECKS`], or a plan
+    /// that does not validate.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.checks.is_empty() {
+            return Err("a checked server needs at least one check");
+        }
+        if self.checks.len() > MAX_CHECKS {
+            return Err("more than 64 checks on one server");
+        }
+        self.checks.iter().try_for_each(CheckPlan::validate)
+    }
+}
+
+impl From<(RealServer, CheckPlan)> for CheckedServer {
+    fn from((server, plan): (RealServer, CheckPlan)) -> Self {
+        CheckedServer::new(server, alloc::vec![plan])
     }
 }
 

@@ -27,6 +27,9 @@ pub struct Probe {
     pub id: ProbeId,
     /// The server checked.
     pub server: ServerId,
+    /// Which of the server's checks this is: its index in
+    /// [`CheckedServer::checks`](super::CheckedServer::checks).
+    pub check_index: u32,
     /// Where to probe (the plan's `connect_ip:connect_port`, the real server by default).
     pub target: Endpoint,
     /// Source address (`bindto`).

@@ -14,13 +14,21 @@
 //!
 //! `Weight` is what the director's table holds (`-` when the server is out of it), and
 //! `in force/full` while a slow start ramps or a sorry server stands in. `Streak` counts toward
-//! the next change: passes of `rise` while down, failures of `fall` while up.
+//! the next change: passes of `rise` while down, failures of `fall` while up. A server with
+//! several checks shows their number (`2 chk`) and its latest result, then a line per check
+//! with what that check says — the server is up only while every one is:
+//!
+//! ```text
+//!   -> 192.0.2.14:80                DOWN   2 chk  -           -       -       14s       status 503 (0s ago)
+//!        HTTP GET /health           up     HTTP               0/2                       status 200 (1s ago)
+//!        HTTP GET /ready            down   HTTP               0/1                       status 503 (0s ago)
+//! ```
 
 use alloc::string::{String, ToString};
 use core::fmt::Write;
 use core::time::Duration;
 
-use super::monitor::{Monitor, ServerStatus, ServiceStatus, State};
+use super::monitor::{CheckStatus, Monitor, ServerStatus, ServiceStatus, State};
 use super::rules::Health;
 use crate::time::Instant;
 
@@ -60,31 +68,64 @@ fn service_line(out: &mut String, svc: &ServiceStatus<'_>) {
 }
 
 fn server_line(out: &mut String, s: &ServerStatus<'_>, now: Instant) {
-    let streak = s.streak();
-    let (rise, fall) = (s.plan().rise, s.plan().fall);
-    let counter = match s.health() {
-        Health::Down => alloc::format!("{}/{rise}", streak.passes.min(rise)),
-        Health::Up => alloc::format!("{}/{fall}", streak.failures.min(fall)),
-    };
     let forced = s.override_state().map_or("-", |o| match o {
         super::Override::Up => "UP",
         super::Override::Down => "DOWN",
         super::Override::Drain => "DRAIN",
     });
-    let last = match s.last_result() {
-        Some((t, d)) => alloc::format!("{d} ({} ago)", duration_text(now.saturating_since(t))),
-        None => String::from("-"),
-    };
     let full = s.state() == State::Up;
+    let several = s.checks().len() > 1;
+    let first = s.checks().next();
+    let (kind, counter) = match first {
+        Some(c) if !several => (String::from(c.check().name()), counter_text(&c)),
+        _ => (alloc::format!("{} chk", s.checks().len()), String::from("-")),
+    };
     let _ = writeln!(
         out,
-        "  -> {:<28} {:<6} {:<6} {:<11} {counter:<7} {forced:<7} {:<9} {last}",
+        "  -> {:<28} {:<6} {kind:<6} {:<11} {counter:<7} {forced:<7} {:<9} {}",
         s.real_server().endpoint.to_string(),
         s.state().name(),
-        s.check().name(),
         weight_text(s.weight_in_force(), s.weight(), full && s.ramping()),
         duration_text(now.saturating_since(s.since())),
+        last_text(s.last_result(), now),
     );
+    if several {
+        for c in s.checks() {
+            let health = match c.health() {
+                Health::Up => "up",
+                Health::Down => "down",
+            };
+            let _ = writeln!(
+                out,
+                "       {:<26} {health:<6} {:<6} {:<11} {:<7} {:<7} {:<9} {}",
+                c.plan().label(),
+                c.check().name(),
+                "",
+                counter_text(&c),
+                "",
+                "",
+                last_text(c.last_result(), now),
+            );
+        }
+    }
+}
+
+/// A check's counter toward its next change: passes of `rise` while down, failures of `fall`
+/// while up.
+fn counter_text(c: &CheckStatus<'_>) -> String {
+    let (streak, rise, fall) = (c.streak(), c.plan().rise, c.plan().fall);
+    match c.health() {
+        Health::Down => alloc::format!("{}/{rise}", streak.passes.min(rise)),
+        Health::Up => alloc::format!("{}/{fall}", streak.failures.min(fall)),
+    }
+}
+
+/// The last result and how long ago, `-` before the first.
+fn last_text(last: Option<(Instant, &super::Detail)>, now: Instant) -> String {
+    match last {
+        Some((t, d)) => alloc::format!("{d} ({} ago)", duration_text(now.saturating_since(t))),
+        None => String::from("-"),
+    }
 }
 
 /// The weight column: `-` out of the table, the weight when it is the full one, `in/full`

@@ -68,22 +68,32 @@ struct Lab {
 
 impl Lab {
     fn new(policy: ServicePolicy, servers: &[RealServer], plan: CheckPlan) -> Self {
+        Lab::with_checks(policy, servers.iter().map(|r| CheckedServer::new(*r, alloc::vec![plan.clone()])).collect())
+    }
+
+    /// A lab whose servers have their own checks and settings.
+    fn with_checks(policy: ServicePolicy, servers: Vec<CheckedServer>) -> Self {
         let mut d = Director::new(DirectorConfig::default(), testkit::factory);
         d.add_service(ServiceConfig::new(key(), "first")).unwrap();
         let mut m = Monitor::new(1);
         let now = Instant::from_secs(100);
-        let ids = m.add_service(&mut d, now, key(), policy, servers.iter().map(|r| (*r, plan.clone()))).unwrap();
+        let ids = m.add_service(&mut d, now, key(), policy, servers).unwrap();
         Lab { d, m, now, ids }
     }
 
     /// Runs the loop up to `until`: at each deadline tick, then answer every due probe at once
     /// with `answer(server)` (`None`: never answer).
     fn run(&mut self, until: Instant, mut answer: impl FnMut(ServerId) -> Option<Outcome>) {
+        self.run_checks(until, |s, _| answer(s));
+    }
+
+    /// [`Lab::run`] answering each probe by its server and check index.
+    fn run_checks(&mut self, until: Instant, mut answer: impl FnMut(ServerId, u32) -> Option<Outcome>) {
         while let Some(t) = self.m.next_deadline().filter(|t| *t <= until) {
             self.now = t;
             self.m.tick(&mut self.d, t);
             while let Some(p) = self.m.poll(t) {
-                if let Some(o) = answer(p.server) {
+                if let Some(o) = answer(p.server, p.check_index) {
                     self.m.report(&mut self.d, t, p.id, o).unwrap();
                 }
             }
@@ -117,14 +127,20 @@ fn down_after_fall_failures_removed_as_keepalived_does() {
     // Checks at 100, 101, 102: the third failure takes it down.
     lab.run(Instant::from_secs(101), answer);
     assert_eq!(lab.state(0), State::Up);
-    assert_eq!(lab.m.server(bad).unwrap().streak().failures, 2);
+    assert_eq!(lab.m.server(bad).unwrap().checks().next().unwrap().streak().failures, 2);
     lab.run(Instant::from_secs(102), answer);
     assert_eq!(lab.state(0), State::Down);
     assert_eq!(table(&lab.d), [(rs(2, 1).endpoint, 1)]);
     let ev = lab.events();
     assert_eq!(
         ev,
-        [Event::ServerDown { server: bad, service: key(), endpoint: rs(1, 5).endpoint, reason: Detail::Refused }]
+        [Event::ServerDown {
+            server: bad,
+            service: key(),
+            endpoint: rs(1, 5).endpoint,
+            reason: Detail::Refused,
+            check: None
+        }]
     );
     assert_eq!(
         alloc::format!("{}", ev[0]),
@@ -177,7 +193,7 @@ fn a_probe_that_never_answers_fails_at_its_deadline() {
     lab.m.tick(&mut lab.d, p.deadline);
     let s = lab.m.server(lab.ids[0]).unwrap();
     assert_eq!(s.last_result(), Some((p.deadline, &Detail::Timeout)));
-    assert_eq!(s.streak().failures, 1);
+    assert_eq!(s.checks().next().unwrap().streak().failures, 1);
     // Its result, coming later, is stale.
     assert_eq!(
         lab.m.report(&mut lab.d, p.deadline + ms(1), p.id, Outcome::up(Detail::Passed)),
@@ -445,20 +461,20 @@ fn removing_servers_and_services_cleans_the_table_and_omega_tells() {
 fn configuration_errors() {
     let mut lab = Lab::new(ServicePolicy::default(), &[rs(1, 1)], plan());
     let now = lab.now;
-    let again = lab.m.add_service(&mut lab.d, now, key(), ServicePolicy::default(), []);
+    let again = lab.m.add_service(&mut lab.d, now, key(), ServicePolicy::default(), [] as [CheckedServer; 0]);
     assert_eq!(again, Err(HealthError::ServiceExists));
-    assert_eq!(lab.m.add_server(&mut lab.d, now, &key(), rs(1, 1), plan()), Err(HealthError::ServerExists));
+    assert_eq!(lab.m.add_server(&mut lab.d, now, &key(), (rs(1, 1), plan())), Err(HealthError::ServerExists));
     let bad = plan().with_rise_fall(0, 1);
-    assert!(matches!(lab.m.add_server(&mut lab.d, now, &key(), rs(2, 1), bad), Err(HealthError::BadPlan(_))));
+    assert!(matches!(lab.m.add_server(&mut lab.d, now, &key(), (rs(2, 1), bad)), Err(HealthError::BadPlan(_))));
     let other = ServiceKey::Inet { proto: Proto::Udp, addr: IpAddr::from([203, 0, 113, 100]), port: 53 };
-    assert_eq!(lab.m.add_server(&mut lab.d, now, &other, rs(2, 1), plan()), Err(HealthError::NoSuchService));
+    assert_eq!(lab.m.add_server(&mut lab.d, now, &other, (rs(2, 1), plan())), Err(HealthError::NoSuchService));
     let dup = [(rs(3, 1), plan()), (rs(3, 2), plan())];
     assert_eq!(
         lab.m.add_service(&mut lab.d, now, other, ServicePolicy::default(), dup),
         Err(HealthError::ServerExists)
     );
     assert!(lab.m.service(&other).is_none(), "a refused call changes nothing");
-    let id = lab.m.add_server(&mut lab.d, now, &key(), rs(2, 3), plan()).unwrap();
+    let id = lab.m.add_server(&mut lab.d, now, &key(), (rs(2, 3), plan())).unwrap();
     assert_eq!(entry(&lab.d, &rs(2, 3)), Some(3));
     assert_eq!(lab.m.server(id).unwrap().service(), key());
 }
@@ -523,6 +539,96 @@ fn probes_are_owned_and_send_for_a_prober_thread() {
     assert_eq!(lab.m.server(lab.ids[0]).unwrap().last_result().unwrap().1, &Detail::Status(503));
 }
 
+#[test]
+fn a_server_with_several_checks_is_up_only_while_every_one_passes() {
+    // keepalived's num_failed_checkers (ipwrapper.c): the first checker to fail takes the
+    // server out, the last failing one to pass brings it back; each checker keeps its own
+    // retry count. Here: TCP with fall 3, HTTP with rise 1 and fall 1.
+    let http = CheckPlan { check: alloc::sync::Arc::new(Check::Http(HttpCheck::get("/ready"))), ..plan() }
+        .with_rise_fall(1, 1);
+    let mut lab = Lab::with_checks(
+        ServicePolicy::default(),
+        alloc::vec![CheckedServer::new(rs(1, 5), alloc::vec![plan(), http]), (rs(2, 1), plan()).into()],
+    );
+    let (a, b) = (lab.ids[0], lab.ids[1]);
+    assert_eq!(table(&lab.d), [(rs(1, 5).endpoint, 5), (rs(2, 1).endpoint, 1)]);
+    lab.events();
+    // The HTTP check fails once: a's fall 1 takes it out at once, its TCP check still passing.
+    let http_fails = |s: ServerId, i: u32| {
+        Some(if s == a && i == 1 { Outcome::down(Detail::Status(503)) } else { Outcome::up(Detail::Passed) })
+    };
+    lab.run_checks(lab.now + ms(100), http_fails);
+    assert_eq!(table(&lab.d), [(rs(2, 1).endpoint, 1)]);
+    let down = Event::ServerDown {
+        server: a,
+        service: key(),
+        endpoint: rs(1, 5).endpoint,
+        reason: Detail::Status(503),
+        check: Some("HTTP GET /ready".into()),
+    };
+    assert_eq!(lab.events(), core::slice::from_ref(&down));
+    assert_eq!(
+        alloc::string::ToString::to_string(&down),
+        "TCP 203.0.113.100:80: real server 192.0.2.11:80 down (HTTP GET /ready: status 503)"
+    );
+    let s = lab.m.server(a).unwrap();
+    let healths: Vec<Health> = s.checks().map(|c| c.health()).collect();
+    assert_eq!((s.health(), healths), (Health::Down, alloc::vec![Health::Up, Health::Down]));
+    // Now TCP fails too (three times: its fall), then HTTP recovers: still down, TCP is.
+    let both_fail =
+        |s: ServerId, _| Some(if s == a { Outcome::down(Detail::Refused) } else { Outcome::up(Detail::Passed) });
+    lab.run_checks(lab.now + secs(3), both_fail);
+    let tcp_fails = |s: ServerId, i: u32| {
+        Some(if s == a && i == 0 { Outcome::down(Detail::Refused) } else { Outcome::up(Detail::Passed) })
+    };
+    lab.run_checks(lab.now + secs(2), tcp_fails);
+    let s = lab.m.server(a).unwrap();
+    let healths: Vec<Health> = s.checks().map(|c| c.health()).collect();
+    assert_eq!((s.state(), healths), (State::Down, alloc::vec![Health::Down, Health::Up]));
+    assert!(lab.events().is_empty(), "no event while it stays out");
+    // TCP passes twice (its rise): a is back, told with the check that brought it.
+    lab.run_checks(lab.now + secs(2), |_, _| Some(Outcome::up(Detail::Passed)));
+    assert_eq!(table(&lab.d), [(rs(1, 5).endpoint, 5), (rs(2, 1).endpoint, 1)]);
+    let ev = lab.events();
+    assert!(
+        matches!(&ev[..], [Event::ServerUp { server, check: Some(c), .. }] if *server == a && c == "TCP"),
+        "{ev:?}"
+    );
+    assert_eq!(lab.m.server(b).unwrap().state(), State::Up, "the one-check server never moved");
+    // The listing shows the server and a line per check.
+    let text = status(&lab.m, lab.now);
+    assert!(text.contains("  -> 192.0.2.11:80                UP     2 chk  5 "), "{text}");
+    assert!(text.contains("       TCP                        up     TCP"), "{text}");
+    assert!(text.contains("       HTTP GET /ready            up     HTTP"), "{text}");
+}
+
+#[test]
+fn inhibit_on_failure_and_alpha_are_per_server_and_per_check() {
+    // keepalived takes a real server's inhibit_on_failure and alpha over the virtual
+    // server's (check_data.c), and a checker's alpha over its real server's.
+    let down_first = plan().with_rise_fall(1, 1).with_alpha(true);
+    let mut lab = Lab::with_checks(
+        ServicePolicy::default(),
+        alloc::vec![
+            CheckedServer::new(rs(1, 5), alloc::vec![plan().with_rise_fall(1, 1)]).with_inhibit_on_failure(true),
+            (rs(2, 1), plan().with_rise_fall(1, 1)).into(),
+            CheckedServer::new(rs(3, 2), alloc::vec![plan().with_rise_fall(1, 1), down_first]),
+        ],
+    );
+    // rs3 starts out: one of its checks has alpha.
+    assert_eq!(table(&lab.d), [(rs(1, 5).endpoint, 5), (rs(2, 1).endpoint, 1)]);
+    assert_eq!(lab.m.server(lab.ids[0]).unwrap().inhibit_on_failure(), Some(true));
+    // Everything fails: rs1 stays at weight 0 (its own inhibit), rs2 goes (the service's).
+    lab.run(lab.now + ms(100), refuse);
+    assert_eq!(table(&lab.d), [(rs(1, 5).endpoint, 0)]);
+    // Everything passes: all three in.
+    lab.run(lab.now + secs(1), pass);
+    assert_eq!(table(&lab.d), [(rs(1, 5).endpoint, 5), (rs(2, 1).endpoint, 1), (rs(3, 2).endpoint, 2)]);
+    // A checked server needs a check.
+    let none = CheckedServer::new(rs(4, 1), alloc::vec![]);
+    assert!(matches!(lab.m.add_server(&mut lab.d, lab.now, &key(), none), Err(HealthError::BadPlan(_))));
+}
+
 /// Property tests: the monitor and a director under simulated time, probes answered after
 /// random delays (some never, some after their deadline) with random outcomes and dynamic
 /// weights, random operator overrides and suspicions; every invariant checked after every
@@ -557,6 +663,10 @@ mod props {
         fall: u32,
         fast: bool,
         policy: ServicePolicy,
+        /// Per server (cycled): each of its checks with its own `alpha`, if any.
+        checks: Vec<Vec<Option<bool>>>,
+        /// Per server (cycled): its own `inhibit_on_failure`, if any.
+        inhibits: Vec<Option<bool>>,
     }
 
     fn setup() -> impl Strategy<Value = Setup> {
@@ -565,9 +675,19 @@ mod props {
             (1u32..4, 1u32..4, any::<bool>()),
             (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), 0u64..5),
             (1u32..9, 0u32..3, any::<bool>()),
+            (
+                proptest::collection::vec(proptest::collection::vec(any::<Option<bool>>(), 1..4), 1..4),
+                proptest::collection::vec(any::<Option<bool>>(), 1..4),
+            ),
         )
             .prop_map(
-                |(weights, (rise, fall, fast), (inhibit, alpha, sorry, sorry_inhibit, slow), (q, h, passive))| {
+                |(
+                    weights,
+                    (rise, fall, fast),
+                    (inhibit, alpha, sorry, sorry_inhibit, slow),
+                    (q, h, passive),
+                    (checks, inhibits),
+                )| {
                     let policy = ServicePolicy {
                         inhibit_on_failure: inhibit,
                         sorry_server: sorry.then(super::sorry),
@@ -579,7 +699,7 @@ mod props {
                         passive: Passive { enabled: passive, ..Passive::default() },
                         ..ServicePolicy::default()
                     };
-                    Setup { weights, rise, fall, fast, policy }
+                    Setup { weights, rise, fall, fast, policy, checks, inhibits }
                 },
             )
     }
@@ -598,13 +718,16 @@ mod props {
         next_fate: usize,
         /// Answers on their way: when, to which probe, what.
         pending: Vec<(Instant, ProbeId, Outcome)>,
-        /// Probes in flight: server and deadline.
-        in_flight: BTreeMap<ProbeId, (ServerId, Instant)>,
-        /// The results the monitor applied, per server, in order.
-        history: BTreeMap<ServerId, Vec<bool>>,
-        health: BTreeMap<ServerId, Health>,
+        /// Probes in flight: server, check and deadline.
+        in_flight: BTreeMap<ProbeId, (Probed, Instant)>,
+        /// The results the monitor applied, per check, in order.
+        history: BTreeMap<Probed, Vec<bool>>,
+        health: BTreeMap<Probed, Health>,
         quorum: bool,
     }
+
+    /// One check of one server.
+    type Probed = (ServerId, u32);
 
     impl Sim {
         fn new(setup: Setup, fates: Vec<Fate>) -> Self {
@@ -613,10 +736,25 @@ mod props {
                 .with_rise_fall(setup.rise, setup.fall)
                 .with_fast_down_inter(setup.fast.then(|| ms(300)), setup.fast.then(|| ms(2500)))
                 .with_warmup(secs(1));
-            let mut lab = Lab::new(setup.policy.clone(), &servers, plan);
-            let health = lab.ids.iter().map(|id| (*id, lab.m.server(*id).unwrap().health())).collect();
+            let checked = servers
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let alphas = &setup.checks[i % setup.checks.len()];
+                    let plans = alphas.iter().map(|a| CheckPlan { alpha: *a, ..plan.clone() }).collect();
+                    let inhibit_on_failure = setup.inhibits[i % setup.inhibits.len()];
+                    CheckedServer { inhibit_on_failure, ..CheckedServer::new(*r, plans) }
+                })
+                .collect();
+            let mut lab = Lab::with_checks(setup.policy.clone(), checked);
+            let mut health = BTreeMap::new();
+            for id in &lab.ids {
+                for (i, c) in lab.m.server(*id).unwrap().checks().enumerate() {
+                    health.insert((*id, i as u32), c.health());
+                }
+            }
             let quorum = lab.m.service(&key()).unwrap().quorum_up();
-            let history = lab.ids.iter().map(|id| (*id, Vec::new())).collect();
+            let history = health.keys().map(|k| (*k, Vec::new())).collect();
             lab.events();
             Sim {
                 lab,
@@ -666,7 +804,7 @@ mod props {
                 assert_eq!(p.deadline, now + ms(500));
                 let f = self.fates[self.next_fate % self.fates.len()].clone();
                 self.next_fate += 1;
-                self.in_flight.insert(p.id, (p.server, p.deadline));
+                self.in_flight.insert(p.id, ((p.server, p.check_index), p.deadline));
                 if f.answer > 0 {
                     let mut o =
                         if f.answer == 1 { Outcome::down(Detail::Refused) } else { Outcome::up(Detail::Passed) };
@@ -703,22 +841,29 @@ mod props {
             assert_eq!(svc.live_weight(), live);
             for (i, id) in self.lab.ids.iter().enumerate() {
                 let s = self.lab.m.server(*id).unwrap();
-                let h = s.health();
-                let (passes, failures) = trailing(&self.history[id]);
-                // Rise and fall: never up with fewer than `rise` passes in a row behind the
-                // change, never down with fewer than `fall` failures; and no change missed.
-                if h != self.health[id] {
-                    match h {
-                        Health::Up => assert!(passes >= rise, "up after {passes} passes, rise {rise}"),
-                        Health::Down => assert!(failures >= fall, "down after {failures} failures, fall {fall}"),
+                for (ci, c) in s.checks().enumerate() {
+                    let k = (*id, ci as u32);
+                    let h = c.health();
+                    let (passes, failures) = trailing(&self.history[&k]);
+                    // Rise and fall, per check: never up with fewer than `rise` passes in a
+                    // row behind the change, never down with fewer than `fall` failures; and
+                    // no change missed.
+                    if h != self.health[&k] {
+                        match h {
+                            Health::Up => assert!(passes >= rise, "up after {passes} passes, rise {rise}"),
+                            Health::Down => assert!(failures >= fall, "down after {failures} failures, fall {fall}"),
+                        }
                     }
+                    match h {
+                        Health::Up => assert!(failures < fall, "still up after {failures} failures"),
+                        Health::Down => assert!(passes < rise, "still down after {passes} passes"),
+                    }
+                    assert_eq!((c.streak().passes, c.streak().failures), (passes, failures));
+                    self.health.insert(k, h);
                 }
-                match h {
-                    Health::Up => assert!(failures < fall, "still up after {failures} failures"),
-                    Health::Down => assert!(passes < rise, "still down after {passes} passes"),
-                }
-                assert_eq!((s.streak().passes, s.streak().failures), (passes, failures));
-                self.health.insert(*id, h);
+                // The server is up exactly while every check is: never up while any is down.
+                let h = s.health();
+                assert_eq!(h == Health::Up, s.checks().all(|c| c.health() == Health::Up));
                 // The state in force follows the override, else the health.
                 let want_state = match (s.override_state(), h) {
                     (Some(Override::Up), _) | (None, Health::Up) => State::Up,
@@ -743,7 +888,7 @@ mod props {
                         }
                     }
                     State::Drain => assert_eq!(in_table, Some(0)),
-                    _ => assert_eq!(in_table, p.inhibit_on_failure.then_some(0)),
+                    _ => assert_eq!(in_table, s.inhibit_on_failure().unwrap_or(p.inhibit_on_failure).then_some(0)),
                 }
             }
             // Quorum: every event crosses its threshold, the state they tell is the

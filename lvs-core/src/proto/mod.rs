@@ -1,5 +1,5 @@
-//! Per-protocol state machines and timeouts (`ip_vs_proto.c`): TCP as the kernel's transition
-//! tables, UDP as a single state. SCTP has its place here when it comes.
+//! Per-protocol state machines and timeouts (`ip_vs_proto.c`): TCP and SCTP as the kernel's
+//! transition tables, UDP as a single state.
 
 pub mod sctp;
 pub mod tcp;
@@ -9,7 +9,7 @@ pub use tcp::{TcpDir, TcpState};
 
 use crate::conn::{cf, Conn};
 use crate::dest::Dest;
-use crate::wire::ipproto;
+use crate::wire::{ipproto, PacketMeta};
 
 /// Timeouts per protocol state, in seconds, settable like `ipvsadm --set tcp tcpfin udp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,40 +47,60 @@ impl Timeouts {
     }
 }
 
-/// `set_tcp_state` and the UDP transition: the one place a connection's state, its server's
-/// ActiveConn/InActConn counters and its timeout change. TCP steps through the kernel's tables
-/// ([`tcp::next_state`]), choosing INPUT-ONLY while the connection has never seen its server's
-/// side; moving between an active and an inactive state moves the connection between the
-/// counters. The new timeout is the state's (UDP has one).
-pub(crate) fn set_state(c: &mut Conn, dest: Option<&mut Dest>, timeouts: &Timeouts, output: bool, tcp_flags: u8) {
-    let timeout_s = if c.proto == ipproto::TCP {
-        let mut dir = if output { TcpDir::Output } else { TcpDir::Input };
-        if c.flags & cf::NOOUTPUT != 0 {
-            if output {
-                c.flags &= !cf::NOOUTPUT;
-            } else {
-                dir = TcpDir::InputOnly;
-            }
+/// `set_tcp_state`, `set_sctp_state` and the UDP transition: the one place a connection's
+/// state, its server's ActiveConn/InActConn counters and its timeout change. TCP and SCTP step
+/// through the kernel's tables ([`tcp::next_state`] on the packet's flags, or
+/// [`tcp::next_state_secure`] while the `secure_tcp` defence is on; [`sctp::next_state`] on its
+/// chunk), choosing INPUT-ONLY while the connection has never seen its server's side; moving
+/// between an active and an inactive state moves the connection between the counters. The new
+/// timeout is the state's (UDP has one).
+pub(crate) fn set_state(
+    c: &mut Conn,
+    dest: Option<&mut Dest>,
+    timeouts: &Timeouts,
+    secure: bool,
+    output: bool,
+    pkt: &PacketMeta,
+) {
+    let stepped = c.proto == ipproto::TCP || c.proto == ipproto::SCTP;
+    if !stepped {
+        c.timeout_ms = timeouts.udp.saturating_mul(1000);
+        return;
+    }
+    let mut dir = if output { TcpDir::Output } else { TcpDir::Input };
+    if c.flags & cf::NOOUTPUT != 0 {
+        if output {
+            c.flags &= !cf::NOOUTPUT;
+        } else {
+            dir = TcpDir::InputOnly;
         }
+    }
+    let (new, active, timeout_s) = if c.proto == ipproto::TCP {
         let cur = TcpState::from_u8(c.state).unwrap_or(TcpState::None);
-        let new = tcp::next_state(dir, cur, tcp_flags);
-        let inactive = c.flags & cf::INACTIVE != 0;
-        if let Some(d) = dest {
-            if !inactive && !new.is_active() {
-                d.active = d.active.saturating_sub(1);
-                d.inactive += 1;
-                c.flags |= cf::INACTIVE;
-            } else if inactive && new.is_active() {
-                d.inactive = d.inactive.saturating_sub(1);
-                d.active += 1;
-                c.flags &= !cf::INACTIVE;
-            }
-        }
-        c.state = new as u8;
-        timeouts.tcp[new as usize]
+        let new = if secure {
+            tcp::next_state_secure(dir, cur, pkt.tcp_flags)
+        } else {
+            tcp::next_state(dir, cur, pkt.tcp_flags)
+        };
+        (new as u8, new.is_active(), timeouts.tcp[new as usize])
     } else {
-        timeouts.udp
+        let new = sctp::next_state(dir, c.state, pkt.sctp_chunk);
+        (new, sctp::is_active(new), sctp::timeout(new))
     };
+    // `set_sctp_state` moves the counters only when the state changes.
+    let inactive = c.flags & cf::INACTIVE != 0;
+    if let Some(d) = dest.filter(|_| new != c.state || c.proto == ipproto::TCP) {
+        if !inactive && !active {
+            d.active = d.active.saturating_sub(1);
+            d.inactive += 1;
+            c.flags |= cf::INACTIVE;
+        } else if inactive && active {
+            d.inactive = d.inactive.saturating_sub(1);
+            d.active += 1;
+            c.flags &= !cf::INACTIVE;
+        }
+    }
+    c.state = new;
     c.timeout_ms = timeout_s.saturating_mul(1000);
 }
 

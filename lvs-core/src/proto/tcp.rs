@@ -2,6 +2,9 @@
 //! `set_tcp_state`): three tables — INPUT (client → director), OUTPUT (real server → director,
 //! NAT only) and INPUT-ONLY (DR, TUN and local connections, which never see the server's side).
 //! A packet's event is chosen RST > SYN > FIN > ACK; a packet with none of them moves to CLOSE.
+//! `secure_tcp` swaps in the kernel's second set, `tcp_states_dos` (`tcp_timeout_change`): a
+//! DR/TUN SYN waits in SYNACK, and a NAT connection is established only once the server's side
+//! answered.
 
 /// TCP connection states, numbered as the kernel's `IP_VS_TCP_S_*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -105,13 +108,16 @@ pub mod flags {
 }
 
 use TcpState::{
-    Close as CL, CloseWait as CW, Established as ES, FinWait as FW, LastAck as LA, Listen as LI, SynRecv as SR,
-    SynSent as SS, TimeWait as TW,
+    Close as CL, CloseWait as CW, Established as ES, FinWait as FW, LastAck as LA, Listen as LI, SynAck as SA,
+    SynRecv as SR, SynSent as SS, TimeWait as TW,
 };
 
-/// `[table][event][current state] -> next state`; events are syn, fin, ack, rst.
+/// One set of the three tables: `[table][event][current state] -> next state`.
+type Tables = [[[TcpState; TcpState::COUNT]; 4]; 3];
+
+/// `tcp_states`: `[table][event][current state] -> next state`; events are syn, fin, ack, rst.
 #[rustfmt::skip]
-const TABLES: [[[TcpState; TcpState::COUNT]; 4]; 3] = [
+const TABLES: Tables = [
     // INPUT                 NO  ES  SS  SR  FW  TW  CL  CW  LA  LI  SA
     [/* syn */              [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
      /* fin */              [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, TW],
@@ -129,8 +135,37 @@ const TABLES: [[[TcpState; TcpState::COUNT]; 4]; 3] = [
      /* rst */              [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL]],
 ];
 
+/// `tcp_states_dos`, the tables `secure_tcp` puts in force; events are syn, fin, ack, rst.
+#[rustfmt::skip]
+const TABLES_DOS: Tables = [
+    // INPUT                 NO  ES  SS  SR  FW  TW  CL  CW  LA  LI  SA
+    [/* syn */              [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SA],
+     /* fin */              [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, SA],
+     /* ack */              [ES, ES, SS, SR, FW, TW, CL, CW, CL, LI, SA],
+     /* rst */              [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL]],
+    // OUTPUT
+    [/* syn */              [SS, ES, SS, SA, SS, SS, SS, SS, SS, LI, SA],
+     /* fin */              [TW, FW, SS, TW, FW, TW, CL, TW, LA, LI, TW],
+     /* ack */              [ES, ES, SS, ES, FW, TW, CL, CW, LA, ES, ES],
+     /* rst */              [CL, CL, SS, CL, CL, TW, CL, CL, CL, CL, CL]],
+    // INPUT-ONLY
+    [/* syn */              [SA, ES, ES, SR, SA, SA, SA, SA, SA, SA, SA],
+     /* fin */              [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
+     /* ack */              [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+     /* rst */              [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL]],
+];
+
 /// The next state for a packet with TCP `flags` in direction `dir` (`set_tcp_state`'s lookup).
 pub fn next_state(dir: TcpDir, cur: TcpState, tcp_flags: u8) -> TcpState {
+    step(&TABLES, dir, cur, tcp_flags)
+}
+
+/// The same lookup in the `secure_tcp` tables (`tcp_states_dos`).
+pub fn next_state_secure(dir: TcpDir, cur: TcpState, tcp_flags: u8) -> TcpState {
+    step(&TABLES_DOS, dir, cur, tcp_flags)
+}
+
+fn step(tables: &Tables, dir: TcpDir, cur: TcpState, tcp_flags: u8) -> TcpState {
     let event = if tcp_flags & flags::RST != 0 {
         3
     } else if tcp_flags & flags::SYN != 0 {
@@ -142,35 +177,17 @@ pub fn next_state(dir: TcpDir, cur: TcpState, tcp_flags: u8) -> TcpState {
     } else {
         return TcpState::Close;
     };
-    TABLES[dir as usize][event][cur as usize]
+    tables[dir as usize][event][cur as usize]
 }
 
 #[cfg(test)]
 mod tests {
     use super::flags::*;
     use super::*;
-    use TcpState::{None as NO, SynAck as SA};
+    use TcpState::None as NO;
 
-    /// One case per cell of the kernel grid: (table, event flags, from, to).
-    #[test]
-    fn every_cell_of_the_grid() {
-        let events = [SYN, FIN, ACK, RST];
-        let dirs = [TcpDir::Input, TcpDir::Output, TcpDir::InputOnly];
-        let expect: [&str; 12] = [
-            "SR ES ES SR SR SR SR SR SR SR SR",
-            "CL CW SS TW TW TW CL CW LA LI TW",
-            "ES ES SS ES FW TW CL CW CL LI ES",
-            "CL CL CL SR CL CL CL CL LA LI SR",
-            "SS ES SS SR SS SS SS SS SS LI SR",
-            "TW FW SS TW FW TW CL TW LA LI TW",
-            "ES ES SS ES FW TW CL CW LA ES ES",
-            "CL CL SS CL CL TW CL CL CL CL CL",
-            "SR ES ES SR SR SR SR SR SR SR SR",
-            "CL FW SS TW FW TW CL CW LA LI TW",
-            "ES ES SS ES FW TW CL CW CL LI ES",
-            "CL CL CL SR CL CL CL CL LA LI CL",
-        ];
-        let short = |s: TcpState| match s {
+    fn short(s: TcpState) -> &'static str {
+        match s {
             NO => "NO",
             ES => "ES",
             SS => "SS",
@@ -182,14 +199,65 @@ mod tests {
             LA => "LA",
             LI => "LI",
             SA => "SA",
-        };
+        }
+    }
+
+    /// Every cell of one set of tables against rows of text: (table, event) in the kernel's
+    /// order, states in the kernel's column order.
+    fn check_grid(step: fn(TcpDir, TcpState, u8) -> TcpState, expect: [&str; 12]) {
+        let events = [SYN, FIN, ACK, RST];
+        let dirs = [TcpDir::Input, TcpDir::Output, TcpDir::InputOnly];
         for (d, dir) in dirs.iter().enumerate() {
             for (e, ev) in events.iter().enumerate() {
-                let row: alloc::vec::Vec<&str> =
-                    TcpState::ALL.iter().map(|s| short(next_state(*dir, *s, *ev))).collect();
+                let row: alloc::vec::Vec<&str> = TcpState::ALL.iter().map(|s| short(step(*dir, *s, *ev))).collect();
                 assert_eq!(row.join(" "), expect[d * 4 + e], "{dir:?} event {ev:#x}");
             }
         }
+    }
+
+    /// One case per cell of the kernel grid `tcp_states`.
+    #[test]
+    fn every_cell_of_the_grid() {
+        check_grid(
+            next_state,
+            [
+                "SR ES ES SR SR SR SR SR SR SR SR",
+                "CL CW SS TW TW TW CL CW LA LI TW",
+                "ES ES SS ES FW TW CL CW CL LI ES",
+                "CL CL CL SR CL CL CL CL LA LI SR",
+                "SS ES SS SR SS SS SS SS SS LI SR",
+                "TW FW SS TW FW TW CL TW LA LI TW",
+                "ES ES SS ES FW TW CL CW LA ES ES",
+                "CL CL SS CL CL TW CL CL CL CL CL",
+                "SR ES ES SR SR SR SR SR SR SR SR",
+                "CL FW SS TW FW TW CL CW LA LI TW",
+                "ES ES SS ES FW TW CL CW CL LI ES",
+                "CL CL CL SR CL CL CL CL LA LI CL",
+            ],
+        );
+    }
+
+    /// One case per cell of `tcp_states_dos` (Linux 6.12 `ip_vs_proto_tcp.c`), the tables of
+    /// `secure_tcp`.
+    #[test]
+    fn every_cell_of_the_secure_grid() {
+        check_grid(
+            next_state_secure,
+            [
+                "SR ES ES SR SR SR SR SR SR SR SA",
+                "CL CW SS TW TW TW CL CW LA LI SA",
+                "ES ES SS SR FW TW CL CW CL LI SA",
+                "CL CL CL SR CL CL CL CL LA LI CL",
+                "SS ES SS SA SS SS SS SS SS LI SA",
+                "TW FW SS TW FW TW CL TW LA LI TW",
+                "ES ES SS ES FW TW CL CW LA ES ES",
+                "CL CL SS CL CL TW CL CL CL CL CL",
+                "SA ES ES SR SA SA SA SA SA SA SA",
+                "CL FW SS TW FW TW CL CW LA LI TW",
+                "ES ES SS ES FW TW CL CW CL LI ES",
+                "CL CL CL SR CL CL CL CL LA LI CL",
+            ],
+        );
     }
 
     #[test]

@@ -197,7 +197,8 @@ pub struct Mark {
 
 /// Whether a master sends entry `c` now that it has seen `pkts` packets
 /// (`ip_vs_sync_conn_needed`): TCP only in ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT and
-/// TIME_WAIT, at once on a change to any of them but ESTABLISHED; otherwise when
+/// TIME_WAIT, SCTP only in ESTABLISHED, the SHUTDOWN states and CLOSED, at once on a change to
+/// any of them but ESTABLISHED; otherwise when
 /// `pkts % period == threshold` (templates on every packet of their connections), and with a
 /// refresh period not again before the timer has moved that far (retries aside). Updates `mark`
 /// when it says yes.
@@ -220,6 +221,24 @@ pub fn needed(p: &SyncParams, c: &Candidate, mark: &mut Mark, pkts: u32, now_ms:
             return false;
         }
         if c.state != mark.old_state && st != Some(TcpState::Established) {
+            mark.old_state = c.state;
+            mark.endtime = n;
+            return true;
+        }
+    } else if c.proto == ipproto::SCTP {
+        use crate::proto::sctp::state;
+        let synced = matches!(
+            c.state,
+            state::ESTABLISHED
+                | state::SHUTDOWN_SENT
+                | state::SHUTDOWN_RECEIVED
+                | state::SHUTDOWN_ACK_SENT
+                | state::CLOSED
+        );
+        if !synced {
+            return false;
+        }
+        if c.state != mark.old_state && c.state != state::ESTABLISHED {
             mark.old_state = c.state;
             mark.endtime = n;
             return true;

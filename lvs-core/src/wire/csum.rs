@@ -1,4 +1,5 @@
-//! Internet checksums: full computation and RFC 1624 incremental updates (`HC' = ~(~HC + ~m + m')`).
+//! Internet checksums: full computation and RFC 1624 incremental updates (`HC' = ~(~HC + ~m + m')`);
+//! and SCTP's CRC32c (RFC 9260 appendix A), which has no incremental form.
 
 /// Adds `data` as big-endian 16-bit words to a 32-bit one's-complement accumulator.
 pub(crate) fn add(mut sum: u32, data: &[u8]) -> u32 {
@@ -48,6 +49,22 @@ pub(crate) fn update_bytes(check: u16, old: &[u8], new: &[u8]) -> u16 {
     finish(sum)
 }
 
+/// The CRC32c (Castagnoli, as iSCSI) the `crc` crate computes: SCTP's checksum.
+const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// SCTP's checksum of a whole SCTP packet `sctp` (common header and chunks) as
+/// `sctp_compute_cksum` computes it: the CRC32c of the packet with its checksum field read as
+/// zero, in the byte order the field holds it (little-endian). `None` when the packet is shorter
+/// than its common header.
+pub(crate) fn sctp(sctp: &[u8]) -> Option<[u8; 4]> {
+    let (head, rest) = (sctp.get(..8)?, sctp.get(12..)?);
+    let mut d = CRC32C.digest();
+    d.update(head);
+    d.update(&[0; 4]);
+    d.update(rest);
+    Some(d.finalize().to_le_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +87,12 @@ mod tests {
         let c1 = checksum(&data);
         data[8] = 0x3e;
         assert_eq!(update16(c1, 0x3f06, 0x3e06), checksum(&data));
+    }
+
+    /// RFC 3720 appendix B.4: the CRC32c of 32 zero bytes is stored as `aa 36 91 8a`.
+    #[test]
+    fn crc32c_of_32_zero_bytes() {
+        assert_eq!(sctp(&[0; 32]), Some([0xaa, 0x36, 0x91, 0x8a]));
+        assert_eq!(sctp(&[0; 11]), None);
     }
 }

@@ -39,10 +39,22 @@ pub(crate) const V6_DST: Range<usize> = 24..40;
 pub(crate) const L4_SPORT: usize = 0;
 /// TCP/UDP: destination port.
 pub(crate) const L4_DPORT: usize = 2;
+/// TCP: sequence number.
+pub(crate) const TCP_SEQ: usize = 4;
+/// TCP: acknowledgement number.
+pub(crate) const TCP_ACK: usize = 8;
+/// TCP: data offset (high nibble, in 32-bit words).
+pub(crate) const TCP_DOFF: usize = 12;
+/// TCP: the fixed header's length; options follow it.
+pub(crate) const TCP_BASE_LEN: usize = 20;
+/// TCP: the longest header (data offset 15).
+pub(crate) const TCP_MAX_LEN: usize = 60;
 /// TCP: checksum.
 pub(crate) const TCP_CSUM: usize = 16;
 /// UDP: checksum.
 pub(crate) const UDP_CSUM: usize = 6;
+/// SCTP checksum (CRC32c, little-endian) within the common header.
+pub(crate) const SCTP_CSUM: usize = 8;
 /// ICMP / ICMPv6: checksum.
 pub(crate) const ICMP_CSUM: usize = 2;
 
@@ -69,6 +81,19 @@ pub(crate) fn set_byte(b: &mut [u8], off: usize, v: u8) -> Option<()> {
 #[inline]
 pub(crate) fn set_be16(b: &mut [u8], off: usize, v: u16) -> Option<()> {
     b.get_mut(off..off + 2)?.copy_from_slice(&v.to_be_bytes());
+    Some(())
+}
+
+/// A big-endian 32-bit field.
+#[inline]
+pub(crate) fn be32(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+/// Writes a big-endian 32-bit field.
+#[inline]
+pub(crate) fn set_be32(b: &mut [u8], off: usize, v: u32) -> Option<()> {
+    b.get_mut(off..off + 4)?.copy_from_slice(&v.to_be_bytes());
     Some(())
 }
 

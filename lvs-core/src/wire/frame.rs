@@ -86,6 +86,28 @@ impl Frame {
         true
     }
 
+    /// Inserts `bytes` at offset `at` of the frame, moving what follows toward the end (the
+    /// buffer grows when its tail room is short). `false`, and no change, when `at` is beyond
+    /// the frame.
+    pub(crate) fn insert(&mut self, at: usize, bytes: &[u8]) -> bool {
+        if at > self.len {
+            return false;
+        }
+        let end = self.head + self.len;
+        let n = bytes.len();
+        if self.buf.len() < end + n {
+            self.buf.resize(end + n, 0);
+        }
+        let start = self.head + at;
+        self.buf.copy_within(start..end, start + n);
+        match self.buf.get_mut(start..start + n) {
+            Some(dst) => dst.copy_from_slice(bytes),
+            None => return false,
+        }
+        self.len += n;
+        true
+    }
+
     /// Shortens the frame to `len` bytes.
     pub(crate) fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
@@ -104,6 +126,14 @@ mod tests {
         assert!(!f.push_front(3));
         f.truncate(2);
         assert_eq!(f.data(), &[0, 0]);
+        f.load(8, &[9; 20]);
+        assert_eq!((f.headroom(), f.len()), (8, 20));
+        let mut g = Frame::new(0, &[1, 2, 3]);
+        assert!(g.insert(1, &[7, 8]));
+        assert_eq!(g.data(), &[1, 7, 8, 2, 3]);
+        assert!(g.insert(5, &[9]));
+        assert_eq!(g.data(), &[1, 7, 8, 2, 3, 9]);
+        assert!(!g.insert(7, &[0]));
         f.load(8, &[9; 20]);
         assert_eq!((f.headroom(), f.len()), (8, 20));
     }

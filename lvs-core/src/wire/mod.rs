@@ -1,6 +1,6 @@
 //! Parsing frames into a small [`PacketMeta`] and rewriting them in place (`ip_vs_iphdr`,
 //! `skb_header_pointer`): Ethernet II, 802.1Q and QinQ, IPv4 with options, IPv6 with extension
-//! headers, TCP, UDP, ICMP and ICMPv6, on top of etherparse slices.
+//! headers, TCP, UDP, SCTP, ICMP and ICMPv6, on top of etherparse slices.
 //!
 //! # Panics
 //!
@@ -11,6 +11,7 @@
 pub(crate) mod csum;
 pub(crate) mod field;
 mod frame;
+pub mod proxy;
 
 pub use frame::{Frame, DEFAULT_HEADROOM};
 
@@ -48,6 +49,30 @@ pub mod ipproto {
     pub const ICMPV6: u8 = 58;
     /// SCTP.
     pub const SCTP: u8 = 132;
+}
+
+/// SCTP chunk types (RFC 9260 §3.2) the parser and the state machine tell apart.
+pub mod chunk {
+    /// DATA.
+    pub const DATA: u8 = 0;
+    /// INIT: the only chunk that starts a connection (unless `sloppy_sctp`).
+    pub const INIT: u8 = 1;
+    /// INIT ACK.
+    pub const INIT_ACK: u8 = 2;
+    /// ABORT.
+    pub const ABORT: u8 = 6;
+    /// SHUTDOWN.
+    pub const SHUTDOWN: u8 = 7;
+    /// SHUTDOWN ACK.
+    pub const SHUTDOWN_ACK: u8 = 8;
+    /// ERROR.
+    pub const ERROR: u8 = 9;
+    /// COOKIE ECHO.
+    pub const COOKIE_ECHO: u8 = 10;
+    /// COOKIE ACK.
+    pub const COOKIE_ACK: u8 = 11;
+    /// SHUTDOWN COMPLETE.
+    pub const SHUTDOWN_COMPLETE: u8 = 14;
 }
 
 /// Where a packet stands in fragmentation.
@@ -107,6 +132,10 @@ pub struct PacketMeta {
     pub dport: u16,
     /// TCP flags byte (0 for other protocols).
     pub tcp_flags: u8,
+    /// SCTP: the type of the chunk that drives the state machine (`set_sctp_state`) — the first
+    /// chunk's, or ABORT when an ABORT follows a leading COOKIE ECHO or COOKIE ACK. 0 for other
+    /// protocols.
+    pub sctp_chunk: u8,
     /// Fragmentation.
     pub frag: Frag,
     /// Whether the IPv4 DF bit is set (always true for IPv6, which routers never fragment).
@@ -183,6 +212,7 @@ fn parse_v4(ip: &[u8], l3: usize) -> Result<PacketMeta, ParseError> {
         sport: 0,
         dport: 0,
         tcp_flags: 0,
+        sctp_chunk: 0,
         frag,
         df: h.dont_fragment(),
         icmp: None,
@@ -222,6 +252,7 @@ fn parse_v6(ip: &[u8], l3: usize) -> Result<PacketMeta, ParseError> {
         sport: 0,
         dport: 0,
         tcp_flags: 0,
+        sctp_chunk: 0,
         frag,
         df: true,
         icmp: None,
@@ -258,12 +289,36 @@ fn transport(m: &mut PacketMeta, l4: &[u8], l4_off: usize) -> Result<(), ParseEr
             m.sport = field::be16(l4, 0).ok_or(ParseError::Malformed)?;
             m.dport = field::be16(l4, 2).ok_or(ParseError::Malformed)?;
         }
+        ipproto::SCTP => {
+            m.sport = field::be16(l4, 0).ok_or(ParseError::Malformed)?;
+            m.dport = field::be16(l4, 2).ok_or(ParseError::Malformed)?;
+            m.sctp_chunk = sctp_chunk(l4).ok_or(ParseError::Malformed)?;
+        }
         ipproto::ICMP | ipproto::ICMPV6 if !first_frag => {
             m.icmp = icmp_error(m, l4, l4_off);
         }
         _ => {}
     }
     Ok(())
+}
+
+/// The chunk type `set_sctp_state` reads from an SCTP packet: the first chunk's, unless that is
+/// a COOKIE ECHO or COOKIE ACK followed by an ABORT (RFC 9260 §3.3.7 lets control chunks come
+/// before an ABORT in one packet). `None` when the packet has no chunk header after its 12-byte
+/// common header.
+fn sctp_chunk(l4: &[u8]) -> Option<u8> {
+    let header = l4.get(12..16)?;
+    let first = field::byte(header, 0)?;
+    if first == chunk::COOKIE_ECHO || first == chunk::COOKIE_ACK {
+        let len = usize::from(field::be16(header, 2)?);
+        if len >= 4 {
+            let next = 12usize.saturating_add(len.saturating_add(3) & !3);
+            if field::byte(l4, next) == Some(chunk::ABORT) {
+                return Some(chunk::ABORT);
+            }
+        }
+    }
+    Some(first)
 }
 
 /// Is this ICMP type an error that quotes a packet IPVS tracks (`ip_vs_in_icmp`)?
@@ -329,23 +384,28 @@ fn icmp_error(m: &PacketMeta, l4: &[u8], l4_off: usize) -> Option<IcmpError> {
 /// checksum was written; fragments and other protocols are left alone.
 pub fn complete_l4_checksum(data: &mut [u8]) -> bool {
     let Ok(m) = parse(data) else { return false };
-    if m.frag != Frag::None {
+    if m.frag != Frag::None || !matches!(m.proto, ipproto::TCP | ipproto::UDP) {
         return false;
     }
+    write_l4_checksum(data, &m).is_some()
+}
+
+/// Computes the TCP or UDP checksum of the segment `m` describes from scratch (pseudo-header
+/// included) and writes it: for rewrites that changed too much for an incremental update
+/// (bytes inserted into a segment). `None` when the frame does not hold what `m` says.
+pub(crate) fn write_l4_checksum(data: &mut [u8], m: &PacketMeta) -> Option<()> {
     let off = match m.proto {
         ipproto::TCP => field::TCP_CSUM,
         ipproto::UDP => field::UDP_CSUM,
-        _ => return false,
+        _ => return Some(()),
     };
     let (l3, l4, end) = (usize::from(m.l3), usize::from(m.l4), usize::from(m.l3) + usize::from(m.ip_len));
-    if field::set_be16(data, l4 + off, 0).is_none() {
-        return false;
-    }
+    field::set_be16(data, l4 + off, 0)?;
     let (src, dst) = match m.af {
         Af::V4 => (field::at(l3, field::V4_SRC), field::at(l3, field::V4_DST)),
         Af::V6 => (field::at(l3, field::V6_SRC), field::at(l3, field::V6_DST)),
     };
-    let (Some(s), Some(d), Some(seg)) = (data.get(src), data.get(dst), data.get(l4..end)) else { return false };
+    let (s, d, seg) = (data.get(src)?, data.get(dst)?, data.get(l4..end)?);
     let mut sum = csum::add(0, s);
     sum = csum::add(sum, d);
     sum = csum::add(sum, &[0, m.proto]);
@@ -354,7 +414,7 @@ pub fn complete_l4_checksum(data: &mut [u8]) -> bool {
     if m.proto == ipproto::UDP && c == 0 {
         c = 0xffff;
     }
-    field::set_be16(data, l4 + off, c).is_some()
+    field::set_be16(data, l4 + off, c)
 }
 
 #[cfg(test)]

@@ -6,9 +6,11 @@
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 pub(crate) mod dr;
+pub(crate) mod fnat;
 pub(crate) mod icmp;
 pub(crate) mod nat;
 pub(crate) mod rst;
+pub(crate) mod seqadj;
 pub(crate) mod tun;
 
 use crate::addr::Af;
@@ -23,6 +25,9 @@ pub(crate) enum XmitError {
     Bounds,
     /// TTL / hop limit is 1 or 0.
     TtlExpired,
+    /// An SCTP fragment whose port NAT must change: SCTP's CRC32c covers the whole packet, and
+    /// this director does not reassemble (the kernel's defragmentation runs before IPVS).
+    Fragment,
 }
 
 pub(crate) fn ok(o: Option<()>) -> Result<(), XmitError> {

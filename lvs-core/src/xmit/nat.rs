@@ -1,6 +1,7 @@
 //! NAT (`ip_vs_nat_xmit`, `handle_response`): destination rewritten toward the real server on the
 //! way in, source rewritten back to the virtual service on the way out, with incremental IP and
 //! TCP/UDP checksum updates (pseudo-header included). An IPv4 UDP checksum of zero stays zero.
+//! SCTP's CRC32c is computed afresh when a port changes (`sctp_nat_csum`).
 
 use core::net::IpAddr;
 
@@ -20,7 +21,13 @@ pub(crate) enum Side {
 
 /// Rewrites one IP address of the header at `l3`, fixing the IPv4 header checksum; returns the
 /// old address bytes and their length.
-fn rewrite_addr(data: &mut [u8], l3: usize, af: Af, side: Side, addr: &IpAddr) -> Result<([u8; 16], usize), XmitError> {
+pub(crate) fn rewrite_addr(
+    data: &mut [u8],
+    l3: usize,
+    af: Af,
+    side: Side,
+    addr: &IpAddr,
+) -> Result<([u8; 16], usize), XmitError> {
     let (range, n) = match (af, side) {
         (Af::V4, Side::Dst) => (field::at(l3, field::V4_DST), 4),
         (Af::V4, Side::Src) => (field::at(l3, field::V4_SRC), 4),
@@ -53,6 +60,9 @@ pub(crate) fn rewrite(
     addr: &IpAddr,
     port: u16,
 ) -> Result<(), XmitError> {
+    if meta.proto == ipproto::SCTP {
+        return rewrite_sctp(data, meta, side, addr, port);
+    }
     let l4 = usize::from(meta.l4);
     let (old, n) = rewrite_addr(data, usize::from(meta.l3), meta.af, side, addr)?;
     if matches!(meta.frag, Frag::Later(_)) {
@@ -81,6 +91,39 @@ pub(crate) fn rewrite(
         c = 0xffff;
     }
     ok(field::set_be16(data, csum_off, c))
+}
+
+/// The SCTP rewrite (`sctp_dnat_handler`, `sctp_snat_handler`): the CRC32c covers no
+/// pseudo-header, so a new address leaves it alone; only when the port changes is the port
+/// written and the checksum computed afresh over the packet (`sctp_nat_csum`), without checking
+/// the old one, as the kernel does for a connection without an application helper.
+///
+/// # Errors
+/// [`XmitError::Fragment`] for a first fragment whose port would change (nothing is written),
+/// [`XmitError::Bounds`] when the frame does not hold the headers `meta` describes.
+fn rewrite_sctp(data: &mut [u8], meta: &PacketMeta, side: Side, addr: &IpAddr, port: u16) -> Result<(), XmitError> {
+    let (l3, l4) = (usize::from(meta.l3), usize::from(meta.l4));
+    let port_off = l4
+        + match side {
+            Side::Dst => field::L4_DPORT,
+            Side::Src => field::L4_SPORT,
+        };
+    let new_port = match meta.frag {
+        Frag::Later(_) => false,
+        _ => field::be16(data, port_off).ok_or(XmitError::Bounds)? != port,
+    };
+    if new_port && meta.frag != Frag::None {
+        return Err(XmitError::Fragment);
+    }
+    rewrite_addr(data, l3, meta.af, side, addr)?;
+    if !new_port {
+        return Ok(());
+    }
+    ok(field::set_be16(data, port_off, port))?;
+    let end = l3 + usize::from(meta.ip_len);
+    let crc = csum::sctp(data.get(l4..end).ok_or(XmitError::Bounds)?).ok_or(XmitError::Bounds)?;
+    let at = l4 + field::SCTP_CSUM;
+    ok(field::set_bytes(data, at..at + 4, &crc))
 }
 
 /// Translates an ICMP error of a NAT connection (`ip_vs_nat_icmp`). Inbound (from beyond the
@@ -112,6 +155,16 @@ pub(crate) fn xmit_icmp(
         Side::Src => field::L4_SPORT,
     };
     ok(field::set_be16(data, usize::from(e.inner_l4) + port_off, port))?;
+    icmp_checksum(data, meta)?;
+    set_macs(data, dst, src)
+}
+
+/// Computes the ICMP (IPv4) or ICMPv6 (with its pseudo-header) checksum of the message `meta`
+/// describes afresh and writes it.
+///
+/// # Errors
+/// [`XmitError::Bounds`] when the frame does not hold what `meta` says.
+pub(crate) fn icmp_checksum(data: &mut [u8], meta: &PacketMeta) -> Result<(), XmitError> {
     let (l3, l4) = (usize::from(meta.l3), usize::from(meta.l4));
     let end = l3 + usize::from(meta.ip_len);
     ok(field::set_be16(data, l4 + field::ICMP_CSUM, 0))?;
@@ -128,8 +181,7 @@ pub(crate) fn xmit_icmp(
             csum::finish(csum::add(s, body))
         }
     };
-    ok(field::set_be16(data, l4 + field::ICMP_CSUM, c))?;
-    set_macs(data, dst, src)
+    ok(field::set_be16(data, l4 + field::ICMP_CSUM, c))
 }
 
 /// Client → real server: destination becomes `rs:rport`, TTL decremented, frame to `dst`.

@@ -45,6 +45,7 @@ fn probe(clock: &Clock, check: Check, target: Endpoint, timeout: Duration) -> Pr
     Probe {
         id: ProbeId(1),
         server: ServerId(0),
+        check_index: 0,
         target,
         bindto: None,
         bind_port: None,

@@ -1,23 +1,25 @@
 //! What `ipvsadm`'s formats share: how services, netmasks and scheduler flags are written, and
-//! the order ipvsadm lists services and servers in — its comparators (including the address
-//! comparison that overflows across 2^31) under glibc's merge sort.
+//! the order ipvsadm lists services and servers in — libipvs's comparators, which subtract in
+//! `int` and so overflow across 2^31 (marks, IPv4 addresses and each 32-bit word of an IPv6
+//! address), under glibc's merge sort.
 
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::cmp::Ordering;
-use core::net::{IpAddr, Ipv4Addr};
+use core::net::IpAddr;
 
 use crate::addr::{Af, Endpoint, Proto, ServiceKey};
 use crate::dest::DestView;
 use crate::director::{Director, ServiceInfo};
-use crate::service::{SchedFlags, ServiceView};
+use crate::service::{Netmask, SchedFlags, ServiceView};
+use crate::wire::proxy::ProxyVersion;
 
 /// The size the kernel reports for its connection hash table (`conn_tab_bits` = 12), in the
 /// first line of `ipvsadm -L` and of `/proc/net/ip_vs`.
 pub(in crate::config) const CONN_TAB_SIZE: u32 = 4096;
 
-/// `-t ADDR:PORT`, `-u …`, `--sctp-service …`, `-f MARK [-6]`.
+/// `-t ADDR:PORT`, `-u …`, `--sctp-service …`, `-f MARK [-6]`; ipvsadm 1.31 prints the mark
+/// with `%d`, so a mark of 2^31 or more comes out negative (`-f -1`).
 pub(super) fn svc_arg(k: &ServiceKey) -> String {
     match k {
         ServiceKey::Inet { proto, addr, port } => {
@@ -28,94 +30,94 @@ pub(super) fn svc_arg(k: &ServiceKey) -> String {
             };
             format!("{flag} {}", Endpoint::new(*addr, *port))
         }
-        ServiceKey::Fwmark { mark, af: Af::V4 } => format!("-f {mark}"),
-        ServiceKey::Fwmark { mark, af: Af::V6 } => format!("-f {mark} -6"),
+        ServiceKey::Fwmark { mark, af: Af::V4 } => format!("-f {}", *mark as i32),
+        ServiceKey::Fwmark { mark, af: Af::V6 } => format!("-f {} -6", *mark as i32),
     }
 }
 
-/// The `-b` words ipvsadm prints for a scheduler's flags.
+/// The `-b` words ipvsadm prints for a service's flags (`print_sched_flags`): `sh` and `mh`
+/// name their two flags and print nothing for `flag-3`; other schedulers print `flag-N`.
 pub(super) fn sched_flag_names(sched: &str, f: SchedFlags) -> String {
-    let names: [&str; 3] = match sched {
-        "sh" => ["sh-fallback", "sh-port", "flag-3"],
-        "mh" => ["mh-fallback", "mh-port", "flag-3"],
-        _ => ["flag-1", "flag-2", "flag-3"],
+    let names: [Option<&str>; 3] = match sched {
+        "sh" => [Some("sh-fallback"), Some("sh-port"), None],
+        "mh" => [Some("mh-fallback"), Some("mh-port"), None],
+        _ => [Some("flag-1"), Some("flag-2"), Some("flag-3")],
     };
     let bits = [SchedFlags::FLAG1, SchedFlags::FLAG2, SchedFlags::FLAG3];
-    let on: Vec<&str> = names.iter().zip(bits).filter(|(_, b)| f.0 & b != 0).map(|(n, _)| *n).collect();
+    let on: Vec<&str> = names.iter().zip(bits).filter(|(_, b)| f.0 & b != 0).filter_map(|(n, _)| *n).collect();
     on.join(",")
 }
 
-/// A netmask as ipvsadm prints it: dotted for IPv4, the prefix length for IPv6.
-pub(super) fn netmask_text(af: Af, prefix: u8) -> String {
-    match af {
-        Af::V4 => {
-            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
-            Ipv4Addr::from(m).to_string()
+/// A netmask as ipvsadm prints it: dotted for IPv4 (`inet_ntoa`), the prefix length for IPv6.
+pub(super) fn netmask_text(m: Netmask) -> String {
+    match m {
+        Netmask::V4(m) => m.to_string(),
+        Netmask::V6(p) => p.to_string(),
+    }
+}
+
+/// An address as libipvs holds it (`union nf_inet_addr`): four host-order words, an IPv4
+/// address in the first and zeros after.
+fn words(a: &IpAddr) -> [u32; 4] {
+    match a {
+        IpAddr::V4(a) => [u32::from(*a), 0, 0, 0],
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            core::array::from_fn(|i| u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]))
         }
-        Af::V6 => prefix.to_string(),
     }
 }
 
-/// `ntohl(a) - ntohl(b)` as ipvsadm computes it: an `int` that overflows across 2^31.
-fn cmp_addr(a: &IpAddr, b: &IpAddr) -> i64 {
-    match (a, b) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => i64::from(u32::from(*a).wrapping_sub(u32::from(*b)) as i32),
-        (IpAddr::V6(a), IpAddr::V6(b)) => match a.octets().cmp(&b.octets()) {
-            Ordering::Less => -1,
-            Ordering::Equal => 0,
-            Ordering::Greater => 1,
-        },
-        (IpAddr::V4(_), IpAddr::V6(_)) => -1,
-        (IpAddr::V6(_), IpAddr::V4(_)) => 1,
-    }
+/// libipvs's address comparison: `ntohl(a) - ntohl(b)` in `int`, word by word for IPv6 until
+/// one differs (as many words as `a`'s family has, so a server of the other family compares
+/// by as many words as the first one's).
+fn cmp_addr(a: &IpAddr, b: &IpAddr) -> i32 {
+    let n = if a.is_ipv6() { 4 } else { 1 };
+    let (x, y) = (words(a), words(b));
+    x.iter().zip(y).take(n).map(|(p, q)| p.wrapping_sub(q) as i32).find(|r| *r != 0).unwrap_or(0)
 }
 
-/// `ipvs_cmp_services`.
-fn cmp_services(a: &ServiceKey, b: &ServiceKey) -> i64 {
-    let fw = |k: &ServiceKey| i64::from(k.fwmark().unwrap_or(0));
+/// `ipvs_cmp_services`: mark, family, protocol, address, port, each by an `int` subtraction
+/// (so a mark of 2^31 or more sorts as negative).
+fn cmp_services(a: &ServiceKey, b: &ServiceKey) -> i32 {
+    let fw = |k: &ServiceKey| k.fwmark().unwrap_or(0);
     let af = |k: &ServiceKey| match k.af() {
         Af::V4 => 2,
         Af::V6 => 10,
     };
+    // The kernel reports no protocol, address or port for a fwmark service.
     let proto = |k: &ServiceKey| match k {
-        ServiceKey::Inet { proto, .. } => i64::from(proto.number()),
+        ServiceKey::Inet { proto, .. } => i32::from(proto.number()),
         ServiceKey::Fwmark { .. } => 0,
     };
     let addr = |k: &ServiceKey| match k {
-        ServiceKey::Inet { addr, .. } => Some(*addr),
-        ServiceKey::Fwmark { .. } => None,
+        ServiceKey::Inet { addr, .. } => *addr,
+        ServiceKey::Fwmark { af: Af::V4, .. } => IpAddr::from([0u8; 4]),
+        ServiceKey::Fwmark { af: Af::V6, .. } => IpAddr::from([0u8; 16]),
     };
-    let mut r = fw(a) - fw(b);
-    if r == 0 {
-        r = af(a) - af(b);
-    }
-    if r == 0 {
-        r = proto(a) - proto(b);
-    }
-    if r == 0 {
-        if let (Some(x), Some(y)) = (addr(a), addr(b)) {
-            r = cmp_addr(&x, &y);
-        }
-    }
-    if r == 0 {
-        r = i64::from(a.port()) - i64::from(b.port());
-    }
-    r
+    [
+        fw(a).wrapping_sub(fw(b)) as i32,
+        af(a) - af(b),
+        proto(a) - proto(b),
+        cmp_addr(&addr(a), &addr(b)),
+        i32::from(a.port()) - i32::from(b.port()),
+    ]
+    .into_iter()
+    .find(|r| *r != 0)
+    .unwrap_or(0)
 }
 
-/// `ipvs_cmp_dests`.
-fn cmp_dests(a: &Endpoint, b: &Endpoint) -> i64 {
-    let r = cmp_addr(&a.addr, &b.addr);
-    if r != 0 {
-        r
-    } else {
-        i64::from(a.port) - i64::from(b.port)
+/// `ipvs_cmp_dests`: address, then port.
+fn cmp_dests(a: &Endpoint, b: &Endpoint) -> i32 {
+    match cmp_addr(&a.addr, &b.addr) {
+        0 => i32::from(a.port) - i32::from(b.port),
+        r => r,
     }
 }
 
 /// glibc's `qsort` merge sort (`msort_with_tmp`): stable, and well defined even for a
 /// comparator that is not transitive, which ipvsadm's is.
-fn msort<T: Clone>(v: &mut [T], cmp: &impl Fn(&T, &T) -> i64) {
+fn msort<T: Clone>(v: &mut [T], cmp: &impl Fn(&T, &T) -> i32) {
     let n = v.len();
     if n <= 1 {
         return;
@@ -155,6 +157,14 @@ pub(super) fn sorted_dests<'a>(v: &ServiceView<'a>) -> Vec<DestView<'a>> {
     idx.iter().map(|i| ds[*i]).collect()
 }
 
+/// One of two spellings by PROXY protocol version.
+pub(super) fn proxy_word(v: ProxyVersion, v1: &'static str, v2: &'static str) -> &'static str {
+    match v {
+        ProxyVersion::V1 => v1,
+        ProxyVersion::V2 => v2,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,7 +181,7 @@ mod tests {
     #[test]
     fn msort_is_stable() {
         let mut v = [(1, 'a'), (0, 'b'), (1, 'c'), (0, 'd')];
-        msort(&mut v, &|x, y| i64::from(x.0) - i64::from(y.0));
+        msort(&mut v, &|x, y| x.0 - y.0);
         assert_eq!(v, [(0, 'b'), (0, 'd'), (1, 'a'), (1, 'c')]);
     }
 }

@@ -1,20 +1,29 @@
 //! `ipvsadm` rule files: `ipvsadm -R` reads them ([`parse_rules`], [`restore`]) and
-//! `ipvsadm -S -n` writes them ([`save`]).
+//! `ipvsadm -S -n` writes them ([`save`]). A line is split into words as ipvsadm's
+//! `config_stream_read` splits it (blanks, tabs and carriage returns; the word `ipvsadm`
+//! dropped wherever it stands) and read as one command line; this library's reader also skips
+//! `#` comments, which ipvsadm would take as words.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::Write;
 
 use super::command::parse_command;
-use super::format::{netmask_text, sched_flag_names, sorted_dests, sorted_services, svc_arg};
+use super::format::{netmask_text, proxy_word, sched_flag_names, sorted_dests, sorted_services, svc_arg};
 use crate::dest::FwdMethod;
 use crate::director::{Command, Director};
 use crate::error::Error;
+use crate::laddr::ClientAddr;
+
+/// The words of one rule line, as ipvsadm's `config_stream_read` makes them.
+pub(super) fn line_words(line: &str) -> Vec<&str> {
+    line.split([' ', '\t', '\r']).filter(|w| !w.is_empty() && *w != "ipvsadm").collect()
+}
 
 /// Parses a rule file (`ipvsadm -S` output; blank lines and `#` comments allowed).
 ///
 /// # Errors
-/// [`Error::Parse`] naming the first bad line.
+/// [`Error::Parse`] naming the first bad line, with ipvsadm's message.
 pub fn parse_rules(text: &str) -> Result<Vec<Command>, Error> {
     Ok(parse_numbered(text)?.into_iter().map(|(_, c)| c).collect())
 }
@@ -22,17 +31,12 @@ pub fn parse_rules(text: &str) -> Result<Vec<Command>, Error> {
 /// Parses a rule file into commands with their 1-based line numbers.
 fn parse_numbered(text: &str) -> Result<Vec<(usize, Command)>, Error> {
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
+    for (n, line) in text.split('\n').enumerate() {
+        let words = line_words(line.split('#').next().unwrap_or(""));
+        if words.is_empty() {
             continue;
         }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let words = match words.first() {
-            Some(&"ipvsadm") => words.get(1..).unwrap_or_default(),
-            _ => &words[..],
-        };
-        out.push((n + 1, parse_command(words).map_err(|msg| Error::Parse { line: n + 1, msg })?));
+        out.push((n + 1, parse_command(&words).map_err(|msg| Error::Parse { line: n + 1, msg })?));
     }
     Ok(out)
 }
@@ -40,7 +44,7 @@ fn parse_numbered(text: &str) -> Result<Vec<(usize, Command)>, Error> {
 /// `ipvsadm -R`: parses a rule file and applies it to `d` all or nothing
 /// ([`Director::execute_all`]): when any line is bad, or would fail against the current
 /// configuration (a missing service, a duplicate server, a threshold out of order), nothing is
-/// applied.
+/// applied. (ipvsadm itself applies line by line; [`run`](super::cli::run) does that.)
 ///
 /// # Errors
 /// [`Error::Parse`] with the line number and what is wrong.
@@ -54,16 +58,17 @@ pub fn restore(d: &mut Director, text: &str) -> Result<(), Error> {
 }
 
 /// `ipvsadm -S -n`: the configuration as rules, services and servers sorted as ipvsadm sorts
-/// them. Thresholds are not saved, as in ipvsadm.
+/// them (`print_service_entry` with `FMT_RULE`). Thresholds are not saved, as in ipvsadm.
 pub fn save(d: &Director) -> String {
     let mut out = String::new();
     for s in sorted_services(d) {
         let c = s.config;
-        let _ = write!(out, "-A {} -s {}", svc_arg(&c.key), c.scheduler);
+        let svc = svc_arg(&c.key);
+        let _ = write!(out, "-A {svc} -s {}", c.scheduler);
         if let Some(t) = c.persistent {
             let _ = write!(out, " -p {t}");
-            if c.netmask != c.key.af().max_prefix() {
-                let _ = write!(out, " -M {}", netmask_text(c.key.af(), c.netmask));
+            if !c.netmask.is_full() {
+                let _ = write!(out, " -M {}", netmask_text(c.netmask));
             }
         }
         if c.one_packet {
@@ -72,18 +77,26 @@ pub fn save(d: &Director) -> String {
         if c.sched_flags.0 != 0 {
             let _ = write!(out, " -b {}", sched_flag_names(&c.scheduler, c.sched_flags));
         }
+        if let ClientAddr::Proxy(v) = c.client_addr {
+            out.push_str(proxy_word(v, " --proxy-protocol v1", " --proxy-protocol v2"));
+        }
         out.push('\n');
         for dv in sorted_dests(&s.dests) {
             let m = match dv.fwd() {
                 FwdMethod::Masq => "-m",
                 FwdMethod::Tunnel => "-i",
                 FwdMethod::Route | FwdMethod::Local => "-g",
+                FwdMethod::FullNat => "-b",
             };
-            let _ = write!(out, "-a {} -r {} {m} -w {}", svc_arg(&c.key), dv.endpoint(), dv.weight());
+            let _ = write!(out, "-a {svc} -r {} {m} -w {}", dv.endpoint(), dv.weight());
             if dv.fwd() == FwdMethod::Tunnel {
                 out.push_str(" --tun-type ipip");
             }
             out.push('\n');
+        }
+        // DPVS's ipvsadm verb for a FullNAT service's local addresses.
+        for l in d.laddrs(&c.key).unwrap_or_default() {
+            let _ = writeln!(out, "-P {} -z {}", svc_arg(&c.key), l.addr);
         }
     }
     out
@@ -119,7 +132,7 @@ mod tests {
         assert_eq!(err, Error::Parse { line: 2, msg: "lower threshold 3 is above upper threshold 0".into() });
         assert_eq!(d.services().count(), 0);
         let err = restore(&mut d, "-A -t 10.0.0.1:80 -s first\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -w x\n").unwrap_err();
-        assert_eq!(err, Error::Parse { line: 2, msg: "bad weight 'x'".into() });
+        assert_eq!(err, Error::Parse { line: 2, msg: "illegal weight specified".into() });
         assert_eq!(d.services().count(), 0);
     }
 
@@ -156,13 +169,14 @@ mod tests {
 ";
         restore(&mut d, text).unwrap();
         // ipvsadm's order: fwmark 0 (address services) first, then IPv4 before IPv6, TCP before
-        // UDP; servers by address.
+        // UDP; servers by address. The tunnelled server took the service's port (80), as
+        // ipvsadm gives it.
         let saved = save(&d);
         assert_eq!(
             saved,
             "\
 -A -t 10.0.0.1:80 -s first -p 600 -M 255.255.255.0
--a -t 10.0.0.1:80 -r 10.0.0.2:8080 -i -w 0 --tun-type ipip
+-a -t 10.0.0.1:80 -r 10.0.0.2:80 -i -w 0 --tun-type ipip
 -a -t 10.0.0.1:80 -r 10.0.0.3:80 -m -w 2
 -A -u [2001:db8::1]:53 -s first -o
 -a -u [2001:db8::1]:53 -r [2001:db8::2]:53 -g -w 1
@@ -187,7 +201,7 @@ mod tests {
             for (k, p, mask, dests) in &svcs {
                 let mut line = format!("-A {} -s first", svc_arg(k));
                 if let Some(p) = p {
-                    let _ = write!(line, " -p {p} -M {}", netmask_text(k.af(), *mask));
+                    let _ = write!(line, " -p {p} -M {}", netmask_text(crate::service::Netmask::prefix(k.af(), *mask)));
                 }
                 text.push_str(&line);
                 text.push('\n');

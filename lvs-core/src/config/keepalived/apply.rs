@@ -16,7 +16,7 @@ use crate::config::deploy::{Deployed, Deployment, HealthService};
 use crate::config::source::{ConfigError, ErrorKind, Origin};
 use crate::dest::RealServer;
 use crate::director::{Command, Director};
-use crate::health::Monitor;
+use crate::health::{CheckedServer, Monitor};
 use crate::sync::{DaemonConfig, Role};
 use crate::time::Instant;
 use crate::vrrp::{self, Config, Group, InstanceId, SyncId, Target, Track, TrackerId, Version};
@@ -336,26 +336,33 @@ fn service(vs: &VirtualServer, key: ServiceKey, out: &mut Deployment) {
     out.commands.push((vs.origin, Command::AddService(vs.service_config(key))));
     let mut policy = vs.policy.clone();
     policy.sorry_server = policy.sorry_server.map(port);
-    let unchecked: Vec<_> = vs.real_servers.iter().filter(|r| r.check.is_none()).collect();
+    let unchecked: Vec<_> = vs.real_servers.iter().filter(|r| r.checks.is_empty()).collect();
     let checked: Vec<_> = vs
         .real_servers
         .iter()
-        .filter_map(|r| r.check.as_ref().map(|plan| (r.origin, port(r.server), plan.clone())))
+        .filter(|r| !r.checks.is_empty())
+        .map(|r| {
+            let c = CheckedServer {
+                server: port(r.server),
+                checks: r.checks.clone(),
+                inhibit_on_failure: r.inhibit_on_failure,
+            };
+            (r.origin, c)
+        })
         .collect();
     if checked.is_empty() {
         // Nothing is checked, so nothing changes: keepalived's quorum rule, applied once. The
-        // sorry server stands in for the servers (which stay at weight 0 with
-        // inhibit_on_failure), or waits at weight 0 with sorry_server_inhibit.
+        // sorry server stands in for the servers (which stay at weight 0 with their own or the
+        // service's inhibit_on_failure), or waits at weight 0 with sorry_server_inhibit.
         let live: u64 = unchecked.iter().map(|r| u64::from(r.server.weight)).sum();
         let quorum = live > 0 && live >= u64::from(policy.quorum) + u64::from(policy.hysteresis);
         match (quorum, policy.sorry_server) {
             (false, Some(sorry)) => {
                 out.commands.push((vs.origin, Command::AddDest(key, sorry)));
-                if policy.inhibit_on_failure {
-                    for r in unchecked {
-                        out.commands
-                            .push((r.origin, Command::AddDest(key, RealServer { weight: 0, ..port(r.server) })));
-                    }
+                let inhibited =
+                    unchecked.into_iter().filter(|r| r.inhibit_on_failure.unwrap_or(policy.inhibit_on_failure));
+                for r in inhibited {
+                    out.commands.push((r.origin, Command::AddDest(key, RealServer { weight: 0, ..port(r.server) })));
                 }
                 return;
             }

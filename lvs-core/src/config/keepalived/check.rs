@@ -13,6 +13,7 @@ use core::time::Duration;
 use super::tree::{split_command, Cx, Node};
 use crate::config::source::{ConfigError, ErrorKind};
 use crate::health::dns::qtype;
+use crate::health::http::{BodyRegex, RegexOptions};
 use crate::health::{Check, CheckPlan, DnsCheck, HttpCheck, MiscCheck, PingCheck, SmtpCheck, TcpCheck, UdpCheck};
 
 /// The checker kinds the library runs.
@@ -93,14 +94,13 @@ impl Target {
     }
 }
 
-/// One checker block into a plan. `outer` holds the real server's settings over the virtual
-/// server's; the checker's `alpha`, if given, goes back through `alpha`.
-pub(crate) fn checker(
-    cx: &mut Cx,
-    n: &Node,
-    outer: &Defaults,
-    alpha: &mut Option<bool>,
-) -> Result<CheckPlan, ConfigError> {
+/// One checker block into its plans: one, or one per `url` of an `HTTP_GET`/`SSL_GET` and per
+/// `host` of an `SMTP_CHECK` (keepalived checks them in turn and the checker passes when all
+/// do; here each is a check of the server, run side by side, and the server is up while all
+/// pass). `outer` holds the real server's settings over the virtual server's; `alpha` among
+/// them too (keepalived's checker `alpha` defaults to the real server's, then the virtual
+/// server's).
+pub(crate) fn checker(cx: &mut Cx, n: &Node, outer: &Defaults) -> Result<Vec<CheckPlan>, ConfigError> {
     let mut own = Defaults::default();
     let mut target = Target::default();
     let mut kind = Kind::new(n.key.as_str());
@@ -132,27 +132,30 @@ pub(crate) fn checker(
         }
     }
     let settings = own.over(outer);
-    if own.alpha.is_some() {
-        *alpha = own.alpha;
-    }
-    let check = kind.finish(cx, n, &mut target, settings.virtualhost.as_deref())?;
-    let mut plan = CheckPlan::new(check);
-    if let Some(d) = settings.delay_loop {
-        plan.interval = d;
-    }
-    if let Some(t) = misc_timeout.or(settings.connect_timeout) {
-        plan.timeout = t;
-    }
-    if let Some(r) = settings.retry {
-        plan.fall = r.saturating_add(1);
-    }
-    if let Some(d) = settings.delay_before_retry {
-        plan.fastinter = Some(d);
-    }
-    if let Some(w) = settings.warmup {
-        plan.warmup = Some(w);
-    }
-    Ok(plan.with_connect(target.connect_ip, target.connect_port).with_bind(target.bindto, target.bind_port))
+    let checks = kind.finish(cx, n, &target, settings.virtualhost.as_deref())?;
+    Ok(checks
+        .into_iter()
+        .map(|(check, t)| {
+            let mut plan = CheckPlan::new(check);
+            if let Some(d) = settings.delay_loop {
+                plan.interval = d;
+            }
+            if let Some(t) = misc_timeout.or(settings.connect_timeout) {
+                plan.timeout = t;
+            }
+            if let Some(r) = settings.retry {
+                plan.fall = r.saturating_add(1);
+            }
+            if let Some(d) = settings.delay_before_retry {
+                plan.fastinter = Some(d);
+            }
+            if let Some(w) = settings.warmup {
+                plan.warmup = Some(w);
+            }
+            plan.alpha = settings.alpha;
+            plan.with_connect(t.connect_ip, t.connect_port).with_bind(t.bindto, t.bind_port)
+        })
+        .collect())
 }
 
 /// A checker as it is read, before its settings are complete.
@@ -160,7 +163,7 @@ enum Kind {
     Tcp,
     Ping,
     Http { tls: bool, urls: Vec<(Node, HttpCheck)> },
-    Smtp { helo: Option<String>, hosts: Vec<(Node, Target)> },
+    Smtp { helo: Option<String>, hosts: Vec<Target> },
     Dns(DnsCheck),
     Misc { path: Option<String>, dynamic: bool },
     Udp(UdpCheck),
@@ -180,42 +183,53 @@ impl Kind {
         }
     }
 
-    /// The check, once the block is read; the first `url` or `host` is the one checked.
-    fn finish(self, cx: &mut Cx, n: &Node, target: &mut Target, vhost: Option<&str>) -> Result<Check, ConfigError> {
-        Ok(match self {
+    /// The checks, once the block is read, each with where it connects: one per `url` of an
+    /// HTTP checker (at least one), one per `host` of an SMTP_CHECK (the checker's own
+    /// target when it has none), one otherwise.
+    fn finish(
+        self,
+        cx: &mut Cx,
+        n: &Node,
+        target: &Target,
+        vhost: Option<&str>,
+    ) -> Result<Vec<(Check, Target)>, ConfigError> {
+        let one = match self {
             Kind::Tcp => Check::Tcp(TcpCheck),
             Kind::Ping => Check::Ping(PingCheck),
             Kind::Http { tls, urls } => {
-                let mut urls = urls.into_iter();
-                let Some((_, mut h)) = urls.next() else {
+                if urls.is_empty() {
                     return Err(cx.fault(n, ErrorKind::Syntax, "needs a url block"));
-                };
-                for (u, _) in urls {
-                    cx.warn(&u, "only the first url of a checker is checked; ignored");
                 }
-                h.tls = tls;
-                if h.virtualhost.is_none() {
-                    h.virtualhost = vhost.map(String::from);
-                }
-                h.validate().map_err(|e| cx.err(n, e))?;
-                Check::Http(h)
+                return urls
+                    .into_iter()
+                    .map(|(u, mut h)| {
+                        h.tls = tls;
+                        if h.virtualhost.is_none() {
+                            h.virtualhost = vhost.map(String::from);
+                        }
+                        h.validate().map_err(|e| cx.err(&u, e))?;
+                        Ok((Check::Http(h), *target))
+                    })
+                    .collect();
             }
             Kind::Smtp { helo, hosts } => {
-                let mut hosts = hosts.into_iter();
-                if let Some((_, t)) = hosts.next() {
-                    *target = Target {
-                        connect_ip: t.connect_ip.or(target.connect_ip),
-                        connect_port: t.connect_port.or(target.connect_port),
-                        bindto: t.bindto.or(target.bindto),
-                        bind_port: t.bind_port.or(target.bind_port),
-                    };
-                }
-                for (h, _) in hosts {
-                    cx.warn(&h, "only the first host of an SMTP_CHECK is checked; ignored");
-                }
                 let s = helo.map_or_else(SmtpCheck::default, |h| SmtpCheck::new(&h));
                 s.validate().map_err(|e| cx.err(n, e))?;
-                Check::Smtp(s)
+                if hosts.is_empty() {
+                    return Ok(alloc::vec![(Check::Smtp(s), *target)]);
+                }
+                return Ok(hosts
+                    .into_iter()
+                    .map(|t| {
+                        let t = Target {
+                            connect_ip: t.connect_ip.or(target.connect_ip),
+                            connect_port: t.connect_port.or(target.connect_port),
+                            bindto: t.bindto.or(target.bindto),
+                            bind_port: t.bind_port.or(target.bind_port),
+                        };
+                        (Check::Smtp(s.clone()), t)
+                    })
+                    .collect());
             }
             Kind::Dns(d) => {
                 d.validate().map_err(|e| cx.err(n, e))?;
@@ -237,16 +251,37 @@ impl Kind {
                 }
                 Check::Udp(u)
             }
-        })
+        };
+        Ok(alloc::vec![(one, *target)])
     }
 }
 
-/// A `url { path … digest … status_code … virtualhost … }` block.
+/// A `url { path … digest … status_code … virtualhost … regex … }` block. The regex settings
+/// are keepalived 2.x's: `regex`, `regex_no_match`, `regex_options` (those with a meaning for
+/// a linear-time engine; the rest warned about), `regex_min_offset`, `regex_max_offset`
+/// (both dropped with a warning when min is not below max, as keepalived does); `regex_stack`
+/// (PCRE2's JIT stack) has none here.
 fn url(cx: &mut Cx, n: &Node) -> Result<(Node, HttpCheck), ConfigError> {
     let mut h = HttpCheck::get("");
     let mut path = None;
-    for s in cx.block(n)? {
+    let mut pattern: Option<(&Node, String)> = None;
+    let mut options = RegexOptions::default();
+    let (mut no_match, mut min, mut max) = (false, None, None);
+    let body = cx.block(n)?;
+    for s in body {
         match s.key.as_str() {
+            "regex" => pattern = Some((s, cx.need(s, 0)?.to_string())),
+            "regex_no_match" => no_match = true,
+            "regex_min_offset" => min = Some(cx.num::<usize>(s, 0)?),
+            "regex_max_offset" => max = Some(cx.num::<usize>(s, 0)?),
+            "regex_options" => {
+                for o in &s.args {
+                    if !options.set(o) {
+                        cx.warn(s, format!("regex option '{o}' is not supported; ignored"));
+                    }
+                }
+            }
+            "regex_stack" => cx.ignored(s),
             "path" => path = Some(cx.need(s, 0)?.to_string()),
             "digest" => {
                 let d = cx.need(s, 0)?;
@@ -257,10 +292,23 @@ fn url(cx: &mut Cx, n: &Node) -> Result<(Node, HttpCheck), ConfigError> {
                 h.status = s.args.iter().map(|a| status(cx, s, a)).collect::<Result<_, _>>()?;
             }
             "virtualhost" => h.virtualhost = Some(cx.need(s, 0)?.to_string()),
-            _ => cx.warn(s, "not a url setting this library implements (regular expressions included); ignored"),
+            _ => cx.warn(s, "not a url setting this library implements; ignored"),
         }
     }
     h.path = path.ok_or_else(|| cx.fault(n, ErrorKind::Syntax, "needs a path"))?;
+    if let Some((s, p)) = pattern {
+        let mut re = BodyRegex::new(&p, options).map_err(|e| cx.err(s, e.to_string()))?;
+        re.no_match = no_match;
+        if min.zip(max).is_some_and(|(lo, hi)| lo > hi) {
+            cx.warn(n, "regex_min_offset is above regex_max_offset; both ignored");
+        } else {
+            re.min_offset = min.unwrap_or(0);
+            re.max_offset = max;
+        }
+        h.regex = Some(re);
+    } else if no_match || min.is_some() || max.is_some() || options != RegexOptions::default() {
+        cx.warn(n, "regex settings without a regex; ignored");
+    }
     Ok((Node { block: None, ..n.clone() }, h))
 }
 
@@ -276,14 +324,14 @@ fn status(cx: &Cx, n: &Node, a: &str) -> Result<RangeInclusive<u16>, ConfigError
 }
 
 /// An SMTP_CHECK `host { connect_ip … connect_port … bindto … bind_port … }` block.
-fn host(cx: &mut Cx, n: &Node) -> Result<(Node, Target), ConfigError> {
+fn host(cx: &mut Cx, n: &Node) -> Result<Target, ConfigError> {
     let mut t = Target::default();
     for s in cx.block(n)? {
         if !t.take(cx, s)? {
             cx.warn(s, "not a host setting this library implements; ignored");
         }
     }
-    Ok((Node { block: None, ..n.clone() }, t))
+    Ok(t)
 }
 
 /// `type A|NS|CNAME|SOA|MX|TXT|AAAA`.

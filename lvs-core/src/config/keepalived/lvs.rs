@@ -14,7 +14,7 @@ use super::tree::{Cx, Node};
 use crate::addr::{Af, Proto, ServiceKey};
 use crate::config::source::{ConfigError, ErrorKind};
 use crate::dest::{FwdMethod, RealServer};
-use crate::health::ServicePolicy;
+use crate::health::{ServicePolicy, MAX_CHECKS};
 use crate::service::SchedFlags;
 
 /// The most services one `virtual_server_group` may stand for (its ranges expanded).
@@ -256,17 +256,11 @@ pub(crate) fn virtual_server(
             _ => cx.ignored(s),
         }
     }
-    let mut alphas = Vec::new();
-    let mut inhibits = Vec::new();
     for s in body.iter().filter(|s| s.key == "real_server") {
-        let (rs, alpha, inh) = real_server(cx, s, vs.fwd, &defaults)?;
-        if rs.check.is_some() {
-            alphas.push(alpha.or(defaults.alpha).unwrap_or(false));
-            inhibits.push(inh.or(inhibit).unwrap_or(false));
-        }
+        let rs = real_server(cx, s, vs.fwd, &defaults)?;
         vs.real_servers.push(rs);
     }
-    let checked = vs.real_servers.iter().filter(|r| r.check.is_some()).count();
+    let checked = vs.real_servers.iter().filter(|r| !r.checks.is_empty()).count();
     let quorum_used = sorry.is_some()
         || vs.policy.quorum != 1
         || vs.policy.hysteresis != 0
@@ -275,8 +269,8 @@ pub(crate) fn virtual_server(
     if checked > 0 && checked < vs.real_servers.len() && quorum_used {
         cx.warn(n, "its real servers without a checker stay in service and do not count toward the quorum here");
     }
-    vs.policy.alpha = one_for_all(cx, n, &alphas, "alpha", defaults.alpha);
-    vs.policy.inhibit_on_failure = one_for_all(cx, n, &inhibits, "inhibit_on_failure", inhibit);
+    vs.policy.alpha = defaults.alpha.unwrap_or(false);
+    vs.policy.inhibit_on_failure = inhibit.unwrap_or(false);
     vs.policy.sorry_server = sorry.map(|(a, p)| RealServer::new(a, p, sorry_fwd.unwrap_or(vs.fwd), 1));
     // A fwmark's family: ip_family, else the real (or sorry) servers', else IPv4.
     let servers_af = vs.real_servers.first().map(|r| Af::of(&r.server.endpoint.addr));
@@ -302,31 +296,26 @@ pub(crate) fn virtual_server(
     Ok(vs)
 }
 
-/// The service's value of a setting its checked real servers may give each: theirs when they
-/// agree, otherwise on for all of them, with a warning (the monitor applies it per service).
-fn one_for_all(cx: &mut Cx, n: &Node, values: &[bool], what: &str, service: Option<bool>) -> bool {
-    match values.split_first() {
-        None => service.unwrap_or(false),
-        Some((first, rest)) if rest.iter().all(|v| v == first) => *first,
-        Some(_) => {
-            cx.warn(n, format!("its real servers differ in {what}; it applies to all of them here"));
-            true
-        }
-    }
-}
-
-/// A `real_server` block: the server, its alpha and inhibit_on_failure when given.
+/// A `real_server` block: the server, every checker of it, its own `inhibit_on_failure` and
+/// (through its checks) `alpha`, as keepalived keeps them per real server (`check_data.c`
+/// takes the virtual server's only where the real server gives none).
 fn real_server(
     cx: &mut Cx,
     n: &Node,
     vs_fwd: FwdMethod,
     vs_defaults: &Defaults,
-) -> Result<(RealServerConf, Option<bool>, Option<bool>), ConfigError> {
+) -> Result<RealServerConf, ConfigError> {
     let (addr, port) = endpoint(cx, n)?;
     let mut rs = RealServer::new(addr, port, vs_fwd, 1);
-    let mut conf = RealServerConf { origin: n.origin, server: rs, check: None, notify_up: None, notify_down: None };
+    let mut conf = RealServerConf {
+        origin: n.origin,
+        server: rs,
+        checks: Vec::new(),
+        inhibit_on_failure: None,
+        notify_up: None,
+        notify_down: None,
+    };
     let mut own = Defaults::default();
-    let mut inhibit = None;
     let body = cx.block(n)?;
     for s in body.iter().filter(|s| !KINDS.contains(&s.key.as_str())) {
         if own.take(cx, s)? {
@@ -339,19 +328,18 @@ fn real_server(
             "lthreshold" => rs.l_threshold = cx.num(s, 0)?,
             "notify_up" => conf.notify_up = Some(cx.script(s)?),
             "notify_down" => conf.notify_down = Some(cx.script(s)?),
-            "inhibit_on_failure" => inhibit = Some(cx.flag(s)?),
+            "inhibit_on_failure" => conf.inhibit_on_failure = Some(cx.flag(s)?),
             _ => cx.ignored(s),
         }
     }
     let outer = own.over(vs_defaults);
-    let mut alpha = own.alpha;
     for c in body.iter().filter(|s| KINDS.contains(&s.key.as_str())) {
-        if conf.check.is_some() {
-            cx.warn(c, "only the first checker of a real server is run; ignored");
-            continue;
+        let plans = checker(cx, c, &outer)?;
+        if conf.checks.len() + plans.len() > MAX_CHECKS {
+            return Err(cx.fault(c, ErrorKind::Limit, format!("more than {MAX_CHECKS} checks on one real server")));
         }
-        conf.check = Some(checker(cx, c, &outer, &mut alpha)?);
+        conf.checks.extend(plans);
     }
     conf.server = rs;
-    Ok((conf, alpha, inhibit))
+    Ok(conf)
 }

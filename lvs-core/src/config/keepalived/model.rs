@@ -145,7 +145,8 @@ pub struct VirtualServer {
     /// `flag-1`, `sh-port`, … .
     pub sched_flags: SchedFlags,
     /// `sorry_server`, `sorry_server_inhibit`, `quorum`, `hysteresis`, `alpha`, `omega` and
-    /// `inhibit_on_failure` (the service's, or all its real servers' when they give it).
+    /// `inhibit_on_failure`, as the virtual server gives them: its real servers and checkers
+    /// may give their own `inhibit_on_failure` and `alpha` ([`RealServerConf`]).
     pub policy: ServicePolicy,
     /// `quorum_up`: the command the application runs when the monitor reports quorum gained.
     pub quorum_up: Option<String>,
@@ -161,7 +162,7 @@ impl VirtualServer {
         let mut s = ServiceConfig::new(key, &self.scheduler);
         s.persistent = self.persistence;
         if let Some(p) = self.granularity {
-            s.netmask = p;
+            s = s.netmask(p);
         }
         s.one_packet = self.one_packet;
         s.sched_flags = self.sched_flags;
@@ -176,9 +177,13 @@ pub struct RealServerConf {
     pub origin: Origin,
     /// Address, port (the service's when not given), method, weight, thresholds.
     pub server: RealServer,
-    /// Its check: the first checker block, with the settings of the checker, the real server
-    /// and the virtual server in that order of precedence. `None`: always in service.
-    pub check: Option<CheckPlan>,
+    /// Its checks, one per checker block in order, each with the settings of the checker,
+    /// the real server and the virtual server in that order of precedence (`alpha`
+    /// included). It is in service only while every one passes; without any it is always in
+    /// service.
+    pub checks: Vec<CheckPlan>,
+    /// Its own `inhibit_on_failure`; `None`: the virtual server's.
+    pub inhibit_on_failure: Option<bool>,
     /// `notify_up`: the command the application runs when the monitor reports it up.
     pub notify_up: Option<String>,
     /// `notify_down`: likewise, down.

@@ -176,7 +176,7 @@ fn virtual_server_defaults_are_keepalived_s() {
     assert_eq!(vs.keys, [ServiceKey::tcp(ip("192.0.2.1"), 80)]);
     assert_eq!((vs.scheduler.as_str(), vs.fwd, vs.persistence), ("wlc", FwdMethod::Masq, Some(360)));
     let rs = &vs.real_servers[0];
-    assert_eq!((rs.server.weight, rs.server.fwd, rs.check.is_none()), (1, FwdMethod::Masq, true));
+    assert_eq!((rs.server.weight, rs.server.fwd, rs.checks.is_empty()), (1, FwdMethod::Masq, true));
     let d = p.config.deployment();
     assert_eq!(d.commands.len(), 2);
     assert_eq!(
@@ -236,7 +236,7 @@ fn checker_settings_take_the_nearest_level() {
                 real_server 10.0.0.2 80 {\n  DNS_CHECK { type AAAA\n name example.org\n }\n }\n\
                 real_server 10.0.0.3 80 {\n  UDP_CHECK { payload 0102\n require_reply 01\n max_reply_length 10\n }\n  PING_CHECK {\n  }\n }\n}\n");
     let rs = &p.config.virtual_servers[0].real_servers;
-    let http = rs[0].check.as_ref().unwrap();
+    let http = &rs[0].checks[0];
     assert_eq!((http.interval, http.timeout, http.fall), (Duration::from_secs(10), Duration::from_millis(2250), 3));
     assert_eq!(
         (http.fastinter, http.connect_port, http.bindto),
@@ -248,20 +248,21 @@ fn checker_settings_take_the_nearest_level() {
         }
         other => panic!("{other:?}"),
     }
-    let dns = rs[1].check.as_ref().unwrap();
+    let dns = &rs[1].checks[0];
     match &*dns.check {
         Check::Dns(d) => assert_eq!((d.name.as_str(), d.qtype), ("example.org", crate::health::dns::qtype::AAAA)),
         other => panic!("{other:?}"),
     }
     assert_eq!((dns.fall, dns.timeout), (3, Duration::from_secs(7)), "the virtual server's retry 2");
-    match &*rs[2].check.as_ref().unwrap().check {
+    match &*rs[2].checks[0].check {
         Check::Udp(u) => {
             assert_eq!((u.payload.as_slice(), u.expect.as_deref(), u.max_reply), (&[1u8, 2][..], Some(&[1u8][..]), 10))
         }
         other => panic!("{other:?}"),
     }
-    let w: Vec<(u32, &str)> = p.warnings.iter().map(|w| (w.line, w.keyword.as_str())).collect();
-    assert_eq!(w, [(27, "PING_CHECK")], "only the first checker runs");
+    assert!(matches!(&*rs[2].checks[1].check, Check::Ping(_)), "every checker runs");
+    assert_eq!(rs[2].checks.len(), 2);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
 
 #[test]
@@ -278,7 +279,6 @@ fn what_is_not_implemented_is_warned_about_with_file_line_and_keyword() {
             "keepalived.conf:7: static_routes: not implemented by this library; ignored",
             "keepalived.conf:10: ha_suspend: not implemented by this library; ignored",
             "keepalived.conf:12: BFD_CHECK: not implemented by this library; ignored",
-            "keepalived.conf:16: regex: not a url setting this library implements (regular expressions included); ignored",
             "keepalived.conf:18: http_protocol: not implemented by this library; ignored",
         ]
     );
@@ -466,4 +466,65 @@ fn the_table_a_configuration_stands_for_is_bounded() {
         (e.line, e.message.as_str()),
         (4, "virtual_server: the configuration stands for more than 262144 table entries")
     );
+}
+
+#[test]
+fn urls_hosts_and_regexes_are_all_checked() {
+    // keepalived 2.x: every url of an HTTP_GET must pass, each judged by its status, digest
+    // and regex; every host of an SMTP_CHECK must answer.
+    let p = ok("virtual_server 192.0.2.1 80 {\n real_server 10.0.0.1 80 {\n  HTTP_GET {\n\
+                   url {\n    path /health\n    regex \"status: (OK|DEGRADED)\"\n    regex_options caseless multiline firstline\n\
+                       regex_min_offset 10\n    regex_max_offset 200\n   }\n\
+                   url {\n    path /errors\n    regex \"[1-9][0-9]* errors\"\n    regex_no_match\n   }\n  }\n\
+                  SMTP_CHECK {\n   host {\n    connect_ip 10.0.0.25\n   }\n   host {\n    connect_ip 10.0.0.26\n    connect_port 587\n   }\n\
+                   connect_port 25\n  }\n }\n}\n");
+    let checks = &p.config.virtual_servers[0].real_servers[0].checks;
+    assert_eq!(checks.len(), 4, "two urls and two hosts");
+    let regexes: Vec<(&str, bool, usize, Option<usize>, bool)> = checks[..2]
+        .iter()
+        .map(|c| match &*c.check {
+            Check::Http(h) => {
+                let r = h.regex.as_ref().unwrap();
+                (h.path.as_str(), r.no_match, r.min_offset, r.max_offset, r.options().caseless)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(regexes, [("/health", false, 10, Some(200), true), ("/errors", true, 0, None, false)]);
+    let Check::Http(h) = &*checks[0].check else { unreachable!() };
+    let re = h.regex.as_ref().unwrap();
+    assert!(re.passes(b"0123456789\nStatus: ok\n") && !re.passes(b"status: ok"), "caseless, from byte 10");
+    let targets: Vec<String> =
+        checks[2..].iter().map(|c| c.target(&p.config.virtual_servers[0].real_servers[0].server).to_string()).collect();
+    assert_eq!(targets, ["10.0.0.25:25", "10.0.0.26:587"], "each host, the checker's port by default");
+    assert!(checks[2..].iter().all(|c| matches!(&*c.check, Check::Smtp(_))));
+    let w: Vec<String> = p.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(w, ["keepalived.conf:7: regex_options: regex option 'firstline' is not supported; ignored"]);
+    // A pattern the engine cannot compile is an error at its line.
+    let e = err("virtual_server 192.0.2.1 80 {\n real_server 10.0.0.1 80 {\n  HTTP_GET {\n   url {\n    path /\n\
+                 regex \"(a)\\\\1\"\n   }\n  }\n }\n}\n");
+    assert_eq!(e.line, 6, "{e}");
+    assert!(e.message.starts_with("regex: bad regex: "), "{e}");
+    // min above max: both dropped, as keepalived does.
+    let p = ok("virtual_server 192.0.2.1 80 {\n real_server 10.0.0.1 80 {\n  HTTP_GET {\n   url {\n    path /\n\
+                regex ok\n    regex_min_offset 9\n    regex_max_offset 3\n   }\n  }\n }\n}\n");
+    let Check::Http(h) = &*p.config.virtual_servers[0].real_servers[0].checks[0].check else { unreachable!() };
+    assert_eq!(h.regex.as_ref().map(|r| (r.min_offset, r.max_offset)), Some((0, None)));
+    assert_eq!(p.warnings.len(), 1);
+}
+
+#[test]
+fn inhibit_on_failure_and_alpha_stay_with_their_real_server() {
+    // keepalived keeps both per real server (check_data.c: the virtual server's only where the
+    // real server gives none), and a checker's alpha over its real server's.
+    let p = ok("virtual_server 192.0.2.1 80 {\n inhibit_on_failure\n alpha\n\
+                real_server 10.0.0.1 80 {\n  TCP_CHECK {\n  }\n }\n\
+                real_server 10.0.0.2 80 {\n  inhibit_on_failure false\n  alpha false\n  TCP_CHECK {\n  }\n  PING_CHECK {\n   alpha\n  }\n }\n}\n");
+    let vs = &p.config.virtual_servers[0];
+    assert!(vs.policy.inhibit_on_failure && vs.policy.alpha);
+    let rs = &vs.real_servers;
+    assert_eq!((rs[0].inhibit_on_failure, rs[1].inhibit_on_failure), (None, Some(false)));
+    let alphas: Vec<Vec<Option<bool>>> = rs.iter().map(|r| r.checks.iter().map(|c| c.alpha).collect()).collect();
+    assert_eq!(alphas, [vec![Some(true)], vec![Some(false), Some(true)]]);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }

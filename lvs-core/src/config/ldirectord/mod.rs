@@ -76,8 +76,11 @@ impl Ldirectord {
             if v.checktype == CheckType::Off {
                 continue;
             }
-            let checked: Vec<_> =
-                v.reals.iter().filter_map(|r| r.check.as_ref().map(|p| (r.origin, r.server, p.clone()))).collect();
+            let checked: Vec<_> = v
+                .reals
+                .iter()
+                .filter_map(|r| r.check.as_ref().map(|p| (r.origin, (r.server, p.clone()).into())))
+                .collect();
             let unchecked: Vec<&Real> = v.reals.iter().filter(|r| r.check.is_none()).collect();
             if checked.is_empty() {
                 if let (true, Some(f)) = (unchecked.iter().all(|r| r.server.weight == 0), v.fallback) {

@@ -107,7 +107,7 @@ impl Virtual {
         let mut s = ServiceConfig::new(self.key, &self.scheduler);
         s.persistent = self.persistent;
         if let Some(p) = self.netmask {
-            s.netmask = p;
+            s = s.netmask(p);
         }
         s.one_packet = self.one_packet;
         s.sched_flags = self.sched_flags;

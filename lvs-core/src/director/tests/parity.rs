@@ -288,3 +288,60 @@ fn times_near_the_end_of_the_clock_do_not_overflow() {
     d.tick(Instant(u64::MAX));
     assert!(d.next_deadline().is_some());
 }
+
+/// Item 11. `ip_vs_sched_persist` gives a service on the FTP control port (21) the template
+/// `<proto, caddr, 0, vaddr, 0, daddr, 0>`, which is also what a persistent port-0 service on the
+/// same address looks up: the passive data connection a client opens to another port follows its
+/// control connection's server, whatever the port-0 service's scheduler would have chosen.
+#[test]
+fn ftp_control_and_data_connections_share_a_port_0_template() {
+    let mut d = director();
+    let ftp = ServiceKey::tcp(vip(), 21);
+    let any = ServiceKey::tcp(vip(), 0);
+    d.add_service(ServiceConfig::new(ftp, "first").persistent(300)).unwrap();
+    d.add_dest(&ftp, RealServer::new(ip("192.0.2.11"), 21, FwdMethod::Route, 1)).unwrap();
+    d.add_service(ServiceConfig::new(any, "first").persistent(300)).unwrap();
+    d.add_dest(&any, RealServer::new(ip("192.0.2.11"), 0, FwdMethod::Route, 1)).unwrap();
+    d.add_dest(&any, RealServer::new(ip("192.0.2.12"), 0, FwdMethod::Route, 1)).unwrap();
+    let c = ip("198.51.100.7");
+    let _ = send(&mut d, 1, Tcp::new((c, 1000), (vip(), 21), SYN));
+    let rows = d.connections(Instant::from_secs(1));
+    let t = rows.iter().find(|r| r.template).unwrap();
+    assert_eq!((t.virt.port, t.dest.port), (0, 0), "an FTP template keeps no ports");
+    assert_eq!(rows.iter().find(|r| !r.template).unwrap().dest.port, 21, "the connection keeps its own");
+    let (v, _) = send(&mut d, 2, Tcp::new((c, 1001), (vip(), 40000), SYN));
+    assert!(matches!(v, Verdict::Transmit { .. }));
+    let rows = d.connections(Instant::from_secs(2));
+    assert_eq!(rows.iter().filter(|r| r.template).count(), 1, "one template for both services");
+    let data = rows.iter().find(|r| !r.template && r.virt.port == 40000).unwrap();
+    assert_eq!(data.dest.addr, ip("192.0.2.11"), "the control connection's server, not the scheduler's .12");
+    // Another persistent port keeps its ports: a template of its own.
+    let web = ServiceKey::tcp(vip(), 80);
+    d.add_service(ServiceConfig::new(web, "first").persistent(300)).unwrap();
+    d.add_dest(&web, RealServer::new(ip("192.0.2.13"), 8080, FwdMethod::Route, 1)).unwrap();
+    let _ = send(&mut d, 3, Tcp::new((c, 1002), (vip(), 80), SYN));
+    let rows = d.connections(Instant::from_secs(3));
+    let t = rows.iter().find(|r| r.template && r.virt.port == 80).unwrap();
+    assert_eq!(t.dest.port, 8080);
+}
+
+/// Item 11. `ip_vs_schedule` returns before scheduling a packet whose client port is
+/// `FTPDATA` (20), on any service, persistent or not, with `*ignored = 1`: the packet is
+/// accepted to the director's own stack and no connection is made.
+#[test]
+fn a_client_on_port_20_is_never_scheduled() {
+    let mut d = director();
+    add(&mut d, svc(), FwdMethod::Route, 80);
+    let (v, _) = send(&mut d, 1, Tcp::new((ip("198.51.100.7"), 20), (vip(), 80), SYN));
+    assert_eq!(v, Verdict::NotMine);
+    let key = ServiceKey::Inet { proto: crate::addr::Proto::Udp, addr: vip(), port: 53 };
+    d.add_service(ServiceConfig::new(key, "first").persistent(60)).unwrap();
+    d.add_dest(&key, RealServer::new(ip("192.0.2.11"), 53, FwdMethod::Route, 1)).unwrap();
+    let mut f = Frame::new(DEFAULT_HEADROOM, &udp((ip("198.51.100.7"), 20), (vip(), 53), b"q"));
+    assert_eq!(d.process(Instant::from_secs(1), &mut f), Verdict::NotMine);
+    assert_eq!(d.conn_count(), 0);
+    assert_eq!(d.stats().counters().conns, 0);
+    // From any other port the same packets are scheduled.
+    let (v, _) = send(&mut d, 1, Tcp::new((ip("198.51.100.7"), 21), (vip(), 80), SYN));
+    assert!(matches!(v, Verdict::Transmit { .. }));
+}
