@@ -1,10 +1,10 @@
-//! A director on named interfaces: this library on AF_PACKET, set up from an ipvsadm rule file,
+//! A director on named interfaces: this library on AF_PACKET or AF_XDP, set up from an ipvsadm rule file,
 //! a keepalived.conf or an ldirectord.cf, driven over a control socket by `lvsadm` as the
 //! kernel's director is by `ipvsadm`.
 //!
 //! ```text
 //! director (--rules FILE | --keepalived FILE | --ldirectord FILE) --port IF [--port IF ...]
-//!          [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket]
+//!          [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket|afxdp]
 //!          [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
 //!          [--config-id ID]
 //! ```
@@ -55,6 +55,8 @@ use lvs::core::sync::Role;
 use lvs::core::vrrp::{AddressChange, Event as VrrpEvent, Group, InstanceId, State as VrrpState, TrackerId};
 use lvs::core::{Director, DirectorConfig, PortConfig};
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
+use lvs::dataplane::afxdp::{open_or_afpacket, AfXdpConfig};
+use lvs::dataplane::filter::Filter;
 use lvs::dataplane::health::HealthChecker;
 use lvs::dataplane::io::PacketIo;
 use lvs::dataplane::metrics::MetricsServer;
@@ -84,10 +86,12 @@ impl Source {
     }
 }
 
-/// The packet I/O backend (`--backend`); AF_XDP is to come.
+/// The packet I/O backend (`--backend`).
 #[derive(Clone, Copy, Debug)]
 enum Backend {
     AfPacket,
+    /// AF_XDP on queue 0, or AF_PACKET with a warning when AF_XDP cannot start.
+    AfXdp,
 }
 
 /// The command line.
@@ -105,7 +109,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: director (--rules FILE | --keepalived FILE | --ldirectord FILE) --port IF [--port IF ...]
-                [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket]
+                [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket|afxdp]
                 [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
                 [--config-id ID]";
 
@@ -141,7 +145,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--backend" => {
                 backend = match value()?.as_str() {
                     "afpacket" => Backend::AfPacket,
-                    other => return Err(format!("backend {other:?}: this build has afpacket")),
+                    "afxdp" => Backend::AfXdp,
+                    other => return Err(format!("backend {other:?}: this build has afpacket and afxdp")),
                 }
             }
             "--control" => control = Some(value()?.into()),
@@ -197,17 +202,17 @@ fn port_of(ports: &[String], ifname: &str) -> Result<u16, String> {
     u16::try_from(i).map_err(|_| "too many ports".to_string())
 }
 
-/// Opens a port on the backend, with what went wrong said plainly.
+/// Opens a port on the backend, with what went wrong said plainly. AF_XDP that cannot start
+/// falls back to AF_PACKET, and the log says why.
 fn open_port(backend: Backend, ifname: &str) -> Result<Box<dyn PacketIo + Send>, String> {
-    match backend {
-        Backend::AfPacket => match AfPacket::open(ifname, AfPacketConfig::default()) {
-            Ok(p) => Ok(Box::new(p)),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                Err(format!("{ifname}: a packet socket needs CAP_NET_RAW (run as root): {e}"))
-            }
-            Err(e) => Err(format!("{ifname}: {e}")),
-        },
-    }
+    let opened = match backend {
+        Backend::AfPacket => AfPacket::open(ifname, AfPacketConfig::default()).map(|p| Box::new(p) as Box<_>),
+        Backend::AfXdp => open_or_afpacket(ifname, AfXdpConfig::default(), AfPacketConfig::default()).map(|(p, _)| p),
+    };
+    opened.map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied => format!("{ifname}: a packet socket needs CAP_NET_RAW (run as root): {e}"),
+        _ => format!("{ifname}: {e}"),
+    })
 }
 
 /// A parsed configuration, before it is applied.
@@ -530,7 +535,9 @@ fn run(args: Args) -> Result<(), String> {
     let applied = apply_first(&loaded, &mut d, &mut monitor, &clock, &args.ports)?;
     info!("configuration loaded from {}: {} services", args.source.path().display(), d.services().count());
     let ports = args.ports.iter().map(|p| open_port(args.backend, p)).collect::<Result<Vec<_>, String>>()?;
-    let mut rt = Runtime::new(d, ports).with_local_capacity(0);
+    // The ports receive only the services' frames: the kernel keeps ARP, its own traffic and
+    // the DR servers' replies, and AF_XDP hands it back everything else.
+    let mut rt = Runtime::new(d, ports).with_local_capacity(0).with_port_filter(Filter::default());
     if health {
         let checker = HealthChecker::new(monitor).map_err(|e| format!("health checker: {e}"))?;
         rt = rt.with_health(checker.on_event(|e| info!("health: {e}")));
