@@ -31,6 +31,7 @@ mod icmp;
 mod input;
 #[cfg(any(test, feature = "testkit"))]
 mod invariants;
+mod midflow;
 mod output;
 mod sync;
 
