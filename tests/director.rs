@@ -7,6 +7,8 @@
 //! The binaries are built by `cargo build --example director --example lvsadm` from here (a
 //! no-op when `cargo test --workspace` built them already), in this test's profile.
 
+#[path = "../examples/common/built.rs"]
+mod built;
 #[path = "../examples/common/control.rs"]
 #[allow(dead_code)]
 mod control;
@@ -24,37 +26,18 @@ mod root;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::AtomicBool;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use built::binary;
 use lab::{Mode, VIP};
 use lvs::core::neigh::MacAddr;
 use netns_lab::{server_ip, server_mac, Topology, CLIENT_IP, CLIENT_MAC};
 
-/// The built example `name`, in this test's profile (`target/<profile>/examples/<name>`).
 /// Where the director serves its metrics, inside its namespace.
 const METRICS: &str = "127.0.0.1:9100";
-
-fn binary(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let profile_dir = BUILT.get_or_init(|| {
-        // target/<profile>/deps/director-<hash>
-        let exe = std::env::current_exe().unwrap();
-        let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo.args(["build", "--example", "director", "--example", "lvsadm", "--manifest-path"]);
-        cargo.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cargo.arg("--release");
-        }
-        assert!(cargo.status().unwrap().success(), "cargo build of the examples failed");
-        dir
-    });
-    profile_dir.join("examples").join(name)
-}
 
 /// A director process in the lab's director namespace, with its socket and files; killed and
 /// its files removed when dropped.

@@ -259,7 +259,7 @@ impl Director {
         }
         if meta.proto == ipproto::TCP {
             let f = meta.tcp_flags;
-            let may = f & flags::RST == 0 && (f & flags::SYN != 0 || self.cfg.sloppy_tcp);
+            let may = f & flags::RST == 0 && (f & flags::SYN != 0 || self.cfg.sloppy_tcp || self.schedules_midflow(si));
             if !may {
                 return Err(self.reset(frame, meta));
             }

@@ -33,6 +33,7 @@ mod icmp;
 mod input;
 #[cfg(any(test, feature = "testkit"))]
 mod invariants;
+mod midflow;
 mod output;
 mod sync;
 mod synproxy;
