@@ -185,7 +185,7 @@ impl Director {
             self.half_open = self.half_open.saturating_sub(1);
         }
         if c.flags & cf::FULLNAT != 0 {
-            self.fnat_detach(id, &c.daddr, c.dport, c.proto, c.flags & cf::V6 != 0);
+            self.fnat_detach(id, &c.daddr, c.dport, c.proto, c.flags & cf::DEST_V6 != 0);
         }
         if c.flags & cf::SYNPROXY != 0 {
             self.synproxy.forget(id);
