@@ -3,7 +3,8 @@
 //! connection's `af` and `daf` differ) — an IPv6 client's packet leaves for an IPv4 real
 //! server as IPv4, and the server's IPv4 reply goes back as IPv6. RFC 7915's header mapping:
 //! TTL from the hop limit and back, TOS from the traffic class and back, IPv4 ID 0 with DF set,
-//! no flow label; IPv6 extension headers and IPv4 options are not carried over.
+//! no flow label; IPv6 extension headers and IPv4 options are not carried over (where DPVS
+//! writes TOS 0 and refuses packets that have them).
 
 use core::net::IpAddr;
 
