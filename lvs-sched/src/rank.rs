@@ -1,13 +1,13 @@
 //! A service's real servers ranked by a scheduler's key and then by list position, kept current
 //! by the scheduler ops (`add_dest`, `del_dest`, `upd_dest`, `counts_moved`), so that the
 //! server the kernel's linear walk would pick (`ip_vs_lc_schedule`, `ip_vs_wlc_schedule`, ...:
-//! the first best in list order) is the first of an ordered set instead of the result of a walk.
+//! the first best in list order) is read off the root of a tournament tree instead of walked
+//! for, and a change costs one leaf-to-root path.
 //!
 //! A server's list position is represented by when it was linked: the kernel links every new
 //! server at the head of the list (`list_add_rcu` in `__ip_vs_update_dest`) and never moves one,
 //! so a later link means an earlier position.
 
-use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use core::cmp::{Ordering, Reverse};
 
@@ -54,21 +54,35 @@ impl PartialEq for Ratio {
 
 impl Eq for Ratio {}
 
-/// What the ranking knows of one linked server.
+/// One linked server.
 #[derive(Clone, Copy, Debug)]
-struct Slot<K> {
+struct Leaf<K> {
+    id: DestId,
     /// Link stamp: larger is nearer the head of the list.
     stamp: u64,
     /// The key it is ranked under, `None` when it is not eligible.
     key: Option<K>,
 }
 
-/// The linked servers of one service, the eligible ones ordered by (key, list position).
+/// No leaf: an empty or ineligible subtree.
+const NONE: u32 = u32::MAX;
+
+/// The linked servers of one service in a tournament tree: leaf slots in a power-of-two array,
+/// and above them one node per pair holding the better of its two subtrees' winners by (key,
+/// list position). The root is the pick; a change re-plays only the matches on one leaf's path
+/// to the root (log2 of the slots), and nothing is allocated unless the slots run out.
 #[derive(Debug)]
 pub(crate) struct Ranking<K> {
-    set: BTreeSet<(K, Reverse<u64>, DestId)>,
-    /// Every linked server, sorted by handle (found by binary search).
-    slots: Vec<(DestId, Slot<K>)>,
+    /// Leaf slots (a power of two, at least 2); `None` is a free slot.
+    leaves: Vec<Option<Leaf<K>>>,
+    /// `tree[n]` for `1 <= n < leaves.len()`: the winning leaf of node `n`'s subtree, or
+    /// [`NONE`]. Node `n`'s children are `2n` and `2n + 1`; a child `c >= leaves.len()` is leaf
+    /// `c - leaves.len()`.
+    tree: Vec<u32>,
+    /// Free leaf slots.
+    free: Vec<u32>,
+    /// Every linked server's leaf, sorted by handle (found by binary search).
+    index: Vec<(DestId, u32)>,
     next_stamp: u64,
     key: KeyFn<K>,
 }
@@ -76,62 +90,135 @@ pub(crate) struct Ranking<K> {
 impl<K: Ord + Copy> Ranking<K> {
     /// An empty ranking by `key`.
     pub(crate) fn new(key: KeyFn<K>) -> Self {
-        Ranking { set: BTreeSet::new(), slots: Vec::new(), next_stamp: 0, key }
+        let mut r =
+            Ranking { leaves: Vec::new(), tree: Vec::new(), free: Vec::new(), index: Vec::new(), next_stamp: 0, key };
+        r.reset(2);
+        r
+    }
+
+    /// Empties the ranking with `cap` leaf slots (a power of two).
+    fn reset(&mut self, cap: usize) {
+        self.leaves = alloc::vec![None; cap];
+        self.tree = alloc::vec![NONE; cap];
+        self.free = (0..cap as u32).rev().collect();
+        self.index.clear();
+        self.next_stamp = 0;
     }
 
     /// The server the kernel's walk picks: the best key, the first in list order among equals.
     pub(crate) fn first(&self) -> Option<DestId> {
-        self.set.first().map(|e| e.2)
+        let w = *self.tree.get(1)?;
+        self.leaf(w).map(|l| l.id)
+    }
+
+    fn leaf(&self, i: u32) -> Option<&Leaf<K>> {
+        self.leaves.get(i as usize).and_then(Option::as_ref)
+    }
+
+    /// The winner of node `n`: an eligible leaf itself, or what an inner node holds.
+    fn winner(&self, n: usize) -> u32 {
+        let cap = self.leaves.len();
+        if n >= cap {
+            let i = (n - cap) as u32;
+            if self.leaf(i).is_some_and(|l| l.key.is_some()) {
+                i
+            } else {
+                NONE
+            }
+        } else {
+            self.tree.get(n).copied().unwrap_or(NONE)
+        }
+    }
+
+    /// The better of two leaves: the lower key, and between equal keys the later link (the
+    /// earlier list position).
+    fn better(&self, a: u32, b: u32) -> u32 {
+        match (self.leaf(a), self.leaf(b)) {
+            (Some(x), Some(y)) => {
+                if (x.key, Reverse(x.stamp)) <= (y.key, Reverse(y.stamp)) {
+                    a
+                } else {
+                    b
+                }
+            }
+            (Some(_), None) => a,
+            _ => b,
+        }
+    }
+
+    /// Re-plays the matches from node `n` up to the root.
+    fn replay(&mut self, mut n: usize) {
+        while n >= 1 {
+            let w = self.better(self.winner(2 * n), self.winner(2 * n + 1));
+            if let Some(t) = self.tree.get_mut(n) {
+                *t = w;
+            }
+            n /= 2;
+        }
     }
 
     /// Ranks the whole list afresh (`init_service`).
     pub(crate) fn rebuild(&mut self, svc: &ServiceView<'_>) {
-        self.set.clear();
-        self.slots.clear();
-        self.next_stamp = 0;
+        self.reset(svc.len().next_power_of_two().max(2));
         for id in svc.ids().iter().rev() {
             self.link(svc, *id);
+        }
+    }
+
+    /// Doubles the leaf slots and replays every match.
+    fn grow(&mut self) {
+        let cap = self.leaves.len();
+        self.leaves.resize(cap * 2, None);
+        self.tree = alloc::vec![NONE; cap * 2];
+        self.free.extend((cap as u32..2 * cap as u32).rev());
+        for n in (1..cap * 2).rev() {
+            let w = self.better(self.winner(2 * n), self.winner(2 * n + 1));
+            if let Some(t) = self.tree.get_mut(n) {
+                *t = w;
+            }
         }
     }
 
     /// Server `id` was linked at the head of the list (`add_dest`).
     pub(crate) fn link(&mut self, svc: &ServiceView<'_>, id: DestId) {
         self.unlink(id);
-        self.next_stamp += 1;
-        let slot = Slot { stamp: self.next_stamp, key: svc.get(id).and_then(|d| (self.key)(&d)) };
-        if let Some(k) = slot.key {
-            self.set.insert((k, Reverse(slot.stamp), id));
+        if self.free.is_empty() {
+            self.grow();
         }
-        let at = self.slots.partition_point(|(d, _)| *d < id);
-        self.slots.insert(at, (id, slot));
+        let Some(i) = self.free.pop() else { return };
+        self.next_stamp += 1;
+        let key = svc.get(id).and_then(|d| (self.key)(&d));
+        if let Some(slot) = self.leaves.get_mut(i as usize) {
+            *slot = Some(Leaf { id, stamp: self.next_stamp, key });
+        }
+        let at = self.index.partition_point(|(d, _)| *d < id);
+        self.index.insert(at, (id, i));
+        self.replay((self.leaves.len() + i as usize) / 2);
     }
 
     /// Server `id` was unlinked (`del_dest`).
     pub(crate) fn unlink(&mut self, id: DestId) {
-        if let Ok(at) = self.slots.binary_search_by_key(&id, |(d, _)| *d) {
-            let (_, slot) = self.slots.remove(at);
-            if let Some(k) = slot.key {
-                self.set.remove(&(k, Reverse(slot.stamp), id));
-            }
+        let Ok(at) = self.index.binary_search_by_key(&id, |(d, _)| *d) else { return };
+        let (_, i) = self.index.remove(at);
+        if let Some(slot) = self.leaves.get_mut(i as usize) {
+            *slot = None;
         }
+        self.free.push(i);
+        self.replay((self.leaves.len() + i as usize) / 2);
     }
 
     /// Server `id`'s weight, counters or flags changed (`upd_dest`, `counts_moved`): re-rank
     /// it. Nothing for a server not linked.
     pub(crate) fn refresh(&mut self, svc: &ServiceView<'_>, id: DestId) {
-        let Ok(at) = self.slots.binary_search_by_key(&id, |(d, _)| *d) else { return };
+        let Ok(at) = self.index.binary_search_by_key(&id, |(d, _)| *d) else { return };
+        let Some(&(_, i)) = self.index.get(at) else { return };
         let key = svc.get(id).and_then(|d| (self.key)(&d));
-        let Some((_, slot)) = self.slots.get_mut(at) else { return };
-        if slot.key == key {
+        let Some(Some(leaf)) = self.leaves.get_mut(i as usize) else { return };
+        if leaf.key == key {
             return;
         }
-        if let Some(k) = slot.key {
-            self.set.remove(&(k, Reverse(slot.stamp), id));
-        }
-        if let Some(k) = key {
-            self.set.insert((k, Reverse(slot.stamp), id));
-        }
-        slot.key = key;
+        leaf.key = key;
+        self.replay((self.leaves.len() + i as usize) / 2);
     }
 }
 
