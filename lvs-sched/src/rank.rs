@@ -54,34 +54,33 @@ impl PartialEq for Ratio {
 
 impl Eq for Ratio {}
 
-/// One linked server.
-#[derive(Clone, Copy, Debug)]
-struct Leaf<K> {
-    id: DestId,
-    /// Link stamp: larger is nearer the head of the list.
-    stamp: u64,
-    /// The key it is ranked under, `None` when it is not eligible.
-    key: Option<K>,
+/// An eligible server as the tree compares it: key, then list position (a later link is
+/// nearer the head), and the handle.
+type Entry<K> = (K, Reverse<u64>, DestId);
+
+/// The better of two match results (`None`: nobody eligible).
+fn better<K: Ord + Copy>(a: Option<Entry<K>>, b: Option<Entry<K>>) -> Option<Entry<K>> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if x <= y { x } else { y }),
+        (x, None) => x,
+        (None, y) => y,
+    }
 }
 
-/// No leaf: an empty or ineligible subtree.
-const NONE: u32 = u32::MAX;
-
-/// The linked servers of one service in a tournament tree: leaf slots in a power-of-two array,
-/// and above them one node per pair holding the better of its two subtrees' winners by (key,
-/// list position). The root is the pick; a change re-plays only the matches on one leaf's path
-/// to the root (log2 of the slots), and nothing is allocated unless the slots run out.
+/// The linked servers of one service in a tournament tree: `cap` leaf slots (a power of two)
+/// and above them one node per pair holding the better of its two children, so the root is
+/// the pick. A change re-plays only the matches on one leaf's path to the root (log2 `cap`),
+/// each reading two neighbouring nodes, and nothing is allocated unless the slots run out.
 #[derive(Debug)]
 pub(crate) struct Ranking<K> {
-    /// Leaf slots (a power of two, at least 2); `None` is a free slot.
-    leaves: Vec<Option<Leaf<K>>>,
-    /// `tree[n]` for `1 <= n < leaves.len()`: the winning leaf of node `n`'s subtree, or
-    /// [`NONE`]. Node `n`'s children are `2n` and `2n + 1`; a child `c >= leaves.len()` is leaf
-    /// `c - leaves.len()`.
-    tree: Vec<u32>,
+    /// `nodes[1]` is the root, node `n`'s children are `2n` and `2n + 1`, and leaf slot `i` is
+    /// `nodes[cap + i]`: the server there when it is eligible, else `None`.
+    nodes: Vec<Option<Entry<K>>>,
+    /// Link stamp of each leaf slot's server (kept while it is not eligible).
+    stamps: Vec<u64>,
     /// Free leaf slots.
     free: Vec<u32>,
-    /// Every linked server's leaf, sorted by handle (found by binary search).
+    /// Every linked server's leaf slot, sorted by handle (found by binary search).
     index: Vec<(DestId, u32)>,
     next_stamp: u64,
     key: KeyFn<K>,
@@ -91,69 +90,46 @@ impl<K: Ord + Copy> Ranking<K> {
     /// An empty ranking by `key`.
     pub(crate) fn new(key: KeyFn<K>) -> Self {
         let mut r =
-            Ranking { leaves: Vec::new(), tree: Vec::new(), free: Vec::new(), index: Vec::new(), next_stamp: 0, key };
+            Ranking { nodes: Vec::new(), stamps: Vec::new(), free: Vec::new(), index: Vec::new(), next_stamp: 0, key };
         r.reset(2);
         r
     }
 
     /// Empties the ranking with `cap` leaf slots (a power of two).
     fn reset(&mut self, cap: usize) {
-        self.leaves = alloc::vec![None; cap];
-        self.tree = alloc::vec![NONE; cap];
+        self.nodes = alloc::vec![None; 2 * cap];
+        self.stamps = alloc::vec![0; cap];
         self.free = (0..cap as u32).rev().collect();
         self.index.clear();
         self.next_stamp = 0;
     }
 
+    fn cap(&self) -> usize {
+        self.stamps.len()
+    }
+
     /// The server the kernel's walk picks: the best key, the first in list order among equals.
     pub(crate) fn first(&self) -> Option<DestId> {
-        let w = *self.tree.get(1)?;
-        self.leaf(w).map(|l| l.id)
+        self.nodes.get(1).copied().flatten().map(|e| e.2)
     }
 
-    fn leaf(&self, i: u32) -> Option<&Leaf<K>> {
-        self.leaves.get(i as usize).and_then(Option::as_ref)
-    }
-
-    /// The winner of node `n`: an eligible leaf itself, or what an inner node holds.
-    fn winner(&self, n: usize) -> u32 {
-        let cap = self.leaves.len();
-        if n >= cap {
-            let i = (n - cap) as u32;
-            if self.leaf(i).is_some_and(|l| l.key.is_some()) {
-                i
-            } else {
-                NONE
-            }
-        } else {
-            self.tree.get(n).copied().unwrap_or(NONE)
+    /// Plays the match of node `n`.
+    fn play(&mut self, n: usize) {
+        let w = better(self.nodes.get(2 * n).copied().flatten(), self.nodes.get(2 * n + 1).copied().flatten());
+        if let Some(x) = self.nodes.get_mut(n) {
+            *x = w;
         }
     }
 
-    /// The better of two leaves: the lower key, and between equal keys the later link (the
-    /// earlier list position).
-    fn better(&self, a: u32, b: u32) -> u32 {
-        match (self.leaf(a), self.leaf(b)) {
-            (Some(x), Some(y)) => {
-                if (x.key, Reverse(x.stamp)) <= (y.key, Reverse(y.stamp)) {
-                    a
-                } else {
-                    b
-                }
-            }
-            (Some(_), None) => a,
-            _ => b,
+    /// Sets leaf slot `i` and re-plays the matches from it up to the root.
+    fn set_leaf(&mut self, i: u32, e: Option<Entry<K>>) {
+        let mut n = self.cap() + i as usize;
+        if let Some(x) = self.nodes.get_mut(n) {
+            *x = e;
         }
-    }
-
-    /// Re-plays the matches from node `n` up to the root.
-    fn replay(&mut self, mut n: usize) {
-        while n >= 1 {
-            let w = self.better(self.winner(2 * n), self.winner(2 * n + 1));
-            if let Some(t) = self.tree.get_mut(n) {
-                *t = w;
-            }
+        while n > 1 {
             n /= 2;
+            self.play(n);
         }
     }
 
@@ -167,15 +143,16 @@ impl<K: Ord + Copy> Ranking<K> {
 
     /// Doubles the leaf slots and replays every match.
     fn grow(&mut self) {
-        let cap = self.leaves.len();
-        self.leaves.resize(cap * 2, None);
-        self.tree = alloc::vec![NONE; cap * 2];
+        let cap = self.cap();
+        let mut nodes = alloc::vec![None; 4 * cap];
+        if let (Some(new), Some(old)) = (nodes.get_mut(2 * cap..3 * cap), self.nodes.get(cap..2 * cap)) {
+            new.copy_from_slice(old);
+        }
+        self.nodes = nodes;
+        self.stamps.resize(2 * cap, 0);
         self.free.extend((cap as u32..2 * cap as u32).rev());
-        for n in (1..cap * 2).rev() {
-            let w = self.better(self.winner(2 * n), self.winner(2 * n + 1));
-            if let Some(t) = self.tree.get_mut(n) {
-                *t = w;
-            }
+        for n in (1..2 * cap).rev() {
+            self.play(n);
         }
     }
 
@@ -187,24 +164,22 @@ impl<K: Ord + Copy> Ranking<K> {
         }
         let Some(i) = self.free.pop() else { return };
         self.next_stamp += 1;
-        let key = svc.get(id).and_then(|d| (self.key)(&d));
-        if let Some(slot) = self.leaves.get_mut(i as usize) {
-            *slot = Some(Leaf { id, stamp: self.next_stamp, key });
+        let stamp = self.next_stamp;
+        if let Some(s) = self.stamps.get_mut(i as usize) {
+            *s = stamp;
         }
         let at = self.index.partition_point(|(d, _)| *d < id);
         self.index.insert(at, (id, i));
-        self.replay((self.leaves.len() + i as usize) / 2);
+        let key = svc.get(id).and_then(|d| (self.key)(&d));
+        self.set_leaf(i, key.map(|k| (k, Reverse(stamp), id)));
     }
 
     /// Server `id` was unlinked (`del_dest`).
     pub(crate) fn unlink(&mut self, id: DestId) {
         let Ok(at) = self.index.binary_search_by_key(&id, |(d, _)| *d) else { return };
         let (_, i) = self.index.remove(at);
-        if let Some(slot) = self.leaves.get_mut(i as usize) {
-            *slot = None;
-        }
         self.free.push(i);
-        self.replay((self.leaves.len() + i as usize) / 2);
+        self.set_leaf(i, None);
     }
 
     /// Server `id`'s weight, counters or flags changed (`upd_dest`, `counts_moved`): re-rank
@@ -213,12 +188,12 @@ impl<K: Ord + Copy> Ranking<K> {
         let Ok(at) = self.index.binary_search_by_key(&id, |(d, _)| *d) else { return };
         let Some(&(_, i)) = self.index.get(at) else { return };
         let key = svc.get(id).and_then(|d| (self.key)(&d));
-        let Some(Some(leaf)) = self.leaves.get_mut(i as usize) else { return };
-        if leaf.key == key {
+        let Some(&old) = self.nodes.get(self.cap() + i as usize) else { return };
+        if old.map(|e| e.0) == key {
             return;
         }
-        leaf.key = key;
-        self.replay((self.leaves.len() + i as usize) / 2);
+        let stamp = self.stamps.get(i as usize).copied().unwrap_or(0);
+        self.set_leaf(i, key.map(|k| (k, Reverse(stamp), id)));
     }
 }
 
