@@ -224,13 +224,19 @@ fn run_lab(tag: &str, rules: &str, midflow: bool) -> Seen {
     seen
 }
 
-/// No connection broken or refused; every director in the route took connections, and D3
-/// none while out of it; with `every_server` (a hashing scheduler), every phase spread its new
-/// connections over every server (`wlc` rightly sends short connections to the server with
-/// the fewest held ones).
-fn check(seen: &Seen, every_server: bool) {
+/// No held connection broken; every director in the route took connections, and D3 none
+/// while out of it. With `hashed` (`mh` and `--midflow-hash`): no new connection refused
+/// either, and every phase spread its new connections over every server. With sync instead
+/// (`wlc`), a connection opened in the last moments before its director left may not have
+/// reached the others yet — the master sends a connection once it has seen `sync_threshold`
+/// packets and flushes its buffer at the latest every 2 s, as the kernel's does — so new
+/// connections failing there are reported, not refused (and `wlc` rightly sends short
+/// connections to the server with the fewest held ones, so they do not spread).
+fn check(seen: &Seen, hashed: bool) {
     assert_eq!(seen.broken.values().sum::<usize>(), 0, "held connections broken: {:?}", seen.broken);
-    assert_eq!(seen.new_failed.values().sum::<usize>(), 0, "new connections failed: {:?}", seen.new_failed);
+    if hashed {
+        assert_eq!(seen.new_failed.values().sum::<usize>(), 0, "new connections failed: {:?}", seen.new_failed);
+    }
     for (p, via) in seen.via.iter().enumerate() {
         for d in via {
             assert!(seen.created[p][*d] > 0, "phase {p}: D{} in the route took nothing", d + 1);
@@ -238,7 +244,7 @@ fn check(seen: &Seen, every_server: bool) {
     }
     assert_eq!(seen.created[1][2], 0, "D3 took connections while out of the route");
     for p in 0..PHASES.len() {
-        for s in (1..=SERVERS).filter(|_| every_server) {
+        for s in (1..=SERVERS).filter(|_| hashed) {
             assert!(seen.new.get(&(p, format!("rs{s}"))).is_some_and(|n| *n > 0), "phase {p}: nothing on rs{s}");
         }
     }

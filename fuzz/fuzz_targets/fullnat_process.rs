@@ -10,6 +10,8 @@
 //! flips bits at `offset` (modulo the frame's length).
 #![no_main]
 
+mod common;
+
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
@@ -18,8 +20,7 @@ use lvs_core::addr::Af;
 use lvs_core::neigh::{MacAddr, Neighbour};
 use lvs_core::proto::tcp::flags::{ACK, FIN, SYN};
 use lvs_core::testkit::Tcp;
-use lvs_core::wire::{parse, Frame, DEFAULT_HEADROOM};
-use lvs_core::{DirectorConfig, Instant, PortConfig, Verdict};
+use lvs_core::{DirectorConfig, PortConfig};
 
 const RULES: &str = "\
 -A -t 203.0.113.100:80 -s rr
@@ -68,7 +69,8 @@ fn fixtures() -> &'static [Vec<u8>] {
 
 fuzz_target!(|data: &[u8]| {
     let port = PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1]));
-    let mut d = lvs::director(DirectorConfig { ports: vec![port], max_conns: 16, fnat_mtu: 600, ..DirectorConfig::default() });
+    let mut d =
+        lvs::director(DirectorConfig { ports: vec![port], max_conns: 16, fnat_mtu: 600, ..DirectorConfig::default() });
     let gw = Neighbour { mac: MacAddr([2, 0, 0, 0, 0, 0xfe]), port: 0 };
     d.set_gateway(Af::V4, gw);
     d.set_gateway(Af::V6, gw);
@@ -76,31 +78,5 @@ fuzz_target!(|data: &[u8]| {
         d.set_neighbour(ip(a), Neighbour { mac: MacAddr([2, 0, 0, 0, 1, 1]), port: 0 });
     }
     lvs_core::config::restore(&mut d, RULES).unwrap();
-    let fx = fixtures();
-    let mut now = 1_000_000_000u64;
-    let mut frame = Frame::with_capacity(DEFAULT_HEADROOM + 2048);
-    let mut rest = data;
-    while let [pick, clock, n, tail @ ..] = rest {
-        let Some(base) = fx.get(usize::from(*pick) % fx.len()) else { return };
-        let mut bytes = base.clone();
-        let muts = (usize::from(*n) * 3).min(tail.len());
-        let (m, next) = tail.split_at(muts);
-        rest = next;
-        for c in m.chunks_exact(3) {
-            let off = usize::from(u16::from_be_bytes([c[0], c[1]])) % bytes.len();
-            bytes[off] ^= c[2];
-        }
-        now += u64::from(*clock) * 100_000_000;
-        frame.load(DEFAULT_HEADROOM, &bytes);
-        let before: u64 = d.drops().iter().sum();
-        match d.process(Instant(now), &mut frame) {
-            Verdict::Transmit { .. } => assert!(parse(frame.data()).is_ok()),
-            Verdict::Drop(r) => {
-                assert!(d.drops()[r.index()] > 0);
-                assert_eq!(d.drops().iter().sum::<u64>(), before + 1);
-            }
-            Verdict::Local | Verdict::NotMine => {}
-        }
-        d.tick(Instant(now));
-    }
+    common::replay_mutated(&mut d, fixtures(), data);
 });

@@ -10,6 +10,8 @@
 //! xor: u8`, as `fullnat_process` reads them.
 #![no_main]
 
+mod common;
+
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
@@ -18,7 +20,7 @@ use lvs_core::addr::Af;
 use lvs_core::neigh::{MacAddr, Neighbour};
 use lvs_core::proto::tcp::flags::{ACK, FIN, RST, SYN};
 use lvs_core::testkit::Tcp;
-use lvs_core::wire::{parse, Frame, DEFAULT_HEADROOM};
+use lvs_core::wire::{parse, Frame};
 use lvs_core::{Director, DirectorConfig, Instant, PortConfig, Verdict};
 
 const RULES: &str = "\
@@ -76,9 +78,14 @@ fn fixtures() -> &'static [Vec<u8>] {
             out.push(Tcp { payload: b"GET / HTTP/1.0\r\n\r\n", ..ack }.build());
             let sts = [1, 1, 8, 10, 0, 0, 0x23, 0x28, 0, 0, 0, 101];
             out.push(Tcp { seq: 5000, ack: 1001, options: &SYN_OPTS, ..Tcp::new(r, s, SYN | ACK) }.build());
-            out.push(Tcp { seq: 5001, ack: 1001, options: &sts, payload: b"HTTP/1.0 200 OK\r\n\r\n", ..Tcp::new(r, s, ACK) }.build());
+            out.push(
+                Tcp { seq: 5001, ack: 1001, options: &sts, payload: b"HTTP/1.0 200 OK\r\n\r\n", ..Tcp::new(r, s, ACK) }
+                    .build(),
+            );
             out.push(Tcp { seq: 0, ack: 1001, ..Tcp::new(r, s, RST | ACK) }.build());
-            out.push(Tcp { seq: 1019, ack: cookie.wrapping_add(20), options: &ts, ..Tcp::new(c, v, FIN | ACK) }.build());
+            out.push(
+                Tcp { seq: 1019, ack: cookie.wrapping_add(20), options: &ts, ..Tcp::new(c, v, FIN | ACK) }.build(),
+            );
         }
         out
     })
@@ -86,31 +93,5 @@ fn fixtures() -> &'static [Vec<u8>] {
 
 fuzz_target!(|data: &[u8]| {
     let mut d = director();
-    let fx = fixtures();
-    let mut now = 1_000_000_000u64;
-    let mut frame = Frame::with_capacity(DEFAULT_HEADROOM + 2048);
-    let mut rest = data;
-    while let [pick, clock, n, tail @ ..] = rest {
-        let Some(base) = fx.get(usize::from(*pick) % fx.len()) else { return };
-        let mut bytes = base.clone();
-        let muts = (usize::from(*n) * 3).min(tail.len());
-        let (m, next) = tail.split_at(muts);
-        rest = next;
-        for c in m.chunks_exact(3) {
-            let off = usize::from(u16::from_be_bytes([c[0], c[1]])) % bytes.len();
-            bytes[off] ^= c[2];
-        }
-        now += u64::from(*clock) * 100_000_000;
-        frame.load(DEFAULT_HEADROOM, &bytes);
-        let before: u64 = d.drops().iter().sum();
-        match d.process(Instant(now), &mut frame) {
-            Verdict::Transmit { .. } => assert!(parse(frame.data()).is_ok()),
-            Verdict::Drop(r) => {
-                assert!(d.drops()[r.index()] > 0);
-                assert_eq!(d.drops().iter().sum::<u64>(), before + 1);
-            }
-            Verdict::Local | Verdict::NotMine => {}
-        }
-        d.tick(Instant(now));
-    }
+    common::replay_mutated(&mut d, fixtures(), data);
 });

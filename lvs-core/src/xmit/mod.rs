@@ -13,6 +13,7 @@ pub(crate) mod nat;
 pub(crate) mod rst;
 pub(crate) mod seqadj;
 pub(crate) mod synproxy;
+pub(crate) mod tcpopt;
 pub(crate) mod tun;
 
 use crate::addr::Af;

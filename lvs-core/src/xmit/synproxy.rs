@@ -8,17 +8,13 @@ use core::net::IpAddr;
 
 use super::icmp::{addr_bytes, write_v4_header, write_v6_header};
 use super::seqadj::rewrite32;
+use super::tcpopt::{
+    self, walk, MSS as OPT_MSS, NOP as OPT_NOP, SACK_PERM as OPT_SACK_PERM, TS as OPT_TS, WS as OPT_WS,
+};
 use super::{ok, XmitError};
 use crate::addr::Af;
 use crate::wire::{csum, field, ipproto, Frame, PacketMeta};
 
-/// TCP option kinds.
-const OPT_EOL: u8 = 0;
-const OPT_NOP: u8 = 1;
-const OPT_MSS: u8 = 2;
-const OPT_WS: u8 = 3;
-const OPT_SACK_PERM: u8 = 4;
-const OPT_TS: u8 = 8;
 /// Offset of the window field in the TCP header.
 const TCP_WINDOW: usize = 14;
 
@@ -65,29 +61,6 @@ impl TcpOpts {
         }
         n
     }
-}
-
-/// Walks the options of the TCP header at `l4`, calling `f(kind, offset of the option)` for
-/// each well-formed one; stops at the end of the options or the first malformed one.
-fn walk(data: &[u8], l4: usize, mut f: impl FnMut(u8, usize, usize)) -> Result<(), XmitError> {
-    let doff = usize::from(field::byte(data, l4 + field::TCP_DOFF).ok_or(XmitError::Bounds)? >> 4) * 4;
-    let (mut i, end) = (l4 + field::TCP_BASE_LEN, l4 + doff.max(field::TCP_BASE_LEN));
-    while i < end {
-        let kind = field::byte(data, i).ok_or(XmitError::Bounds)?;
-        match kind {
-            OPT_EOL => break,
-            OPT_NOP => i += 1,
-            _ => {
-                let len = usize::from(field::byte(data, i + 1).ok_or(XmitError::Bounds)?);
-                if len < 2 || i + len > end {
-                    break;
-                }
-                f(kind, i, len);
-                i += len;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The options of the TCP segment `meta` describes.
@@ -203,13 +176,7 @@ pub(crate) fn adjust(data: &mut [u8], meta: &PacketMeta, adj: &OptAdj) -> Result
     let l4 = usize::from(meta.l4);
     let mut sum = field::be16(data, l4 + field::TCP_CSUM).ok_or(XmitError::Bounds)?;
     if adj.tsval != 0 || adj.tsecr != 0 {
-        let mut at = None;
-        walk(data, l4, |kind, i, len| {
-            if kind == OPT_TS && len == 10 {
-                at = Some(i);
-            }
-        })?;
-        if let Some(i) = at {
+        if let Some(i) = tcpopt::find(data, l4, OPT_TS, 10)? {
             sum = rewrite32(data, l4, i + 2, |v| v.wrapping_add(adj.tsval), sum)?;
             sum = rewrite32(data, l4, i + 6, |v| v.wrapping_sub(adj.tsecr), sum)?;
         }
