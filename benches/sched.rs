@@ -1,5 +1,7 @@
 //! `sched/<name>/<n>`: ns per scheduling decision for every scheduler over 4, 64 and 1024 real
-//! servers with realistic, uneven counters.
+//! servers with realistic, uneven counters. `sched_bind/<name>/<n>`: a decision and then the
+//! binding of the new connection to the pick (its InActConn up by one, told to the scheduler
+//! through `counts_moved` as the director tells it), what a flood of new connections costs.
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -60,6 +62,30 @@ fn bench(c: &mut Criterion) {
                     i = (i + 1) & 1023;
                     let mut cx = SchedCx { now: Instant::from_secs(1), rng: &mut rng };
                     black_box(s.schedule(&mut cx, &view, &pkts[i]))
+                })
+            });
+        }
+        g.finish();
+    }
+    for name in lvs::sched::NAMES {
+        let mut g = c.benchmark_group(format!("sched_bind/{name}"));
+        for n in [64usize, 1024] {
+            let mut list = servers(n);
+            let mut s = lvs::sched::by_name(name).unwrap();
+            s.init_service(&list.view()).unwrap();
+            let mut rng = SeededRng::new(1);
+            let mut i = 0usize;
+            g.bench_function(BenchmarkId::from_parameter(n), |b| {
+                b.iter(|| {
+                    i = (i + 1) & 1023;
+                    let mut cx = SchedCx { now: Instant::from_secs(1), rng: &mut rng };
+                    let pick = s.schedule(&mut cx, &list.view(), &pkts[i]);
+                    if let Some(d) = pick.and_then(|id| list.view().get(id)).map(|d| (d.id(), d.active(), d.inactive()))
+                    {
+                        list.set_counts(d.0, d.1, d.2 + 1);
+                        s.counts_moved(&list.view(), d.0);
+                    }
+                    black_box(pick)
                 })
             });
         }

@@ -1,12 +1,13 @@
-//! A director on named interfaces: this library on AF_PACKET, set up from an ipvsadm rule file,
+//! A director on named interfaces: this library on AF_PACKET or AF_XDP, set up from an ipvsadm rule file,
 //! a keepalived.conf or an ldirectord.cf, driven over a control socket by `lvsadm` as the
 //! kernel's director is by `ipvsadm`.
 //!
 //! ```text
 //! director (--rules FILE | --keepalived FILE | --ldirectord FILE) --port IF [--port IF ...]
-//!          [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket]
+//!          [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket|afxdp]
 //!          [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
-//!          [--config-id ID]
+//!          [--config-id ID] [--midflow-hash] [--announce-cmd CMD] [--announce-file PATH]
+//!          [--drain SECS]
 //! ```
 //!
 //! - `--port IF`: an interface the director sends and receives on (port 0, 1, ... in order).
@@ -22,6 +23,20 @@
 //! - `--metrics ADDR:PORT`: `GET /metrics` answered with the Prometheus exposition
 //!   (node_exporter's `node_ipvs_*` families, then drops, health, VRRP and sync), served between
 //!   two bursts of the packet loop.
+//!
+//! - Rule files may carry `--start-daemon master|backup` lines: the daemons start with the
+//!   rules and their sockets open with the packet loop (connection sync among directors).
+//! - `--midflow-hash`: every service schedules a mid-flow TCP segment without a connection by
+//!   its `mh`/`sh` hash (`ServiceConfig::midflow_hash`), for directors behind ECMP routing.
+//! - `--announce-cmd CMD`: `sh -c CMD` runs on each change of what the director announces
+//!   (`health::Announcer`: a VIP while the director is up and every checked service on it holds
+//!   its quorum), with `LVS_ACTION=announce|withdraw`, `LVS_VIP` and `LVS_PREFIX` (`VIP/32`,
+//!   `VIP/128`) in its environment, for a BGP daemon (`vtysh -c ...`, `birdc ...`) to announce
+//!   or withdraw the route; `--announce-file PATH`: the announced prefixes, one a line,
+//!   rewritten (atomically) on each change.
+//! - `--drain SECS`: a graceful leave on SIGTERM — withdraw every VIP first, keep forwarding
+//!   for SECS seconds while the routers move flows elsewhere, then stop. A second SIGTERM, or
+//!   SIGINT, stops at once.
 //!
 //! SIGUSR1 prints `ipvsadm -Ln --stats`; SIGHUP reloads the file and applies the difference
 //! (a bad file is refused whole and the running configuration stays); SIGTERM and SIGINT stop it,
@@ -49,12 +64,14 @@ use lvs::core::addr::Af;
 use lvs::core::config::keepalived::{self, Interface, SyncFollow};
 use lvs::core::config::prometheus::{Snapshot, VrrpInstance};
 use lvs::core::config::{diff, ldirectord, list, parse_rules, run_ipvsadm, IpvsadmOutput, ListOptions};
-use lvs::core::health::Monitor;
+use lvs::core::health::{Announcer, Change, Monitor};
 use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::sync::Role;
 use lvs::core::vrrp::{AddressChange, Event as VrrpEvent, Group, InstanceId, State as VrrpState, TrackerId};
 use lvs::core::{Director, DirectorConfig, PortConfig};
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
+use lvs::dataplane::afxdp::{open_or_afpacket, AfXdpConfig};
+use lvs::dataplane::filter::Filter;
 use lvs::dataplane::health::HealthChecker;
 use lvs::dataplane::io::PacketIo;
 use lvs::dataplane::metrics::MetricsServer;
@@ -84,10 +101,12 @@ impl Source {
     }
 }
 
-/// The packet I/O backend (`--backend`); AF_XDP is to come.
+/// The packet I/O backend (`--backend`).
 #[derive(Clone, Copy, Debug)]
 enum Backend {
     AfPacket,
+    /// AF_XDP on queue 0, or AF_PACKET with a warning when AF_XDP cannot start.
+    AfXdp,
 }
 
 /// The command line.
@@ -102,12 +121,17 @@ struct Args {
     refresh: Duration,
     metrics: Option<SocketAddr>,
     config_id: Option<String>,
+    midflow_hash: bool,
+    announce_cmd: Option<String>,
+    announce_file: Option<PathBuf>,
+    drain: Option<Duration>,
 }
 
 const USAGE: &str = "usage: director (--rules FILE | --keepalived FILE | --ldirectord FILE) --port IF [--port IF ...]
-                [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket]
+                [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket|afxdp]
                 [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
-                [--config-id ID]";
+                [--config-id ID] [--midflow-hash] [--announce-cmd CMD] [--announce-file PATH]
+                [--drain SECS]";
 
 /// `MAC@IF`.
 fn mac_at(v: &str) -> Result<(MacAddr, String), String> {
@@ -116,10 +140,20 @@ fn mac_at(v: &str) -> Result<(MacAddr, String), String> {
     Ok((mac, ifname.to_string()))
 }
 
+/// A positive number of seconds, for `flag`.
+fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{flag} {v:?}: a positive number of seconds"))
+}
+
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut source, mut ports, mut neigh, mut gateway) = (None, Vec::new(), Vec::new(), None);
     let (mut control, mut procfs, mut refresh, mut config_id) = (None, None, Duration::from_secs(2), None);
     let (mut backend, mut metrics) = (Backend::AfPacket, None);
+    let (mut midflow_hash, mut announce_cmd, mut announce_file, mut drain) = (false, None, None, None);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
         match flag.as_str() {
@@ -141,19 +175,17 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--backend" => {
                 backend = match value()?.as_str() {
                     "afpacket" => Backend::AfPacket,
-                    other => return Err(format!("backend {other:?}: this build has afpacket")),
+                    "afxdp" => Backend::AfXdp,
+                    other => return Err(format!("backend {other:?}: this build has afpacket and afxdp")),
                 }
             }
             "--control" => control = Some(value()?.into()),
             "--procfs" => procfs = Some(value()?.into()),
-            "--refresh" => {
-                let v = value()?;
-                let secs: f64 = v.parse().map_err(|_| format!("--refresh {v:?}: seconds"))?;
-                refresh = Duration::try_from_secs_f64(secs)
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| format!("--refresh {v:?}: a positive number of seconds"))?;
-            }
+            "--refresh" => refresh = seconds(&flag, &value()?)?,
+            "--drain" => drain = Some(seconds(&flag, &value()?)?),
+            "--midflow-hash" => midflow_hash = true,
+            "--announce-cmd" => announce_cmd = Some(value()?),
+            "--announce-file" => announce_file = Some(value()?.into()),
             "--metrics" => {
                 let v = value()?;
                 metrics = Some(v.parse().map_err(|_| format!("--metrics {v:?}: expected ADDR:PORT"))?);
@@ -168,7 +200,22 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         return Err(format!("at least one --port is needed\n{USAGE}"));
     }
     let control = control.unwrap_or_else(|| control::DEFAULT_SOCKET.into());
-    Ok(Args { source, ports, neigh, gateway, backend, control, procfs, refresh, metrics, config_id })
+    Ok(Args {
+        source,
+        ports,
+        neigh,
+        gateway,
+        backend,
+        control,
+        procfs,
+        refresh,
+        metrics,
+        config_id,
+        midflow_hash,
+        announce_cmd,
+        announce_file,
+        drain,
+    })
 }
 
 /// The director's ports: each interface's MAC and IPv4 address, as the kernel has them.
@@ -197,17 +244,17 @@ fn port_of(ports: &[String], ifname: &str) -> Result<u16, String> {
     u16::try_from(i).map_err(|_| "too many ports".to_string())
 }
 
-/// Opens a port on the backend, with what went wrong said plainly.
+/// Opens a port on the backend, with what went wrong said plainly. AF_XDP that cannot start
+/// falls back to AF_PACKET, and the log says why.
 fn open_port(backend: Backend, ifname: &str) -> Result<Box<dyn PacketIo + Send>, String> {
-    match backend {
-        Backend::AfPacket => match AfPacket::open(ifname, AfPacketConfig::default()) {
-            Ok(p) => Ok(Box::new(p)),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                Err(format!("{ifname}: a packet socket needs CAP_NET_RAW (run as root): {e}"))
-            }
-            Err(e) => Err(format!("{ifname}: {e}")),
-        },
-    }
+    let opened = match backend {
+        Backend::AfPacket => AfPacket::open(ifname, AfPacketConfig::default()).map(|p| Box::new(p) as Box<_>),
+        Backend::AfXdp => open_or_afpacket(ifname, AfXdpConfig::default(), AfPacketConfig::default()).map(|(p, _)| p),
+    };
+    opened.map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied => format!("{ifname}: a packet socket needs CAP_NET_RAW (run as root): {e}"),
+        _ => format!("{ifname}: {e}"),
+    })
 }
 
 /// A parsed configuration, before it is applied.
@@ -485,8 +532,91 @@ fn listen(path: &Path, to_loop: mpsc::Sender<Pending>) -> Result<(), String> {
     Ok(())
 }
 
+/// How often the announcements are brought in line with the services and their quorums.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
+
+/// Turns `ServiceConfig::midflow_hash` on for every service that lacks it (`--midflow-hash`).
+fn set_midflow_hash(d: &mut Director) -> Result<(), String> {
+    let lacking: Vec<_> = d.services().filter(|s| !s.config.midflow_hash).map(|s| s.config.clone()).collect();
+    for cfg in lacking {
+        d.edit_service(cfg.midflow_hash()).map_err(|e| format!("--midflow-hash: {e}"))?;
+    }
+    Ok(())
+}
+
+/// What the director announces, told to a routing daemon (`--announce-cmd`, `--announce-file`).
+/// Commands run one after another on a thread of their own, in the order of the changes, so
+/// that the packet loop never waits for them.
+struct Announce {
+    announcer: Announcer,
+    file: Option<PathBuf>,
+    commands: Option<(mpsc::Sender<Change>, std::thread::JoinHandle<()>)>,
+}
+
+impl Announce {
+    fn new(cmd: Option<String>, file: Option<PathBuf>) -> Announce {
+        let commands = cmd.map(|cmd| {
+            let (tx, rx) = mpsc::channel::<Change>();
+            let thread = std::thread::spawn(move || {
+                for change in rx {
+                    let (action, vip) = match change {
+                        Change::Announce(v) => ("announce", v),
+                        Change::Withdraw(v) => ("withdraw", v),
+                    };
+                    let prefix = format!("{vip}/{}", if vip.is_ipv4() { 32 } else { 128 });
+                    let status = std::process::Command::new("sh")
+                        .args(["-c", &cmd])
+                        .env("LVS_ACTION", action)
+                        .env("LVS_VIP", vip.to_string())
+                        .env("LVS_PREFIX", &prefix)
+                        .status();
+                    match status {
+                        Ok(s) if s.success() => {}
+                        Ok(s) => warn!("announce: --announce-cmd for {action} {prefix}: {s}"),
+                        Err(e) => warn!("announce: --announce-cmd for {action} {prefix}: {e}"),
+                    }
+                }
+            });
+            (tx, thread)
+        });
+        Announce { announcer: Announcer::new(), file, commands }
+    }
+
+    /// Brings the announcements in line, and tells the daemon of any change.
+    fn update(&mut self, rt: &Runtime) {
+        let changes = self.announcer.update(rt.director(), rt.health().map(HealthChecker::monitor));
+        if changes.is_empty() {
+            return;
+        }
+        for c in &changes {
+            info!("announce: {c:?}");
+            if let Some((tx, _)) = &self.commands {
+                let _ = tx.send(*c);
+            }
+        }
+        if let Some(path) = &self.file {
+            let tmp = path.with_extension("tmp");
+            let written = std::fs::write(&tmp, self.announcer.render()).and_then(|()| std::fs::rename(&tmp, path));
+            if let Err(e) = written {
+                warn!("announce: {}: {e}", path.display());
+            }
+        }
+    }
+
+    /// Withdraws everything and waits for the commands to have run.
+    fn finish(mut self, rt: &Runtime) {
+        self.announcer.leave();
+        self.update(rt);
+        if let Some((tx, thread)) = self.commands.take() {
+            drop(tx);
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The signals the loop acts on, each a flag set by its handler.
 struct Signals {
+    term: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     reload: Arc<AtomicBool>,
     show: Arc<AtomicBool>,
@@ -495,10 +625,9 @@ struct Signals {
 impl Signals {
     fn register() -> io::Result<Signals> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-        let s = Signals { stop: Arc::default(), reload: Arc::default(), show: Arc::default() };
-        for sig in [SIGTERM, SIGINT] {
-            signal_hook::flag::register(sig, s.stop.clone())?;
-        }
+        let s = Signals { term: Arc::default(), stop: Arc::default(), reload: Arc::default(), show: Arc::default() };
+        signal_hook::flag::register(SIGTERM, s.term.clone())?;
+        signal_hook::flag::register(SIGINT, s.stop.clone())?;
         signal_hook::flag::register(SIGHUP, s.reload.clone())?;
         signal_hook::flag::register(SIGUSR1, s.show.clone())?;
         Ok(s)
@@ -528,9 +657,14 @@ fn run(args: Args) -> Result<(), String> {
     let clock = MonotonicClock::default();
     let mut monitor = Monitor::new(rand_seed());
     let applied = apply_first(&loaded, &mut d, &mut monitor, &clock, &args.ports)?;
+    if args.midflow_hash {
+        set_midflow_hash(&mut d)?;
+    }
     info!("configuration loaded from {}: {} services", args.source.path().display(), d.services().count());
     let ports = args.ports.iter().map(|p| open_port(args.backend, p)).collect::<Result<Vec<_>, String>>()?;
-    let mut rt = Runtime::new(d, ports).with_local_capacity(0);
+    // The ports receive only the services' frames: the kernel keeps ARP, its own traffic and
+    // the DR servers' replies, and AF_XDP hands it back everything else.
+    let mut rt = Runtime::new(d, ports).with_local_capacity(0).with_port_filter(Filter::default());
     if health {
         let checker = HealthChecker::new(monitor).map_err(|e| format!("health checker: {e}"))?;
         rt = rt.with_health(checker.on_event(|e| info!("health: {e}")));
@@ -556,15 +690,43 @@ fn run(args: Args) -> Result<(), String> {
     let mut follow = cluster.as_mut().and_then(|c| c.follow.take());
     let mut next_procfs = clock.now();
     let mut failed = None;
+    let mut announce = Announce::new(args.announce_cmd.clone(), args.announce_file.clone());
+    let (mut next_announce, mut leave_at) = (clock.now(), None);
     let ran = rt.run_with(&clock, |rt| {
+        let now = clock.now();
         if signals.stop.load(Ordering::Relaxed) {
             stop.stop();
+        }
+        if signals.term.swap(false, Ordering::Relaxed) {
+            match (args.drain, leave_at) {
+                (Some(drain), None) => {
+                    info!("leaving: every VIP withdrawn, forwarding for {drain:?} more");
+                    announce.announcer.leave();
+                    next_announce = now;
+                    leave_at = Some(now + drain);
+                }
+                _ => stop.stop(),
+            }
+        }
+        if leave_at.is_some_and(|t| now >= t) {
+            stop.stop();
+        }
+        if now >= next_announce {
+            announce.update(rt);
+            next_announce = now + ANNOUNCE_EVERY;
         }
         if signals.show.swap(false, Ordering::Relaxed) {
             print!("{}", list(rt.director(), clock.now(), ListOptions::Stats));
         }
         if signals.reload.swap(false, Ordering::Relaxed) {
-            match reload(rt, &args.source, args.config_id.as_deref(), &clock) {
+            let reloaded = reload(rt, &args.source, args.config_id.as_deref(), &clock).and_then(|n| {
+                if args.midflow_hash {
+                    set_midflow_hash(rt.director_mut()).map(|()| n)
+                } else {
+                    Ok(n)
+                }
+            });
+            match reloaded {
                 Ok(n) => info!("configuration reloaded from {}: {n} changes", args.source.path().display()),
                 Err(e) => error!("reload refused, the running configuration stays: {e}"),
             }
@@ -598,6 +760,7 @@ fn run(args: Args) -> Result<(), String> {
         }
     });
     stop.stop();
+    announce.finish(&rt);
     if let Some(t) = cluster.and_then(|c| c.vrrp) {
         match t.join() {
             Ok(Ok(())) => {}

@@ -1,4 +1,5 @@
-//! A director with FullNAT services (TOA over IPv4, PROXY v1 over IPv4, PROXY v2 over IPv6)
+//! A director with FullNAT services (TOA over IPv4, PROXY v1 over IPv4, PROXY v2 over IPv6,
+//! TOA from an IPv6 VIP to an IPv4 server — fnat64)
 //! fed mutations of one connection's packets both ways: never a panic, every drop counted,
 //! every forward parsable. The fixtures — a handshake, data each way with the server's reply
 //! aimed at the first local port (1024), FIN — are built once and cloned per record, so the
@@ -9,6 +10,8 @@
 //! flips bits at `offset` (modulo the frame's length).
 #![no_main]
 
+mod common;
+
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
@@ -17,8 +20,7 @@ use lvs_core::addr::Af;
 use lvs_core::neigh::{MacAddr, Neighbour};
 use lvs_core::proto::tcp::flags::{ACK, FIN, SYN};
 use lvs_core::testkit::Tcp;
-use lvs_core::wire::{parse, Frame, DEFAULT_HEADROOM};
-use lvs_core::{DirectorConfig, Instant, PortConfig, Verdict};
+use lvs_core::{DirectorConfig, PortConfig};
 
 const RULES: &str = "\
 -A -t 203.0.113.100:80 -s rr
@@ -30,6 +32,9 @@ const RULES: &str = "\
 -A -t [2001:db8::100]:80 -s rr --proxy-protocol v2
 -a -t [2001:db8::100]:80 -r [2001:db8::11]:8080 -b -w 1
 -P -t [2001:db8::100]:80 -z 2001:db8::200
+-A -t [2001:db8::100]:81 -s rr
+-a -t [2001:db8::100]:81 -r 192.0.2.12:8080 -b -w 1
+-P -t [2001:db8::100]:81 -z 192.0.2.202
 ";
 
 fn ip(s: &str) -> IpAddr {
@@ -46,6 +51,7 @@ fn fixtures() -> &'static [Vec<u8>] {
             ("203.0.113.100", 80, "192.0.2.11", "192.0.2.200", "198.51.100.2"),
             ("203.0.113.100", 81, "192.0.2.11", "192.0.2.201", "198.51.100.2"),
             ("2001:db8::100", 80, "2001:db8::11", "2001:db8::200", "2001:db8:9::2"),
+            ("2001:db8::100", 81, "192.0.2.12", "192.0.2.202", "2001:db8:9::2"),
         ] {
             let c = (ip(client), 40000);
             let v = (ip(vip), vport);
@@ -63,39 +69,14 @@ fn fixtures() -> &'static [Vec<u8>] {
 
 fuzz_target!(|data: &[u8]| {
     let port = PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1]));
-    let mut d = lvs::director(DirectorConfig { ports: vec![port], max_conns: 16, fnat_mtu: 600, ..DirectorConfig::default() });
+    let mut d =
+        lvs::director(DirectorConfig { ports: vec![port], max_conns: 16, fnat_mtu: 600, ..DirectorConfig::default() });
     let gw = Neighbour { mac: MacAddr([2, 0, 0, 0, 0, 0xfe]), port: 0 };
     d.set_gateway(Af::V4, gw);
     d.set_gateway(Af::V6, gw);
-    for a in ["192.0.2.11", "2001:db8::11"] {
+    for a in ["192.0.2.11", "192.0.2.12", "2001:db8::11"] {
         d.set_neighbour(ip(a), Neighbour { mac: MacAddr([2, 0, 0, 0, 1, 1]), port: 0 });
     }
     lvs_core::config::restore(&mut d, RULES).unwrap();
-    let fx = fixtures();
-    let mut now = 1_000_000_000u64;
-    let mut frame = Frame::with_capacity(DEFAULT_HEADROOM + 2048);
-    let mut rest = data;
-    while let [pick, clock, n, tail @ ..] = rest {
-        let Some(base) = fx.get(usize::from(*pick) % fx.len()) else { return };
-        let mut bytes = base.clone();
-        let muts = (usize::from(*n) * 3).min(tail.len());
-        let (m, next) = tail.split_at(muts);
-        rest = next;
-        for c in m.chunks_exact(3) {
-            let off = usize::from(u16::from_be_bytes([c[0], c[1]])) % bytes.len();
-            bytes[off] ^= c[2];
-        }
-        now += u64::from(*clock) * 100_000_000;
-        frame.load(DEFAULT_HEADROOM, &bytes);
-        let before: u64 = d.drops().iter().sum();
-        match d.process(Instant(now), &mut frame) {
-            Verdict::Transmit { .. } => assert!(parse(frame.data()).is_ok()),
-            Verdict::Drop(r) => {
-                assert!(d.drops()[r.index()] > 0);
-                assert_eq!(d.drops().iter().sum::<u64>(), before + 1);
-            }
-            Verdict::Local | Verdict::NotMine => {}
-        }
-        d.tick(Instant(now));
-    }
+    common::replay_mutated(&mut d, fixtures(), data);
 });

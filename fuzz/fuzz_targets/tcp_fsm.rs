@@ -33,7 +33,8 @@ fuzz_target!(|data: &[u8]| {
         now += u64::from(b & 0x20 != 0) * 40;
         d.tick(Instant::from_secs(now));
         let live = d.connections(Instant::from_secs(now)).len() as u32;
-        let counted: u32 = d.services().flat_map(|s| s.dests.dests().map(|x| x.active() + x.inactive()).collect::<Vec<_>>()).sum();
+        let counted: u32 =
+            d.services().flat_map(|s| s.dests.dests().map(|x| x.active() + x.inactive()).collect::<Vec<_>>()).sum();
         assert_eq!(live, counted);
     }
 });

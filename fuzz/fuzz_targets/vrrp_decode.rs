@@ -54,8 +54,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, bytes)) = data.split_first() else { return };
     let v6 = sel & 1 != 0;
     let unicast = sel & 2 != 0;
-    let (me, peer): (IpAddr, IpAddr) =
-        if v6 { ("fe80::1".parse().unwrap(), "fe80::2".parse().unwrap()) } else { ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()) };
+    let (me, peer): (IpAddr, IpAddr) = if v6 {
+        ("fe80::1".parse().unwrap(), "fe80::2".parse().unwrap())
+    } else {
+        ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap())
+    };
     let group = if v6 { IpAddr::V6(GROUP_V6) } else { IpAddr::V4(GROUP_V4) };
     let ip = IpHeader { src: peer, dst: if unicast { me } else { group }, ttl: if sel & 4 != 0 { sel } else { TTL } };
     let mut bytes = bytes.to_vec();

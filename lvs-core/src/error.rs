@@ -148,6 +148,12 @@ pub enum Reason {
     /// A FullNAT connection could not get a local address and port: the service has none, or
     /// every port of every one is in use (never a shared port).
     NoLocalPort,
+    /// An ACK to a SYN-proxied service with no connection whose cookie is not good (forged,
+    /// too old, for another flow): dropped, never answered.
+    BadCookie,
+    /// Not an error: a client segment the SYN proxy keeps (its copy held for the real server,
+    /// or the bare ACK of a deferred connection); the frame itself is done with.
+    SynproxyHeld,
     /// A new connection shed by the `drop_packet` defence (`ip_vs_todrop`).
     DropPacket,
     /// A new connection beyond its service's `max_conn`.
@@ -158,7 +164,7 @@ pub enum Reason {
 
 impl Reason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 19;
 
     /// All reasons, in counter order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -176,6 +182,8 @@ impl Reason {
         Reason::Unsupported,
         Reason::UnknownPort,
         Reason::NoLocalPort,
+        Reason::BadCookie,
+        Reason::SynproxyHeld,
         Reason::DropPacket,
         Reason::ServiceConnLimit,
         Reason::DestConnLimit,
@@ -203,6 +211,8 @@ impl Reason {
             Reason::Unsupported => "unsupported",
             Reason::UnknownPort => "unknown-port",
             Reason::NoLocalPort => "no-local-port",
+            Reason::BadCookie => "bad-cookie",
+            Reason::SynproxyHeld => "synproxy-held",
             Reason::DropPacket => "drop-packet",
             Reason::ServiceConnLimit => "service-conn-limit",
             Reason::DestConnLimit => "dest-conn-limit",

@@ -20,6 +20,8 @@
 //! - [`stats`] — counters and the rate estimator (`ip_vs_est.c`).
 //! - [`wire`] — parsing and in-place rewriting with incremental checksums.
 //! - `xmit` (private) — one function per forwarding method (`ip_vs_xmit.c`).
+//! - `synproxy` (private) — the SYN proxy's cookies (Linux `syncookies.c`); the proxy itself
+//!   is the director's (Alibaba LVS `ip_vs_synproxy.c`).
 //! - [`sync`] — connection sync between directors: formats, the master's queue (`ip_vs_sync.c`).
 //! - [`vrrp`] — director failover: keepalived's VRRP (RFC 5798 / RFC 3768) — advertisements,
 //!   the state machine of each virtual router, sync groups and tracking.
@@ -57,6 +59,7 @@ pub mod sched;
 pub mod service;
 pub mod stats;
 pub mod sync;
+pub(crate) mod synproxy;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod time;

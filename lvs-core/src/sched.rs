@@ -3,7 +3,8 @@
 //!
 //! Call order mirrors the kernel: a new real server is linked at the head of the list and then
 //! `add_dest` is called; an edit changes the server and then calls `upd_dest`; a delete unlinks
-//! the server and then calls `del_dest` with the position it had.
+//! the server and then calls `del_dest` with the position it had. Beyond the kernel, every move
+//! of a server's connection counters or overload flag is reported by `counts_moved`.
 
 use alloc::boxed::Box;
 
@@ -80,6 +81,15 @@ pub trait Scheduler: Send {
 
     /// Server `d`'s weight or thresholds were edited.
     fn upd_dest(&mut self, _svc: &ServiceView<'_>, _d: DestId) {}
+
+    /// Server `d`'s ActiveConn or InActConn counter or its overload flag may have moved: a
+    /// connection or template was bound to it or released (`ip_vs_bind_dest`,
+    /// `ip_vs_unbind_dest`), or a connection crossed between active and inactive
+    /// (`set_tcp_state`, a sync record). The kernel's schedulers read the counters at each
+    /// decision and have no such op; schedulers that keep their servers ranked by load
+    /// (`lc wlc sed nq fo ovf`) re-rank `d` here instead of walking the whole list per decision.
+    /// Called after the move, also for a server no longer linked (which is then to be ignored).
+    fn counts_moved(&mut self, _svc: &ServiceView<'_>, _d: DestId) {}
 
     /// Picks a server for a new connection, or `None` when no server is available.
     fn schedule(&mut self, cx: &mut SchedCx<'_>, svc: &ServiceView<'_>, pkt: &PacketMeta) -> Option<DestId>;

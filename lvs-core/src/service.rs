@@ -100,6 +100,9 @@ pub struct ServiceConfig {
     /// How FullNAT connections tell real servers the client's address: a TOA, or a PROXY
     /// header (DPVS's `--proxy-protocol disable|v1|v2`). Other methods ignore it.
     pub client_addr: ClientAddr,
+    /// DPVS's `-j`/`--synproxy`: the director answers SYNs with cookies and opens connections
+    /// to real servers only for clients that complete the handshake (NAT and FullNAT only).
+    pub synproxy: bool,
     /// Beyond the kernel: most connections the service's real servers hold together; a new
     /// connection beyond it is dropped ([`Reason::ServiceConnLimit`]). Named after DPVS's
     /// per-server `max_conn`: DPVS's services only limit a proportion of packets
@@ -107,6 +110,14 @@ pub struct ServiceConfig {
     ///
     /// [`Reason::ServiceConnLimit`]: crate::Reason::ServiceConnLimit
     pub max_conn: u32,
+    /// Beyond the kernel: a TCP segment that finds no connection and is neither a SYN nor a
+    /// RST is scheduled by the hash of an `mh` or `sh` service (Katran's and Maglev's
+    /// behaviour; the kernel needs the global `sloppy_tcp` for it). Several directors behind
+    /// ECMP with the same configuration then send a flow that the routers move from one to
+    /// another to the server the first one chose. Meant for DR and TUN servers, whose replies
+    /// bypass the director; other schedulers ignore it (their choice depends on each
+    /// director's own counters, so a moved flow needs connection sync instead).
+    pub midflow_hash: bool,
 }
 
 impl ServiceConfig {
@@ -120,8 +131,17 @@ impl ServiceConfig {
             one_packet: false,
             sched_flags: SchedFlags::default(),
             client_addr: ClientAddr::Toa,
+            synproxy: false,
             max_conn: 0,
+            midflow_hash: false,
         }
+    }
+
+    /// The same service scheduling mid-flow TCP segments by its hash
+    /// ([`ServiceConfig::midflow_hash`]).
+    pub fn midflow_hash(mut self) -> Self {
+        self.midflow_hash = true;
+        self
     }
 
     /// The same service, persistent for `timeout` seconds.

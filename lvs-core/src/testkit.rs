@@ -25,6 +25,12 @@ pub struct Tcp<'a> {
     pub flags: u8,
     /// Payload.
     pub payload: &'a [u8],
+    /// Sequence number (1000 unless set).
+    pub seq: u32,
+    /// Acknowledgement number, written when the ACK flag is set (1 unless set).
+    pub ack: u32,
+    /// Raw TCP options (a multiple of 4 bytes, at most 40).
+    pub options: &'a [u8],
     /// Optional 802.1Q tag.
     pub vlan: Option<u16>,
     /// Source MAC.
@@ -36,19 +42,33 @@ pub struct Tcp<'a> {
 impl<'a> Tcp<'a> {
     /// A segment from the gateway to the director.
     pub fn new(src: (IpAddr, u16), dst: (IpAddr, u16), flags: u8) -> Self {
-        Tcp { src, dst, flags, payload: &[], vlan: None, src_mac: GW_MAC, dst_mac: DIRECTOR_MAC }
+        Tcp {
+            src,
+            dst,
+            flags,
+            payload: &[],
+            seq: 1000,
+            ack: 1,
+            options: &[],
+            vlan: None,
+            src_mac: GW_MAC,
+            dst_mac: DIRECTOR_MAC,
+        }
     }
 
     /// The Ethernet frame.
     pub fn build(&self) -> Vec<u8> {
         let eth = PacketBuilder::ethernet2(self.src_mac, self.dst_mac);
-        let mut tcp = TcpHeader::new(self.src.1, self.dst.1, 1000, 64240);
+        let mut tcp = TcpHeader::new(self.src.1, self.dst.1, self.seq, 64240);
+        if tcp.set_options_raw(self.options).is_err() {
+            return Vec::new();
+        }
         tcp.fin = self.flags & flags::FIN != 0;
         tcp.syn = self.flags & flags::SYN != 0;
         tcp.rst = self.flags & flags::RST != 0;
         tcp.ack = self.flags & flags::ACK != 0;
         if tcp.ack {
-            tcp.acknowledgment_number = 1;
+            tcp.acknowledgment_number = self.ack;
         }
         let mut out = Vec::new();
         let (s, d) = (self.src.0, self.dst.0);

@@ -9,6 +9,7 @@ use std::os::fd::RawFd;
 use lvs_core::wire::{complete_l4_checksum, Frame, DEFAULT_HEADROOM};
 use lvs_core::Instant;
 
+use crate::filter::Filter;
 use crate::io::{IoCaps, PacketIo};
 use crate::sys::linux::{PacketOpts, PacketSocket, MAX_BATCH};
 
@@ -94,6 +95,11 @@ impl PacketIo for AfPacket {
             }
         }
         Ok(done)
+    }
+
+    /// Attaches the filter's classic BPF program ([`Filter::classic_bpf`]) to the socket.
+    fn set_filter(&mut self, filter: &Filter) -> io::Result<()> {
+        self.sock.attach_filter(&filter.classic_bpf())
     }
 
     fn raw_fd(&self) -> Option<RawFd> {

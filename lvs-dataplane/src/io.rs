@@ -5,6 +5,8 @@ use std::io;
 use std::os::fd::RawFd;
 
 use lvs_core::wire::Frame;
+
+use crate::filter::Filter;
 use lvs_core::Instant;
 
 /// What a backend offers.
@@ -83,6 +85,15 @@ pub trait PacketIo {
     /// # Errors
     /// The system error of the backend.
     fn send(&mut self, now: Instant, frames: &[Frame]) -> io::Result<usize>;
+
+    /// Receives only the frames `filter` wants from now on, where the backend can filter in the
+    /// kernel (AF_PACKET, AF_XDP). Backends that cannot receive everything, as they did.
+    ///
+    /// # Errors
+    /// The system error of installing the filter.
+    fn set_filter(&mut self, _filter: &Filter) -> io::Result<()> {
+        Ok(())
+    }
 
     /// The descriptor to poll for readability, where there is one.
     fn raw_fd(&self) -> Option<RawFd> {

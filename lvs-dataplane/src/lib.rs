@@ -2,6 +2,9 @@
 //!
 //! - [`io`] — the [`PacketIo`](io::PacketIo) trait: batched, non-blocking frames with headroom.
 //! - [`afpacket`] — raw AF_PACKET sockets with TPACKET_V3 rings and fanout (Linux).
+//! - [`afxdp`] — AF_XDP sockets behind an XDP program that redirects only the director's
+//!   frames and passes the rest to the kernel (Linux).
+//! - [`filter`] — what a port must receive for a director, as classic BPF or XDP map entries.
 //! - [`tap`] — TAP devices (Linux).
 //! - [`replay`] — captures as a packet source, and a pcap-writing middleware.
 //! - [`runtime`] — the loop that drives a director over backends, one shard per core.
@@ -27,6 +30,9 @@
 
 #[cfg(all(feature = "afpacket", target_os = "linux"))]
 pub mod afpacket;
+#[cfg(all(feature = "afxdp", target_os = "linux"))]
+pub mod afxdp;
+pub mod filter;
 #[cfg(target_os = "linux")]
 pub mod health;
 pub mod io;

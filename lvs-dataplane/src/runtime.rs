@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use lvs_core::addr::{Endpoint, ServiceKey};
 use lvs_core::config::prometheus::Snapshot;
@@ -20,6 +21,7 @@ use lvs_core::sync::{DaemonConfig, Role};
 use lvs_core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs_core::{Command, Director, Instant, Verdict};
 
+use crate::filter::Filter;
 use crate::health::{timeout_ms, HealthChecker};
 use crate::io::PacketIo;
 use crate::sync::SyncSockets;
@@ -208,7 +210,22 @@ pub struct Runtime {
     health: Option<HealthChecker>,
     /// The descriptors `run` waits on, refilled before each wait.
     wait_fds: Vec<RawFd>,
+    /// Ports receive only the director's frames ([`Runtime::with_port_filter`]).
+    port_filter: Option<PortFilter>,
 }
+
+/// The filter the ports were given, and when to look at the director's services again.
+struct PortFilter {
+    /// The application's own classes (fwmark services), added to the director's.
+    extra: Filter,
+    /// What the ports have now; `None` until the first pass, or after a control change.
+    applied: Option<Filter>,
+    /// Health checks add and remove servers on their own: the services are read again by then.
+    recheck: Instant,
+}
+
+/// How often the services are read again for the port filter when no control call said so.
+const FILTER_RECHECK: Duration = Duration::from_secs(1);
 
 impl Runtime {
     /// A loop over `ports`; port `i` is what `Verdict::Transmit { port: i, .. }` names and what
@@ -232,6 +249,50 @@ impl Runtime {
             sync: SyncSockets::new(),
             health: None,
             wait_fds: Vec::new(),
+            port_filter: None,
+        }
+    }
+
+    /// Has every port receive only what the director handles ([`Filter::from_director`], plus
+    /// `extra` for the application's fwmark classes) where its backend can filter: a classic
+    /// BPF program on AF_PACKET, the XDP program's map on AF_XDP, so that the kernel stops
+    /// copying ARP, management traffic and DR replies to the director. The filter follows the
+    /// services: it is rebuilt on the pass after a call to [`Runtime::director_mut`] or
+    /// [`Runtime::health_mut`], and once a second for the health checks' own changes. Frames
+    /// it keeps out never reach [`Runtime::on_local`].
+    pub fn with_port_filter(mut self, extra: Filter) -> Self {
+        self.port_filter = Some(PortFilter { extra, applied: None, recheck: Instant::ZERO });
+        self
+    }
+
+    /// Gives the ports the filter of the director's services as they are now, if it changed.
+    fn refresh_port_filter(&mut self, now: Instant) -> io::Result<()> {
+        let Some(pf) = self.port_filter.as_mut() else { return Ok(()) };
+        if pf.applied.is_some() && now < pf.recheck {
+            return Ok(());
+        }
+        pf.recheck = now + FILTER_RECHECK;
+        let mut f = Filter::from_director(&self.director);
+        for m in pf.extra.matches() {
+            f.add(*m);
+        }
+        if pf.applied.as_ref() == Some(&f) {
+            return Ok(());
+        }
+        for (p, port) in self.ports.iter_mut().enumerate() {
+            port.set_filter(&f).inspect_err(|e| {
+                log::error!(target: "lvs::runtime", "port {p}: filter not set: {e}");
+            })?;
+        }
+        log::debug!(target: "lvs::runtime", "ports filtered to {} classes of frames", f.matches().count());
+        pf.applied = Some(f);
+        Ok(())
+    }
+
+    /// Marks the port filter for a rebuild on the next pass.
+    fn filter_stale(&mut self) {
+        if let Some(pf) = self.port_filter.as_mut() {
+            pf.applied = None;
         }
     }
 
@@ -256,6 +317,7 @@ impl Runtime {
     /// The health checker and the director it changes, for control calls on the monitor
     /// (adding a server, forcing a state) between passes.
     pub fn health_mut(&mut self) -> Option<(&mut HealthChecker, &mut Director)> {
+        self.filter_stale();
         Some((self.health.as_mut()?, &mut self.director))
     }
 
@@ -299,6 +361,7 @@ impl Runtime {
 
     /// The director, for control-plane changes between passes.
     pub fn director_mut(&mut self) -> &mut Director {
+        self.filter_stale();
         &mut self.director
     }
 
@@ -345,6 +408,7 @@ impl Runtime {
     /// A port's system error; a sync daemon's socket that cannot be opened; an error of the
     /// health prober's epoll set.
     pub fn poll_once(&mut self, now: Instant) -> io::Result<usize> {
+        self.refresh_port_filter(now)?;
         let mut total = 0;
         for (p, arrival) in (0..self.ports.len()).zip(0..=u16::MAX) {
             let Some(port) = self.ports.get_mut(p) else { continue };

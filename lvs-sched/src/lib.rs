@@ -21,6 +21,7 @@ pub mod lc;
 pub mod mh;
 pub mod nq;
 pub mod ovf;
+mod rank;
 pub mod rr;
 pub mod sed;
 pub mod sh;
@@ -45,17 +46,17 @@ pub fn by_name(name: &str) -> Result<Box<dyn Scheduler>, SchedError> {
     Ok(match name {
         "rr" => Box::new(rr::RoundRobin::default()),
         "wrr" => Box::new(wrr::WeightedRoundRobin::default()),
-        "lc" => Box::new(lc::LeastConn),
-        "wlc" => Box::new(wlc::WeightedLeastConn),
-        "sed" => Box::new(sed::ShortestExpectedDelay),
-        "nq" => Box::new(nq::NeverQueue),
+        "lc" => Box::new(lc::LeastConn::default()),
+        "wlc" => Box::new(wlc::WeightedLeastConn::default()),
+        "sed" => Box::new(sed::ShortestExpectedDelay::default()),
+        "nq" => Box::new(nq::NeverQueue::default()),
         "dh" => Box::new(dh::DestHash::default()),
         "sh" => Box::new(sh::SourceHash::default()),
         "lblc" => Box::new(lblc::Lblc::default()),
         "lblcr" => Box::new(lblcr::Lblcr::default()),
         "mh" => Box::new(mh::Maglev::default()),
-        "fo" => Box::new(fo::WeightedFailover),
-        "ovf" => Box::new(ovf::WeightedOverflow),
+        "fo" => Box::new(fo::WeightedFailover::default()),
+        "ovf" => Box::new(ovf::WeightedOverflow::default()),
         "twos" => Box::new(twos::PowerOfTwo),
         _ => return Err(SchedError::Unknown),
     })

@@ -84,6 +84,12 @@ impl Bench {
 
     fn counts(&mut self, id: DestId, active: u32, inactive: u32) {
         self.list.set_counts(id, active, inactive);
+        self.sched.counts_moved(&self.list.view(), id);
+    }
+
+    fn overload(&mut self, id: DestId, on: bool) {
+        self.list.set_overloaded(id, on);
+        self.sched.counts_moved(&self.list.view(), id);
     }
 
     fn pick_for(&mut self, p: &PacketMeta) -> Option<DestId> {
@@ -154,7 +160,7 @@ fn least_connection_family_examples() {
     let mut b = Bench::new("fo");
     let [x, y, z] = [b.add(3), b.add(5), b.add(5)];
     assert_eq!(b.pick(), Some(z));
-    b.list.set_overloaded(z, true);
+    b.overload(z, true);
     assert_eq!(b.pick(), Some(y));
     let _ = x;
     let mut b = Bench::new("ovf");
@@ -233,7 +239,7 @@ proptest! {
         let mut b = Bench::new("rr");
         let ids: Vec<DestId> = ws.iter().map(|(w, _)| b.add(*w)).collect();
         for (id, (_, ov)) in ids.iter().zip(&ws) {
-            b.list.set_overloaded(*id, *ov);
+            b.overload(*id, *ov);
         }
         let usable = ws.iter().any(|(w, ov)| *w > 0 && !ov);
         for p in b.picks(n) {
@@ -256,7 +262,7 @@ proptest! {
         let ids: Vec<DestId> = servers.iter().map(|(w, ..)| b.add(*w)).collect();
         for (id, (_, a, i, ov)) in ids.iter().zip(&servers) {
             b.counts(*id, *a, *i);
-            b.list.set_overloaded(*id, *ov);
+            b.overload(*id, *ov);
         }
         // score as a fraction (num, den), compared by cross-multiplication.
         let score = |id: DestId| {
@@ -364,7 +370,7 @@ proptest! {
         let ids: Vec<DestId> = servers.iter().map(|(w, ..)| b.add(*w)).collect();
         for (id, (_, a, ov)) in ids.iter().zip(&servers) {
             b.counts(*id, *a, 0);
-            b.list.set_overloaded(*id, *ov);
+            b.overload(*id, *ov);
         }
         let usable = servers.iter().any(|(w, _, ov)| *w > 0 && !ov);
         for _ in 0..n {

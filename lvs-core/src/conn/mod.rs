@@ -44,6 +44,9 @@ pub(crate) mod cf {
     /// FullNAT: the forwarding bits are unused and the director's FullNAT side table holds the
     /// local address, port and sequence offsets of the entry.
     pub(crate) const FULLNAT: u16 = 1 << 12;
+    /// Opened by the SYN proxy: the director's side table holds the splice of its two
+    /// handshakes.
+    pub(crate) const SYNPROXY: u16 = 1 << 13;
     /// Forwarding method, two bits.
     pub(crate) const FWD_SHIFT: u16 = 8;
     pub(crate) const FWD_MASK: u16 = 0x3 << FWD_SHIFT;

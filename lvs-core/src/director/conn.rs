@@ -8,6 +8,7 @@ use crate::conn::{cf, Conn, ConnId, NIL};
 use crate::dest::{DestId, FwdMethod};
 use crate::error::Reason;
 use crate::proto::{self, sctp, tcp::TcpState};
+use crate::service::ServiceView;
 use crate::time::Instant;
 use crate::wire::{ipproto, PacketMeta};
 
@@ -111,9 +112,13 @@ impl Director {
     pub(super) fn set_state(&mut self, id: ConnId, output: bool, pkt: &PacketMeta) -> u32 {
         let Some(c) = self.conns.get_mut(id) else { return 0 };
         let before = c.state;
-        let dest = c.dest_id().and_then(|d| self.dests.get_mut(d));
+        let dest_id = c.dest_id();
+        let dest = dest_id.and_then(|d| self.dests.get_mut(d));
         let was_half_open = defense::half_open(c);
+        let was_inactive = c.flags & cf::INACTIVE;
         proto::set_state(c, dest, &self.timeouts, self.defense.secure(), output, pkt);
+        // The counters moved exactly when the connection crossed between active and inactive.
+        let moved = (c.flags & cf::INACTIVE != was_inactive).then_some(dest_id).flatten();
         let is_half_open = defense::half_open(c);
         let established = match c.proto {
             ipproto::TCP => Some(TcpState::Established as u8),
@@ -131,6 +136,9 @@ impl Director {
             }
         }
         self.count_half_open(was_half_open, is_half_open);
+        if let Some(d) = moved {
+            self.counts_moved(d);
+        }
         timeout_ms
     }
 
@@ -181,13 +189,16 @@ impl Director {
     }
 
     /// What freeing an entry undoes: the controller's count, the server binding, the half-open
-    /// count and a FullNAT connection's local port.
+    /// count, a FullNAT connection's local port and a SYN-proxied one's splice.
     fn release(&mut self, id: ConnId, c: &Conn) {
         if defense::half_open(c) {
             self.half_open = self.half_open.saturating_sub(1);
         }
         if c.flags & cf::FULLNAT != 0 {
-            self.fnat_detach(id, &c.daddr, c.dport, c.proto, c.flags & cf::V6 != 0);
+            self.fnat_detach(id, &c.daddr, c.dport, c.proto, c.flags & cf::DEST_V6 != 0);
+        }
+        if c.flags & cf::SYNPROXY != 0 {
+            self.synproxy.forget(id);
         }
         if c.flags & cf::OUT_HASHED != 0 {
             self.nat_conns = self.nat_conns.saturating_sub(1);
@@ -202,7 +213,8 @@ impl Director {
 
     /// `ip_vs_bind_dest`.
     pub(super) fn bind_dest(&mut self, c: &Conn) {
-        let Some(d) = c.dest_id().and_then(|id| self.dests.get_mut(id)) else { return };
+        let Some(id) = c.dest_id() else { return };
+        let Some(d) = self.dests.get_mut(id) else { return };
         if c.is_template() {
             d.persist += 1;
         } else if c.flags & cf::INACTIVE != 0 {
@@ -212,6 +224,7 @@ impl Director {
         }
         d.refcnt += 1;
         d.check_overload_on_bind();
+        self.counts_moved(id);
     }
 
     /// `ip_vs_unbind_dest`.
@@ -227,5 +240,16 @@ impl Director {
         }
         d.check_overload_on_unbind();
         d.refcnt = d.refcnt.saturating_sub(1);
+        self.counts_moved(id);
+    }
+
+    /// Tells the scheduler of server `id`'s service that the server's counters or overload flag
+    /// moved ([`Scheduler::counts_moved`]); nothing for a server whose service is gone.
+    ///
+    /// [`Scheduler::counts_moved`]: crate::sched::Scheduler::counts_moved
+    pub(super) fn counts_moved(&mut self, id: DestId) {
+        let Some(si) = self.dests.get(id).map(|d| d.svc) else { return };
+        let Some(svc) = self.svcs.get_mut(si as usize).and_then(Option::as_mut) else { return };
+        svc.sched.counts_moved(&ServiceView::new(&svc.order, &self.dests, svc.cfg.sched_flags), id);
     }
 }

@@ -230,9 +230,15 @@ impl Director {
                 _ => self.conns.find_out(&ok),
             };
             if let Some(id) = reply {
+                if self.synproxied(id) {
+                    return self.synproxy_server(now, frame, meta, id, false);
+                }
                 return self.out_path(now, frame, meta, id);
             }
             if let Some(id) = self.fnat.find_reply(&ok) {
+                if self.synproxied(id) {
+                    return self.synproxy_server(now, frame, meta, id, true);
+                }
                 return self.fnat_out(now, frame, meta, id);
             }
         }
@@ -293,7 +299,15 @@ impl Director {
         if let Frag::First(fid) = meta.frag {
             self.frags.remember(now, meta, fid, id, key);
         }
+        if self.synproxied(id) {
+            return self.synproxy_client(now, frame, meta, id);
+        }
         self.in_path(now, frame, meta, id)
+    }
+
+    /// Whether connection `id` was opened by the SYN proxy.
+    fn synproxied(&self, id: ConnId) -> bool {
+        self.conns.get(id).is_some_and(|c| c.flags & cf::SYNPROXY != 0)
     }
 
     /// Whether a server is still linked into its service (not deleted).
@@ -355,9 +369,13 @@ impl Director {
     /// the packet goes on to the director's own stack (`NF_ACCEPT`), which is `NotMine` here.
     fn new_flow(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta) -> Result<ConnId, Verdict> {
         let Some(si) = self.find_service(frame, meta) else { return Err(Verdict::NotMine) };
+        if meta.proto == ipproto::TCP && self.svc(si).is_some_and(|s| s.cfg.synproxy) && matches!(meta.frag, Frag::None)
+        {
+            return Err(self.synproxy_new(now, frame, meta, si));
+        }
         if meta.proto == ipproto::TCP {
             let f = meta.tcp_flags;
-            let may = f & flags::RST == 0 && (f & flags::SYN != 0 || self.cfg.sloppy_tcp);
+            let may = f & flags::RST == 0 && (f & flags::SYN != 0 || self.cfg.sloppy_tcp || self.schedules_midflow(si));
             if !may {
                 return Err(self.reset(frame, meta));
             }
@@ -386,7 +404,7 @@ impl Director {
     }
 
     /// `ip_vs_schedule` and `ip_vs_sched_persist`.
-    fn schedule(&mut self, now: Instant, si: u32, meta: &PacketMeta) -> Result<ConnId, Reason> {
+    pub(super) fn schedule(&mut self, now: Instant, si: u32, meta: &PacketMeta) -> Result<ConnId, Reason> {
         let Some(svc) = self.svcs.get_mut(si as usize).and_then(Option::as_mut) else { return Err(Reason::NoDest) };
         let key = svc.cfg.key;
         let one_packet = svc.cfg.one_packet && meta.proto == ipproto::UDP;
@@ -460,7 +478,7 @@ impl Director {
     }
 
     /// Client → real server on connection `id`.
-    fn in_path(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
+    pub(super) fn in_path(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
         let Some(c) = self.conns.get(id) else { return self.drop(Reason::DestUnavailable) };
         let (dest, fwd, daddr, dport, control, one_packet) =
             (c.dest_id(), c.fwd(), from_raw(c.daf(), &c.daddr), c.dport, c.control, c.flags & cf::ONE_PACKET != 0);

@@ -9,6 +9,8 @@
 //! - `output` — the NAT reply path (`ip_vs_out`, `handle_response`);
 //! - `fnat` — FullNAT: local addresses and ports, the side table of FullNAT connections with
 //!   its reply index, TOA and PROXY header insertion (Alibaba LVS, DPVS);
+//! - `synproxy` — the SYN proxy: cookie SYN-ACKs, connections opened on a good cookie, the two
+//!   handshakes spliced (Alibaba LVS, DPVS);
 //! - `conn` — connection creation, binding to servers, expiry (`ip_vs_conn.c`);
 //! - `icmp` — ICMP errors in both directions, and the refusals and resets the director sends;
 //! - `frag` — later fragments following their first;
@@ -31,13 +33,16 @@ mod icmp;
 mod input;
 #[cfg(any(test, feature = "testkit"))]
 mod invariants;
+mod midflow;
 mod output;
 mod sync;
+mod synproxy;
 
 pub use ctl::{BatchError, Command};
 pub use defense::{Defense, DefenseMode, DefenseStatus};
 pub use fnat::FnatStats;
 pub use sync::{ResyncMessage, SyncOutcome, SyncRefused, SyncStats};
+pub use synproxy::SynproxyStats;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -145,6 +150,19 @@ pub struct DirectorConfig {
     /// a SYN with a reset (seen where replies pass the director: NAT), and a client that
     /// retransmits its SYN (any method) — for a health checker ([`Director::poll_suspect`]).
     pub passive_checks: bool,
+    /// The secret of the SYN proxy's cookies (SipHash key). The default is a fixed constant,
+    /// fine for tests but predictable: a director facing untrusted traffic takes a random one
+    /// and rotates it ([`Director::set_synproxy_secret`]).
+    pub synproxy_secret: [u8; 16],
+    /// The MSS the SYN proxy offers clients (DPVS `synproxy_init_mss`); a FullNAT service
+    /// offers less by what it adds to segments (TOA or PROXY header).
+    pub synproxy_mss: u16,
+    /// The window scale the SYN proxy offers clients that offer one (DPVS `synproxy_wscale`);
+    /// the real server's own scale is translated to it on every segment.
+    pub synproxy_wscale: u8,
+    /// DPVS `synproxy_defer`: open the connection to the real server only when the client
+    /// sends its first data, not on its bare ACK.
+    pub synproxy_defer: bool,
     /// The flood defences (`amemthresh`, `drop_entry`, `drop_packet`, `secure_tcp`), all
     /// automatic by default where the kernel's are off.
     pub defense: Defense,
@@ -167,6 +185,10 @@ impl Default for DirectorConfig {
             icmp_errors: true,
             tcp_resets: true,
             passive_checks: false,
+            synproxy_secret: *b"lvs-syncookie-k0",
+            synproxy_mss: 1452,
+            synproxy_wscale: 7,
+            synproxy_defer: false,
             defense: Defense::default(),
         }
     }
@@ -193,6 +215,9 @@ impl DirectorConfig {
         };
         self.hash_seeds = [draw(0), draw(1), draw(2), draw(3)];
         self.rng_seed = draw(4);
+        let (k0, k1) = (draw(5), draw(6));
+        self.synproxy_secret[..8].copy_from_slice(&k0.to_le_bytes());
+        self.synproxy_secret[8..].copy_from_slice(&k1.to_le_bytes());
         self
     }
 }
@@ -283,6 +308,7 @@ pub struct Director {
     conns: ConnTable,
     nat_conns: usize,
     fnat: fnat::FnatState,
+    synproxy: synproxy::SynproxyState,
     timeouts: Timeouts,
     stats: Stats,
     drops: [u64; Reason::COUNT],
@@ -316,6 +342,7 @@ impl Director {
             neigh: NeighbourTable::new(hasher()),
             frags: FragTable::new(hasher()),
             fnat: fnat::FnatState::new(hasher),
+            synproxy: synproxy::SynproxyState::new(cfg.synproxy_secret, hasher()),
             rng: SeededRng::new(cfg.rng_seed),
             defense: defense::DefenseState::new(cfg.defense),
             half_open: 0,

@@ -557,7 +557,11 @@ impl Director {
                 }
             }
             c.flags ^= cf::INACTIVE;
+            if let (false, Some(d)) = (template, c.dest_id()) {
+                self.counts_moved(d);
+            }
         }
+        let Some(c) = self.conns.get(id) else { return };
         if c.dest != NIL {
             return;
         }

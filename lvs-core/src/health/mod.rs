@@ -20,7 +20,9 @@
 //! - [`monitor`] — the [`Monitor`]: state per server, probes in flight, reactions.
 //! - [`probe`], [`outcome`], [`event`], [`control`] — what crosses the room's edges.
 //! - [`status`](mod@status) — the listing beside `ipvsadm -Ln` ([`status()`]).
+//! - [`announce`] — which VIPs the director should announce to ECMP routers ([`Announcer`]).
 
+pub mod announce;
 pub mod check;
 pub mod control;
 pub mod dns;
@@ -39,6 +41,7 @@ pub mod status;
 pub mod tcp;
 pub mod udp;
 
+pub use announce::{Announcer, Change};
 pub use check::{Check, Exchange, Transport};
 pub use control::Control;
 pub use dns::DnsCheck;

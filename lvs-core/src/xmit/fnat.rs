@@ -6,9 +6,10 @@
 
 use core::net::IpAddr;
 
+use super::fnat64;
 use super::nat::{icmp_checksum, rewrite, rewrite_addr, Side};
 use super::seqadj::{self, SeqAdj};
-use super::{decrement_ttl, ok, set_macs, trim_padding, XmitError};
+use super::{decrement_ttl, ok, set_macs, tcpopt, trim_padding, XmitError};
 use crate::addr::Af;
 use crate::neigh::MacAddr;
 use crate::proto::tcp::flags;
@@ -20,10 +21,11 @@ pub(crate) const TOA_KIND: u8 = 254;
 pub(crate) const TOA_LEN_V4: usize = 8;
 /// TOA length for an IPv6 client (`TCP_OLEN_IP6_ADDR`).
 pub(crate) const TOA_LEN_V6: usize = 20;
-/// TCP option kind of the MSS.
-const OPT_MSS: u8 = 2;
 /// The smallest MSS a cut leaves (RFC 879's default for IPv4).
 const MIN_MSS: u16 = 536;
+/// How much larger an IPv6 header is than an IPv4 one: what fnat64 takes off the MSS a client
+/// offers, so the server's full segments still fit the client's link once they grow into IPv6.
+pub(crate) const V6_GROWTH: u16 = 20;
 
 /// The TOA option for a client at `addr:port`: kind 254, length 8 (IPv4) or 20 (IPv6), the
 /// port and the address in network order (DPVS `struct tcpopt_ip4_addr`, `tcpopt_ip6_addr`).
@@ -96,14 +98,16 @@ pub(crate) enum Added {
     NoRoom,
 }
 
-/// Rewrites a packet of a FullNAT connection in place.
+/// Rewrites a packet of a FullNAT connection in place; when the new addresses are of the
+/// other family (fnat64) the IP header is translated first ([`fnat64::translate`]).
 ///
 /// # Errors
 /// [`XmitError::TtlExpired`] when the TTL would reach zero, [`XmitError::Bounds`] when the
-/// frame does not hold what `meta` says.
+/// frame does not hold what `meta` says, [`XmitError::Fragment`] for a fragment to translate.
 pub(crate) fn xmit(frame: &mut Frame, meta: &PacketMeta, f: &Fnat<'_>) -> Result<Added, XmitError> {
-    decrement_ttl(frame.data_mut(), meta)?;
     trim_padding(frame, meta);
+    let meta = &fnat64::translate(frame, meta, f.src.0, f.dst.0)?;
+    decrement_ttl(frame.data_mut(), meta)?;
     let tcp = meta.proto == ipproto::TCP && matches!(meta.frag, wire::Frag::None);
     let mut m = *meta;
     let added = match f.extra {
@@ -206,38 +210,19 @@ fn insert(frame: &mut Frame, m: &mut PacketMeta, bytes: &[u8], option: bool, mtu
 /// other side sends have room for what the director adds to them.
 fn cut_mss(data: &mut [u8], m: &PacketMeta, cut: u16) -> Result<(), XmitError> {
     let l4 = usize::from(m.l4);
-    let doff = usize::from(field::byte(data, l4 + field::TCP_DOFF).ok_or(XmitError::Bounds)? >> 4) * 4;
-    let (mut i, end) = (l4 + field::TCP_BASE_LEN, l4 + doff);
-    while i + 1 < end {
-        let kind = field::byte(data, i).ok_or(XmitError::Bounds)?;
-        if kind == 0 {
-            break;
-        }
-        if kind == 1 {
-            i += 1;
-            continue;
-        }
-        let len = usize::from(field::byte(data, i + 1).ok_or(XmitError::Bounds)?);
-        if len < 2 || i + len > end {
-            break;
-        }
-        if kind == OPT_MSS && len == 4 {
-            // The checksum runs over 16-bit words of the header: take the aligned bytes that
-            // hold the MSS (two, or four when the options before it are odd) before and after.
-            let rel = i + 2 - l4;
-            let (w, n) = if rel % 2 == 0 { (i + 2, 2) } else { (i + 1, 4) };
-            let mut before = [0u8; 4];
-            let old_b = before.get_mut(..n).ok_or(XmitError::Bounds)?;
-            old_b.copy_from_slice(field::bytes(data, w..w + n).ok_or(XmitError::Bounds)?);
-            let old = field::be16(data, i + 2).ok_or(XmitError::Bounds)?;
-            ok(field::set_be16(data, i + 2, old.saturating_sub(cut).max(MIN_MSS)))?;
-            let c = field::be16(data, l4 + field::TCP_CSUM).ok_or(XmitError::Bounds)?;
-            let c = wire::csum::update_bytes(c, old_b, field::bytes(data, w..w + n).ok_or(XmitError::Bounds)?);
-            return ok(field::set_be16(data, l4 + field::TCP_CSUM, c));
-        }
-        i += len;
-    }
-    Ok(())
+    let Some(i) = tcpopt::find(data, l4, tcpopt::MSS, 4)? else { return Ok(()) };
+    // The checksum runs over 16-bit words of the header: take the aligned bytes that hold the
+    // MSS (two, or four when the options before it are odd) before and after.
+    let rel = i + 2 - l4;
+    let (w, n) = if rel % 2 == 0 { (i + 2, 2) } else { (i + 1, 4) };
+    let mut before = [0u8; 4];
+    let old_b = before.get_mut(..n).ok_or(XmitError::Bounds)?;
+    old_b.copy_from_slice(field::bytes(data, w..w + n).ok_or(XmitError::Bounds)?);
+    let old = field::be16(data, i + 2).ok_or(XmitError::Bounds)?;
+    ok(field::set_be16(data, i + 2, old.saturating_sub(cut).max(MIN_MSS)))?;
+    let c = field::be16(data, l4 + field::TCP_CSUM).ok_or(XmitError::Bounds)?;
+    let c = wire::csum::update_bytes(c, old_b, field::bytes(data, w..w + n).ok_or(XmitError::Bounds)?);
+    ok(field::set_be16(data, l4 + field::TCP_CSUM, c))
 }
 
 #[cfg(test)]

@@ -7,10 +7,13 @@
 
 pub(crate) mod dr;
 pub(crate) mod fnat;
+pub(crate) mod fnat64;
 pub(crate) mod icmp;
 pub(crate) mod nat;
 pub(crate) mod rst;
 pub(crate) mod seqadj;
+pub(crate) mod synproxy;
+pub(crate) mod tcpopt;
 pub(crate) mod tun;
 
 use crate::addr::Af;

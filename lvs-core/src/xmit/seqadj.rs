@@ -6,14 +6,9 @@
 //! inserted at the start of the client's stream); a SYN proxy splicing two handshakes uses it
 //! with the same offset before and after.
 
-use super::{ok, XmitError};
+use super::{ok, tcpopt, XmitError};
 use crate::proto::tcp::flags;
 use crate::wire::{csum, field, PacketMeta};
-
-/// TCP option kinds walked here.
-const OPT_EOL: u8 = 0;
-const OPT_NOP: u8 = 1;
-const OPT_SACK: u8 = 5;
 
 /// The offsets of one direction: segments that start at or before `pos` move by `before`,
 /// later ones by `after` (wrapping arithmetic, as sequence numbers are).
@@ -99,27 +94,22 @@ fn set32(data: &mut [u8], off: usize, old: u32, new: u32, sum: u16) -> Result<u1
 /// 16-bit aligned only by luck, so each edge is updated on its own bytes with the checksum
 /// taken over the aligned words it touches.
 fn sack(data: &mut [u8], l4: usize, adj: &SeqAdj, mut sum: u16) -> Result<u16, XmitError> {
-    let doff = usize::from(field::byte(data, l4 + field::TCP_DOFF).ok_or(XmitError::Bounds)? >> 4) * 4;
-    let (mut i, end) = (l4 + field::TCP_BASE_LEN, l4 + doff.max(field::TCP_BASE_LEN));
-    while i < end {
-        let kind = field::byte(data, i).ok_or(XmitError::Bounds)?;
-        match kind {
-            OPT_EOL => break,
-            OPT_NOP => i += 1,
-            _ => {
-                let len = usize::from(field::byte(data, i + 1).ok_or(XmitError::Bounds)?);
-                if len < 2 || i + len > end {
-                    break;
-                }
-                if kind == OPT_SACK && (len - 2) % 8 == 0 {
-                    let mut e = i + 2;
-                    while e < i + len {
-                        sum = edge(data, l4, e, adj, sum)?;
-                        e += 4;
-                    }
-                }
-                i += len;
+    // The 40 bytes of option space hold at most four SACK options (10 bytes or more each).
+    let mut found = [(0usize, 0usize); 4];
+    let mut n = 0;
+    tcpopt::walk(data, l4, |kind, i, len| {
+        if kind == tcpopt::SACK && (len - 2) % 8 == 0 {
+            if let Some(slot) = found.get_mut(n) {
+                *slot = (i, len);
+                n += 1;
             }
+        }
+    })?;
+    for &(i, len) in found.get(..n).unwrap_or_default() {
+        let mut e = i + 2;
+        while e < i + len {
+            sum = edge(data, l4, e, adj, sum)?;
+            e += 4;
         }
     }
     Ok(sum)
@@ -127,12 +117,24 @@ fn sack(data: &mut [u8], l4: usize, adj: &SeqAdj, mut sum: u16) -> Result<u16, X
 
 /// One SACK edge at byte `e` of the frame (the TCP header starts at `l4`).
 fn edge(data: &mut [u8], l4: usize, e: usize, adj: &SeqAdj, sum: u16) -> Result<u16, XmitError> {
+    rewrite32(data, l4, e, |v| adj.ack(v), sum)
+}
+
+/// Replaces the 32-bit field at byte `e` of a TCP header starting at `l4` by `f` of it and
+/// returns the checksum updated for it. Options are 16-bit aligned only by luck: at an odd
+/// offset the update runs over the three aligned words that hold the field's four bytes.
+pub(crate) fn rewrite32(
+    data: &mut [u8],
+    l4: usize,
+    e: usize,
+    f: impl Fn(u32) -> u32,
+    sum: u16,
+) -> Result<u16, XmitError> {
     let old = field::be32(data, e).ok_or(XmitError::Bounds)?;
-    let new = adj.ack(old);
+    let new = f(old);
     if (e - l4) % 2 == 0 {
         return set32(data, e, old, new, sum);
     }
-    // An odd offset: update over the three aligned words that hold the edge's four bytes.
     let w = e - 1;
     let before = field::bytes(data, w..w + 6).ok_or(XmitError::Bounds)?;
     let mut old_words = [0u8; 6];

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, Ordering};
 
+use crate::filter::SockFilter;
+
 /// `struct tpacket_req3` (linux/if_packet.h).
 #[repr(C)]
 struct TpacketReq3 {
@@ -215,6 +217,16 @@ impl PacketSocket {
 
     pub(crate) fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+
+    /// Replaces the socket's classic BPF filter (`SO_ATTACH_FILTER`); the kernel then copies
+    /// only the frames it accepts into the ring.
+    pub(crate) fn attach_filter(&self, prog: &[SockFilter]) -> io::Result<()> {
+        let len = u16::try_from(prog.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // `struct sock_filter` and `SockFilter` have the same C layout, instruction for
+        // instruction; the kernel copies the program during the call and only reads it.
+        let fprog = libc::sock_fprog { len, filter: prog.as_ptr().cast_mut().cast() };
+        setsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
     }
 
     /// Hands up to `max` received frames to `f` in order, each with whether its transport

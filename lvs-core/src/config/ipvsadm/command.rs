@@ -8,7 +8,8 @@
 //! DPVS's ipvsadm adds FullNAT's verbs to the same table: `-P`/`--add-laddr`,
 //! `-Q`/`--del-laddr` and `-G`/`--get-laddr` with `-z`/`--laddr` for a service's local
 //! addresses, `--fullnat` (and `-b` on `-a`/`-e`, where ipvsadm's `--sched-flags` has no
-//! business) as a forwarding method, and `--proxy-protocol` on `-A`/`-E`.
+//! business) as a forwarding method, and `--proxy-protocol` and `-j`/`--synproxy enable|disable`
+//! on `-A`/`-E`.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -131,24 +132,24 @@ impl Cmd {
     /// `--ifname`, a DPDK port, has no counterpart).
     fn row(self) -> &'static [u8; OPTS] {
         match self {
-            Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx ",
-            Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::List => b" 11xxxxxxxxx11       xxxxxxx xxxxxxx",
-            Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xx",
-            Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::StartDaemon => b"xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxx",
-            Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxx",
-            Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::Flush | Cmd::Timeout | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::AddLaddr | Cmd::DelLaddr => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+x",
-            Cmd::GetLaddr => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx  ",
+            Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::List => b" 11xxxxxxxxx11       xxxxxxx xxxxxxxx",
+            Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xxx",
+            Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::StartDaemon => b"xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxxx",
+            Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxx",
+            Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::Flush | Cmd::Timeout | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::AddLaddr | Cmd::DelLaddr => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+xx",
+            Cmd::GetLaddr => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
         }
     }
 }
 
 /// How many options the table knows (`NUMBER_OF_OPT`): ipvsadm 1.31's 34, then DPVS's.
-const OPTS: usize = 36;
+const OPTS: usize = 37;
 
 /// `optnames`: an option's number is its index here (`OPTC_*`).
 const OPTNAMES: [&str; OPTS] = [
@@ -188,6 +189,7 @@ const OPTNAMES: [&str; OPTS] = [
     "tun-remcsum",
     "local-address",
     "proxy-protocol",
+    "synproxy",
 ];
 
 // The `OPTC_*` numbers this parser refers to by name.
@@ -207,6 +209,7 @@ const O_TUN_PORT: usize = 30;
 const O_TUN_LAST: usize = 33;
 const O_LADDR: usize = 34;
 const O_PROXY_PROTOCOL: usize = 35;
+const O_SYNPROXY: usize = 36;
 
 /// What an option carries, as its popt table entry says.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -219,7 +222,7 @@ enum Arg {
 
 /// ipvsadm's option table (`options_table`): long name, short letter, argument, and the
 /// `OPTC_*` it sets (`None` for the commands and for `-6`/`--sort`, which set none).
-const TABLE: [(&str, Option<char>, Arg, Tag); 64] = [
+const TABLE: [(&str, Option<char>, Arg, Tag); 65] = [
     ("add-service", Some('A'), Arg::None, Tag::Cmd(Cmd::Add)),
     ("edit-service", Some('E'), Arg::None, Tag::Cmd(Cmd::Edit)),
     ("delete-service", Some('D'), Arg::None, Tag::Cmd(Cmd::Del)),
@@ -284,6 +287,7 @@ const TABLE: [(&str, Option<char>, Arg, Tag); 64] = [
     ("fullnat", None, Arg::None, Tag::Fwd(FwdMethod::FullNat)),
     ("laddr", Some('z'), Arg::Value, Tag::Opt(O_LADDR)),
     ("proxy-protocol", None, Arg::Value, Tag::Opt(O_PROXY_PROTOCOL)),
+    ("synproxy", Some('j'), Arg::Value, Tag::Opt(O_SYNPROXY)),
 ];
 
 /// DPVS's `-b`, `--fullnat`, which a real-server command reads in place of `--sched-flags`.
@@ -430,6 +434,8 @@ struct Entry {
     laddr: IpAddr,
     /// DPVS's `--proxy-protocol`.
     client_addr: ClientAddr,
+    /// DPVS's `-j enable`.
+    synproxy: bool,
 }
 
 impl Entry {
@@ -460,6 +466,7 @@ impl Entry {
             timeouts: [0; 3],
             laddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             client_addr: ClientAddr::Toa,
+            synproxy: false,
         }
     }
 
@@ -870,6 +877,10 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
                         }
                     }
                     O_PROXY_PROTOCOL => e.client_addr = proxy_protocol(&val)?,
+                    // DPVS compares only the word's first letters (`memcmp` of its length).
+                    O_SYNPROXY if val.starts_with("enable") => e.synproxy = true,
+                    O_SYNPROXY if val.starts_with("disable") => e.synproxy = false,
+                    O_SYNPROXY => return Err(Failure::usage("synproxy switch must be enable or disable\n")),
                     // -n, -c, --timeout, --daemon and the checksum flags only mark themselves.
                     _ => {}
                 }
@@ -913,7 +924,9 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
         if e.fwmark == 0 && matches!(e.fwd, FwdMethod::Route | FwdMethod::Tunnel) {
             e.dest_port = e.port;
         }
-        if Some(Af::of(&e.dest)) != e.af && e.fwd != FwdMethod::Tunnel {
+        // DPVS's ipvsadm also lets an IPv6 service have IPv4 FullNAT servers (fnat64).
+        let fnat64 = e.fwd == FwdMethod::FullNat && e.af == Some(Af::V6);
+        if Some(Af::of(&e.dest)) != e.af && e.fwd != FwdMethod::Tunnel && !fnat64 {
             return Err(Failure::usage("Different address family is allowed only for tunneling servers"));
         }
         let tunnel_opts = (O_TUN_TYPE..=O_TUN_LAST).any(|o| seen & (1 << o) != 0);
@@ -935,6 +948,7 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
         c.one_packet = e.ops;
         c.sched_flags = SchedFlags(flags);
         c.client_addr = e.client_addr;
+        c.synproxy = e.synproxy;
         c
     };
     let dest = || RealServer::new(e.dest, e.dest_port, e.fwd, e.weight).with_thresholds(e.upper, e.lower);

@@ -204,6 +204,10 @@ fn service_entry(out: &mut String, s: &ServiceInfo<'_>, f: Format) {
         if c.one_packet {
             out.push_str(" ops");
         }
+        // DPVS's ipvsadm: " synproxy" after " ops".
+        if c.synproxy {
+            out.push_str(" synproxy");
+        }
         // DPVS's ipvsadm: " ppv1" / " ppv2" for a service that sends a PROXY header.
         if let ClientAddr::Proxy(v) = c.client_addr {
             out.push_str(proxy_word(v, " ppv1", " ppv2"));

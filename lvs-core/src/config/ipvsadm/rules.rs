@@ -77,6 +77,9 @@ pub fn save(d: &Director) -> String {
         if c.sched_flags.0 != 0 {
             let _ = write!(out, " -b {}", sched_flag_names(&c.scheduler, c.sched_flags));
         }
+        if c.synproxy {
+            out.push_str(" -j enable");
+        }
         if let ClientAddr::Proxy(v) = c.client_addr {
             out.push_str(proxy_word(v, " --proxy-protocol v1", " --proxy-protocol v2"));
         }

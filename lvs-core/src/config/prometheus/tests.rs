@@ -171,6 +171,8 @@ fn lvs_families_drops_table_and_sync() {
         lvs_drops_total{reason=\"unsupported\"} 0\n\
         lvs_drops_total{reason=\"unknown-port\"} 0\n\
         lvs_drops_total{reason=\"no-local-port\"} 0\n\
+        lvs_drops_total{reason=\"bad-cookie\"} 0\n\
+        lvs_drops_total{reason=\"synproxy-held\"} 0\n\
         lvs_drops_total{reason=\"drop-packet\"} 0\n\
         lvs_drops_total{reason=\"service-conn-limit\"} 0\n\
         lvs_drops_total{reason=\"dest-conn-limit\"} 0\n\

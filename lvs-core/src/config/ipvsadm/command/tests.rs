@@ -360,3 +360,18 @@ fn dpvs_fullnat_verbs() {
     );
     assert_eq!(fail(&["-A", "-t", "10.0.0.1:80", "--proxy-protocol", "v2-insecure"]).0, 255);
 }
+
+#[test]
+fn dpvs_synproxy_switch() {
+    assert!(svc(&["-A", "-t", "10.0.0.1:80", "-j", "enable"]).synproxy);
+    assert!(!svc(&["-E", "-t", "10.0.0.1:80", "--synproxy=disable"]).synproxy);
+    assert!(!svc(&["-A", "-t", "10.0.0.1:80"]).synproxy);
+    assert_eq!(
+        fail(&["-A", "-t", "10.0.0.1:80", "-j", "on"]),
+        (2, "synproxy switch must be enable or disable\n".into())
+    );
+    assert_eq!(
+        fail(&["-a", "-t", "10.0.0.1:80", "-r", "10.0.0.2", "-m", "-j", "enable"]),
+        (2, "Illegal 'synproxy' option with the 'add-server' command".into())
+    );
+}
