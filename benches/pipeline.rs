@@ -2,14 +2,25 @@
 //! `Director::process_burst` in bursts of 32 frames, with that many live connections.
 //!
 //! `established` sends data segments of live connections (parse, one index probe, state step,
-//! rewrite). `new` sends SYNs of fresh flows (schedule + insert); between measured bursts the
-//! clock jumps past the SYN_RECV timeout so they expire, while the live connections (with a long
+//! rewrite). Each burst's 32 flows are drawn from a precomputed pseudo-random sequence of flow
+//! indices spread over the whole table (2^20 draws, cycled), so with 1 M flows every packet
+//! meets cold entries as a real director's do, rather than the same 32 warm ones. A frame is
+//! made by copying one prebuilt segment into the burst's buffer (as a receive would) and
+//! writing its flow's client address and port, with both checksums updated (RFC 1624).
+//!
+//! `new` sends SYNs of fresh flows (schedule + insert); between measured bursts the clock jumps
+//! past the SYN_RECV timeout so they expire, while the live connections (with a long
 //! ESTABLISHED timeout) stay.
+//!
+//! Setting up also prints the connection table's bytes per connection (`table_stats()`) for
+//! each method and size, and for one million IPv6 DR connections.
 
 use std::hint::black_box;
+use std::net::IpAddr;
 use std::time::{Duration, Instant as StdInstant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use lvs::core::addr::Af;
 use lvs::core::proto::tcp::flags;
 use lvs::core::testkit::Tcp;
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
@@ -22,29 +33,98 @@ use traffic::{client, data, director};
 
 const BURST: usize = 32;
 
+/// How many flow indices the established sequence holds before it repeats.
+const DRAWS: usize = 1 << 20;
+
+/// Offsets in an untagged IPv4/TCP segment: header checksum, source address, TCP source port,
+/// TCP checksum.
+const IP_CSUM: usize = 24;
+const IP_SRC: usize = 26;
+const TCP_SPORT: usize = 34;
+const TCP_CSUM: usize = 50;
+
+/// `count` flow indices below `live`, pseudo-random (splitmix64) and fixed from run to run.
+fn spread(live: u32, count: usize) -> Vec<u32> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..count)
+        .map(|_| {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) % u64::from(live)) as u32
+        })
+        .collect()
+}
+
+/// The 16-bit words a flow's client end contributes to both checksums (address, then port).
+fn words(i: u32) -> [u16; 3] {
+    match client(Af::V4, i) {
+        (IpAddr::V4(a), port) => {
+            let o = a.octets();
+            [u16::from_be_bytes([o[0], o[1]]), u16::from_be_bytes([o[2], o[3]]), port]
+        }
+        (IpAddr::V6(_), _) => unreachable!("IPv4 flows"),
+    }
+}
+
+/// RFC 1624 eqn. 3 over several words: the checksum at `at` after `old` became `new`.
+fn update(buf: &mut [u8], at: usize, old: &[u16], new: &[u16]) {
+    let mut sum = u32::from(!u16::from_be_bytes([buf[at], buf[at + 1]]));
+    for (o, n) in old.iter().zip(new) {
+        sum += u32::from(!o) + u32::from(*n);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    buf[at..at + 2].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+}
+
+/// Turns `frame`, a copy of flow 0's segment, into flow `i`'s.
+fn aim(frame: &mut [u8], i: u32) {
+    let (old, new) = (words(0), words(i));
+    frame[IP_SRC..IP_SRC + 2].copy_from_slice(&new[0].to_be_bytes());
+    frame[IP_SRC + 2..IP_SRC + 4].copy_from_slice(&new[1].to_be_bytes());
+    frame[TCP_SPORT..TCP_SPORT + 2].copy_from_slice(&new[2].to_be_bytes());
+    update(frame, IP_CSUM, &old[..2], &new[..2]);
+    update(frame, TCP_CSUM, &old, &new);
+}
+
+fn report(what: &str, d: &lvs::Director, live: u32) {
+    let t = d.table_stats();
+    eprintln!(
+        "{what}: {} entries, {} bytes held, {:.1} bytes per connection",
+        t.entries,
+        t.bytes,
+        t.bytes as f64 / f64::from(live)
+    );
+}
+
 fn bench(c: &mut Criterion) {
-    let vip = traffic::vip();
+    let vip = traffic::vip(Af::V4);
+    let template = data(Af::V4, 0);
+    for i in [1, 16_383, 16_384, 999_999] {
+        let mut f = template.clone();
+        aim(&mut f, i);
+        assert_eq!(f, data(Af::V4, i), "the benchmark's frame of flow {i}");
+    }
     for method in ["dr", "nat", "tun"] {
         let mut g = c.benchmark_group(format!("pipeline/{method}"));
         g.throughput(Throughput::Elements(BURST as u64));
         for (label, live) in [("1", 1u32), ("10k", 10_000), ("1m", 1_000_000)] {
-            let mut d = director(method, 0..live, 1);
-            let t = d.table_stats();
-            eprintln!(
-                "pipeline/{method}/{label}: {} entries, {} bytes held, {:.1} bytes per connection",
-                t.entries,
-                t.bytes,
-                t.bytes as f64 / f64::from(live)
-            );
-            // Established: data segments spread over the live connections.
-            let templates: Vec<Frame> =
-                (0..BURST as u32).map(|k| Frame::new(DEFAULT_HEADROOM, &data(k.wrapping_mul(7919) % live))).collect();
-            let mut frames = templates.clone();
+            let mut d = director(Af::V4, method, 0..live, 1);
+            report(&format!("pipeline/{method}/{label}"), &d, live);
+            // Established: data segments of flows drawn over the whole table.
+            let order = spread(live, DRAWS);
+            let mut frames: Vec<Frame> = (0..BURST).map(|_| Frame::new(DEFAULT_HEADROOM, &template)).collect();
             let mut verdicts = [Verdict::NotMine; BURST];
+            let mut cursor = order.chunks_exact(BURST).cycle();
             g.bench_function(BenchmarkId::new("established", label), |b| {
                 b.iter(|| {
-                    for (f, t) in frames.iter_mut().zip(&templates) {
-                        f.load(DEFAULT_HEADROOM, t.data());
+                    let flows = cursor.next().unwrap_or_default();
+                    for (f, i) in frames.iter_mut().zip(flows) {
+                        f.load(DEFAULT_HEADROOM, &template);
+                        aim(f.data_mut(), *i);
                     }
                     d.process_burst(Instant::from_secs(2), &mut frames, &mut verdicts);
                     black_box(&verdicts);
@@ -64,7 +144,7 @@ fn bench(c: &mut Criterion) {
                                 (0..BURST)
                                     .map(|_| {
                                         next = next.wrapping_add(1);
-                                        Tcp::new(client(next), (vip, 80), flags::SYN).frame()
+                                        Tcp::new(client(Af::V4, next), (vip, 80), flags::SYN).frame()
                                     })
                                     .collect()
                             })
@@ -85,6 +165,7 @@ fn bench(c: &mut Criterion) {
         }
         g.finish();
     }
+    report("table/v6/dr/1m", &director(Af::V6, "dr", 0..1_000_000, 1), 1_000_000);
 }
 
 criterion_group!(benches, bench);

@@ -10,6 +10,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant as StdInstant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use lvs::core::addr::Af;
 use lvs::core::sync::wire::{flags, MessageBuilder, Record, Version};
 use lvs::core::sync::{DaemonConfig, Role, SyncParams};
 use lvs::core::Instant;
@@ -19,13 +20,13 @@ use lvs::core::Instant;
 mod traffic;
 
 fn record(i: u32) -> Record<'static> {
-    let (caddr, cport) = traffic::client(i);
+    let (caddr, cport) = traffic::client(Af::V4, i);
     Record {
         proto: 6,
         flags: flags::DROUTE | flags::NOOUTPUT,
         state: 1,
         caddr,
-        vaddr: traffic::vip(),
+        vaddr: traffic::vip(Af::V4),
         daddr: format!("192.0.2.1{}", 1 + i % 4).parse().unwrap(),
         cport,
         vport: 80,
@@ -52,7 +53,7 @@ fn messages(from: u32, n: u32) -> Vec<Vec<u8>> {
 }
 
 fn backup(params: SyncParams) -> lvs::Director {
-    let mut d = traffic::director("dr", 0..0, 1);
+    let mut d = traffic::director(Af::V4, "dr", 0..0, 1);
     d.set_sync_params(params).unwrap();
     d.start_sync(Role::Backup, &DaemonConfig::new("sync0"), 1500).unwrap();
     d
@@ -107,7 +108,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(1_000_000));
     let params = SyncParams { resync_rate: u32::MAX, ..SyncParams::default() };
-    let mut master = traffic::director("dr", 0..1_000_000, 1);
+    let mut master = traffic::director(Af::V4, "dr", 0..1_000_000, 1);
     master.set_sync_params(params).unwrap();
     master.start_sync(Role::Master, &DaemonConfig::new("sync0"), 1500).unwrap();
     let mut printed = false;

@@ -20,6 +20,7 @@ mod traffic;
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
+use lvs::core::addr::Af;
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs::core::Instant;
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
@@ -35,9 +36,9 @@ const FLOWS: u32 = 10_000;
 fn replay(method: &'static str, shards: usize) -> f64 {
     let make = Arc::new(move |s: usize| {
         let mine: Vec<u32> = (0..FLOWS).filter(|i| *i as usize % shards == s).collect();
-        let frames = mine.iter().map(|i| Captured { ts_ns: 0, data: data(*i) }).collect();
+        let frames = mine.iter().map(|i| Captured { ts_ns: 0, data: data(Af::V4, *i) }).collect();
         let port: Box<dyn PacketIo + Send> = Box::new(PcapReplay::looping(frames));
-        Ok(Runtime::new(director(method, mine.into_iter(), 0), vec![port]))
+        Ok(Runtime::new(director(Af::V4, method, mine.into_iter(), 0), vec![port]))
     });
     let set = Shards::spawn(shards, make).unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -60,7 +61,7 @@ fn afpacket() -> Result<f64, String> {
     let name = ns.name().to_string();
     let make = Arc::new(move |_: usize| {
         lvs::dataplane::netns::enter(&name)?;
-        let d = director("dr", 0..FLOWS, 1);
+        let d = director(Af::V4, "dr", 0..FLOWS, 1);
         let cfg = AfPacketConfig { promisc: true, ..AfPacketConfig::default() };
         let input: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsr2", cfg)?);
         let output: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsr3", AfPacketConfig::default())?);
@@ -74,7 +75,7 @@ fn afpacket() -> Result<f64, String> {
         s.spawn(move || {
             ns.enter().unwrap();
             let mut tx = AfPacket::open("lvsr1", AfPacketConfig::default()).unwrap();
-            let frames: Vec<Frame> = (0..FLOWS).map(|i| Frame::new(DEFAULT_HEADROOM, &data(i))).collect();
+            let frames: Vec<Frame> = (0..FLOWS).map(|i| Frame::new(DEFAULT_HEADROOM, &data(Af::V4, i))).collect();
             while !gen_stop.load(std::sync::atomic::Ordering::Relaxed) {
                 for chunk in frames.chunks(64) {
                     let _ = tx.send(Instant::ZERO, chunk);

@@ -7,8 +7,10 @@
 //! the client's real address for every request while the connection came from the local
 //! address. A second run puts the same services behind the SYN proxy (`-j enable`): curl's
 //! kernel handshakes are answered with cookies, spliced to nginx's, and the same bodies and
-//! logs must come through. The two runs take turns (one set of namespace names). Namespaces,
-//! links and processes are removed on return and on failure.
+//! logs must come through. A third run is fnat64: an IPv6 client and an IPv6 VIP in front of
+//! the same IPv4 nginx servers, whose logs must name the IPv6 client. The runs take turns (one
+//! set of namespace names). Namespaces, links and processes are removed on return and on
+//! failure.
 
 #[path = "../examples/common/netns.rs"]
 #[allow(dead_code)]
@@ -36,6 +38,10 @@ const CLIENT: &str = "192.0.2.2";
 const VIP: &str = "203.0.113.100";
 const LIP: &str = "10.0.0.200";
 const SERVERS: [&str; 2] = ["10.0.0.11", "10.0.0.12"];
+/// The fnat64 run: the client's and the VIP's IPv6 addresses, and the director kernel's.
+const CLIENT6: &str = "2001:db8:c::2";
+const VIP6: &str = "2001:db8:1::100";
+const DIRECTOR6: &str = "2001:db8:c::1";
 /// Body sizes fetched through each service: empty, tiny, one segment, many, several MiB.
 const SIZES: [usize; 6] = [0, 1, 1400, 1460, 100_000, 3 << 20];
 
@@ -102,12 +108,23 @@ fn build() -> Lab {
     // The director's kernel owns neither the VIP nor the local address and does not forward:
     // it stays out of the way of the library.
     sh(&director, "ip", &["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
+    // IPv6 back on (plug turns it off) for the fnat64 run's client side only.
+    sh(&director, "sysctl", &["-qw", "net.ipv6.conf.eth0.disable_ipv6=0"]);
+    sh(&director, "ip", &["-6", "addr", "add", &format!("{DIRECTOR6}/64"), "dev", "eth0", "nodad"]);
+    // Unlike IPv4's, a non-forwarding IPv6 stack answers a packet it has no route for with
+    // ICMPv6 "no route", which would refuse the client's connection: a blackhole route drops
+    // the VIP's packets silently and leaves them to the library.
+    sh(&director, "ip", &["-6", "route", "add", "blackhole", &format!("{VIP6}/128")]);
     sh(&director, "sysctl", &["-qw", "net.ipv4.ip_forward=0"]);
+    sh(&director, "sysctl", &["-qw", "net.ipv6.conf.all.forwarding=0"]);
     no_offloads(&director);
     let client = Netns::create("lvsfn-cli").unwrap();
     lan.plug("br0", "v-c", &client, "eth0", MacAddr(CLIENT_MAC)).unwrap();
     sh(&client, "ip", &["addr", "add", &format!("{CLIENT}/24"), "dev", "eth0"]);
     sh(&client, "ip", &["route", "add", &format!("{VIP}/32"), "via", "192.0.2.1"]);
+    sh(&client, "sysctl", &["-qw", "net.ipv6.conf.eth0.disable_ipv6=0"]);
+    sh(&client, "ip", &["-6", "addr", "add", &format!("{CLIENT6}/64"), "dev", "eth0", "nodad"]);
+    sh(&client, "ip", &["-6", "route", "add", &format!("{VIP6}/128"), "via", DIRECTOR6]);
     no_offloads(&client);
     let dir = std::env::temp_dir().join(format!("lvs-fullnat-lab-{}", std::process::id()));
     let (mut servers, mut nginx) = (Vec::new(), Vec::new());
@@ -165,7 +182,9 @@ fn direct(ns: &Netns, rules: &str, stop: &AtomicBool) -> Said {
     }
     let client = Neighbour { mac: MacAddr(CLIENT_MAC), port: 0 };
     d.set_neighbour(CLIENT.parse().unwrap(), client);
+    d.set_neighbour(CLIENT6.parse().unwrap(), client);
     d.set_gateway(Af::V4, client);
+    d.set_gateway(Af::V6, client);
     restore(&mut d, rules).unwrap();
     let port = AfPacket::open("eth0", AfPacketConfig::default()).unwrap();
     let mut rt = Runtime::new(d, vec![Box::new(port)]);
@@ -193,11 +212,11 @@ fn direct(ns: &Netns, rules: &str, stop: &AtomicBool) -> Said {
 /// The two runs use the same namespace names: one at a time.
 static LAB: Mutex<()> = Mutex::new(());
 
-/// Builds the lab, fetches every body through both services of `rules` with curl, and checks
-/// what every FullNAT run must show: every body intact, and nginx's log naming the client
-/// (from the PROXY header) and the local address for every request. Returns what the
-/// director said and how many bodies were fetched.
-fn fetch_all(rules: &str) -> (Said, usize) {
+/// Builds the lab, fetches every body through both services of `rules` (on `vip`) with curl
+/// from `client`, and checks what every FullNAT run must show: every body intact, and nginx's
+/// log naming the client (from the PROXY header) and the local address for every request.
+/// Returns what the director said and how many bodies were fetched.
+fn fetch_all(rules: &str, client: &str, vip: &str) -> (Said, usize) {
     let _one = LAB.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let lab = build();
     let stop = AtomicBool::new(false);
@@ -208,9 +227,10 @@ fn fetch_all(rules: &str) -> (Said, usize) {
         let mut fetched = Vec::new();
         for port in [80, 81] {
             for n in SIZES {
-                let url = format!("http://{VIP}:{port}/b{n}");
+                let host = if vip.contains(':') { format!("[{vip}]") } else { vip.to_string() };
+                let url = format!("http://{host}:{port}/b{n}");
                 let o = out.display().to_string();
-                let r = lab.client.exec("curl", &["-sS", "--max-time", "30", "-o", &o, "-w", "%{http_code}", &url]);
+                let r = lab.client.exec("curl", &["-gsS", "--max-time", "30", "-o", &o, "-w", "%{http_code}", &url]);
                 let got = std::fs::read(&out).unwrap_or_default();
                 fetched.push((url, r.map_err(|e| e.to_string()), got == body(n), got.len()));
             }
@@ -242,20 +262,21 @@ fn fetch_all(rules: &str) -> (Said, usize) {
     assert_eq!(lines.len(), fetched.len(), "{lines:#?}");
     for l in &lines {
         let w: Vec<&str> = l.split(' ').collect();
-        assert_eq!((w[0], w[2], w[3]), (CLIENT, LIP, "200"), "{l}");
+        assert_eq!((w[0], w[2], w[3]), (client, LIP, "200"), "{l}");
         assert!(w[1].parse::<u16>().is_ok_and(|p| p > 0), "{l}");
     }
     assert_eq!(said.fnat.proxy_no_room, 0);
     (said, fetched.len())
 }
 
-/// The lab's two FullNAT services (PROXY v1 on :80, v2 on :81), each with `extra` options.
-fn rules(extra: &str) -> String {
+/// The lab's two FullNAT services on `vip` as `-t` writes it (PROXY v1 on :80, v2 on :81),
+/// each with `extra` options.
+fn rules(vip: &str, extra: &str) -> String {
     format!(
-        "-A -t {VIP}:80 -s rr --proxy-protocol v1{extra}\n-A -t {VIP}:81 -s rr --proxy-protocol v2{extra}\n\
-         -a -t {VIP}:80 -r {s0}:80 -b\n-a -t {VIP}:80 -r {s1}:80 -b\n\
-         -a -t {VIP}:81 -r {s0}:80 -b\n-a -t {VIP}:81 -r {s1}:80 -b\n\
-         -P -t {VIP}:80 -z {LIP}\n-P -t {VIP}:81 -z {LIP}\n",
+        "-A -t {vip}:80 -s rr --proxy-protocol v1{extra}\n-A -t {vip}:81 -s rr --proxy-protocol v2{extra}\n\
+         -a -t {vip}:80 -r {s0}:80 -b\n-a -t {vip}:80 -r {s1}:80 -b\n\
+         -a -t {vip}:81 -r {s0}:80 -b\n-a -t {vip}:81 -r {s1}:80 -b\n\
+         -P -t {vip}:80 -z {LIP}\n-P -t {vip}:81 -z {LIP}\n",
         s0 = SERVERS[0],
         s1 = SERVERS[1]
     )
@@ -266,7 +287,17 @@ fn nginx_sees_every_client_through_fullnat_with_the_proxy_protocol() {
     if !root::can_run(true, &["ip", "curl", "nginx", "ethtool", "sysctl"]) {
         return;
     }
-    let (said, n) = fetch_all(&rules(""));
+    let (said, n) = fetch_all(&rules(VIP, ""), CLIENT, VIP);
+    assert!(said.fnat.proxy_added >= n as u64);
+}
+
+#[test]
+fn nginx_sees_the_ipv6_client_through_fnat64() {
+    if !root::can_run(true, &["ip", "curl", "nginx", "ethtool", "sysctl"]) {
+        return;
+    }
+    let (said, n) = fetch_all(&rules(&format!("[{VIP6}]"), ""), CLIENT6, VIP6);
+    assert!(said.listing.contains(&format!("TCP  [{VIP6}]:80 rr ppv1")), "{}", said.listing);
     assert!(said.fnat.proxy_added >= n as u64);
 }
 
@@ -275,7 +306,7 @@ fn curl_and_nginx_handshake_through_the_syn_proxy() {
     if !root::can_run(true, &["ip", "curl", "nginx", "ethtool", "sysctl"]) {
         return;
     }
-    let (said, n) = fetch_all(&rules(" -j enable"));
+    let (said, n) = fetch_all(&rules(VIP, " -j enable"), CLIENT, VIP);
     assert!(said.listing.contains("rr synproxy ppv1"), "{}", said.listing);
     // Every connection began with a cookie and was opened by a good one; nothing forged.
     let sp = said.synproxy;

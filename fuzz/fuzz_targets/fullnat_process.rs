@@ -1,4 +1,5 @@
-//! A director with FullNAT services (TOA over IPv4, PROXY v1 over IPv4, PROXY v2 over IPv6)
+//! A director with FullNAT services (TOA over IPv4, PROXY v1 over IPv4, PROXY v2 over IPv6,
+//! TOA from an IPv6 VIP to an IPv4 server — fnat64)
 //! fed mutations of one connection's packets both ways: never a panic, every drop counted,
 //! every forward parsable. The fixtures — a handshake, data each way with the server's reply
 //! aimed at the first local port (1024), FIN — are built once and cloned per record, so the
@@ -31,6 +32,9 @@ const RULES: &str = "\
 -A -t [2001:db8::100]:80 -s rr --proxy-protocol v2
 -a -t [2001:db8::100]:80 -r [2001:db8::11]:8080 -b -w 1
 -P -t [2001:db8::100]:80 -z 2001:db8::200
+-A -t [2001:db8::100]:81 -s rr
+-a -t [2001:db8::100]:81 -r 192.0.2.12:8080 -b -w 1
+-P -t [2001:db8::100]:81 -z 192.0.2.202
 ";
 
 fn ip(s: &str) -> IpAddr {
@@ -47,6 +51,7 @@ fn fixtures() -> &'static [Vec<u8>] {
             ("203.0.113.100", 80, "192.0.2.11", "192.0.2.200", "198.51.100.2"),
             ("203.0.113.100", 81, "192.0.2.11", "192.0.2.201", "198.51.100.2"),
             ("2001:db8::100", 80, "2001:db8::11", "2001:db8::200", "2001:db8:9::2"),
+            ("2001:db8::100", 81, "192.0.2.12", "192.0.2.202", "2001:db8:9::2"),
         ] {
             let c = (ip(client), 40000);
             let v = (ip(vip), vport);
@@ -69,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
     let gw = Neighbour { mac: MacAddr([2, 0, 0, 0, 0, 0xfe]), port: 0 };
     d.set_gateway(Af::V4, gw);
     d.set_gateway(Af::V6, gw);
-    for a in ["192.0.2.11", "2001:db8::11"] {
+    for a in ["192.0.2.11", "192.0.2.12", "2001:db8::11"] {
         d.set_neighbour(ip(a), Neighbour { mac: MacAddr([2, 0, 0, 0, 1, 1]), port: 0 });
     }
     lvs_core::config::restore(&mut d, RULES).unwrap();

@@ -112,9 +112,10 @@ impl Laddrs {
     }
 
     /// `--add-laddr`: one more local address for `key` (the director checked the service
-    /// exists).
+    /// exists). An IPv6 service may also have IPv4 addresses, for its IPv4 real servers
+    /// (DPVS's fnat64); an IPv4 service only IPv4 ones.
     pub(crate) fn add(&mut self, key: &ServiceKey, addr: IpAddr) -> Result<(), Error> {
-        if Af::of(&addr) != key.af() {
+        if Af::of(&addr) != key.af() && key.af() == Af::V4 {
             return Err(Error::FamilyMismatch);
         }
         let s = self.svcs.entry(*key).or_default();
@@ -158,14 +159,17 @@ impl Laddrs {
         s.addrs.iter().map(|a| LaddrInfo { addr: *a, conns: self.ports.get(a).map_or(0, |p| p.used) }).collect()
     }
 
-    /// A local address of `key` and a free port on it, the addresses taken in turn (DPVS
-    /// `fnat_laddr_bind` round-robins them). `None` when the service has no local address or
-    /// every port of every one is in use.
-    pub(crate) fn take(&mut self, key: &ServiceKey) -> Option<(IpAddr, u16)> {
+    /// A local address of `key` of family `af` (the real server's) and a free port on it, the
+    /// addresses taken in turn (DPVS `fnat_laddr_bind` round-robins them). `None` when the
+    /// service has no local address of that family or every port of every one is in use.
+    pub(crate) fn take(&mut self, key: &ServiceKey, af: Af) -> Option<(IpAddr, u16)> {
         let s = self.svcs.get_mut(key)?;
         let n = s.addrs.len();
         for k in 0..n {
             let addr = *s.addrs.get((s.next + k) % n)?;
+            if Af::of(&addr) != af {
+                continue;
+            }
             if let Some(port) = self.ports.get_mut(&addr).and_then(PortMap::take) {
                 s.next = (s.next + k + 1) % n;
                 return Some((addr, port));
@@ -203,15 +207,30 @@ mod tests {
         let a: IpAddr = "192.0.2.200".parse().unwrap();
         l.add(&key(), a).unwrap();
         let mut seen = BTreeSet::new();
-        while let Some((addr, port)) = l.take(&key()) {
+        while let Some((addr, port)) = l.take(&key(), Af::V4) {
             assert_eq!(addr, a);
             assert!(port >= FIRST_PORT);
             assert!(seen.insert(port), "port {port} handed out twice");
         }
         assert_eq!(seen.len() as u32, PORTS_PER_ADDR);
         l.put(&a, 4242);
-        assert_eq!(l.take(&key()), Some((a, 4242)));
-        assert_eq!(l.take(&key()), None);
+        assert_eq!(l.take(&key(), Af::V4), Some((a, 4242)));
+        assert_eq!(l.take(&key(), Af::V4), None);
+    }
+
+    #[test]
+    fn an_ipv6_service_hands_out_addresses_of_the_servers_family() {
+        // fnat64: IPv4 servers of an IPv6 service leave from its IPv4 addresses only.
+        let mut l = laddrs();
+        let k = ServiceKey::tcp("2001:db8::100".parse().unwrap(), 80);
+        let (a4, a6): (IpAddr, IpAddr) = ("192.0.2.200".parse().unwrap(), "2001:db8::200".parse().unwrap());
+        l.add(&k, a6).unwrap();
+        assert_eq!(l.take(&k, Af::V4), None);
+        l.add(&k, a4).unwrap();
+        for _ in 0..3 {
+            assert_eq!(l.take(&k, Af::V4).map(|t| t.0), Some(a4));
+            assert_eq!(l.take(&k, Af::V6).map(|t| t.0), Some(a6));
+        }
     }
 
     #[test]
@@ -222,13 +241,13 @@ mod tests {
         l.add(&key(), a).unwrap();
         assert_eq!(l.add(&key(), a), Err(Error::LaddrExists));
         assert_eq!(l.del(&key(), &"192.0.2.201".parse().unwrap()), Err(Error::NoSuchLaddr));
-        let (_, p) = l.take(&key()).unwrap();
+        let (_, p) = l.take(&key(), Af::V4).unwrap();
         l.del(&key(), &a).unwrap();
         // The port map stays while the connection lives, so the port is not handed out again.
         assert_eq!(l.list(&key()), []);
         l.add(&key(), a).unwrap();
         assert_eq!(l.list(&key()), [LaddrInfo { addr: a, conns: 1 }]);
-        assert_ne!(l.take(&key()).map(|t| t.1), Some(p));
+        assert_ne!(l.take(&key(), Af::V4).map(|t| t.1), Some(p));
     }
 
     proptest! {
@@ -246,7 +265,7 @@ mod tests {
             for (take, second, pick) in ops {
                 if take || held.is_empty() {
                     let k = if second { k2 } else { key() };
-                    let got = l.take(&k);
+                    let got = l.take(&k, Af::V4);
                     let (a, p) = got.expect("pool of 3 x 64512 ports cannot run out here");
                     prop_assert!(p >= FIRST_PORT);
                     prop_assert!(!held.contains(&(a, p)), "{a}:{p} handed out twice");

@@ -1,6 +1,7 @@
 //! The slab and its two hash indexes.
 
 use alloc::vec::Vec;
+use core::hash::{Hash, Hasher};
 
 use hashbrown::HashTable;
 
@@ -8,7 +9,7 @@ use super::timer::Wheel;
 use super::{cf, Conn, ConnId};
 
 /// Key of the client → virtual index (`ip_vs_conn_hashkey_param` for the in direction).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct InKey {
     pub(crate) v6: bool,
     pub(crate) tmpl: bool,
@@ -20,7 +21,7 @@ pub(crate) struct InKey {
 }
 
 /// Key of the reply index: the reply's source (the real server) and destination (the client).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OutKey {
     pub(crate) v6: bool,
     pub(crate) proto: u8,
@@ -28,6 +29,30 @@ pub(crate) struct OutKey {
     pub(crate) dport: u16,
     pub(crate) caddr: [u8; 16],
     pub(crate) cport: u16,
+}
+
+// Both keys hash as three words (the two addresses, then ports, protocol and flags), not
+// field by field: a derived `Hash` feeds the hasher eight times with a length before each
+// address, and the key's hash is on every packet's path.
+impl Hash for InKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.caddr));
+        state.write_u128(u128::from_ne_bytes(self.vaddr));
+        state.write_u64(small_words(self.cport, self.vport, self.proto, self.v6, self.tmpl));
+    }
+}
+
+impl Hash for OutKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.daddr));
+        state.write_u128(u128::from_ne_bytes(self.caddr));
+        state.write_u64(small_words(self.dport, self.cport, self.proto, self.v6, false));
+    }
+}
+
+/// A key's ports, protocol and flags packed into one word for hashing.
+fn small_words(port1: u16, port2: u16, proto: u8, v6: bool, tmpl: bool) -> u64 {
+    u64::from(port1) | u64::from(port2) << 16 | u64::from(proto) << 32 | u64::from(v6) << 40 | u64::from(tmpl) << 41
 }
 
 impl Conn {
@@ -73,6 +98,9 @@ pub(crate) struct ConnTable {
     in_idx: HashTable<u32>,
     out_idx: HashTable<u32>,
     hasher: ahash::RandomState,
+    /// Bumped whenever an index gains or loses an entry: a lookup made at one epoch still
+    /// answers at the same epoch (a burst probes every frame's tuple before processing any).
+    epoch: u32,
     pub(crate) wheel: Wheel,
 }
 
@@ -87,6 +115,7 @@ impl ConnTable {
             in_idx: HashTable::new(),
             out_idx: HashTable::new(),
             hasher,
+            epoch: 0,
             wheel: Wheel::new(),
         }
     }
@@ -152,6 +181,7 @@ impl ConnTable {
     /// Links an entry in the indexes its flags name.
     fn hash(&mut self, id: ConnId) {
         let Some(c) = self.slab.get(id.0 as usize) else { return };
+        self.epoch = self.epoch.wrapping_add(1);
         let (flags, h) = (c.flags, &self.hasher);
         if flags & cf::IN_HASHED != 0 {
             let hv = h.hash_one(c.in_key());
@@ -172,6 +202,7 @@ impl ConnTable {
             return;
         }
         let hv = self.hasher.hash_one(c.in_key());
+        self.epoch = self.epoch.wrapping_add(1);
         if let Ok(e) = self.in_idx.find_entry(hv, |i| *i == id.0) {
             e.remove();
         }
@@ -205,6 +236,7 @@ impl ConnTable {
             return;
         }
         let hv = self.hasher.hash_one(c.out_key());
+        self.epoch = self.epoch.wrapping_add(1);
         if let Ok(e) = self.out_idx.find_entry(hv, |i| *i == id.0) {
             e.remove();
         }
@@ -252,6 +284,30 @@ impl ConnTable {
         let hv = self.hasher.hash_one(key);
         let slab = &self.slab;
         self.in_idx.find(hv, |i| slab.get(*i as usize).is_some_and(|c| c.in_key() == *key)).map(|i| ConnId(*i))
+    }
+
+    /// Whether entry `id` is the one the client → virtual index files under `key` (what
+    /// [`find_in`](Self::find_in) would answer), read from the entry alone.
+    #[inline]
+    pub(crate) fn holds_in(&self, id: ConnId, key: &InKey) -> bool {
+        self.slab
+            .get(id.0 as usize)
+            .is_some_and(|c| c.flags & (cf::FREE | cf::IN_HASHED) == cf::IN_HASHED && c.in_key() == *key)
+    }
+
+    /// The index epoch: unchanged means no entry entered or left an index since it was read.
+    #[inline]
+    pub(crate) fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// Reads the timer fields of entry `id` (the part of the entry a lookup's key comparison
+    /// does not read), so that a burst's first pass brings the whole entry into the cache.
+    #[inline]
+    pub(crate) fn touch(&self, id: ConnId) {
+        if let Some(c) = self.slab.get(id.0 as usize) {
+            core::hint::black_box(c.expires);
+        }
     }
 
     /// Looks up the reply index.

@@ -107,9 +107,10 @@ impl Director {
 
     /// The state step of packet `pkt` on connection `id` ([`proto::set_state`]); a connection
     /// that becomes established (TCP, SCTP) or is answered (UDP) assures its template
-    /// (`ip_vs_control_assure_ct`).
-    pub(super) fn set_state(&mut self, id: ConnId, output: bool, pkt: &PacketMeta) {
-        let Some(c) = self.conns.get_mut(id) else { return };
+    /// (`ip_vs_control_assure_ct`). Returns the entry's new timeout in milliseconds, so the
+    /// caller re-arms its timer without fetching the entry again.
+    pub(super) fn set_state(&mut self, id: ConnId, output: bool, pkt: &PacketMeta) -> u32 {
+        let Some(c) = self.conns.get_mut(id) else { return 0 };
         let before = c.state;
         let dest_id = c.dest_id();
         let dest = dest_id.and_then(|d| self.dests.get_mut(d));
@@ -128,9 +129,9 @@ impl Director {
             Some(e) => c.state != before && c.state == e,
             None => output,
         };
-        if assure && c.control != NIL {
-            let t = ConnId(c.control);
-            if let Some(t) = self.conns.get_mut(t).filter(|t| t.is_template()) {
+        let (timeout_ms, control) = (c.timeout_ms, c.control);
+        if assure && control != NIL {
+            if let Some(t) = self.conns.get_mut(ConnId(control)).filter(|t| t.is_template()) {
                 t.state = proto::tpl::ASSURED;
             }
         }
@@ -138,6 +139,7 @@ impl Director {
         if let Some(d) = moved {
             self.counts_moved(d);
         }
+        timeout_ms
     }
 
     /// `ip_vs_conn_expire`: an entry that still controls connections goes the `expire_later`
@@ -193,7 +195,7 @@ impl Director {
             self.half_open = self.half_open.saturating_sub(1);
         }
         if c.flags & cf::FULLNAT != 0 {
-            self.fnat_detach(id, &c.daddr, c.dport, c.proto, c.flags & cf::V6 != 0);
+            self.fnat_detach(id, &c.daddr, c.dport, c.proto, c.flags & cf::DEST_V6 != 0);
         }
         if c.flags & cf::SYNPROXY != 0 {
             self.synproxy.forget(id);

@@ -70,12 +70,13 @@ pub struct BatchError {
 }
 
 /// Why a SYN proxy and a server's method do not go together.
-const SYNPROXY_SPLICES: &str =
-    "SYN proxy with DR, TUN or local real servers (replies bypass the director: NAT or FullNAT only)";
+const SYNPROXY_SPLICES: &str = "SYN proxy with DR, TUN, local or fnat64 real servers (NAT or FullNAT of the \
+                                service's family only)";
 
-/// Whether a forwarding method lets the SYN proxy splice (the director sees both directions).
-fn splices(fwd: FwdMethod) -> bool {
-    matches!(fwd, FwdMethod::Masq | FwdMethod::FullNat)
+/// Whether a real server lets the SYN proxy of a service of family `af` splice: the director
+/// sees both directions, and no fnat64 header translation is involved.
+fn splices(af: Af, rs: &RealServer) -> bool {
+    matches!(rs.fwd, FwdMethod::Masq | FwdMethod::FullNat) && Af::of(&rs.endpoint.addr) == af
 }
 
 impl Director {
@@ -230,7 +231,8 @@ impl Director {
         let i = self.svc_idx(&cfg.key)?;
         self.validate_service(&cfg)?;
         let svc = self.svc(i).ok_or(Error::NoSuchService)?;
-        if cfg.synproxy && svc.order.iter().any(|d| self.dests.get(*d).is_some_and(|d| !splices(d.cfg.fwd))) {
+        let af = svc.cfg.key.af();
+        if cfg.synproxy && svc.order.iter().any(|d| self.dests.get(*d).is_some_and(|d| !splices(af, &d.cfg))) {
             return Err(Error::Unsupported(SYNPROXY_SPLICES));
         }
         let new_sched = if svc.cfg.scheduler != cfg.scheduler || svc.cfg.sched_flags != cfg.sched_flags {
@@ -330,10 +332,13 @@ impl Director {
         // `ip_vs_genl_set_cmd`: a server of the other family only behind an IP-in-IP tunnel,
         // and not while a sync daemon runs (the sync protocol cannot carry it).
         let syncing = self.sync_daemon(Role::Master).is_some() || self.sync_daemon(Role::Backup).is_some();
-        if Af::of(&rs.endpoint.addr) != svc.cfg.key.af() && (rs.fwd != FwdMethod::Tunnel || syncing) {
+        // DPVS's fnat64: an IPv6 service's FullNAT servers may be IPv4 (FullNAT connections
+        // are never synced).
+        let fnat64 = rs.fwd == FwdMethod::FullNat && svc.cfg.key.af() == Af::V6;
+        if Af::of(&rs.endpoint.addr) != svc.cfg.key.af() && !fnat64 && (rs.fwd != FwdMethod::Tunnel || syncing) {
             return Err(Error::FamilyMismatch);
         }
-        if svc.cfg.synproxy && !splices(rs.fwd) {
+        if svc.cfg.synproxy && !splices(svc.cfg.key.af(), rs) {
             return Err(Error::Unsupported(SYNPROXY_SPLICES));
         }
         Ok(())

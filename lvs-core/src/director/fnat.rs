@@ -98,8 +98,9 @@ impl Director {
     /// servers' link, or be their route to it).
     ///
     /// # Errors
-    /// [`Error::NoSuchService`], [`Error::LaddrExists`], [`Error::FamilyMismatch`] (the
-    /// address is not of the service's family).
+    /// [`Error::NoSuchService`], [`Error::LaddrExists`], [`Error::FamilyMismatch`] (an IPv6
+    /// address for an IPv4 service; an IPv6 service takes IPv4 addresses for its IPv4 real
+    /// servers, DPVS's fnat64).
     pub fn add_laddr(&mut self, key: &ServiceKey, addr: IpAddr) -> Result<(), Error> {
         self.svc_index.get(key).ok_or(Error::NoSuchService)?;
         self.fnat.laddrs.add(key, addr)
@@ -134,10 +135,11 @@ impl Director {
     pub(super) fn fnat_attach(&mut self, si: u32, id: ConnId) -> bool {
         let Some((key, client)) = self.svc(si).map(|s| (s.cfg.key, s.cfg.client_addr)) else { return false };
         let Some(c) = self.conns.get(id) else { return false };
-        let Some((lip, lport)) = self.fnat.laddrs.take(&key) else { return false };
+        let daf = c.daf();
+        let Some((lip, lport)) = self.fnat.laddrs.take(&key, daf) else { return false };
         let laddr = raw(&lip);
         let ok = OutKey {
-            v6: c.af() == crate::Af::V6,
+            v6: daf == crate::Af::V6,
             proto: c.proto,
             daddr: c.daddr,
             dport: c.dport,
@@ -150,7 +152,8 @@ impl Director {
         true
     }
 
-    /// Frees what a FullNAT connection held: its entry, its reply index entry, its port.
+    /// Frees what a FullNAT connection held: its entry, its reply index entry, its port. `v6`
+    /// is the real server's family (the local address's).
     pub(super) fn fnat_detach(&mut self, id: ConnId, daddr: &[u8; 16], dport: u16, proto: u8, v6: bool) {
         let Some(fc) = self.fnat.conns.remove(&id.0) else { return };
         let ok = OutKey { v6, proto, daddr: *daddr, dport, caddr: fc.laddr, cport: fc.lport };
@@ -179,8 +182,8 @@ impl Director {
     /// the server's first byte carry the TOA; then both ends are rewritten.
     pub(super) fn fnat_in(&mut self, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
         let Some(c) = self.conns.get(id) else { return self.drop(Reason::DestUnavailable) };
-        let (af, dest) = (c.af(), c.dest_id());
-        let (client, rs) = ((from_raw(af, &c.caddr), c.cport), (from_raw(af, &c.daddr), c.dport));
+        let (af, daf, dest) = (c.af(), c.daf(), c.dest_id());
+        let (client, rs) = ((from_raw(af, &c.caddr), c.cport), (from_raw(daf, &c.daddr), c.dport));
         let Some(fc) = self.fnat.conns.get(&id.0).copied() else { return self.drop(Reason::NoLocalPort) };
         let tcp = meta.proto == ipproto::TCP;
         let (seq, ack) = if tcp { seqadj::seq_ack(frame.data(), meta).unwrap_or((0, 0)) } else { (0, 0) };
@@ -210,13 +213,16 @@ impl Director {
             return self.drop(Reason::UnknownNeighbour);
         };
         let Some(me) = self.port_mac(nh.port) else { return self.drop(Reason::UnknownPort) };
+        // fnat64: the server's segments grow by the IPv6 header's extra 20 bytes on their way
+        // back, so the MSS the client offers is cut by as much.
+        let syn = tcp && f & flags::SYN != 0 && f & flags::ACK == 0;
         let x = Fnat {
-            src: (from_raw(af, &fc.laddr), fc.lport),
+            src: (from_raw(daf, &fc.laddr), fc.lport),
             dst: rs,
             seq: fc.in_adj,
             ack: SeqAdj::NONE,
             extra,
-            mss_cut: 0,
+            mss_cut: if syn && af != daf { fnat::V6_GROWTH } else { 0 },
             mtu: self.cfg.fnat_mtu,
             dst_mac: nh.mac,
             src_mac: me,
@@ -292,6 +298,11 @@ impl Director {
     ) -> Verdict {
         let Some(c) = self.conns.get(id) else { return Verdict::NotMine };
         let af = c.af();
+        if af != c.daf() {
+            // fnat64 would have to translate the quoted packet as well (RFC 7915 section 4.2
+            // and 5.2); not done: such errors are dropped.
+            return self.drop(Reason::Unsupported);
+        }
         let (client, vip, rs, dest) = (
             (from_raw(af, &c.caddr), c.cport),
             (from_raw(af, &c.vaddr), c.vport),

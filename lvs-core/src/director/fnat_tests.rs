@@ -315,3 +315,6 @@ fn side_entries_are_small_and_fixed() {
     assert_eq!(core::mem::size_of::<super::FnatConn>(), 36);
     assert_eq!(core::mem::size_of::<crate::conn::Conn>(), 104, "the connection entry did not grow");
 }
+
+#[path = "fnat64_tests.rs"]
+mod fnat64;

@@ -40,8 +40,7 @@ impl Director {
                 self.suspect(d, Symptom::SynReset);
             }
         }
-        self.set_state(id, true, meta);
-        let ms = self.conns.get(id).map_or(0, |c| c.timeout_ms);
+        let ms = self.set_state(id, true, meta);
         self.conns.arm(id, crate::time::after_ms(now, ms));
     }
 }

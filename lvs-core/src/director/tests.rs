@@ -902,3 +902,45 @@ fn passive_checks_note_a_refusing_server_and_a_retransmitted_syn() {
 mod defense;
 mod parity;
 mod sctp;
+
+/// A burst answers exactly as its frames would one at a time, the kernel's one skb after
+/// another, though `process_burst` probes every frame's tuple before processing any: here
+/// frames in one burst create a NAT connection, answer it from the server, use it, close it,
+/// and carry a stray reply and a frame that is no IP, over more frames than one probe pass holds.
+#[test]
+fn a_burst_answers_as_its_frames_one_by_one() {
+    let build = || {
+        let mut d = director();
+        add(&mut d, svc(), FwdMethod::Masq, 8080);
+        d
+    };
+    let (mut one, mut burst) = (build(), build());
+    let reply = |port: u16, fl: u8| {
+        let mut t = Tcp::new((ip("192.0.2.11"), 8080), client(port), fl);
+        t.src_mac = rs_mac(1).0;
+        t.frame()
+    };
+    let request = |port: u16, fl: u8| Tcp::new(client(port), (vip(), 80), fl).frame();
+    let mut frames = Vec::new();
+    for p in 1000..1020u16 {
+        frames.extend([request(p, SYN), reply(p, SYN | ACK), request(p, ACK)]);
+    }
+    frames.push(Frame::new(DEFAULT_HEADROOM, &[0xff; 60]));
+    frames.push(reply(999, ACK));
+    for p in 1000..1010u16 {
+        frames.extend([request(p, FIN | ACK), reply(p, FIN | ACK), request(p, ACK)]);
+    }
+    for round in 1..=2u64 {
+        let now = Instant::from_secs(round);
+        let mut singles = frames.clone();
+        let expected: Vec<Verdict> = singles.iter_mut().map(|f| one.process(now, f)).collect();
+        let mut burst_frames = frames.clone();
+        let mut verdicts = alloc::vec![Verdict::NotMine; frames.len()];
+        burst.process_burst(now, &mut burst_frames, &mut verdicts);
+        assert_eq!(verdicts, expected, "round {round}");
+        assert_eq!(burst_frames, singles, "round {round}");
+        assert_eq!(burst.connections(now), one.connections(now), "round {round}");
+        assert_eq!(burst.stats().counters(), one.stats().counters(), "round {round}");
+    }
+    assert!(one.connections(Instant::from_secs(2)).len() == 20);
+}

@@ -86,6 +86,17 @@ impl Frame {
         true
     }
 
+    /// Shrinks the frame by `n` bytes at the front, giving them to the headroom; `false` (and
+    /// no change) when the frame is shorter.
+    pub(crate) fn pull_front(&mut self, n: usize) -> bool {
+        if n > self.len {
+            return false;
+        }
+        self.head += n;
+        self.len -= n;
+        true
+    }
+
     /// Inserts `bytes` at offset `at` of the frame, moving what follows toward the end (the
     /// buffer grows when its tail room is short). `false`, and no change, when `at` is beyond
     /// the frame.

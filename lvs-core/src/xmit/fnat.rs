@@ -6,6 +6,7 @@
 
 use core::net::IpAddr;
 
+use super::fnat64;
 use super::nat::{icmp_checksum, rewrite, rewrite_addr, Side};
 use super::seqadj::{self, SeqAdj};
 use super::{decrement_ttl, ok, set_macs, tcpopt, trim_padding, XmitError};
@@ -22,6 +23,9 @@ pub(crate) const TOA_LEN_V4: usize = 8;
 pub(crate) const TOA_LEN_V6: usize = 20;
 /// The smallest MSS a cut leaves (RFC 879's default for IPv4).
 const MIN_MSS: u16 = 536;
+/// How much larger an IPv6 header is than an IPv4 one: what fnat64 takes off the MSS a client
+/// offers, so the server's full segments still fit the client's link once they grow into IPv6.
+pub(crate) const V6_GROWTH: u16 = 20;
 
 /// The TOA option for a client at `addr:port`: kind 254, length 8 (IPv4) or 20 (IPv6), the
 /// port and the address in network order (DPVS `struct tcpopt_ip4_addr`, `tcpopt_ip6_addr`).
@@ -94,14 +98,16 @@ pub(crate) enum Added {
     NoRoom,
 }
 
-/// Rewrites a packet of a FullNAT connection in place.
+/// Rewrites a packet of a FullNAT connection in place; when the new addresses are of the
+/// other family (fnat64) the IP header is translated first ([`fnat64::translate`]).
 ///
 /// # Errors
 /// [`XmitError::TtlExpired`] when the TTL would reach zero, [`XmitError::Bounds`] when the
-/// frame does not hold what `meta` says.
+/// frame does not hold what `meta` says, [`XmitError::Fragment`] for a fragment to translate.
 pub(crate) fn xmit(frame: &mut Frame, meta: &PacketMeta, f: &Fnat<'_>) -> Result<Added, XmitError> {
-    decrement_ttl(frame.data_mut(), meta)?;
     trim_padding(frame, meta);
+    let meta = &fnat64::translate(frame, meta, f.src.0, f.dst.0)?;
+    decrement_ttl(frame.data_mut(), meta)?;
     let tcp = meta.proto == ipproto::TCP && matches!(meta.frag, wire::Frag::None);
     let mut m = *meta;
     let added = match f.extra {

@@ -7,6 +7,7 @@
 
 pub(crate) mod dr;
 pub(crate) mod fnat;
+pub(crate) mod fnat64;
 pub(crate) mod icmp;
 pub(crate) mod nat;
 pub(crate) mod rst;

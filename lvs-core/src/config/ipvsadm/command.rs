@@ -924,7 +924,9 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
         if e.fwmark == 0 && matches!(e.fwd, FwdMethod::Route | FwdMethod::Tunnel) {
             e.dest_port = e.port;
         }
-        if Some(Af::of(&e.dest)) != e.af && e.fwd != FwdMethod::Tunnel {
+        // DPVS's ipvsadm also lets an IPv6 service have IPv4 FullNAT servers (fnat64).
+        let fnat64 = e.fwd == FwdMethod::FullNat && e.af == Some(Af::V6);
+        if Some(Af::of(&e.dest)) != e.af && e.fwd != FwdMethod::Tunnel && !fnat64 {
             return Err(Failure::usage("Different address family is allowed only for tunneling servers"));
         }
         let tunnel_opts = (O_TUN_TYPE..=O_TUN_LAST).any(|o| seen & (1 << o) != 0);

@@ -97,4 +97,26 @@ mod tests {
         restore(&mut e, &saved).unwrap();
         assert_eq!(crate::config::save(&e), rules);
     }
+
+    #[test]
+    fn fnat64_in_listing_rules_and_laddr_list() {
+        // DPVS configures fnat64 as an IPv6 service with IPv4 FullNAT servers and IPv4 local
+        // addresses; ipvsadm prints the service bracketed and the servers as IPv4.
+        let mut d = Director::new(DirectorConfig::default(), factory);
+        let rules = "-A -t [2001:db8::1]:80 -s first --proxy-protocol v1\n\
+                     -a -t [2001:db8::1]:80 -r 192.168.0.2:8080 -b -w 1\n\
+                     -P -t [2001:db8::1]:80 -z 192.168.0.200\n";
+        restore(&mut d, rules).unwrap();
+        let l = crate::config::list(&d, crate::Instant::ZERO, crate::config::ListOptions::Plain);
+        assert!(l.contains("TCP  [2001:db8::1]:80 first ppv1\n"), "{l}");
+        assert!(l.contains("  -> 192.168.0.2:8080             FullNat 1      0          0"), "{l}");
+        assert_eq!(crate::config::save(&d), rules);
+        let key = ServiceKey::tcp("2001:db8::1".parse().unwrap(), 80);
+        assert!(list_laddrs(&d, Some(&key)).unwrap().contains("192.168.0.200"));
+        // NAT across families stays refused, as ipvsadm's option check refuses it (exit 2).
+        let run = |d: &mut Director, args: &[&str]| super::super::cli::run(d, crate::Instant::ZERO, args, "");
+        let nat = run(&mut d, &["-a", "-t", "[2001:db8::1]:80", "-r", "192.168.0.3:80", "-m"]);
+        let want = "Different address family is allowed only for tunneling servers\n";
+        assert_eq!((nat.stderr.as_str(), nat.status), (want, 2));
+    }
 }
