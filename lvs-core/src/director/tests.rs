@@ -358,11 +358,8 @@ fn counters_follow_the_half_connection_state_machine() {
     assert_eq!(d.next_deadline().map(|t| t > Instant::from_secs(123)), Some(true), "estimator still runs");
 }
 
-#[test]
-fn a_syn_on_time_wait_is_rescheduled() {
-    let mut d = director();
-    add(&mut d, svc(), FwdMethod::Masq, 80);
-    let c = client(1000);
+/// A NAT handshake and close that leaves the connection of `c` in TIME_WAIT.
+fn to_time_wait(d: &mut Director, c: (IpAddr, u16), now: u64) {
     let s = (ip("192.0.2.11"), 80);
     let from_rs = |flags| {
         let mut t = Tcp::new(s, c, flags);
@@ -377,8 +374,16 @@ fn a_syn_on_time_wait_is_rescheduled() {
         from_rs(FIN | ACK),
         Tcp::new(c, (vip(), 80), ACK),
     ] {
-        assert!(matches!(send(&mut d, 1, t).0, Verdict::Transmit { .. }));
+        assert!(matches!(send(d, now, t).0, Verdict::Transmit { .. }));
     }
+}
+
+#[test]
+fn a_syn_on_time_wait_is_rescheduled() {
+    let mut d = director();
+    add(&mut d, svc(), FwdMethod::Masq, 80);
+    let c = client(1000);
+    to_time_wait(&mut d, c, 1);
     assert_eq!(d.connections(Instant::from_secs(1))[0].state, "TIME_WAIT");
     let _ = send(&mut d, 2, Tcp::new(c, (vip(), 80), SYN));
     assert_eq!(d.connections(Instant::from_secs(2))[0].state, "SYN_RECV");

@@ -22,26 +22,6 @@ fn template(d: &Director, now: u64) -> ConnInfo {
     d.connections(Instant::from_secs(now)).into_iter().find(|c| c.template).unwrap()
 }
 
-/// A NAT handshake and close that leaves the connection of `c` in TIME_WAIT.
-fn to_time_wait(d: &mut Director, c: (IpAddr, u16), now: u64) {
-    let s = (ip("192.0.2.11"), 80);
-    let from_rs = |flags| {
-        let mut t = Tcp::new(s, c, flags);
-        t.src_mac = rs_mac(1).0;
-        t
-    };
-    for t in [
-        Tcp::new(c, (vip(), 80), SYN),
-        from_rs(SYN | ACK),
-        Tcp::new(c, (vip(), 80), ACK),
-        Tcp::new(c, (vip(), 80), FIN | ACK),
-        from_rs(FIN | ACK),
-        Tcp::new(c, (vip(), 80), ACK),
-    ] {
-        assert!(matches!(send(d, now, t).0, Verdict::Transmit { .. }));
-    }
-}
-
 /// Item 1. `ip_vs_conn_new` keeps the server's own family (`cp->daf`), which the tunnel
 /// transmitter and `ip_vs_conn_seq_show` use: an IPv6 server behind an IPv4 VIP is reached in
 /// an IPv6 outer header and listed as itself.
