@@ -45,6 +45,76 @@ impl FwdMethod {
     }
 }
 
+/// The encapsulation toward a tunnelling server (`IP_VS_CONN_F_TUNNEL_TYPE_*`, ipvsadm 1.31's
+/// `--tun-type`; Linux 5.2+ for GUE, 5.3+ for GRE).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TunType {
+    /// IP-in-IP (protocol 4, or 41 for an IPv6 packet): the default.
+    #[default]
+    Ipip,
+    /// Generic UDP Encapsulation (draft-ietf-intarea-gue): outer UDP to [`TunConfig::port`],
+    /// then a 4-byte GUE header naming the inner protocol.
+    Gue,
+    /// GRE (RFC 2784): a 4-byte header, 8 with a checksum, naming the inner EtherType.
+    Gre,
+}
+
+impl TunType {
+    /// ipvsadm's word for it (`tunnames`): `ipip`, `gue`, `gre`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TunType::Ipip => "ipip",
+            TunType::Gue => "gue",
+            TunType::Gre => "gre",
+        }
+    }
+}
+
+/// The tunnel checksum setting (`IP_VS_TUNNEL_ENCAP_FLAG_*`, ipvsadm's `--tun-nocsum`,
+/// `--tun-csum`, `--tun-remcsum`). IP-in-IP ignores it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TunCsum {
+    /// No checksum: GUE's UDP checksum is zero, GRE carries none. The default.
+    #[default]
+    NoCsum,
+    /// GUE's UDP checksum computed; GRE's checksum field present and computed.
+    Csum,
+    /// GUE with Remote Checksum Offload (draft-herbert-remotecsumoffload, carried in GUE's
+    /// private flags as Linux's `GUE_PFLAG_REMCSUM`). The kernel writes the
+    /// option only for a packet whose own checksum is still to be filled in
+    /// (`CHECKSUM_PARTIAL`); every frame reaches this director with its checksum complete, so,
+    /// as the kernel does for such packets, only the UDP checksum is computed. GRE reads it as
+    /// no checksum, as `ipvs_gre_encap` does.
+    RemCsum,
+}
+
+/// How a tunnelling server's packets are wrapped: the kernel's `dest->tun_type`,
+/// `dest->tun_port` and `dest->tun_flags`. Only read for [`FwdMethod::Tunnel`] servers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TunConfig {
+    /// The encapsulation.
+    pub kind: TunType,
+    /// GUE's UDP destination port (`--tun-port`); the kernel refuses a GUE server without one.
+    pub port: u16,
+    /// The checksum setting.
+    pub csum: TunCsum,
+}
+
+impl TunConfig {
+    /// IP-in-IP: what a server gets without `--tun-type`.
+    pub const IPIP: TunConfig = TunConfig { kind: TunType::Ipip, port: 0, csum: TunCsum::NoCsum };
+
+    /// GUE toward UDP port `port`.
+    pub const fn gue(port: u16, csum: TunCsum) -> Self {
+        TunConfig { kind: TunType::Gue, port, csum }
+    }
+
+    /// GRE.
+    pub const fn gre(csum: TunCsum) -> Self {
+        TunConfig { kind: TunType::Gre, port: 0, csum }
+    }
+}
+
 /// The largest weight ipvsadm accepts.
 pub const MAX_WEIGHT: u32 = 65535;
 
@@ -68,12 +138,28 @@ pub struct RealServer {
     ///
     /// [`Reason::DestConnLimit`]: crate::Reason::DestConnLimit
     pub max_conn: u32,
+    /// The encapsulation of a [`FwdMethod::Tunnel`] server (IP-in-IP unless set).
+    pub tun: TunConfig,
 }
 
 impl RealServer {
     /// A server with the given address, port, method and weight, and no thresholds.
     pub fn new(addr: IpAddr, port: u16, fwd: FwdMethod, weight: u32) -> Self {
-        RealServer { endpoint: Endpoint::new(addr, port), fwd, weight, u_threshold: 0, l_threshold: 0, max_conn: 0 }
+        RealServer {
+            endpoint: Endpoint::new(addr, port),
+            fwd,
+            weight,
+            u_threshold: 0,
+            l_threshold: 0,
+            max_conn: 0,
+            tun: TunConfig::IPIP,
+        }
+    }
+
+    /// The same server tunnelled with `tun` (GUE or GRE instead of IP-in-IP).
+    pub fn with_tunnel(mut self, tun: TunConfig) -> Self {
+        self.tun = tun;
+        self
     }
 
     /// The same server taking at most `n` connections ([`RealServer::max_conn`]).
@@ -214,6 +300,10 @@ impl<'a> DestView<'a> {
     /// The connection limit ([`RealServer::max_conn`]; 0 = none).
     pub fn max_conn(&self) -> u32 {
         self.d.cfg.max_conn
+    }
+    /// The encapsulation of a tunnelling server ([`RealServer::tun`]).
+    pub fn tun(&self) -> TunConfig {
+        self.d.cfg.tun
     }
     /// The overload flag (`IP_VS_DEST_F_OVERLOAD`).
     pub fn is_overloaded(&self) -> bool {

@@ -51,6 +51,9 @@ pub enum Error {
     /// A fwmark service with mark 0.
     #[error("firewall mark must be non-zero")]
     ZeroFwmark,
+    /// A GUE tunnel server without a UDP port (`ip_vs_add_dest`: "tunnel port is zero").
+    #[error("tunnel port is zero")]
+    ZeroTunnelPort,
     /// Something IPVS can express that this library does not do yet.
     #[error("not supported: {0}")]
     Unsupported(&'static str),
@@ -107,6 +110,7 @@ impl Error {
             | Error::BadTimeout(_)
             | Error::PortZeroNotPersistent
             | Error::ZeroFwmark
+            | Error::ZeroTunnelPort
             | Error::BadSyncParam(_)
             | Error::Parse { .. } => EINVAL,
         }

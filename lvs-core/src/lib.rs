@@ -68,7 +68,7 @@ pub mod wire;
 pub(crate) mod xmit;
 
 pub use addr::{Af, Endpoint, Proto, ServiceKey};
-pub use dest::{DestId, DestView, FwdMethod, RealServer};
+pub use dest::{DestId, DestView, FwdMethod, RealServer, TunConfig, TunCsum, TunType};
 pub use director::{
     BatchError, Command, Defense, DefenseMode, DefenseStatus, Director, DirectorConfig, PortConfig, Verdict,
 };

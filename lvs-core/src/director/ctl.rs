@@ -8,7 +8,7 @@ use core::net::IpAddr;
 
 use super::{Director, Service};
 use crate::addr::{Af, Endpoint, ServiceKey};
-use crate::dest::{Dest, DestId, FwdMethod, RealServer, F_AVAILABLE, F_OVERLOAD, MAX_WEIGHT, NO_SVC};
+use crate::dest::{Dest, DestId, FwdMethod, RealServer, TunType, F_AVAILABLE, F_OVERLOAD, MAX_WEIGHT, NO_SVC};
 use crate::error::Error;
 use crate::proto::Timeouts;
 use crate::sched::{SchedError, Scheduler};
@@ -329,6 +329,10 @@ impl Director {
         if rs.l_threshold > rs.u_threshold {
             return Err(Error::BadThreshold { upper: rs.u_threshold, lower: rs.l_threshold });
         }
+        // `ip_vs_add_dest`, `ip_vs_edit_dest`: GUE needs its UDP port, whatever the method.
+        if rs.tun.kind == TunType::Gue && rs.tun.port == 0 {
+            return Err(Error::ZeroTunnelPort);
+        }
         // `ip_vs_genl_set_cmd`: a server of the other family only behind an IP-in-IP tunnel,
         // and not while a sync daemon runs (the sync protocol cannot carry it).
         let syncing = self.sync_daemon(Role::Master).is_some() || self.sync_daemon(Role::Backup).is_some();
@@ -357,7 +361,8 @@ impl Director {
     ///
     /// # Errors
     /// [`Error::NoSuchService`], [`Error::DestExists`], [`Error::WeightOutOfRange`],
-    /// [`Error::BadThreshold`], [`Error::FamilyMismatch`], [`Error::SchedulerRejected`].
+    /// [`Error::BadThreshold`], [`Error::ZeroTunnelPort`], [`Error::FamilyMismatch`],
+    /// [`Error::SchedulerRejected`].
     pub fn add_dest(&mut self, key: &ServiceKey, rs: RealServer) -> Result<DestId, Error> {
         let i = self.svc_idx(key)?;
         let svc = self.svc(i).ok_or(Error::NoSuchService)?;
@@ -422,7 +427,7 @@ impl Director {
     ///
     /// # Errors
     /// [`Error::NoSuchService`], [`Error::NoSuchDest`], [`Error::WeightOutOfRange`],
-    /// [`Error::BadThreshold`], [`Error::FamilyMismatch`].
+    /// [`Error::BadThreshold`], [`Error::ZeroTunnelPort`], [`Error::FamilyMismatch`].
     pub fn edit_dest(&mut self, key: &ServiceKey, rs: RealServer) -> Result<(), Error> {
         let i = self.svc_idx(key)?;
         let svc = self.svc(i).ok_or(Error::NoSuchService)?;

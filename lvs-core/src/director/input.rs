@@ -9,7 +9,7 @@ use super::{Director, Symptom, Verdict};
 use crate::addr::{from_raw, raw, Af, ServiceKey};
 use crate::conn::table::{InKey, OutKey};
 use crate::conn::{cf, Conn, ConnId, NIL};
-use crate::dest::{DestId, FwdMethod, F_AVAILABLE};
+use crate::dest::{DestId, FwdMethod, TunConfig, TunType, F_AVAILABLE};
 use crate::error::Reason;
 use crate::persist::{self, template_key};
 use crate::proto::sctp;
@@ -514,6 +514,15 @@ impl Director {
         v
     }
 
+    /// The flow hash of a packet to be tunnelled (`skb_get_hash`): addresses, protocol and —
+    /// unless it is a fragment, which the kernel's flow dissector does not look into — ports,
+    /// under the director's seeded hasher. Every fragment of a datagram and every packet of a
+    /// connection hash alike.
+    fn flow_hash(&self, meta: &PacketMeta) -> u32 {
+        let ports = if meta.frag == Frag::None { (meta.sport, meta.dport) } else { (0, 0) };
+        self.flow_hasher.hash_one((meta.src, meta.dst, meta.proto, ports)) as u32
+    }
+
     /// Applies the forwarding method (`ip_vs_{dr,nat,tunnel}_xmit`): out of the port of the
     /// server's next hop (for an entry without a server, the next hop toward its address), with
     /// that port's MAC as the source.
@@ -544,8 +553,20 @@ impl Director {
             FwdMethod::Tunnel => {
                 let Some(src) = port.addr(Af::of(daddr)) else { return self.drop(Reason::UnknownNeighbour) };
                 self.ip_id = self.ip_id.wrapping_add(1);
-                let t =
-                    Tunnel { src, dst: *daddr, dst_mac: nh.mac, src_mac: me, mtu: self.cfg.tun_mtu, id: self.ip_id };
+                // `ip_vs_tunnel_xmit` reads the server's own tunnel settings (a backup's
+                // included: the sync protocol carries none); an entry without a server is
+                // tunnelled IP-in-IP.
+                let cfg = dest.and_then(|d| self.dests.get(d)).map_or(TunConfig::IPIP, |d| d.cfg.tun);
+                let sport = if cfg.kind == TunType::Gue { tun::gue_src_port(self.flow_hash(meta)) } else { 0 };
+                let t = Tunnel {
+                    src,
+                    dst: *daddr,
+                    dst_mac: nh.mac,
+                    src_mac: me,
+                    mtu: self.cfg.tun_mtu,
+                    id: self.ip_id,
+                    encap: tun::encap(&cfg, meta.af, sport),
+                };
                 match tun::xmit(frame, meta, &t) {
                     Ok(()) => Ok(()),
                     Err(TunError::Xmit(e)) => Err(e),

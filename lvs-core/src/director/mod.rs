@@ -317,6 +317,8 @@ pub struct Director {
     due: Vec<ConnId>,
     next_est: Option<u64>,
     frags: FragTable,
+    /// Keyed hash of a tunnelled packet's flow: GUE's UDP source port (`skb_get_hash`).
+    flow_hasher: ahash::RandomState,
     ip_id: u16,
     sync: sync::SyncState,
     suspects: alloc::collections::VecDeque<Suspicion>,
@@ -341,6 +343,7 @@ impl Director {
             svc_index: HashMap::with_hasher(hasher()),
             neigh: NeighbourTable::new(hasher()),
             frags: FragTable::new(hasher()),
+            flow_hasher: ahash::RandomState::with_seeds(b, c, d, a),
             fnat: fnat::FnatState::new(hasher),
             synproxy: synproxy::SynproxyState::new(cfg.synproxy_secret, hasher()),
             rng: SeededRng::new(cfg.rng_seed),

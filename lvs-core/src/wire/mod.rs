@@ -12,6 +12,7 @@ pub(crate) mod csum;
 pub(crate) mod field;
 mod frame;
 pub mod proxy;
+pub(crate) mod tunnel;
 
 pub use frame::{Frame, DEFAULT_HEADROOM};
 
@@ -45,6 +46,8 @@ pub mod ipproto {
     pub const UDP: u8 = 17;
     /// IPv6-in-IP.
     pub const IPV6: u8 = 41;
+    /// GRE.
+    pub const GRE: u8 = 47;
     /// ICMPv6.
     pub const ICMPV6: u8 = 58;
     /// SCTP.
