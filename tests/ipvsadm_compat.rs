@@ -51,7 +51,7 @@ const LISTINGS: [(&str, &[&str]); 9] = [
 #[test]
 fn every_rule_file_lists_as_ipvsadm_lists_it() {
     let all = cases("ipvsadm");
-    assert_eq!(all.len(), 4);
+    assert_eq!(all.len(), 5);
     for case in all {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let mut d = director();

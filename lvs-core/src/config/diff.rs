@@ -93,7 +93,10 @@ impl Table {
 /// A running director's real servers, as a command would give them.
 fn dest_of(d: &crate::dest::DestView<'_>) -> RealServer {
     let (upper, lower) = d.thresholds();
-    RealServer::new(d.addr(), d.port(), d.fwd(), d.weight()).with_thresholds(upper, lower).with_max_conn(d.max_conn())
+    RealServer::new(d.addr(), d.port(), d.fwd(), d.weight())
+        .with_thresholds(upper, lower)
+        .with_max_conn(d.max_conn())
+        .with_tunnel(d.tun())
 }
 
 /// The commands that turn `d`'s table into the one `target` builds from an empty table.
@@ -105,9 +108,9 @@ fn dest_of(d: &crate::dest::DestView<'_>) -> RealServer {
 /// The result deletes first (servers and FullNAT local addresses, then services gone from
 /// `target`), then edits services whose settings changed (`-E`: scheduler, persistence,
 /// netmask, flags, PROXY protocol), adds new services, and per service edits servers whose
-/// weight, method or thresholds changed and adds new ones in `target`'s order, then its new
-/// local addresses. It never clears the table or deletes a service that stays, so
-/// connections to what stays are kept. `target`'s timeouts (`--set`) come last when it sets
+/// weight, method, thresholds or tunnel settings changed and adds new ones in `target`'s
+/// order, then its new local addresses. It never clears the table or deletes a service that
+/// stays, so connections to what stays are kept. `target`'s timeouts (`--set`) come last when it sets
 /// them; zeroing and the sync daemons' verbs are not part of a table and are left out. Run the
 /// result with [`Director::execute_all`] to apply it all or nothing.
 ///

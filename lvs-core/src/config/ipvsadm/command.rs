@@ -18,7 +18,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::listing::{Format, Listing};
 use crate::addr::{Af, Proto, ServiceKey};
-use crate::dest::{FwdMethod, RealServer};
+use crate::dest::{FwdMethod, RealServer, TunConfig, TunCsum, TunType};
 use crate::director::Command;
 use crate::laddr::ClientAddr;
 use crate::service::{Netmask, SchedFlags, ServiceConfig, DEFAULT_PERSIST_TIMEOUT, MAX_PERSIST_TIMEOUT};
@@ -205,6 +205,9 @@ const O_THRESHOLDS: usize = 16;
 const O_PERSISTENTCONN: usize = 17;
 const O_TUN_TYPE: usize = 29;
 const O_TUN_PORT: usize = 30;
+const O_TUN_NOCSUM: usize = 31;
+const O_TUN_CSUM: usize = 32;
+const O_TUN_REMCSUM: usize = 33;
 /// The last of ipvsadm's tunnel options.
 const O_TUN_LAST: usize = 33;
 const O_LADDR: usize = 34;
@@ -278,9 +281,9 @@ const TABLE: [(&str, Option<char>, Arg, Tag); 65] = [
     ("tun-info", None, Arg::None, Tag::Opt(28)),
     ("tun-type", None, Arg::Value, Tag::Opt(O_TUN_TYPE)),
     ("tun-port", None, Arg::Value, Tag::Opt(O_TUN_PORT)),
-    ("tun-nocsum", None, Arg::None, Tag::Opt(31)),
-    ("tun-csum", None, Arg::None, Tag::Opt(32)),
-    ("tun-remcsum", None, Arg::None, Tag::Opt(33)),
+    ("tun-nocsum", None, Arg::None, Tag::Opt(O_TUN_NOCSUM)),
+    ("tun-csum", None, Arg::None, Tag::Opt(O_TUN_CSUM)),
+    ("tun-remcsum", None, Arg::None, Tag::Opt(O_TUN_REMCSUM)),
     ("add-laddr", Some('P'), Arg::None, Tag::Cmd(Cmd::AddLaddr)),
     ("del-laddr", Some('Q'), Arg::None, Tag::Cmd(Cmd::DelLaddr)),
     ("get-laddr", Some('G'), Arg::None, Tag::Cmd(Cmd::GetLaddr)),
@@ -422,8 +425,10 @@ struct Entry {
     dest: IpAddr,
     dest_port: u16,
     fwd: FwdMethod,
-    /// A tunnel type other than ipip (`gue`, `gre`).
-    other_tunnel: bool,
+    /// `--tun-type` and `--tun-port` (ipip and no port unless given); the checksum flags are
+    /// read from the options seen once they are checked.
+    tun_type: TunType,
+    tun_port: u16,
     weight: u32,
     upper: u32,
     lower: u32,
@@ -455,7 +460,8 @@ impl Entry {
             dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             dest_port: 0,
             fwd: FwdMethod::Route,
-            other_tunnel: false,
+            tun_type: TunType::Ipip,
+            tun_port: 0,
             weight: 1,
             upper: 0,
             lower: 0,
@@ -862,13 +868,18 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
                             .ok_or_else(|| Failure::usage("illegal sync-maxlen specified"))?
                             as u16
                     }
-                    O_TUN_TYPE => match val.as_str() {
-                        "ipip" => e.other_tunnel = false,
-                        "gue" | "gre" => e.other_tunnel = true,
-                        _ => return Err(Failure::usage("illegal tunnel type specified")),
-                    },
+                    O_TUN_TYPE => {
+                        e.tun_type = match val.as_str() {
+                            "ipip" => TunType::Ipip,
+                            "gue" => TunType::Gue,
+                            "gre" => TunType::Gre,
+                            _ => return Err(Failure::usage("illegal tunnel type specified")),
+                        }
+                    }
                     O_TUN_PORT => {
-                        number_in(&val, 1, 65535).ok_or_else(|| Failure::usage("illegal tunnel port specified"))?;
+                        e.tun_port = number_in(&val, 1, 65535)
+                            .ok_or_else(|| Failure::usage("illegal tunnel port specified"))?
+                            as u16
                     }
                     O_LADDR => {
                         let (mut af, mut port) = (None, 0);
@@ -933,11 +944,7 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
         if tunnel_opts && e.fwd != FwdMethod::Tunnel {
             return Err(Failure::usage("Tunnel options conflict with forward method"));
         }
-        if !e.other_tunnel {
-            if let Some(o) = (O_TUN_PORT..=O_TUN_LAST).find(|o| seen & (1 << o) != 0) {
-                return Err(Failure::usage(format!("Illegal '{}' option with the 'ipip' tunnel type", OPTNAMES[o])));
-            }
-        }
+        tunnel_opt_check(e.tun_type, seen)?;
     }
 
     let key = e.key();
@@ -951,7 +958,16 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
         c.synproxy = e.synproxy;
         c
     };
-    let dest = || RealServer::new(e.dest, e.dest_port, e.fwd, e.weight).with_thresholds(e.upper, e.lower);
+    let csum = if seen & (1 << O_TUN_CSUM) != 0 {
+        TunCsum::Csum
+    } else if seen & (1 << O_TUN_REMCSUM) != 0 {
+        TunCsum::RemCsum
+    } else {
+        TunCsum::NoCsum
+    };
+    let tun = TunConfig { kind: e.tun_type, port: e.tun_port, csum };
+    let dest =
+        || RealServer::new(e.dest, e.dest_port, e.fwd, e.weight).with_thresholds(e.upper, e.lower).with_tunnel(tun);
     Ok(match cmd {
         Cmd::List => {
             let any = |m: &[usize]| m.iter().any(|o| seen & (1 << o) != 0);
@@ -1003,17 +1019,52 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
 }
 
 /// What ipvsadm passes on and a kernel takes but this library has not: persistence engines
-/// (`--pe`, which a kernel without the module refuses with `ENOENT`) and GUE/GRE tunnels.
+/// (`--pe`, which a kernel without the module refuses with `ENOENT`).
 fn unsupported(e: &Entry, r: Request) -> Result<Request, Failure> {
     match &r {
         Request::Apply(Command::AddService(_) | Command::EditService(_)) if e.pe => {
             Err(Failure::returned("Scheduler or persistence engine not found"))
         }
-        Request::Apply(Command::AddDest(..) | Command::EditDest(..)) if e.other_tunnel => {
-            Err(Failure::returned("not supported: GUE and GRE tunnels"))
-        }
         _ => Ok(r),
     }
+}
+
+/// ipvsadm's `tunnel_opt_check`: which of `--tun-port`, `--tun-nocsum`, `--tun-csum` and
+/// `--tun-remcsum` a tunnel type needs, refuses, or takes only one of, by its table
+/// `tunnel_types_v_options` (ipip: none; gue: the port, one checksum flag; gre: one of
+/// nocsum and csum), checked in that option order.
+fn tunnel_opt_check(kind: TunType, seen: u64) -> Result<(), Failure> {
+    // '+' compulsory, 'x' illegal, '1' at most one of them.
+    let row: [u8; 4] = match kind {
+        TunType::Ipip => *b"xxxx",
+        TunType::Gue => *b"+111",
+        TunType::Gre => *b"x11x",
+    };
+    let name = kind.name();
+    let mut first = None;
+    for (o, rule) in (O_TUN_PORT..=O_TUN_LAST).zip(row) {
+        let opt = OPTNAMES.get(o).copied().unwrap_or_default();
+        match (seen & (1 << o) != 0, rule) {
+            (false, b'+') => {
+                return Err(Failure::usage(format!(
+                    "You need to supply the '{opt}' option for the '{name}' tunnel type"
+                )))
+            }
+            (true, b'x') => {
+                return Err(Failure::usage(format!("Illegal '{opt}' option with the '{name}' tunnel type")))
+            }
+            (true, b'1') => match first {
+                None => first = Some(opt),
+                Some(last) => {
+                    return Err(Failure::usage(format!(
+                        "The option '{opt}' conflicts with the '{last}' option in the '{name}' tunnel type"
+                    )))
+                }
+            },
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Reads one ipvsadm command that changes the configuration, as

@@ -12,7 +12,7 @@ use core::fmt::Write;
 
 use super::format::{netmask_text, proxy_word, sched_flag_names, sorted_dests, sorted_services, CONN_TAB_SIZE};
 use crate::addr::{Af, Endpoint, ServiceKey};
-use crate::dest::{DestView, FwdMethod};
+use crate::dest::{DestView, FwdMethod, TunConfig, TunCsum, TunType};
 use crate::director::{Director, ServiceInfo};
 use crate::error::Error;
 use crate::laddr::ClientAddr;
@@ -243,7 +243,7 @@ fn dest_line(out: &mut String, d: &DestView<'_>, f: Format) {
             d.inactive()
         );
     } else if f.tun_info {
-        let info = if d.fwd() == FwdMethod::Tunnel { "ipip" } else { "n/a" };
+        let info = tun_info(d.fwd(), d.tun());
         let _ = write!(
             out,
             "  -> {name:<28} {:<7} {info:<13} {:<6} {:<10} {:<10}",
@@ -427,6 +427,23 @@ pub fn render(d: &Director, now: Instant, l: &Listing) -> Result<String, Error> 
         }
     }
     Ok(out)
+}
+
+/// `--tun-info`'s column (`fwd_tun_info`): `ipip`, `gue:PORT:FLAGS` or `gre:FLAGS` for a
+/// tunnelling server, with the checksum flag as `-c`, `+c` or `r+c` (`tunflags`); `n/a` for
+/// the other methods.
+fn tun_info(fwd: FwdMethod, tun: TunConfig) -> String {
+    let flags = match tun.csum {
+        TunCsum::NoCsum => "-c",
+        TunCsum::Csum => "+c",
+        TunCsum::RemCsum => "r+c",
+    };
+    match (fwd, tun.kind) {
+        (FwdMethod::Tunnel, TunType::Ipip) => String::from("ipip"),
+        (FwdMethod::Tunnel, TunType::Gue) => format!("gue:{}:{flags}", tun.port),
+        (FwdMethod::Tunnel, TunType::Gre) => format!("gre:{flags}"),
+        _ => String::from("n/a"),
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use core::fmt::Write;
 
 use super::command::parse_command;
 use super::format::{netmask_text, proxy_word, sched_flag_names, sorted_dests, sorted_services, svc_arg};
-use crate::dest::FwdMethod;
+use crate::dest::{FwdMethod, TunConfig, TunCsum, TunType};
 use crate::director::{Command, Director};
 use crate::error::Error;
 use crate::laddr::ClientAddr;
@@ -18,6 +18,22 @@ use crate::laddr::ClientAddr;
 /// The words of one rule line, as ipvsadm's `config_stream_read` makes them.
 pub(super) fn line_words(line: &str) -> Vec<&str> {
     line.split([' ', '\t', '\r']).filter(|w| !w.is_empty() && *w != "ipvsadm").collect()
+}
+
+/// The tunnel options `print_tunnel_rule` writes after a tunnelling server's weight: the type,
+/// GUE's port, and the checksum flag of GUE and GRE (`tun_flags_opts`).
+fn tunnel_options(out: &mut String, tun: TunConfig) {
+    let _ = write!(out, " --tun-type {}", tun.kind.name());
+    if tun.kind == TunType::Gue {
+        let _ = write!(out, " --tun-port {}", tun.port);
+    }
+    if tun.kind != TunType::Ipip {
+        out.push_str(match tun.csum {
+            TunCsum::NoCsum => " --tun-nocsum",
+            TunCsum::Csum => " --tun-csum",
+            TunCsum::RemCsum => " --tun-remcsum",
+        });
+    }
 }
 
 /// Parses a rule file (`ipvsadm -S` output; blank lines and `#` comments allowed).
@@ -93,7 +109,7 @@ pub fn save(d: &Director) -> String {
             };
             let _ = write!(out, "-a {svc} -r {} {m} -w {}", dv.endpoint(), dv.weight());
             if dv.fwd() == FwdMethod::Tunnel {
-                out.push_str(" --tun-type ipip");
+                tunnel_options(&mut out, dv.tun());
             }
             out.push('\n');
         }

@@ -13,7 +13,7 @@ use super::model::{RealServerConf, VirtualServer};
 use super::tree::{Cx, Node};
 use crate::addr::{Af, Proto, ServiceKey};
 use crate::config::source::{ConfigError, ErrorKind};
-use crate::dest::{FwdMethod, RealServer};
+use crate::dest::{FwdMethod, RealServer, TunConfig, TunCsum, TunType};
 use crate::health::{ServicePolicy, MAX_CHECKS};
 use crate::service::SchedFlags;
 
@@ -128,22 +128,56 @@ fn from_int(like: &IpAddr, v: u128) -> IpAddr {
     }
 }
 
-/// `lvs_method` / `lb_kind`: `NAT`, `DR`, or `TUN` with tunnel type `ipip` (the library's only
-/// one).
-fn method(cx: &Cx, n: &Node) -> Result<FwdMethod, ConfigError> {
+/// `lvs_method` / `lb_kind` (`svr_forwarding_handler`): `NAT`, `DR` or `TUN`, then in any
+/// order `type ipip|gue|gre`, `port N` (GUE's UDP port, 1 to 65535) and `nocsum`, `csum` or
+/// `remcsum`, a later word overriding an earlier one. A GUE tunnel needs the port and no other
+/// may have one; ipip takes no checksum option and GRE no `remcsum` (keepalived's messages).
+fn method(cx: &Cx, n: &Node) -> Result<(FwdMethod, TunConfig), ConfigError> {
     let m = cx.need(n, 0)?;
-    match m.to_ascii_uppercase().as_str() {
-        "NAT" => Ok(FwdMethod::Masq),
-        "DR" => Ok(FwdMethod::Route),
-        "TUN" => match (n.arg(1), n.arg(2)) {
-            (None, _) | (Some("type"), Some("ipip")) => Ok(FwdMethod::Tunnel),
-            (Some("type"), Some(t)) => {
-                Err(cx.fault(n, ErrorKind::Unsupported, format!("tunnel type '{t}' is not supported (only ipip)")))
+    let fwd = match m.to_ascii_uppercase().as_str() {
+        "NAT" => FwdMethod::Masq,
+        "DR" => FwdMethod::Route,
+        "TUN" => FwdMethod::Tunnel,
+        _ => return Err(cx.err(n, format!("unknown forwarding method '{m}'"))),
+    };
+    let mut tun = TunConfig::IPIP;
+    let mut i = 1;
+    while let Some(word) = n.arg(i) {
+        match word {
+            "type" => {
+                tun.kind = match n.arg(i + 1) {
+                    Some("ipip") => TunType::Ipip,
+                    Some("gue") => TunType::Gue,
+                    Some("gre") => TunType::Gre,
+                    Some(t) => return Err(cx.err(n, format!("Unknown tunnel type {t}"))),
+                    None => return Err(cx.fault(n, ErrorKind::Syntax, "Missing tunnel type")),
+                };
+                i += 1;
             }
-            _ => Err(cx.fault(n, ErrorKind::Syntax, "expected TUN [type ipip]")),
-        },
-        _ => Err(cx.err(n, format!("unknown forwarding method '{m}'"))),
+            "port" => {
+                if n.arg(i + 1).is_none() {
+                    return Err(cx.fault(n, ErrorKind::Syntax, "Missing port for gue tunnel"));
+                }
+                tun.port = cx.num_in(n, i + 1, 1, 65535)?;
+                i += 1;
+            }
+            "nocsum" => tun.csum = TunCsum::NoCsum,
+            "csum" => tun.csum = TunCsum::Csum,
+            "remcsum" => tun.csum = TunCsum::RemCsum,
+            w => return Err(cx.err(n, format!("Invalid tunnel option {w}"))),
+        }
+        i += 1;
     }
+    if (tun.kind == TunType::Gue) != (tun.port != 0) {
+        return Err(cx.err(n, "gue tunnels require port, otherwise cannot have port."));
+    }
+    if tun.kind == TunType::Ipip && tun.csum != TunCsum::NoCsum {
+        return Err(cx.err(n, "ipip tunnels do not support checksum option."));
+    }
+    if tun.kind == TunType::Gre && tun.csum == TunCsum::RemCsum {
+        return Err(cx.err(n, "gre tunnels do not support remote checksum option."));
+    }
+    Ok((fwd, tun))
 }
 
 /// A persistence granularity as a prefix length: a dotted IPv4 netmask or a prefix length.
@@ -200,6 +234,7 @@ pub(crate) fn virtual_server(
         group: None,
         scheduler: String::from("wlc"),
         fwd: FwdMethod::Masq,
+        tun: TunConfig::IPIP,
         persistence: None,
         granularity: None,
         one_packet: false,
@@ -222,7 +257,7 @@ pub(crate) fn virtual_server(
         }
         match s.key.as_str() {
             "lvs_sched" | "lb_algo" => vs.scheduler = cx.need(s, 0)?.to_string(),
-            "lvs_method" | "lb_kind" => vs.fwd = method(cx, s)?,
+            "lvs_method" | "lb_kind" => (vs.fwd, vs.tun) = method(cx, s)?,
             "flag-1" | "sh-fallback" | "mh-fallback" => vs.sched_flags.0 |= SchedFlags::FLAG1,
             "flag-2" | "sh-port" | "mh-port" => vs.sched_flags.0 |= SchedFlags::FLAG2,
             "flag-3" => vs.sched_flags.0 |= SchedFlags::FLAG3,
@@ -257,7 +292,7 @@ pub(crate) fn virtual_server(
         }
     }
     for s in body.iter().filter(|s| s.key == "real_server") {
-        let rs = real_server(cx, s, vs.fwd, &defaults)?;
+        let rs = real_server(cx, s, (vs.fwd, vs.tun), &defaults)?;
         vs.real_servers.push(rs);
     }
     let checked = vs.real_servers.iter().filter(|r| !r.checks.is_empty()).count();
@@ -271,7 +306,10 @@ pub(crate) fn virtual_server(
     }
     vs.policy.alpha = defaults.alpha.unwrap_or(false);
     vs.policy.inhibit_on_failure = inhibit.unwrap_or(false);
-    vs.policy.sorry_server = sorry.map(|(a, p)| RealServer::new(a, p, sorry_fwd.unwrap_or(vs.fwd), 1));
+    vs.policy.sorry_server = sorry.map(|(a, p)| {
+        let (fwd, tun) = sorry_fwd.unwrap_or((vs.fwd, vs.tun));
+        RealServer::new(a, p, fwd, 1).with_tunnel(tun)
+    });
     // A fwmark's family: ip_family, else the real (or sorry) servers', else IPv4.
     let servers_af = vs.real_servers.first().map(|r| Af::of(&r.server.endpoint.addr));
     let sorry_af = vs.policy.sorry_server.map(|s| Af::of(&s.endpoint.addr));
@@ -302,11 +340,11 @@ pub(crate) fn virtual_server(
 fn real_server(
     cx: &mut Cx,
     n: &Node,
-    vs_fwd: FwdMethod,
+    (vs_fwd, vs_tun): (FwdMethod, TunConfig),
     vs_defaults: &Defaults,
 ) -> Result<RealServerConf, ConfigError> {
     let (addr, port) = endpoint(cx, n)?;
-    let mut rs = RealServer::new(addr, port, vs_fwd, 1);
+    let mut rs = RealServer::new(addr, port, vs_fwd, 1).with_tunnel(vs_tun);
     let mut conf = RealServerConf {
         origin: n.origin,
         server: rs,
@@ -323,7 +361,7 @@ fn real_server(
         }
         match s.key.as_str() {
             "weight" => rs.weight = cx.num(s, 0)?,
-            "lvs_method" | "lb_kind" => rs.fwd = method(cx, s)?,
+            "lvs_method" | "lb_kind" => (rs.fwd, rs.tun) = method(cx, s)?,
             "uthreshold" => rs.u_threshold = cx.num(s, 0)?,
             "lthreshold" => rs.l_threshold = cx.num(s, 0)?,
             "notify_up" => conf.notify_up = Some(cx.script(s)?),

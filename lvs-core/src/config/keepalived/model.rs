@@ -10,7 +10,7 @@ use core::time::Duration;
 
 use crate::addr::ServiceKey;
 use crate::config::source::{Files, Origin};
-use crate::dest::{FwdMethod, RealServer};
+use crate::dest::{FwdMethod, RealServer, TunConfig};
 use crate::health::{CheckPlan, ServicePolicy};
 use crate::service::{SchedFlags, ServiceConfig};
 use crate::vrrp::{Auth, Garp, Version};
@@ -136,6 +136,8 @@ pub struct VirtualServer {
     pub scheduler: String,
     /// `lvs_method` / `lb_kind` (default NAT): the real servers' default.
     pub fwd: FwdMethod,
+    /// The tunnel settings of `lvs_method TUN type ...`: the real servers' default.
+    pub tun: TunConfig,
     /// `persistence_timeout` (the keyword alone: 360 s).
     pub persistence: Option<u32>,
     /// `persistence_granularity` as a prefix length.

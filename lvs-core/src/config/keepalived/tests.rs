@@ -11,7 +11,7 @@ use super::*;
 use crate::addr::{Af, ServiceKey};
 use crate::config::save;
 use crate::config::source::ErrorKind;
-use crate::dest::FwdMethod;
+use crate::dest::{FwdMethod, TunConfig, TunCsum};
 use crate::health::{Check, Monitor};
 use crate::sync::Role;
 use crate::testkit::factory;
@@ -203,9 +203,65 @@ fn service_settings_are_read() {
     assert_eq!((sorry.endpoint.port, sorry.fwd), (8080, FwdMethod::Route));
     let rs = vs.real_servers[0].server;
     assert_eq!((rs.weight, rs.u_threshold, rs.l_threshold, rs.fwd), (0, 10, 2, FwdMethod::Route));
-    assert_eq!(err("virtual_server 1.2.3.4 80 {\n lb_kind TUN type gue port 6080\n}\n").line, 2);
     assert_eq!(err("virtual_server 1.2.3.4 80 {\n persistence_granularity 255.0.255.0\n}\n").line, 2);
     assert_eq!(err("virtual_server 1.2.3.4 80 {\n protocol ICMP\n}\n").line, 2);
+}
+
+#[test]
+fn tunnel_types_are_read_as_svr_forwarding_handler_reads_them() {
+    // The virtual server's method and tunnel are its real servers' default (and its sorry
+    // server's); a real server's own `lvs_method` replaces both.
+    let text = "virtual_server 192.0.2.1 80 {\n lvs_sched first\n lvs_method TUN type gue port 6080 csum\n\
+                sorry_server 10.0.0.9 80\n\
+                real_server 10.0.0.1 80 {\n }\n\
+                real_server 10.0.0.2 80 {\n lb_kind TUN remcsum port 6081 type gue\n }\n\
+                real_server 10.0.0.3 80 {\n lvs_method TUN type gre csum nocsum\n }\n\
+                real_server 10.0.0.4 80 {\n lvs_method TUN type gre csum\n }\n\
+                real_server 10.0.0.5 80 {\n lvs_method TUN\n }\n}\n";
+    let p = ok(text);
+    let vs = &p.config.virtual_servers[0];
+    assert_eq!((vs.fwd, vs.tun), (FwdMethod::Tunnel, TunConfig::gue(6080, TunCsum::Csum)));
+    let tuns: Vec<TunConfig> = vs.real_servers.iter().map(|r| r.server.tun).collect();
+    assert_eq!(
+        tuns,
+        [
+            TunConfig::gue(6080, TunCsum::Csum),
+            TunConfig::gue(6081, TunCsum::RemCsum),
+            TunConfig::gre(TunCsum::NoCsum),
+            TunConfig::gre(TunCsum::Csum),
+            TunConfig::IPIP,
+        ]
+    );
+    assert_eq!(vs.policy.sorry_server.unwrap().tun, TunConfig::gue(6080, TunCsum::Csum));
+    // Applied, the table saves as ipvsadm 1.31's print_tunnel_rule writes it.
+    let mut d = Director::new(DirectorConfig::default(), factory);
+    p.config.apply(&mut d, &mut Monitor::new(1), Instant::ZERO, &|_| None).unwrap();
+    assert_eq!(
+        save(&d),
+        "-A -t 192.0.2.1:80 -s first\n\
+         -a -t 192.0.2.1:80 -r 10.0.0.1:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum\n\
+         -a -t 192.0.2.1:80 -r 10.0.0.2:80 -i -w 1 --tun-type gue --tun-port 6081 --tun-remcsum\n\
+         -a -t 192.0.2.1:80 -r 10.0.0.3:80 -i -w 1 --tun-type gre --tun-nocsum\n\
+         -a -t 192.0.2.1:80 -r 10.0.0.4:80 -i -w 1 --tun-type gre --tun-csum\n\
+         -a -t 192.0.2.1:80 -r 10.0.0.5:80 -i -w 1 --tun-type ipip\n"
+    );
+    // keepalived's refusals, each at its line.
+    for (method, msg) in [
+        ("TUN type gue", "gue tunnels require port, otherwise cannot have port."),
+        ("TUN type gre port 6080", "gue tunnels require port, otherwise cannot have port."),
+        ("TUN port 6080", "gue tunnels require port, otherwise cannot have port."),
+        ("TUN csum", "ipip tunnels do not support checksum option."),
+        ("TUN type gre remcsum", "gre tunnels do not support remote checksum option."),
+        ("TUN type vxlan", "Unknown tunnel type vxlan"),
+        ("TUN type gue port 6080 fast", "Invalid tunnel option fast"),
+        ("TUN type gue port 0", "0 is outside 1..=65535"),
+        ("TUN type gue port", "Missing port for gue tunnel"),
+        ("TUN type", "Missing tunnel type"),
+    ] {
+        let e = err(&alloc::format!("virtual_server 1.2.3.4 80 {{\n lb_kind {method}\n}}\n"));
+        assert_eq!(e.line, 2, "{method}");
+        assert!(e.to_string().contains(msg), "{method}: {e}");
+    }
 }
 
 #[test]

@@ -375,3 +375,67 @@ fn dpvs_synproxy_switch() {
         (2, "Illegal 'synproxy' option with the 'add-server' command".into())
     );
 }
+
+#[test]
+fn tunnel_types_and_their_options_as_tunnel_opt_check_reads_them() {
+    let a = |extra: &[&'static str]| {
+        let mut v = alloc::vec!["-a", "-t", "10.0.0.1:80", "-r", "10.0.0.2", "-i"];
+        v.extend_from_slice(extra);
+        v
+    };
+    // What each line stores: the type, the port, and the one checksum flag given.
+    let tun = |extra: &[&'static str]| dest(&a(extra)).1.tun;
+    assert_eq!(tun(&[]), TunConfig::IPIP);
+    assert_eq!(tun(&["--tun-type", "ipip"]), TunConfig::IPIP);
+    assert_eq!(tun(&["--tun-type", "gue", "--tun-port", "6080"]), TunConfig::gue(6080, TunCsum::NoCsum));
+    assert_eq!(tun(&["--tun-type=gue", "--tun-port=1", "--tun-csum"]), TunConfig::gue(1, TunCsum::Csum));
+    assert_eq!(
+        tun(&["--tun-remcsum", "--tun-port", "65535", "--tun-type", "gue"]),
+        TunConfig::gue(65535, TunCsum::RemCsum)
+    );
+    assert_eq!(tun(&["--tun-type", "gre"]), TunConfig::gre(TunCsum::NoCsum));
+    assert_eq!(tun(&["--tun-type", "gre", "--tun-nocsum"]), TunConfig::gre(TunCsum::NoCsum));
+    assert_eq!(tun(&["--tun-type", "gre", "--tun-csum"]), TunConfig::gre(TunCsum::Csum));
+    let mut e = a(&["--tun-type", "gre", "--tun-csum"]);
+    e[0] = "-e";
+    assert_eq!(dest(&e).1.tun, TunConfig::gre(TunCsum::Csum));
+    // tunnel_types_v_options: ipip {x x x x}, gue {+ 1 1 1}, gre {x 1 1 x}, in the order
+    // tun-port, tun-nocsum, tun-csum, tun-remcsum.
+    for (extra, msg) in [
+        (&["--tun-type", "gue"][..], "You need to supply the 'tun-port' option for the 'gue' tunnel type"),
+        (
+            &["--tun-type", "gue", "--tun-csum"][..],
+            "You need to supply the 'tun-port' option for the 'gue' tunnel type",
+        ),
+        (&["--tun-csum"][..], "Illegal 'tun-csum' option with the 'ipip' tunnel type"),
+        (&["--tun-type", "ipip", "--tun-remcsum"][..], "Illegal 'tun-remcsum' option with the 'ipip' tunnel type"),
+        (&["--tun-type", "gre", "--tun-port", "6080"][..], "Illegal 'tun-port' option with the 'gre' tunnel type"),
+        (&["--tun-type", "gre", "--tun-remcsum"][..], "Illegal 'tun-remcsum' option with the 'gre' tunnel type"),
+        (
+            &["--tun-type", "gue", "--tun-port", "1", "--tun-csum", "--tun-nocsum"][..],
+            "The option 'tun-csum' conflicts with the 'tun-nocsum' option in the 'gue' tunnel type",
+        ),
+        (
+            &["--tun-type", "gue", "--tun-port", "1", "--tun-remcsum", "--tun-csum"][..],
+            "The option 'tun-remcsum' conflicts with the 'tun-csum' option in the 'gue' tunnel type",
+        ),
+        (
+            &["--tun-type", "gre", "--tun-csum", "--tun-nocsum"][..],
+            "The option 'tun-csum' conflicts with the 'tun-nocsum' option in the 'gre' tunnel type",
+        ),
+        (&["--tun-type", "vxlan"][..], "illegal tunnel type specified"),
+        (&["--tun-type", "gue", "--tun-port", "0"][..], "illegal tunnel port specified"),
+        (&["--tun-type", "gue", "--tun-port", "65536"][..], "illegal tunnel port specified"),
+    ] {
+        assert_eq!(fail(&a(extra)), (2, msg.into()), "{extra:?}");
+    }
+    // Only tunnelling servers take them, checked before the type's own table.
+    assert_eq!(
+        fail(&["-a", "-t", "10.0.0.1:80", "-r", "10.0.0.2", "-g", "--tun-type", "gue"]),
+        (2, "Tunnel options conflict with forward method".into())
+    );
+    assert_eq!(
+        fail(&["-a", "-t", "10.0.0.1:80", "-r", "10.0.0.2", "-m", "--tun-nocsum"]),
+        (2, "Tunnel options conflict with forward method".into())
+    );
+}
