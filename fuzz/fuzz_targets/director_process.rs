@@ -1,5 +1,5 @@
-//! A configured director (DR, NAT and TUN services, an SCTP service, a persistent fwmark
-//! service) fed a sequence of arbitrary frames: never a panic, every drop counted, every forward
+//! A configured director (DR, NAT and TUN services, GUE and GRE tunnels with checksums, an SCTP
+//! service, a persistent fwmark service) fed a sequence of arbitrary frames: never a panic, every drop counted, every forward
 //! parsable.
 //!
 //! Input: records of `ctl: u8, len: u16 (big-endian), frame: [u8; len]`; `ctl` picks the mark
@@ -29,6 +29,9 @@ const RULES: &str = "\
 -a --sctp-service 203.0.113.100:9 -r 192.0.2.11:9 -g -w 1
 -A -t [2001:db8::100]:80 -s mh -p 60
 -a -t [2001:db8::100]:80 -r [2001:db8::11]:80 -m -w 1
+-A -t 203.0.113.100:443 -s rr
+-a -t 203.0.113.100:443 -r 192.0.2.11 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum
+-a -t 203.0.113.100:443 -r 2001:db8::11 -i -w 1 --tun-type gre --tun-csum
 ";
 
 fuzz_target!(|data: &[u8]| {
