@@ -14,7 +14,7 @@ use lvs::core::testkit::{udp, Tcp, DIRECTOR_MAC, GW_MAC};
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs::core::{
     Af, Director, DirectorConfig, FwdMethod, Instant, MacAddr, Neighbour, PortConfig, RealServer, ServiceConfig,
-    ServiceKey, Verdict,
+    ServiceKey, TunConfig, TunCsum, Verdict,
 };
 use proptest::prelude::*;
 
@@ -271,4 +271,38 @@ proptest! {
         run(&mut a, &mut b, ms, ms + 3_000);
         prop_assert_eq!(table(&b, t(ms + 3_000)), table(&a, t(ms + 3_000)));
     }
+}
+
+/// The sync protocol carries the forwarding method but no tunnel type (`ip_vs_sync.c`'s
+/// records have no field for it): a backup tunnels a synced connection as its own server's
+/// settings say — here IP-in-IP on the master and GRE with a checksum on the backup.
+#[test]
+fn a_synced_tunnel_connection_uses_the_backups_own_tunnel_type() {
+    let tunnel_director = |tun: TunConfig| {
+        let port = PortConfig::new(MacAddr(DIRECTOR_MAC)).with_addr(ip("192.0.2.1"));
+        let mut d = lvs::director(DirectorConfig::default().port(port));
+        d.set_gateway(Af::V4, Neighbour { mac: MacAddr(GW_MAC), port: 0 });
+        let key = ServiceKey::tcp(ip(VIP), 9000);
+        d.add_service(ServiceConfig::new(key, "rr")).unwrap();
+        let rip = ip("192.0.2.11");
+        d.add_dest(&key, RealServer::new(rip, 9000, FwdMethod::Tunnel, 1).with_tunnel(tun)).unwrap();
+        d.set_neighbour(rip, Neighbour { mac: MacAddr([2, 0, 0, 0, 1, 1]), port: 0 });
+        d
+    };
+    let mut a = tunnel_director(TunConfig::IPIP);
+    let mut b = tunnel_director(TunConfig::gre(TunCsum::Csum));
+    a.start_sync(Role::Master, &DaemonConfig::new("sync0"), 1500).unwrap();
+    b.start_sync(Role::Backup, &DaemonConfig::new("sync0"), 1500).unwrap();
+    let c = client(1);
+    let (v, f) = send(&mut a, t(10), tcp(c, 9000, SYN));
+    assert!(matches!(v, Verdict::Transmit { .. }), "{v:?}");
+    assert_eq!(f[14 + 9], 4, "the master's server: IP-in-IP");
+    let _ = send(&mut a, t(20), tcp(c, 9000, ACK));
+    let _ = send(&mut a, t(30), tcp(c, 9000, ACK));
+    run(&mut a, &mut b, 100, 3_000);
+    assert_eq!(table(&b, t(3_000)), table(&a, t(3_000)));
+    let (v, f) = send(&mut b, t(4_000), tcp(c, 9000, ACK));
+    assert!(matches!(v, Verdict::Transmit { .. }), "{v:?}");
+    assert_eq!(f[14 + 9], 47, "the backup's server: GRE");
+    assert_eq!(&f[34..38], &[0x80, 0x00, 0x08, 0x00], "with its checksum");
 }
