@@ -1,6 +1,6 @@
 //! An established packet allocates nothing (DESIGN.md: the core "never allocates on the
 //! per-packet fast path of an established flow"), proved with a counting global allocator: DR,
-//! TUN and NAT in both directions, for IPv4 and IPv6, one packet at a time and in bursts.
+//! TUN (IP-in-IP, and GUE and GRE with their checksums) and NAT in both directions, for IPv4 and IPv6, one packet at a time and in bursts.
 //! `stats_alloc` wraps the system allocator and counts.
 
 #[path = "../examples/common/traffic.rs"]
@@ -89,6 +89,8 @@ fn established_packets_allocate_nothing() {
     for af in [Af::V4, Af::V6] {
         client_direction(af, "dr");
         client_direction(af, "tun");
+        client_direction(af, "gue");
+        client_direction(af, "gre");
         let mut d = client_direction(af, "nat");
         nat_replies(af, &mut d);
     }

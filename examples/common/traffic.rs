@@ -35,7 +35,7 @@ pub(crate) fn data(af: Af, i: u32) -> Vec<u8> {
     t.build()
 }
 
-/// A director forwarding by `method` (`dr`, `nat`, `tun`) to servers behind port `out`, with
+/// A director forwarding by `method` (`dr`, `nat`, `tun`; `gue`, `gre`: tunnels with checksums) to servers behind port `out`, with
 /// the given flows of family `af` established (SYN then ACK) and a day-long ESTABLISHED timeout.
 pub(crate) fn director(af: Af, method: &str, flows: impl Iterator<Item = u32>, out: u16) -> lvs::Director {
     // Two ports (clients on 0, servers on `out`), one MAC and address of each family for both.
@@ -47,6 +47,8 @@ pub(crate) fn director(af: Af, method: &str, flows: impl Iterator<Item = u32>, o
     let flag = match method {
         "dr" => "-g",
         "nat" => "-m",
+        "gue" => "-i --tun-type gue --tun-port 6080 --tun-csum",
+        "gre" => "-i --tun-type gre --tun-csum",
         _ => "-i",
     };
     let service = match vip(af) {
