@@ -46,7 +46,7 @@ impl FwdMethod {
 }
 
 /// The encapsulation toward a tunnelling server (`IP_VS_CONN_F_TUNNEL_TYPE_*`, ipvsadm 1.31's
-/// `--tun-type`; Linux 5.2+ for GUE, 5.3+ for GRE).
+/// `--tun-type`; GUE since Linux 5.2, GRE in a later 5.x).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum TunType {
     /// IP-in-IP (protocol 4, or 41 for an IPv6 packet): the default.

@@ -1,4 +1,4 @@
-//! GUE and GRE tunnels (`--tun-type gue|gre`, Linux 5.2+), packet by packet. Each header byte
+//! GUE and GRE tunnels (`--tun-type gue|gre`, Linux 5.x and later), packet by packet. Each header byte
 //! is read from the kernel's `ipvs_gue_encap` / `ipvs_gre_encap` / `gre_build_header`,
 //! `struct guehdr` (draft-ietf-intarea-gue) and RFC 2784; checksums are checked by
 //! etherparse's own routines or summed here from RFC 1071, never by the library's code.
