@@ -51,6 +51,13 @@ pub enum Error {
     /// A fwmark service with mark 0.
     #[error("firewall mark must be non-zero")]
     ZeroFwmark,
+    /// [`ServiceConfig::midflow_hash`] where it cannot keep its promise (`EINVAL`): with a
+    /// scheduler other than `mh` or `sh`, or with a real server other than DR or TUN. An lvs
+    /// extension: the kernel has no such option.
+    ///
+    /// [`ServiceConfig::midflow_hash`]: crate::service::ServiceConfig::midflow_hash
+    #[error("midflow hash: {0}")]
+    MidflowHash(&'static str),
     /// Something IPVS can express that this library does not do yet.
     #[error("not supported: {0}")]
     Unsupported(&'static str),
@@ -108,6 +115,7 @@ impl Error {
             | Error::PortZeroNotPersistent
             | Error::ZeroFwmark
             | Error::BadSyncParam(_)
+            | Error::MidflowHash(_)
             | Error::Parse { .. } => EINVAL,
         }
     }
