@@ -27,13 +27,18 @@
 //! - Rule files may carry `--start-daemon master|backup` lines: the daemons start with the
 //!   rules and their sockets open with the packet loop (connection sync among directors).
 //! - `--midflow-hash`: every service schedules a mid-flow TCP segment without a connection by
-//!   its `mh`/`sh` hash (`ServiceConfig::midflow_hash`), for directors behind ECMP routing.
+//!   its `mh`/`sh` hash (`ServiceConfig::midflow_hash`), for directors behind ECMP routing; a
+//!   service that cannot (another scheduler, a server other than DR or TUN) stops the start
+//!   with its error. For some services only, a rule file says `--midflow-hash` on their `-A`
+//!   lines (keepalived.conf: `midflow-hash` in their `virtual_server`).
 //! - `--announce-cmd CMD`: `sh -c CMD` runs on each change of what the director announces
 //!   (`health::Announcer`: a VIP while the director is up and every checked service on it holds
 //!   its quorum), with `LVS_ACTION=announce|withdraw`, `LVS_VIP` and `LVS_PREFIX` (`VIP/32`,
 //!   `VIP/128`) in its environment, for a BGP daemon (`vtysh -c ...`, `birdc ...`) to announce
 //!   or withdraw the route; `--announce-file PATH`: the announced prefixes, one a line,
-//!   rewritten (atomically) on each change.
+//!   rewritten (atomically) on each change before the command runs, so that the command may
+//!   rebuild a daemon's whole list from it (BIRD: a `protocol static` include, then
+//!   `birdc configure`; see the README's scale-out section).
 //! - `--drain SECS`: a graceful leave on SIGTERM — withdraw every VIP first, keep forwarding
 //!   for SECS seconds while the routers move flows elsewhere, then stop. A second SIGTERM, or
 //!   SIGINT, stops at once.
@@ -588,17 +593,18 @@ impl Announce {
         if changes.is_empty() {
             return;
         }
-        for c in &changes {
-            info!("announce: {c:?}");
-            if let Some((tx, _)) = &self.commands {
-                let _ = tx.send(*c);
-            }
-        }
+        // The file first, so that a command may read the whole set from it.
         if let Some(path) = &self.file {
             let tmp = path.with_extension("tmp");
             let written = std::fs::write(&tmp, self.announcer.render()).and_then(|()| std::fs::rename(&tmp, path));
             if let Err(e) = written {
                 warn!("announce: {}: {e}", path.display());
+            }
+        }
+        for c in &changes {
+            info!("announce: {c:?}");
+            if let Some((tx, _)) = &self.commands {
+                let _ = tx.send(*c);
             }
         }
     }

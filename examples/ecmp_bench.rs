@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ecmp::{server_ip, Director, Lab, SERVERS, VIP};
+use ecmp::{server_ip, Bgp, Director, Lab, SERVERS, VIP};
 
 /// Source ports the generator sends from: flows for the router's hash and `mh-port`.
 const FLOWS: u16 = 256;
@@ -67,7 +67,7 @@ fn generate(lab: &Lab, secs: Duration) -> u64 {
 
 fn run(count: usize, secs: Duration) -> Result<(), String> {
     let lab = Lab::build(&format!("bench{count}"), count);
-    let directors: Vec<Director> = (0..count).map(|i| Director::start(&lab, i, &rules(), &[])).collect();
+    let directors: Vec<Director> = (0..count).map(|i| Director::start(&lab, i, &rules(), &[], Bgp::None)).collect();
     lab.route(&(0..count).collect::<Vec<_>>());
     let before: Vec<_> = directors.iter().map(|d| (d.stats().1, d.cpu())).collect();
     let start = Instant::now();

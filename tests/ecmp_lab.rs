@@ -1,23 +1,25 @@
-//! The ECMP lab (root; CI runs as root): directors that scale out as Maglev and Katran do.
+//! The ECMP lab (root; CI runs as root): directors that scale out as Maglev and Katran do,
+//! behind a router that learns the VIP from them by BGP.
 //!
-//! Namespaces: a client; a router with the kernel's multipath route to the VIP over the
-//! directors (`ip route replace VIP nexthop via D1 nexthop via D2 nexthop via D3`, L4 hashing
-//! with `fib_multipath_hash_policy=1`); three `examples/director` processes (DR) on the
-//! router's LAN; four real servers on the same LAN running `python3 -m http.server` (HTTP/1.1
-//! keep-alive) with the VIP on `lo`. The lab plays the BGP daemon: each director writes the
-//! VIPs it announces to its `--announce-file`, and the lab keeps the multipath route to the
-//! directors that announce the VIP and are alive (a killed director's route goes when the lab
-//! sees the process gone, as a BGP hold timer would take it away). FRR and BIRD are not used:
-//! see the README's scale-out section.
+//! Namespaces: a client; a router running BIRD 2, with an eBGP session and BFD to each
+//! director, which installs the VIP's route in the kernel as one multipath route (`merge paths
+//! on`; L4 hashing with `fib_multipath_hash_policy=1`); three `examples/director` processes
+//! (DR) on the router's LAN, each beside a BIRD of its own that announces what the director's
+//! `--announce-cmd` tells it (the command rebuilds a `protocol static` include from the
+//! director's `--announce-file` and runs `birdc configure`); four real servers on the same LAN
+//! running `python3 -m http.server` (HTTP/1.1 keep-alive) with the VIP on `lo`.
 //!
 //! Clients hold [`HELD`] keep-alive connections, each asking every [`ASK_EVERY`] which server
 //! answers, and open new connections one at a time. Phases: all three directors; D3 taken out
-//! of the route; D3 back; D2 killed (SIGKILL); D1 leaving gracefully (SIGTERM with `--drain`:
-//! it withdraws first and keeps forwarding while the route moves). A held connection is broken
-//! when a request fails or a different server answers. Run twice: `mh` with `--midflow-hash`
-//! and no sync (a moved flow is scheduled by the hash to the same server), and `wlc` with every
-//! director running a sync master and backup from its rule file (a moved flow finds the
-//! synced entry). Both must break no connection; each prints its figures for the README.
+//! of the route (`birdc disable d3` on the router); D3 back (`enable d3`); D2 failing (its
+//! link cut, then it and its BIRD killed: BFD drops the session); D1 leaving gracefully
+//! (SIGTERM with `--drain`: it withdraws first, through its BIRD, and keeps forwarding while
+//! the route moves). Each phase starts when the router's kernel route has changed and lasts
+//! [`PHASE`]. A held connection is broken when a request fails or a different server answers.
+//! Run twice: `mh` with `--midflow-hash` in its rule file and no sync (a moved flow is
+//! scheduled by the hash to the same server), and `wlc` with every director running a sync
+//! master and backup from its rule file (a moved flow finds the synced entry). Both must break
+//! no connection; each prints its figures for the README.
 
 #[path = "../examples/common/built.rs"]
 mod built;
@@ -35,9 +37,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ecmp::{server_ip, Director, Lab, SERVERS, VIP};
+use ecmp::{server_ip, Bgp, Director, Lab, SERVERS, VIP};
 
 const DIRECTORS: usize = 3;
 /// Keep-alive connections held through every phase.
@@ -63,11 +65,10 @@ struct Seen {
     new_failed: BTreeMap<usize, usize>,
     /// Requests answered on held connections.
     asked: usize,
-    /// Connection entries each director created in each phase (new connections and, with
-    /// `--midflow-hash`, moved flows), from its `--stats` Conns.
+    /// Connection entries each director created in each phase, from the moment the route
+    /// was in place (new connections and, with `--midflow-hash`, moved flows), from its
+    /// `--stats` Conns.
     created: Vec<[u64; DIRECTORS]>,
-    /// The directors in the route at the end of each phase.
-    via: Vec<Vec<usize>>,
 }
 
 /// One HTTP/1.1 keep-alive request on `s`: the body (the server's name).
@@ -146,53 +147,51 @@ fn clients(
     threads
 }
 
-/// The lab as the BGP daemon and its operator for [`PHASE`]: every 50 ms the route goes to
-/// the directors that announce the VIP, are alive and are not in `out`.
-fn run_phase(lab: &Lab, directors: &mut [Director], out: &[usize], via: &mut Vec<usize>) {
-    let start = Instant::now();
-    while start.elapsed() < PHASE {
-        let wanted: Vec<usize> = (0..directors.len())
-            .filter(|i| !out.contains(i) && !directors[*i].exited() && directors[*i].announces())
-            .collect();
-        if wanted != *via {
-            lab.route(&wanted);
-            *via = wanted;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+/// The phases: what happens, and the directors the route goes through after it.
+const PHASES: [(&str, &[usize]); 5] = [
+    ("all three directors", &[0, 1, 2]),
+    ("D3 out of the route", &[0, 1]),
+    ("D3 back", &[0, 1, 2]),
+    ("D2 failing (link cut, killed)", &[0, 2]),
+    ("D1 leaving (SIGTERM, --drain)", &[2]),
+];
 
-/// The phases, each with the directors kept out of the route by hand.
-const PHASES: [&str; 5] =
-    ["all three directors", "D3 out of the route", "D3 back", "D2 killed (SIGKILL)", "D1 leaving (SIGTERM, --drain)"];
+/// Programs the lab runs.
+const NEEDS: [&str; 6] = ["ip", "sysctl", "python3", "curl", "bird", "birdc"];
 
-fn run_lab(tag: &str, rules: &str, midflow: bool) -> Seen {
+fn run_lab(tag: &str, rules: &str) -> Seen {
     // One lab at a time: the machine is small, and the load must stay bounded.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let lab = Lab::build(tag, DIRECTORS);
-    let extra: &[&str] = if midflow { &["--midflow-hash"] } else { &[] };
-    let mut directors: Vec<Director> = (0..DIRECTORS).map(|i| Director::start(&lab, i, rules, extra)).collect();
-    let mut via = Vec::new();
+    let router = lab.bgp_router(DIRECTORS);
+    let mut directors: Vec<Director> =
+        (0..DIRECTORS).map(|i| Director::start(&lab, i, rules, &[], Bgp::Bird)).collect();
+    let up = lab.wait_for_route(PHASES[0].1);
+    println!("{tag}: the route via all three directors {} ms after they announced", up.as_millis());
     let (phase, stop, seen) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)), Arc::default());
-    run_phase(&lab, &mut directors, &[], &mut via);
-    assert_eq!(via, [0, 1, 2], "every director announces");
     let threads = clients(&lab, phase.clone(), stop.clone(), Arc::clone(&seen));
-    let (mut conns, mut routes) = (vec![[0u64; DIRECTORS]], Vec::new());
-    for (p, name) in PHASES.iter().enumerate() {
+    let mut created = Vec::new();
+    for (p, (name, via)) in PHASES.iter().enumerate() {
         phase.store(p, Ordering::Relaxed);
         match p {
-            3 => directors[1].signal("-KILL"),
+            1 => drop(router.birdc(&["disable", "d3"]).unwrap()),
+            2 => drop(router.birdc(&["enable", "d3"]).unwrap()),
+            3 => directors[1].fail(),
             4 => directors[0].signal("-TERM"),
             _ => {}
         }
-        let out: &[usize] = if p == 1 { &[2] } else { &[] };
-        run_phase(&lab, &mut directors, out, &mut via);
-        conns.push(std::array::from_fn(|i| directors[i].stats().0));
-        routes.push(via.clone());
+        let moved = lab.wait_for_route(via);
+        // Entries are counted from the moment the route is in place.
+        let before: [u64; DIRECTORS] = std::array::from_fn(|i| directors[i].stats().0);
+        std::thread::sleep(PHASE);
+        let after: [u64; DIRECTORS] = std::array::from_fn(|i| directors[i].stats().0);
+        // A director that is gone reads zero: it created nothing more.
+        created.push(std::array::from_fn(|d| after[d].saturating_sub(before[d])));
         println!(
-            "{tag}: phase {p} ({name}): route via {:?}",
-            via.iter().map(|i| format!("D{}", i + 1)).collect::<Vec<_>>()
+            "{tag}: phase {p} ({name}): the route via {:?} after {} ms",
+            via.iter().map(|i| format!("D{}", i + 1)).collect::<Vec<_>>(),
+            moved.as_millis()
         );
     }
     stop.store(true, Ordering::Relaxed);
@@ -204,11 +203,9 @@ fn run_lab(tag: &str, rules: &str, midflow: bool) -> Seen {
     let log = std::fs::read_to_string(&directors[0].announce_log).unwrap_or_default();
     assert_eq!(log, format!("announce {VIP}/32\nwithdraw {VIP}/32\n"), "D1's --announce-cmd");
     let mut seen: Seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
-    // Conns counters of a director that is gone stay at their last reading.
-    seen.created = conns.windows(2).map(|w| std::array::from_fn(|d| w[1][d].saturating_sub(w[0][d]))).collect();
-    seen.via = routes;
+    seen.created = created;
     println!("{tag}: {} answers on {HELD} held connections", seen.asked);
-    for (p, name) in PHASES.iter().enumerate() {
+    for (p, (name, _)) in PHASES.iter().enumerate() {
         let per_server: Vec<String> = (1..=SERVERS)
             .map(|s| format!("rs{s} {}", seen.new.get(&(p, format!("rs{s}"))).copied().unwrap_or(0)))
             .collect();
@@ -237,8 +234,8 @@ fn check(seen: &Seen, hashed: bool) {
     if hashed {
         assert_eq!(seen.new_failed.values().sum::<usize>(), 0, "new connections failed: {:?}", seen.new_failed);
     }
-    for (p, via) in seen.via.iter().enumerate() {
-        for d in via {
+    for (p, (_, via)) in PHASES.iter().enumerate() {
+        for d in *via {
             assert!(seen.created[p][*d] > 0, "phase {p}: D{} in the route took nothing", d + 1);
         }
     }
@@ -250,11 +247,9 @@ fn check(seen: &Seen, hashed: bool) {
     }
 }
 
-fn rules(sched: &str, sync: bool) -> String {
-    // `mh` hashes the client's address alone unless `mh-port` (flag-2) adds its port: the lab's
-    // clients share one address.
-    let flags = if sched == "mh" { " -b mh-port" } else { "" };
-    let mut r = format!("-A -t {VIP}:80 -s {sched}{flags}\n");
+/// The rule file of every director: `sched` with `options` on the service line.
+fn rules(sched: &str, options: &str, sync: bool) -> String {
+    let mut r = format!("-A -t {VIP}:80 -s {sched}{options}\n");
     for s in 0..SERVERS {
         r += &format!("-a -t {VIP}:80 -r {}:80 -g -w 1\n", server_ip(s));
     }
@@ -265,20 +260,26 @@ fn rules(sched: &str, sync: bool) -> String {
     r
 }
 
+/// `mh` hashes the client's address alone unless `mh-port` (flag-2) adds its port: the lab's
+/// clients share one address.
+const MH: &str = " -b mh-port";
+/// [`MH`] with lvs's rule-file spelling of `ServiceConfig::midflow_hash`.
+const MH_MIDFLOW: &str = " -b mh-port --midflow-hash";
+
 #[test]
 fn mh_dr_without_sync_keeps_every_connection() {
-    if !root::can_run(true, &["ip", "sysctl", "python3", "curl"]) {
+    if !root::can_run(true, &NEEDS) {
         return;
     }
-    check(&run_lab("mh", &rules("mh", false), true), true);
+    check(&run_lab("mh", &rules("mh", MH_MIDFLOW, false)), true);
 }
 
 #[test]
 fn wlc_dr_with_sync_keeps_every_connection() {
-    if !root::can_run(true, &["ip", "sysctl", "python3", "curl"]) {
+    if !root::can_run(true, &NEEDS) {
         return;
     }
-    check(&run_lab("wlc", &rules("wlc", true), false), false);
+    check(&run_lab("wlc", &rules("wlc", "", true)), false);
 }
 
 /// The lab sees what it is there to see: without `--midflow-hash` or sync, the flows that the
@@ -286,9 +287,9 @@ fn wlc_dr_with_sync_keeps_every_connection() {
 /// `sloppy_tcp`), and the held connections among them break.
 #[test]
 fn mh_dr_without_the_option_breaks_moved_connections() {
-    if !root::can_run(true, &["ip", "sysctl", "python3", "curl"]) {
+    if !root::can_run(true, &NEEDS) {
         return;
     }
-    let seen = run_lab("plain", &rules("mh", false), false);
+    let seen = run_lab("plain", &rules("mh", MH, false));
     assert!(seen.broken.get(&1).is_some_and(|n| *n > 0), "no connection broke when D3 left: {:?}", seen.broken);
 }

@@ -11,13 +11,14 @@
 use std::net::IpAddr;
 
 use lvs::core::addr::{Af, ServiceKey};
+use lvs::core::config::{list, restore, save, ListOptions};
 use lvs::core::dest::{FwdMethod, RealServer};
 use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::proto::tcp::flags;
 use lvs::core::service::{SchedFlags, ServiceConfig};
 use lvs::core::testkit::{Tcp, DIRECTOR_MAC, GW_MAC};
 use lvs::core::wire::Frame;
-use lvs::core::{PortConfig, Reason};
+use lvs::core::{Error, PortConfig, Reason};
 use lvs::{Director, DirectorConfig, Instant, Verdict};
 use proptest::prelude::*;
 
@@ -178,16 +179,16 @@ fn a_moved_flow_keeps_its_server_after_a_server_is_added() {
     }
 }
 
-/// Without the option, with a counting scheduler, or for a RST, the second director does what
-/// the kernel's does without `sloppy_tcp`: no connection, a reset to the client.
+/// Without the option, or for a RST, the second director does what the kernel's does without
+/// `sloppy_tcp`: no connection, a reset to the client.
 #[test]
 fn only_hashing_services_with_the_option_schedule_a_mid_flow_segment() {
-    for (sched, midflow) in [("mh", false), ("sh", false), ("wlc", true), ("rr", true)] {
-        let mut d = director(sched, 0, midflow, 1);
+    for sched in ["mh", "sh"] {
+        let mut d = director(sched, 0, false, 1);
         apply(&mut d, &Change::Add(0, 1));
         let (v, to) = send(&mut d, 1, 1, flags::ACK);
-        assert_eq!(to, None, "{sched} midflow={midflow}: {v:?}");
-        assert_eq!(d.conn_count(), 0, "{sched} midflow={midflow}");
+        assert_eq!(to, None, "{sched}: {v:?}");
+        assert_eq!(d.conn_count(), 0, "{sched}");
     }
     let mut d = director("mh", 0, true, 1);
     apply(&mut d, &Change::Add(0, 1));
@@ -197,4 +198,77 @@ fn only_hashing_services_with_the_option_schedule_a_mid_flow_segment() {
     // A FIN is mid-flow too.
     assert_eq!(send(&mut d, 1, 2, flags::FIN | flags::ACK).1, Some(0));
     assert_eq!(d.drops()[Reason::NoDest.index()], 0);
+}
+
+/// `midflow_hash` only where the directors can agree on a moved flow's server: with `mh` or
+/// `sh` (a counting scheduler chooses by each director's own history) and DR or TUN servers
+/// (a NAT or FullNAT server's replies, a local server's stack, stay with the director that
+/// began the flow). Anything else is refused, whichever order the settings come in, and the
+/// refused call changes nothing.
+#[test]
+fn midflow_hash_is_refused_where_directors_cannot_agree() {
+    let key = ServiceKey::tcp(vip(), 80);
+    let mut d = Director::new(DirectorConfig::default(), lvs::sched::by_name);
+    for sched in ["wlc", "rr", "lc", "dh", "lblc"] {
+        let err = d.add_service(ServiceConfig::new(key, sched).midflow_hash()).unwrap_err();
+        assert!(matches!(err, Error::MidflowHash(_)), "{sched}: {err}");
+        assert_eq!(err.errno(), 22, "EINVAL");
+    }
+    assert_eq!(d.services().count(), 0);
+    d.add_service(ServiceConfig::new(key, "mh").midflow_hash()).unwrap();
+    for fwd in [FwdMethod::Masq, FwdMethod::FullNat, FwdMethod::Local] {
+        let err = d.add_dest(&key, RealServer::new(rip(0), 80, fwd, 1)).unwrap_err();
+        assert!(matches!(err, Error::MidflowHash(_)), "{fwd:?}: {err}");
+    }
+    for (i, fwd) in [(1, FwdMethod::Route), (2, FwdMethod::Tunnel)] {
+        d.add_dest(&key, RealServer::new(rip(i), 80, fwd, 1)).unwrap();
+    }
+    // A DR server edited into NAT is refused too.
+    let err = d.edit_dest(&key, RealServer::new(rip(1), 80, FwdMethod::Masq, 1)).unwrap_err();
+    assert!(matches!(err, Error::MidflowHash(_)), "{err}");
+    // Switching the scheduler of the service to a counting one is refused, and so is turning
+    // the option on for a service that has a NAT server.
+    assert!(matches!(d.edit_service(ServiceConfig::new(key, "wlc").midflow_hash()), Err(Error::MidflowHash(_))));
+    let nat = ServiceKey::tcp(vip(), 443);
+    d.add_service(ServiceConfig::new(nat, "sh")).unwrap();
+    d.add_dest(&nat, RealServer::new(rip(0), 443, FwdMethod::Masq, 1)).unwrap();
+    assert!(matches!(d.edit_service(ServiceConfig::new(nat, "sh").midflow_hash()), Err(Error::MidflowHash(_))));
+    let cfgs: Vec<_> = d.services().map(|s| (s.config.scheduler.clone(), s.config.midflow_hash)).collect();
+    assert_eq!(cfgs, [("mh".to_string(), true), ("sh".to_string(), false)]);
+    // A rule file saying the same is refused at its line, and applies nothing.
+    let mut e = Director::new(DirectorConfig::default(), lvs::sched::by_name);
+    let text = format!("-A -t {}:80 -s sh --midflow-hash\n-a -t {}:80 -r {}:80 -m -w 1\n", vip(), vip(), rip(0));
+    let err = restore(&mut e, &text).unwrap_err();
+    assert_eq!(err.to_string(), "line 2: midflow hash: needs DR or TUN real servers (-g, -i)");
+    assert_eq!(e.services().count(), 0);
+}
+
+/// lvs's rule-file spelling of `midflow_hash`, `--midflow-hash` on `-A`/`-E`: restored,
+/// saved last on the service's line (after `-b`), restored again to the same configuration,
+/// and listed by `-Ln` as a word after the flags. A service without it lists as ipvsadm's
+/// `print_service_entry` prints it.
+#[test]
+fn midflow_hash_in_rule_files() {
+    let text = format!(
+        "-A -t {v}:80 -s mh -b mh-port --midflow-hash\n-a -t {v}:80 -r {r}:80 -g -w 1\n\
+         -A -t {v}:81 -s mh -b mh-port\n-a -t {v}:81 -r {r}:81 -g -w 1\n",
+        v = vip(),
+        r = rip(0)
+    );
+    let mut d = Director::new(DirectorConfig::default(), lvs::sched::by_name);
+    restore(&mut d, &text).unwrap();
+    let saved = save(&d);
+    assert_eq!(saved, text);
+    let mut e = Director::new(DirectorConfig::default(), lvs::sched::by_name);
+    restore(&mut e, &saved).unwrap();
+    assert_eq!(save(&e), saved);
+    let listed = list(&d, Instant::from_secs(0), ListOptions::Plain);
+    let lines: Vec<&str> = listed.lines().filter(|l| l.starts_with("TCP")).collect();
+    assert_eq!(
+        lines,
+        [format!("TCP  {}:80 mh (mh-port) midflow-hash", vip()), format!("TCP  {}:81 mh (mh-port)", vip())]
+    );
+    // -E without the switch turns it off, as -E without -o turns one-packet scheduling off.
+    restore(&mut e, &format!("-E -t {}:80 -s mh -b mh-port\n", vip())).unwrap();
+    assert!(!save(&e).contains("--midflow-hash"));
 }

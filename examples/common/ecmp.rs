@@ -3,7 +3,11 @@
 //! (L4 hashing, `fib_multipath_hash_policy=1`); director namespaces running `examples/director`
 //! (DR) on the router's LAN; four real servers on the same LAN running `python3 -m http.server`
 //! (HTTP/1.1 keep-alive) with the VIP on `lo`, their replies going straight to the router.
-//! Namespaces, processes and files go when the [`Lab`] and each [`Director`] drop.
+//! The route is either set by the caller ([`Lab::route`]) or learnt by BGP: BIRD 2 in the
+//! router ([`Lab::bgp_router`]) with an eBGP session and BFD to a BIRD in each director's
+//! namespace, which announces what the director's `--announce-cmd` tells it ([`Bgp::Bird`]).
+//! Namespaces, processes and files go when the [`Lab`], each [`Bird`] and each [`Director`]
+//! drop.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -135,6 +139,42 @@ impl Lab {
         }
     }
 
+    /// Starts BIRD in the router: an eBGP session (AS 65000) with BFD to each of `directors`
+    /// (AS 65001, 65002, ...), protocols `d1`, `d2`, ..., whose routes it merges into one
+    /// multipath route in the kernel's table (`merge paths on`).
+    pub(crate) fn bgp_router(&self, directors: usize) -> Bird {
+        let mut conf = format!(
+            "router id {ROUTER_LAN};\n\
+             protocol device {{}}\n\
+             protocol bfd {{ interface \"*\" {{ {BFD} }}; }}\n\
+             protocol kernel {{ ipv4 {{ import none; export all; }}; merge paths on; }}\n\
+             template bgp director {{\n  local {ROUTER_LAN} as 65000; {BGP_TIMERS}\n  \
+             ipv4 {{ import all; export none; }};\n}}\n"
+        );
+        for i in 0..directors {
+            conf +=
+                &format!("protocol bgp d{} from director {{ neighbor {} as {}; }}\n", i + 1, director_ip(i), 65001 + i);
+        }
+        Bird::start(&self.router, &self.dir.join("router"), &conf)
+    }
+
+    /// The directors the router's route to the VIP goes through now, in order.
+    pub(crate) fn via(&self) -> Vec<usize> {
+        let shown = self.router.exec("ip", &["route", "show", &VIP.to_string()]).unwrap_or_default();
+        (0..self.directors.len()).filter(|i| shown.contains(&format!("via {} ", director_ip(*i)))).collect()
+    }
+
+    /// Waits (at most 20 s) until the router's route to the VIP goes through `via`, and says
+    /// how long that took.
+    pub(crate) fn wait_for_route(&self, via: &[usize]) -> Duration {
+        let start = Instant::now();
+        while self.via() != via {
+            assert!(start.elapsed() < Duration::from_secs(20), "the route stays via {:?}, not {via:?}", self.via());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        start.elapsed()
+    }
+
     /// Points the multipath route at `via` (or removes it when empty).
     pub(crate) fn route(&self, via: &[usize]) {
         let vip = VIP.to_string();
@@ -151,9 +191,79 @@ impl Lab {
     }
 }
 
+/// The BGP timers of every session: BIRD's shortest hold time (3 s) and a keepalive each
+/// second, a quick retry; BFD (100 ms, 3 missed) takes a failed peer's routes away sooner.
+const BGP_TIMERS: &str = "hold time 3; keepalive time 1; connect retry time 1; bfd on;";
+/// BFD's intervals (`protocol bfd`), on both ends.
+const BFD: &str = "min rx interval 100 ms; min tx interval 100 ms; multiplier 3;";
+
+/// One BIRD 2 daemon in a namespace, in the foreground so that it is this process's child;
+/// killed when dropped.
+pub(crate) struct Bird {
+    child: Option<Child>,
+    socket: PathBuf,
+}
+
+impl Bird {
+    /// Writes `conf` to `base.conf` and starts `bird -f` in `ns` with its control socket at
+    /// `base.ctl`; waits (at most 20 s) until `birdc` answers.
+    fn start(ns: &Netns, base: &Path, conf: &str) -> Bird {
+        let (path, socket, pid) = (base.with_extension("conf"), base.with_extension("ctl"), base.with_extension("pid"));
+        std::fs::write(&path, conf).unwrap();
+        let mut cmd = ns.command("bird");
+        cmd.args(["-f", "-c", path.to_str().unwrap(), "-s", socket.to_str().unwrap(), "-P", pid.to_str().unwrap()]);
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
+        let bird = Bird { child: Some(child), socket };
+        let start = Instant::now();
+        while bird.birdc(&["show", "status"]).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "bird ({}) does not answer", path.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bird
+    }
+
+    /// Runs `birdc -s SOCKET args` (a command such as `disable d3`).
+    ///
+    /// # Errors
+    /// When `birdc` cannot reach the daemon or exits non-zero.
+    pub(crate) fn birdc(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("birdc").arg("-s").arg(&self.socket).args(args).output().map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        match out.status.success() {
+            true => Ok(text),
+            false => Err(format!("birdc {}: {text}{}", args.join(" "), String::from_utf8_lossy(&out.stderr))),
+        }
+    }
+
+    /// Kills it at once, as a machine failure would.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// How a director's `--announce-cmd` reaches the routing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bgp {
+    /// Only logged: the caller sets the route ([`Lab::route`]).
+    None,
+    /// A BIRD in the director's namespace announces the prefixes of its `--announce-file`.
+    Bird,
+}
+
 /// One `examples/director` process.
 pub(crate) struct Director {
     child: Option<Child>,
+    bird: Option<Bird>,
+    ns: String,
     socket: PathBuf,
     announce_file: PathBuf,
     /// Where its `--announce-cmd` appends `ACTION PREFIX` lines.
@@ -161,13 +271,40 @@ pub(crate) struct Director {
 }
 
 impl Director {
-    /// Starts director `i` with `rules` and `extra` options, and waits (at most 20 s) until it
-    /// announces the VIP.
-    pub(crate) fn start(lab: &Lab, i: usize, rules: &str, extra: &[&str]) -> Director {
+    /// Starts director `i` with `rules` and `extra` options (and, with [`Bgp::Bird`], a BIRD
+    /// beside it in its namespace), and waits (at most 20 s) until it announces the VIP.
+    pub(crate) fn start(lab: &Lab, i: usize, rules: &str, extra: &[&str], bgp: Bgp) -> Director {
         let base = lab.dir.join(format!("d{}", i + 1));
         let (config, socket) = (base.with_extension("rules"), base.with_extension("sock"));
         let (announce_file, announce_log) = (base.with_extension("announce"), base.with_extension("log"));
         std::fs::write(&config, rules).unwrap();
+        let log = announce_log.to_str().unwrap();
+        let mut announce_cmd = format!("echo \"$LVS_ACTION $LVS_PREFIX\" >> {log}");
+        let bird = (bgp == Bgp::Bird).then(|| {
+            // The static protocol's routes come from an include file that the announce
+            // command rebuilds from the announce file, then `birdc configure` reloads.
+            let vips = base.with_extension("vips");
+            std::fs::write(&vips, "").unwrap();
+            let conf = format!(
+                "router id {ip};\n\
+                 protocol device {{}}\n\
+                 protocol bfd {{ interface \"*\" {{ {BFD} }}; }}\n\
+                 protocol static vips {{\n  ipv4;\n  include \"{vips}\";\n}}\n\
+                 protocol bgp uplink {{\n  local {ip} as {asn}; neighbor {ROUTER_LAN} as 65000; {BGP_TIMERS}\n  \
+                 ipv4 {{ import none; export where proto = \"vips\"; }};\n}}\n",
+                ip = director_ip(i),
+                asn = 65001 + i,
+                vips = vips.display(),
+            );
+            let bird = Bird::start(&lab.directors[i], &base.with_extension("bird"), &conf);
+            announce_cmd += &format!(
+                "; sed 's|.*|route & blackhole;|' {} > {} && birdc -s {} configure > /dev/null",
+                announce_file.display(),
+                vips.display(),
+                bird.socket.display()
+            );
+            bird
+        });
         let mut cmd = lab.directors[i].command(binary("director"));
         cmd.args(["--rules", config.to_str().unwrap(), "--port", "eth0"]);
         cmd.args(["--control", socket.to_str().unwrap(), "--gateway", &format!("{ROUTER_MAC}@eth0")]);
@@ -175,11 +312,11 @@ impl Director {
             cmd.args(["--neigh", &format!("{}={}@eth0", server_ip(s), server_mac(s))]);
         }
         cmd.args(["--announce-file", announce_file.to_str().unwrap(), "--drain", DRAIN]);
-        let log = announce_log.to_str().unwrap();
-        cmd.args(["--announce-cmd", &format!("echo \"$LVS_ACTION $LVS_PREFIX\" >> {log}")]);
+        cmd.args(["--announce-cmd", &announce_cmd]);
         cmd.args(extra);
         let child = cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
-        let d = Director { child: Some(child), socket, announce_file, announce_log };
+        let ns = lab.directors[i].name().to_string();
+        let d = Director { child: Some(child), bird, ns, socket, announce_file, announce_log };
         let start = Instant::now();
         while !d.announces() {
             assert!(start.elapsed() < Duration::from_secs(20), "director {} announced nothing", i + 1);
@@ -212,6 +349,20 @@ impl Director {
     pub(crate) fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().unwrap().id().to_string();
         assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    }
+
+    /// Fails as a machine would: its link goes down (the router hears nothing more from it,
+    /// and its BGP session drops when BFD or the hold timer says so), then it and its BIRD are
+    /// killed.
+    pub(crate) fn fail(&mut self) {
+        let _ = Command::new("ip").args(["-n", &self.ns, "link", "set", "eth0", "down"]).status();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(b) = self.bird.as_mut() {
+            b.kill();
+        }
     }
 
     /// The CPU time its process has used so far (user and system, `/proc/PID/stat`).

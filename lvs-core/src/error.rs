@@ -54,6 +54,13 @@ pub enum Error {
     /// A GUE tunnel server without a UDP port (`ip_vs_add_dest`: "tunnel port is zero").
     #[error("tunnel port is zero")]
     ZeroTunnelPort,
+    /// [`ServiceConfig::midflow_hash`] where it cannot keep its promise (`EINVAL`): with a
+    /// scheduler other than `mh` or `sh`, or with a real server other than DR or TUN. An lvs
+    /// extension: the kernel has no such option.
+    ///
+    /// [`ServiceConfig::midflow_hash`]: crate::service::ServiceConfig::midflow_hash
+    #[error("midflow hash: {0}")]
+    MidflowHash(&'static str),
     /// Something IPVS can express that this library does not do yet.
     #[error("not supported: {0}")]
     Unsupported(&'static str),
@@ -112,6 +119,7 @@ impl Error {
             | Error::ZeroFwmark
             | Error::ZeroTunnelPort
             | Error::BadSyncParam(_)
+            | Error::MidflowHash(_)
             | Error::Parse { .. } => EINVAL,
         }
     }

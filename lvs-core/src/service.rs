@@ -114,9 +114,13 @@ pub struct ServiceConfig {
     /// RST is scheduled by the hash of an `mh` or `sh` service (Katran's and Maglev's
     /// behaviour; the kernel needs the global `sloppy_tcp` for it). Several directors behind
     /// ECMP with the same configuration then send a flow that the routers move from one to
-    /// another to the server the first one chose. Meant for DR and TUN servers, whose replies
-    /// bypass the director; other schedulers ignore it (their choice depends on each
-    /// director's own counters, so a moved flow needs connection sync instead).
+    /// another to the server the first one chose. Only for DR and TUN servers, whose replies
+    /// bypass the director, and for `mh` and `sh`: the control calls refuse it with anything
+    /// else ([`Error::MidflowHash`]; other schedulers choose by each director's own counters,
+    /// so a moved flow needs connection sync instead). Spelt `--midflow-hash` in ipvsadm rule
+    /// files and `midflow-hash` in keepalived.conf's `virtual_server`, both lvs's own.
+    ///
+    /// [`Error::MidflowHash`]: crate::Error::MidflowHash
     pub midflow_hash: bool,
 }
 

@@ -6,7 +6,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::net::IpAddr;
 
-use super::{Director, Service};
+use super::{midflow, Director, Service};
 use crate::addr::{Af, Endpoint, ServiceKey};
 use crate::dest::{Dest, DestId, FwdMethod, RealServer, TunType, F_AVAILABLE, F_OVERLOAD, MAX_WEIGHT, NO_SVC};
 use crate::error::Error;
@@ -177,7 +177,7 @@ impl Director {
             (Af::V6, Netmask::V6(1..=128)) => {}
             _ => return Err(Error::BadNetmask),
         }
-        Ok(())
+        midflow::check_scheduler(cfg)
     }
 
     fn make_scheduler(&self, cfg: &ServiceConfig) -> Result<Box<dyn Scheduler>, Error> {
@@ -196,7 +196,8 @@ impl Director {
     ///
     /// # Errors
     /// [`Error::ServiceExists`], [`Error::UnknownScheduler`], [`Error::BadNetmask`],
-    /// [`Error::BadTimeout`], [`Error::PortZeroNotPersistent`], [`Error::ZeroFwmark`]. Scheduler
+    /// [`Error::BadTimeout`], [`Error::PortZeroNotPersistent`], [`Error::ZeroFwmark`];
+    /// [`Error::MidflowHash`] for `midflow_hash` with a scheduler other than `mh` or `sh`. Scheduler
     /// flags (`-b`) are kept whatever the scheduler, as the kernel keeps them; a scheduler reads
     /// the ones it knows.
     pub fn add_service(&mut self, cfg: ServiceConfig) -> Result<(), Error> {
@@ -226,7 +227,8 @@ impl Director {
     /// `ipvsadm -E`: changes a service's scheduler, persistence or flags.
     ///
     /// # Errors
-    /// As [`Director::add_service`], and [`Error::NoSuchService`].
+    /// As [`Director::add_service`], [`Error::NoSuchService`], and [`Error::MidflowHash`] for
+    /// `midflow_hash` on a service with a real server other than DR or TUN.
     pub fn edit_service(&mut self, cfg: ServiceConfig) -> Result<(), Error> {
         let i = self.svc_idx(&cfg.key)?;
         self.validate_service(&cfg)?;
@@ -234,6 +236,9 @@ impl Director {
         let af = svc.cfg.key.af();
         if cfg.synproxy && svc.order.iter().any(|d| self.dests.get(*d).is_some_and(|d| !splices(af, &d.cfg))) {
             return Err(Error::Unsupported(SYNPROXY_SPLICES));
+        }
+        for d in svc.order.iter().filter_map(|d| self.dests.get(*d)) {
+            midflow::check_dest(&cfg, &d.cfg)?;
         }
         let new_sched = if svc.cfg.scheduler != cfg.scheduler || svc.cfg.sched_flags != cfg.sched_flags {
             let mut s = self.make_scheduler(&cfg)?;
@@ -345,7 +350,7 @@ impl Director {
         if svc.cfg.synproxy && !splices(svc.cfg.key.af(), rs) {
             return Err(Error::Unsupported(SYNPROXY_SPLICES));
         }
-        Ok(())
+        midflow::check_dest(&svc.cfg, rs)
     }
 
     fn find_dest(&self, svc: &Service, ep: &Endpoint) -> Option<(usize, DestId)> {
@@ -362,7 +367,8 @@ impl Director {
     /// # Errors
     /// [`Error::NoSuchService`], [`Error::DestExists`], [`Error::WeightOutOfRange`],
     /// [`Error::BadThreshold`], [`Error::ZeroTunnelPort`], [`Error::FamilyMismatch`],
-    /// [`Error::SchedulerRejected`].
+    /// [`Error::SchedulerRejected`]; [`Error::MidflowHash`] for a server other than DR or TUN
+    /// in a `midflow_hash` service.
     pub fn add_dest(&mut self, key: &ServiceKey, rs: RealServer) -> Result<DestId, Error> {
         let i = self.svc_idx(key)?;
         let svc = self.svc(i).ok_or(Error::NoSuchService)?;
@@ -427,7 +433,8 @@ impl Director {
     ///
     /// # Errors
     /// [`Error::NoSuchService`], [`Error::NoSuchDest`], [`Error::WeightOutOfRange`],
-    /// [`Error::BadThreshold`], [`Error::ZeroTunnelPort`], [`Error::FamilyMismatch`].
+    /// [`Error::BadThreshold`], [`Error::ZeroTunnelPort`], [`Error::FamilyMismatch`];
+    /// [`Error::MidflowHash`] as [`Director::add_dest`].
     pub fn edit_dest(&mut self, key: &ServiceKey, rs: RealServer) -> Result<(), Error> {
         let i = self.svc_idx(key)?;
         let svc = self.svc(i).ok_or(Error::NoSuchService)?;

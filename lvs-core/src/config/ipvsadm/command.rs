@@ -10,6 +10,10 @@
 //! addresses, `--fullnat` (and `-b` on `-a`/`-e`, where ipvsadm's `--sched-flags` has no
 //! business) as a forwarding method, and `--proxy-protocol` and `-j`/`--synproxy enable|disable`
 //! on `-A`/`-E`.
+//!
+//! lvs adds one option of its own, which neither ipvsadm nor DPVS knows: `--midflow-hash` on
+//! `-A`/`-E` ([`ServiceConfig::midflow_hash`]; the kernel's nearest is the global `sloppy_tcp`
+//! sysctl). Like `-o`, it is a switch: an `-E` without it turns it off.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -128,28 +132,29 @@ impl Cmd {
 
     /// The command's row of `commands_v_options`, one character per option in `OPTNAMES`
     /// order: `+` compulsory, `x` illegal, `1` at most one of these, blank optional. The last
-    /// columns are DPVS's options, and the last rows its local-address commands (where DPVS's
-    /// `--ifname`, a DPDK port, has no counterpart).
+    /// columns are DPVS's options and then lvs's `--midflow-hash`, and the last rows DPVS's
+    /// local-address commands (where DPVS's `--ifname`, a DPDK port, has no counterpart).
     fn row(self) -> &'static [u8; OPTS] {
         match self {
-            Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx  ",
-            Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::List => b" 11xxxxxxxxx11       xxxxxxx xxxxxxxx",
-            Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xxx",
-            Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::StartDaemon => b"xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxxx",
-            Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxx",
-            Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::Flush | Cmd::Timeout | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-            Cmd::AddLaddr | Cmd::DelLaddr => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+xx",
-            Cmd::GetLaddr => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx   ",
+            Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::List => b" 11xxxxxxxxx11       xxxxxxx xxxxxxxxx",
+            Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxx",
+            Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::StartDaemon => b"xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxxxx",
+            Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxxx",
+            Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::Flush | Cmd::Timeout | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::AddLaddr | Cmd::DelLaddr => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+xxx",
+            Cmd::GetLaddr => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
         }
     }
 }
 
-/// How many options the table knows (`NUMBER_OF_OPT`): ipvsadm 1.31's 34, then DPVS's.
-const OPTS: usize = 37;
+/// How many options the table knows (`NUMBER_OF_OPT`): ipvsadm 1.31's 34, then DPVS's, then
+/// lvs's.
+const OPTS: usize = 38;
 
 /// `optnames`: an option's number is its index here (`OPTC_*`).
 const OPTNAMES: [&str; OPTS] = [
@@ -190,6 +195,7 @@ const OPTNAMES: [&str; OPTS] = [
     "local-address",
     "proxy-protocol",
     "synproxy",
+    "midflow-hash",
 ];
 
 // The `OPTC_*` numbers this parser refers to by name.
@@ -213,6 +219,7 @@ const O_TUN_LAST: usize = 33;
 const O_LADDR: usize = 34;
 const O_PROXY_PROTOCOL: usize = 35;
 const O_SYNPROXY: usize = 36;
+const O_MIDFLOW_HASH: usize = 37;
 
 /// What an option carries, as its popt table entry says.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -225,7 +232,7 @@ enum Arg {
 
 /// ipvsadm's option table (`options_table`): long name, short letter, argument, and the
 /// `OPTC_*` it sets (`None` for the commands and for `-6`/`--sort`, which set none).
-const TABLE: [(&str, Option<char>, Arg, Tag); 65] = [
+const TABLE: [(&str, Option<char>, Arg, Tag); 66] = [
     ("add-service", Some('A'), Arg::None, Tag::Cmd(Cmd::Add)),
     ("edit-service", Some('E'), Arg::None, Tag::Cmd(Cmd::Edit)),
     ("delete-service", Some('D'), Arg::None, Tag::Cmd(Cmd::Del)),
@@ -291,6 +298,7 @@ const TABLE: [(&str, Option<char>, Arg, Tag); 65] = [
     ("laddr", Some('z'), Arg::Value, Tag::Opt(O_LADDR)),
     ("proxy-protocol", None, Arg::Value, Tag::Opt(O_PROXY_PROTOCOL)),
     ("synproxy", Some('j'), Arg::Value, Tag::Opt(O_SYNPROXY)),
+    ("midflow-hash", None, Arg::None, Tag::Opt(O_MIDFLOW_HASH)),
 ];
 
 /// DPVS's `-b`, `--fullnat`, which a real-server command reads in place of `--sched-flags`.
@@ -441,6 +449,8 @@ struct Entry {
     client_addr: ClientAddr,
     /// DPVS's `-j enable`.
     synproxy: bool,
+    /// lvs's `--midflow-hash`.
+    midflow_hash: bool,
 }
 
 impl Entry {
@@ -473,6 +483,7 @@ impl Entry {
             laddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             client_addr: ClientAddr::Toa,
             synproxy: false,
+            midflow_hash: false,
         }
     }
 
@@ -892,6 +903,7 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
                     O_SYNPROXY if val.starts_with("enable") => e.synproxy = true,
                     O_SYNPROXY if val.starts_with("disable") => e.synproxy = false,
                     O_SYNPROXY => return Err(Failure::usage("synproxy switch must be enable or disable\n")),
+                    O_MIDFLOW_HASH => e.midflow_hash = true,
                     // -n, -c, --timeout, --daemon and the checksum flags only mark themselves.
                     _ => {}
                 }
@@ -956,6 +968,7 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
         c.sched_flags = SchedFlags(flags);
         c.client_addr = e.client_addr;
         c.synproxy = e.synproxy;
+        c.midflow_hash = e.midflow_hash;
         c
     };
     let csum = if seen & (1 << O_TUN_CSUM) != 0 {

@@ -212,6 +212,10 @@ fn service_entry(out: &mut String, s: &ServiceInfo<'_>, f: Format) {
         if let ClientAddr::Proxy(v) = c.client_addr {
             out.push_str(proxy_word(v, " ppv1", " ppv2"));
         }
+        // lvs's own: " midflow-hash", last; a service without it lists as ipvsadm's does.
+        if c.midflow_hash {
+            out.push_str(" midflow-hash");
+        }
     }
     out.push('\n');
     let dests = if f.nosort { s.dests.dests().collect() } else { sorted_dests(&s.dests) };

@@ -99,6 +99,10 @@ pub fn save(d: &Director) -> String {
         if let ClientAddr::Proxy(v) = c.client_addr {
             out.push_str(proxy_word(v, " --proxy-protocol v1", " --proxy-protocol v2"));
         }
+        // lvs's own switch, last.
+        if c.midflow_hash {
+            out.push_str(" --midflow-hash");
+        }
         out.push('\n');
         for dv in sorted_dests(&s.dests) {
             let m = match dv.fwd() {

@@ -239,6 +239,7 @@ pub(crate) fn virtual_server(
         granularity: None,
         one_packet: false,
         sched_flags: SchedFlags::default(),
+        midflow_hash: false,
         policy: ServicePolicy::default(),
         quorum_up: None,
         quorum_down: None,
@@ -262,6 +263,8 @@ pub(crate) fn virtual_server(
             "flag-2" | "sh-port" | "mh-port" => vs.sched_flags.0 |= SchedFlags::FLAG2,
             "flag-3" => vs.sched_flags.0 |= SchedFlags::FLAG3,
             "ops" => vs.one_packet = true,
+            // lvs's own, beside the scheduler flags it goes with.
+            "midflow-hash" => vs.midflow_hash = true,
             "persistence_timeout" => {
                 vs.persistence = Some(match s.arg(0) {
                     None => DEFAULT_PERSISTENCE,

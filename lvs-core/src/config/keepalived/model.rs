@@ -146,6 +146,9 @@ pub struct VirtualServer {
     pub one_packet: bool,
     /// `flag-1`, `sh-port`, … .
     pub sched_flags: SchedFlags,
+    /// `midflow-hash`: lvs's own keyword, which keepalived does not know
+    /// ([`ServiceConfig::midflow_hash`], ipvsadm rule files' `--midflow-hash`).
+    pub midflow_hash: bool,
     /// `sorry_server`, `sorry_server_inhibit`, `quorum`, `hysteresis`, `alpha`, `omega` and
     /// `inhibit_on_failure`, as the virtual server gives them: its real servers and checkers
     /// may give their own `inhibit_on_failure` and `alpha` ([`RealServerConf`]).
@@ -168,6 +171,7 @@ impl VirtualServer {
         }
         s.one_packet = self.one_packet;
         s.sched_flags = self.sched_flags;
+        s.midflow_hash = self.midflow_hash;
         s
     }
 }

@@ -584,3 +584,18 @@ fn inhibit_on_failure_and_alpha_stay_with_their_real_server() {
     assert_eq!(alphas, [vec![Some(true)], vec![Some(false), Some(true)]]);
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
+
+/// lvs's own `midflow-hash` keyword in a `virtual_server` (keepalived knows none: it would
+/// warn and skip it) reaches the service's configuration.
+#[test]
+fn lvs_midflow_hash_keyword() {
+    let text = "virtual_server 10.0.0.100 80 {\n lvs_sched mh\n mh-port\n midflow-hash\n lvs_method DR\n\
+                protocol TCP\n real_server 10.0.0.1 80 {\n }\n}\n";
+    let vs = &ok(text).config.virtual_servers[0];
+    assert!(vs.midflow_hash);
+    let cfg = vs.service_config(vs.keys[0]);
+    assert!(cfg.midflow_hash);
+    assert_eq!(cfg.sched_flags.0, 2);
+    let plain = &ok(&text.replace(" midflow-hash\n", "")).config.virtual_servers[0];
+    assert!(!plain.service_config(plain.keys[0]).midflow_hash);
+}

@@ -439,3 +439,22 @@ fn tunnel_types_and_their_options_as_tunnel_opt_check_reads_them() {
         (2, "Tunnel options conflict with forward method".into())
     );
 }
+
+/// lvs's own `--midflow-hash`: a switch on `-A`/`-E` like `-o` (absent on `-E`, off), refused
+/// by the server commands through the option table.
+#[test]
+fn lvs_midflow_hash_switch() {
+    assert!(svc(&["-A", "-t", "10.0.0.1:80", "-s", "mh", "--midflow-hash"]).midflow_hash);
+    assert!(!svc(&["-A", "-t", "10.0.0.1:80", "-s", "mh"]).midflow_hash);
+    assert!(!svc(&["-E", "-t", "10.0.0.1:80", "-s", "mh"]).midflow_hash);
+    assert_eq!(
+        fail(&["-a", "-t", "10.0.0.1:80", "-r", "10.0.0.2", "-g", "--midflow-hash"]),
+        (2, "Illegal 'midflow-hash' option with the 'add-server' command".into())
+    );
+    assert_eq!(
+        fail(&["-L", "-n", "--midflow-hash"]),
+        (2, "Illegal 'midflow-hash' option with the 'list' command".into())
+    );
+    // A switch takes no value.
+    assert_eq!(fail(&["-A", "-t", "10.0.0.1:80", "--midflow-hash=yes"]).0, 255);
+}
