@@ -32,6 +32,7 @@
 pub mod afpacket;
 #[cfg(all(feature = "afxdp", target_os = "linux"))]
 pub mod afxdp;
+mod bpf;
 pub mod filter;
 #[cfg(target_os = "linux")]
 pub mod health;
@@ -45,6 +46,7 @@ pub mod pcap;
 #[cfg(feature = "pcap")]
 pub mod replay;
 pub mod runtime;
+pub mod steer;
 #[cfg(target_os = "linux")]
 pub mod sync;
 mod sys;
