@@ -77,6 +77,9 @@ impl Match {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
     matches: BTreeSet<Match>,
+    /// The FullNAT services' local addresses: their replies are already let in by their
+    /// servers' classes; the fanout program steers them by their destination port.
+    locals: BTreeSet<IpAddr>,
 }
 
 impl Filter {
@@ -98,6 +101,9 @@ impl Filter {
                 }
                 ServiceKey::Fwmark { .. } => 0,
             };
+            if let Ok(locals) = director.laddrs(&svc.config.key) {
+                f.locals.extend(locals.iter().map(|l| canonical(l.addr)));
+            }
             // FullNAT replies come from the server too (to a local address, never the host's own).
             for d in svc.dests.dests().filter(|d| matches!(d.fwd(), FwdMethod::Masq | FwdMethod::FullNat)) {
                 let addr = d.addr();
@@ -119,6 +125,12 @@ impl Filter {
     /// Adds a class of frames (an application's fwmark class, say).
     pub fn add(&mut self, m: Match) {
         self.matches.insert(m);
+    }
+
+    /// The FullNAT local addresses of the director's services (`ipvsadm --get-laddr`), in a
+    /// stable order.
+    pub fn local_addrs(&self) -> impl Iterator<Item = &IpAddr> {
+        self.locals.iter()
     }
 
     /// The classes, in a stable order.

@@ -8,6 +8,8 @@
 //! - [`tap`] — TAP devices (Linux).
 //! - [`replay`] — captures as a packet source, and a pcap-writing middleware.
 //! - [`runtime`] — the loop that drives a director over backends, one shard per core.
+//! - [`steer`] — which shard a frame goes to when shards share a port: a fanout program that
+//!   keeps NAT replies, and optionally each client, on the shard that owns them.
 //! - [`pcap`] — read pcap / pcapng captures, write pcap.
 //! - [`netns`] — enter a network namespace before opening ports (Linux).
 //! - [`sync`] — the sync daemons' multicast sockets, driven with the director (Linux).

@@ -8,9 +8,13 @@
 //! The client's side of a frame: its source, except on a frame from a NAT (or FullNAT) real
 //! server — a reply, whose destination is the client — and on an ICMP error from anywhere
 //! else, which is about a packet the director sent to a client (`VIP → client`), so its
-//! embedded destination is the client. Frames neither IPv4 nor IPv6 (or VLAN-tagged frames
+//! embedded destination is the client. A FullNAT reply comes to a local address and port
+//! instead: it goes by that port, which the director took from its shard's share of the ports
+//! (`DirectorConfig::fnat_port_share`), so shard `i` of `n` must be the `i`-th socket to join
+//! the group (as [`crate::runtime::Shards`] opens them). Frames neither IPv4 nor IPv6 (or VLAN-tagged frames
 //! the driver left tagged) all go to the first socket.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
 use lvs_core::service::Netmask;
@@ -119,16 +123,15 @@ impl Steer {
         if *self == Steer::FlowHash {
             return None;
         }
-        let servers: Vec<IpAddr> = {
-            let mut v: Vec<IpAddr> = filter.matches().filter(|m| m.dir == Dir::From).map(|m| m.addr).collect();
-            v.dedup();
-            v
-        };
-        self.write(&servers).or_else(|| self.write(&[]))
+        let servers: BTreeSet<IpAddr> = filter.matches().filter(|m| m.dir == Dir::From).map(|m| m.addr).collect();
+        let servers: Vec<IpAddr> = servers.into_iter().collect();
+        let locals: Vec<IpAddr> = filter.local_addrs().copied().collect();
+        self.write(&servers, &locals).or_else(|| self.write(&[], &[]))
     }
 
-    /// The program with `servers` as the NAT servers; `None` when it does not fit.
-    fn write(&self, servers: &[IpAddr]) -> Option<Vec<SockFilter>> {
+    /// The program with `servers` as the NAT servers and `locals` as the FullNAT local
+    /// addresses; `None` when it does not fit.
+    fn write(&self, servers: &[IpAddr], locals: &[IpAddr]) -> Option<Vec<SockFilter>> {
         let mut p = Cbpf::default();
         p.ld(BPF_H, SKF_AD_PROTOCOL);
         p.jeq_else(ETH_P_IP, 2, 0);
@@ -153,7 +156,17 @@ impl Steer {
         self.side(&mut p, false, &abs4(V4_SRC, 0), &v4(ICMP_HDR + V4_DST, inner + 2), &mut to_mix);
         let server = p.code.len();
         from_server.drain(..).for_each(|at| p.patch_ja(at, server));
+        // To a FullNAT local address: the local port names the shard.
+        p.ld(BPF_W, net(V4_DST));
+        let mut to_local = Vec::new();
+        for a in locals.iter().filter_map(|a| v4_of(*a)) {
+            p.jeq_else(a, 0, 1);
+            to_local.push(p.ja());
+        }
         self.side(&mut p, false, &abs4(V4_DST, 2), &v4(ICMP_HDR + V4_SRC, inner), &mut to_mix);
+        let local = p.code.len();
+        to_local.drain(..).for_each(|at| p.patch_ja(at, local));
+        local_port(&mut p, false);
         // IPv6.
         let v6 = p.code.len();
         p.patch(to_v6, v6, true);
@@ -172,7 +185,20 @@ impl Steer {
         self.side(&mut p, true, &v6(V6_SRC, V6_HDR), &v6(inner + V6_DST, inner + V6_HDR + 2), &mut to_mix);
         let server = p.code.len();
         from_server.drain(..).for_each(|at| p.patch_ja(at, server));
+        for a in locals.iter().filter_map(|a| v6_of(*a)) {
+            let mut misses = Vec::new();
+            for (i, w) in a.iter().enumerate() {
+                p.ld(BPF_W, net(V6_DST + 4 * i as u32));
+                misses.push(p.code.len());
+                p.jeq_else(*w, 0, 0);
+            }
+            to_local.push(p.ja());
+            p.patch_misses(misses);
+        }
         self.side(&mut p, true, &v6(V6_DST, V6_HDR + 2), &v6(inner + V6_SRC, inner + V6_HDR), &mut to_mix);
+        let local = p.code.len();
+        to_local.drain(..).for_each(|at| p.patch_ja(at, local));
+        local_port(&mut p, true);
         // The mix: fold the key's halves together, multiply, keep the well-mixed high half.
         let mix = p.code.len();
         for at in to_mix {
@@ -272,6 +298,28 @@ impl Steer {
             _ => [u32::MAX; 4],
         }
     }
+}
+
+/// Returns the local port of a FullNAT reply (or of the packet an ICMP error about one
+/// carries): the director took it from its shard's [`lvs_core::laddr::PortShare`], so the
+/// port modulo the number of shards is the shard. X holds the IPv4 header's length.
+fn local_port(p: &mut Cbpf, v6: bool) {
+    let (proto, icmp) = if v6 { (V6_NEXT, IPPROTO_ICMPV6) } else { (V4_PROTO, IPPROTO_ICMP) };
+    p.ld(BPF_B, net(proto));
+    p.jeq_else(icmp, 0, 2);
+    // The embedded packet left from the local address: its source port.
+    if v6 {
+        p.ld(BPF_H, net(V6_HDR + ICMP_HDR + V6_HDR));
+    } else {
+        p.ld_ind(BPF_H, net(ICMP_HDR + V4_HDR));
+    }
+    p.ret_a();
+    if v6 {
+        p.ld(BPF_H, net(V6_HDR + 2));
+    } else {
+        p.ld_ind(BPF_H, net(2));
+    }
+    p.ret_a();
 }
 
 /// An offset from the network header, as a load's operand.
@@ -483,6 +531,43 @@ mod tests {
         let mut later = other_port.clone();
         later[NET + 6..NET + 8].copy_from_slice(&0x0004u16.to_be_bytes());
         assert_eq!(value(&prog, &later), value(&prog, &fragment(false)), "the port does not count");
+    }
+
+    #[test]
+    fn a_fullnat_reply_goes_to_the_shard_whose_share_holds_its_local_port() {
+        use lvs_core::laddr::PortShare;
+        use lvs_core::neigh::Neighbour;
+        use lvs_core::{Instant, Verdict};
+
+        for (v4, rs, lip) in [(true, "192.0.2.12", "192.0.2.200"), (false, "2001:db8:1::12", "2001:db8:1::200")] {
+            let (vip, c) = if v4 { ("203.0.113.100", "198.51.100.2") } else { ("2001:db8::100", "2001:db8:5::2") };
+            let svc = if v4 { format!("{vip}:80") } else { format!("[{vip}]:80") };
+            let rsa = if v4 { format!("{rs}:8080") } else { format!("[{rs}]:8080") };
+            for index in 0..3u16 {
+                // Shard `index` of three: its FullNAT connections leave from its ports only.
+                let port = PortConfig::new(MacAddr(DIRECTOR_MAC)).with_addr(ip("192.0.2.1"));
+                let mut cfg = DirectorConfig::default().port(port);
+                cfg.fnat_port_share = PortShare::new(index, 3).unwrap();
+                let mut d = Director::new(cfg, lvs_core::testkit::factory);
+                let rules = format!("-A -t {svc} -s first\n-a -t {svc} -r {rsa} -b\n-P -t {svc} -z {lip}\n");
+                lvs_core::config::restore(&mut d, &rules).unwrap();
+                d.set_neighbour(ip(rs), Neighbour { mac: MacAddr([2, 0, 0, 0, 1, 2]), port: 0 });
+                let prog = Steer::ClientFlow.program(&Filter::from_director(&d)).unwrap();
+                for cp in [40000u16, 40001, 40002] {
+                    let mut syn = Tcp::new((ip(c), cp), (ip(vip), 80), flags::SYN).frame();
+                    let verdict = d.process(Instant::ZERO, &mut syn);
+                    assert!(matches!(verdict, Verdict::Transmit { .. }), "{verdict:?}");
+                    let out = syn.data();
+                    let l4 = if v4 { NET + 20 } else { NET + 40 };
+                    let lport = u16::from_be_bytes([out[l4], out[l4 + 1]]);
+                    let reply = Tcp::new((ip(rs), 8080), (ip(lip), lport), flags::SYN | flags::ACK).build();
+                    let forwarded = Tcp::new((ip(lip), lport), (ip(rs), 8080), flags::SYN).build();
+                    for frame in [reply, icmp_error(ip(rs), ip(lip), &forwarded)] {
+                        assert_eq!(value(&prog, &frame) % 3, u32::from(index), "{lip}:{lport}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
