@@ -7,6 +7,10 @@
 //! (local address, local port) pair — and with it every (LIP, lport, RIP, rport) — is unique
 //! by construction; an address holds [`PORTS_PER_ADDR`] connections. A full pool is a refusal
 //! the director counts, never a reuse.
+//!
+//! Shards of one director that share the local addresses each take their own [`PortShare`] of
+//! the ports, as DPVS's `sa_pool` gives each lcore its own, so that a reply's destination port
+//! says which shard owns it (the NIC's flow director there, a fanout program here).
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -22,6 +26,55 @@ use crate::wire::proxy::ProxyVersion;
 pub const FIRST_PORT: u16 = 1024;
 /// Connections one local address carries: ports 1024 to 65535.
 pub const PORTS_PER_ADDR: u32 = 65536 - FIRST_PORT as u32;
+
+/// Which local ports this director hands out: those `p` with `p % count == index`. One shard of
+/// `count` takes share `index`; a director alone takes them all ([`PortShare::WHOLE`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortShare {
+    index: u16,
+    count: u16,
+}
+
+impl PortShare {
+    /// Every port.
+    pub const WHOLE: PortShare = PortShare { index: 0, count: 1 };
+
+    /// Share `index` of `count`; `None` unless `index < count`.
+    pub fn new(index: u16, count: u16) -> Option<PortShare> {
+        (index < count).then_some(PortShare { index, count })
+    }
+
+    /// Which share this is.
+    pub fn index(self) -> u16 {
+        self.index
+    }
+
+    /// How many shares the ports are divided into.
+    pub fn count(self) -> u16 {
+        self.count
+    }
+
+    /// The ports of word `w` of a port map (64 ports from `64 * w`) that are this share's.
+    fn mask(self, w: usize) -> u64 {
+        let count = usize::from(self.count);
+        if count <= 1 {
+            return u64::MAX;
+        }
+        let mut bit = (usize::from(self.index) + count - (w * 64) % count) % count;
+        let mut m = 0u64;
+        while bit < 64 {
+            m |= 1 << bit;
+            bit += count;
+        }
+        m
+    }
+}
+
+impl Default for PortShare {
+    fn default() -> Self {
+        PortShare::WHOLE
+    }
+}
 
 /// 64-bit words of a port map.
 const WORDS: usize = 65536 / 64;
@@ -62,14 +115,14 @@ impl PortMap {
         PortMap { bits: Box::new([0; WORDS]), cursor: FIRST_WORD, used: 0 }
     }
 
-    /// A free port, marked used. DoS warning: a nearly full map is searched a word at a time,
-    /// at most 1008 words.
-    fn take(&mut self) -> Option<u16> {
+    /// A free port of `share`, marked used. DoS warning: a nearly full map is searched a word
+    /// at a time, at most 1008 words.
+    fn take(&mut self, share: PortShare) -> Option<u16> {
         let span = WORDS - FIRST_WORD;
         for i in 0..span {
             let w = FIRST_WORD + (self.cursor - FIRST_WORD + i) % span;
             let word = self.bits.get_mut(w)?;
-            let free = !*word;
+            let free = !*word & share.mask(w);
             if free != 0 {
                 let bit = free.trailing_zeros() as usize;
                 *word |= 1 << bit;
@@ -103,12 +156,14 @@ struct Service {
 pub(crate) struct Laddrs {
     svcs: HashMap<ServiceKey, Service, ahash::RandomState>,
     ports: HashMap<IpAddr, PortMap, ahash::RandomState>,
+    share: PortShare,
 }
 
 impl Laddrs {
-    /// No local addresses; the maps hash with the director's seeds.
-    pub(crate) fn new(hasher: impl Fn() -> ahash::RandomState) -> Self {
-        Laddrs { svcs: HashMap::with_hasher(hasher()), ports: HashMap::with_hasher(hasher()) }
+    /// No local addresses; the maps hash with the director's seeds, and ports are taken from
+    /// `share`.
+    pub(crate) fn new(hasher: impl Fn() -> ahash::RandomState, share: PortShare) -> Self {
+        Laddrs { svcs: HashMap::with_hasher(hasher()), ports: HashMap::with_hasher(hasher()), share }
     }
 
     /// `--add-laddr`: one more local address for `key` (the director checked the service
@@ -170,7 +225,7 @@ impl Laddrs {
             if Af::of(&addr) != af {
                 continue;
             }
-            if let Some(port) = self.ports.get_mut(&addr).and_then(PortMap::take) {
+            if let Some(port) = self.ports.get_mut(&addr).and_then(|p| p.take(self.share)) {
                 s.next = (s.next + k + 1) % n;
                 return Some((addr, port));
             }
@@ -194,7 +249,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn laddrs() -> Laddrs {
-        Laddrs::new(|| ahash::RandomState::with_seeds(1, 2, 3, 4))
+        Laddrs::new(|| ahash::RandomState::with_seeds(1, 2, 3, 4), PortShare::WHOLE)
     }
 
     fn key() -> ServiceKey {
@@ -216,6 +271,30 @@ mod tests {
         l.put(&a, 4242);
         assert_eq!(l.take(&key(), Af::V4), Some((a, 4242)));
         assert_eq!(l.take(&key(), Af::V4), None);
+    }
+
+    #[test]
+    fn a_share_takes_exactly_its_ports() {
+        let a: IpAddr = "192.0.2.200".parse().unwrap();
+        let mut all = BTreeSet::new();
+        for (index, count) in [(0, 2), (1, 2), (0, 3), (2, 3), (5, 7)] {
+            let share = PortShare::new(index, count).unwrap();
+            let mut l = Laddrs::new(|| ahash::RandomState::with_seeds(1, 2, 3, 4), share);
+            l.add(&key(), a).unwrap();
+            let mut seen = BTreeSet::new();
+            while let Some((_, port)) = l.take(&key(), Af::V4) {
+                assert_eq!(port % count, index, "share {index}/{count} took {port}");
+                assert!(seen.insert(port), "port {port} handed out twice");
+            }
+            let want = (FIRST_PORT..=u16::MAX).filter(|p| p % count == index).count();
+            assert_eq!(seen.len(), want, "share {index}/{count} holds every one of its ports");
+            if count == 2 {
+                all.extend(seen);
+            }
+        }
+        assert_eq!(all.len() as u32, PORTS_PER_ADDR, "two shares of two cover every port");
+        assert_eq!(PortShare::new(2, 2), None);
+        assert_eq!(PortShare::new(0, 0), None);
     }
 
     #[test]

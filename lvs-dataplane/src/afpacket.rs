@@ -1,6 +1,7 @@
 //! `AfPacket`: a raw socket on a named interface with a TPACKET_V3 receive ring,
 //! `sendmmsg` transmit, `PACKET_QDISC_BYPASS`, `PACKET_IGNORE_OUTGOING` (the director does not
-//! see its own transmissions), optional promiscuous mode and `PACKET_FANOUT` (hash), so one
+//! see its own transmissions), optional promiscuous mode and `PACKET_FANOUT` — by the
+//! kernel's flow hash or by a [`Steer`] program that keeps each client on one socket — so one
 //! socket per core can share an interface.
 
 use std::io;
@@ -11,6 +12,7 @@ use lvs_core::Instant;
 
 use crate::filter::Filter;
 use crate::io::{IoCaps, PacketIo};
+use crate::steer::Steer;
 use crate::sys::linux::{PacketOpts, PacketSocket, MAX_BATCH};
 
 /// Options of an [`AfPacket`] socket.
@@ -21,8 +23,14 @@ pub struct AfPacketConfig {
     /// on. Off, they are skipped, as the kernel's stack drops them; a director that takes a
     /// VRRP virtual MAC's traffic needs it on.
     pub promisc: bool,
-    /// Join fanout group `id` (hash mode): sockets of one group share the traffic by flow.
+    /// Join fanout group `id`: sockets of one group (one interface) share its traffic, spread
+    /// as `steer` says. Socket `i` of a group is the `i`-th to join it.
     pub fanout: Option<u16>,
+    /// How a fanout group spreads frames: the kernel's flow hash, or a program that hashes
+    /// the client's side so that NAT replies reach the socket of their request. The program
+    /// follows the services when the runtime sets the port's filter
+    /// ([`PacketIo::set_filter`]); until then it steers by the source alone.
+    pub steer: Steer,
     /// Receive ring: bytes per block (a multiple of the page size).
     pub block_size: u32,
     /// Receive ring: number of blocks.
@@ -31,13 +39,15 @@ pub struct AfPacketConfig {
 
 impl Default for AfPacketConfig {
     fn default() -> Self {
-        AfPacketConfig { promisc: false, fanout: None, block_size: 1 << 20, block_nr: 8 }
+        AfPacketConfig { promisc: false, fanout: None, steer: Steer::FlowHash, block_size: 1 << 20, block_nr: 8 }
     }
 }
 
 /// A raw packet socket bound to one interface.
 pub struct AfPacket {
     sock: PacketSocket,
+    /// The fanout group's steering, when it has a program.
+    steer: Option<Steer>,
     headroom: usize,
     refused: u64,
 }
@@ -48,9 +58,20 @@ impl AfPacket {
     /// # Errors
     /// The system error (no such device, not permitted without `CAP_NET_RAW`, ...).
     pub fn open(ifname: &str, cfg: AfPacketConfig) -> io::Result<AfPacket> {
-        let o =
-            PacketOpts { promisc: cfg.promisc, fanout: cfg.fanout, block_size: cfg.block_size, block_nr: cfg.block_nr };
-        Ok(AfPacket { sock: PacketSocket::open(ifname, o)?, headroom: DEFAULT_HEADROOM, refused: 0 })
+        let steer = cfg.fanout.and(Some(cfg.steer)).filter(|s| *s != Steer::FlowHash);
+        let o = PacketOpts {
+            promisc: cfg.promisc,
+            fanout: cfg.fanout,
+            fanout_cbpf: steer.is_some(),
+            block_size: cfg.block_size,
+            block_nr: cfg.block_nr,
+        };
+        let sock = PacketSocket::open(ifname, o)?;
+        // A group without a program gives everything to its first socket.
+        if let Some(prog) = steer.and_then(|s| s.program(&Filter::default())) {
+            sock.set_fanout_program(&prog)?;
+        }
+        Ok(AfPacket { sock, steer, headroom: DEFAULT_HEADROOM, refused: 0 })
     }
 
     /// Frames the kernel refused to send (and that were skipped).
@@ -97,9 +118,15 @@ impl PacketIo for AfPacket {
         Ok(done)
     }
 
-    /// Attaches the filter's classic BPF program ([`Filter::classic_bpf`]) to the socket.
+    /// Attaches the filter's classic BPF program ([`Filter::classic_bpf`]) to the socket and,
+    /// in a steered fanout group, gives the group the steering program of the same services
+    /// ([`Steer::program`]: their NAT servers' replies go by their destination).
     fn set_filter(&mut self, filter: &Filter) -> io::Result<()> {
-        self.sock.attach_filter(&filter.classic_bpf())
+        self.sock.attach_filter(&filter.classic_bpf())?;
+        match self.steer.and_then(|s| s.program(filter)) {
+            Some(prog) => self.sock.set_fanout_program(&prog),
+            None => Ok(()),
+        }
     }
 
     fn raw_fd(&self) -> Option<RawFd> {

@@ -12,6 +12,9 @@ use lvs_core::addr::ServiceKey;
 use lvs_core::dest::FwdMethod;
 use lvs_core::Director;
 
+pub use crate::bpf::SockFilter;
+use crate::bpf::{Cbpf, BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_K, BPF_LD, BPF_RET, BPF_W};
+
 /// IP protocol numbers of ICMP and ICMPv6: errors about a connection travel with them.
 const ICMP: u8 = 1;
 const ICMPV6: u8 = 58;
@@ -74,6 +77,9 @@ impl Match {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
     matches: BTreeSet<Match>,
+    /// The FullNAT services' local addresses: their replies are already let in by their
+    /// servers' classes; the fanout program steers them by their destination port.
+    locals: BTreeSet<IpAddr>,
 }
 
 impl Filter {
@@ -95,6 +101,9 @@ impl Filter {
                 }
                 ServiceKey::Fwmark { .. } => 0,
             };
+            if let Ok(locals) = director.laddrs(&svc.config.key) {
+                f.locals.extend(locals.iter().map(|l| canonical(l.addr)));
+            }
             // FullNAT replies come from the server too (to a local address, never the host's own).
             for d in svc.dests.dests().filter(|d| matches!(d.fwd(), FwdMethod::Masq | FwdMethod::FullNat)) {
                 let addr = d.addr();
@@ -116,6 +125,12 @@ impl Filter {
     /// Adds a class of frames (an application's fwmark class, say).
     pub fn add(&mut self, m: Match) {
         self.matches.insert(m);
+    }
+
+    /// The FullNAT local addresses of the director's services (`ipvsadm --get-laddr`), in a
+    /// stable order.
+    pub fn local_addrs(&self) -> impl Iterator<Item = &IpAddr> {
+        self.locals.iter()
     }
 
     /// The classes, in a stable order.
@@ -159,22 +174,22 @@ impl Filter {
         p.ret(REFUSE);
         // IPv4: later fragments are accepted; X = header length.
         p.ld(BPF_H, 20);
-        p.push(BPF_JMP | BPF_JSET | BPF_K, 0, 1, 0x1fff);
+        p.jset_else(0x1fff, 0, 1);
         p.ret(ACCEPT);
-        p.push(BPF_LDX | BPF_B | BPF_MSH, 0, 0, 14);
+        p.ldx_msh(14);
         for own in v4.iter().filter(|m| m.dir == Dir::Own) {
             p.ld(BPF_W, 30);
             p.jeq_else(v4_word(own.addr), 0, 1);
-            p.own_jumps.push(p.code.len());
-            p.push(BPF_JMP | BPF_JA, 0, 0, 0); // patched past the From blocks
+            let at = p.ja(); // patched past the From blocks
+            p.pending.push(at);
         }
         for m in v4.iter().filter(|m| m.dir == Dir::To) {
-            p.v4_block(m, 30, 16);
+            v4_block(&mut p, m, 30, 16);
         }
         for m in v4.iter().filter(|m| m.dir == Dir::From) {
-            p.v4_block(m, 26, 14);
+            v4_block(&mut p, m, 26, 14);
         }
-        p.patch_own();
+        p.patch_pending();
         p.ret(REFUSE);
         let v6_start = p.code.len();
         p.patch(v6_jump, v6_start, true);
@@ -192,155 +207,61 @@ impl Filter {
                 p.ld(BPF_W, 38 + 4 * i as u32);
                 p.jeq_else(*w, 0, (2 * (3 - i) + 1) as u8);
             }
-            p.own_jumps.push(p.code.len());
-            p.push(BPF_JMP | BPF_JA, 0, 0, 0);
+            let at = p.ja();
+            p.pending.push(at);
         }
         for m in v6.iter().filter(|m| m.dir == Dir::To) {
-            p.v6_block(m, 38, 56);
+            v6_block(&mut p, m, 38, 56);
         }
         for m in v6.iter().filter(|m| m.dir == Dir::From) {
-            p.v6_block(m, 22, 54);
+            v6_block(&mut p, m, 22, 54);
         }
-        p.patch_own();
+        p.patch_pending();
         p.ret(REFUSE);
-        if p.code.len() > 4096 || p.overflow {
-            return vec![SockFilter { code: BPF_RET | BPF_K, jt: 0, jf: 0, k: ACCEPT }];
-        }
-        p.code
+        p.finish().unwrap_or_else(|| vec![SockFilter { code: BPF_RET | BPF_K, jt: 0, jf: 0, k: ACCEPT }])
     }
 }
 
-/// One classic BPF instruction (`struct sock_filter`, linux/filter.h).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C)]
-pub struct SockFilter {
-    /// Opcode.
-    pub code: u16,
-    /// Instructions to skip when a condition holds.
-    pub jt: u8,
-    /// Instructions to skip when it does not.
-    pub jf: u8,
-    /// The constant operand.
-    pub k: u32,
-}
-
-// Opcode parts (linux/bpf_common.h, linux/filter.h).
-const BPF_LD: u16 = 0x00;
-const BPF_LDX: u16 = 0x01;
-const BPF_JMP: u16 = 0x05;
-const BPF_RET: u16 = 0x06;
-const BPF_W: u16 = 0x00;
-const BPF_H: u16 = 0x08;
-const BPF_B: u16 = 0x10;
-const BPF_ABS: u16 = 0x20;
-const BPF_IND: u16 = 0x40;
-const BPF_MSH: u16 = 0xa0;
-const BPF_JA: u16 = 0x00;
-const BPF_JEQ: u16 = 0x10;
-const BPF_JSET: u16 = 0x40;
-const BPF_K: u16 = 0x00;
 /// Accept the whole frame.
 const ACCEPT: u32 = 0x0004_0000;
 /// Refuse it.
 const REFUSE: u32 = 0;
 
-/// A classic BPF program being written, with the jumps still to patch.
-#[derive(Default)]
-struct Cbpf {
-    code: Vec<SockFilter>,
-    /// `ja` instructions of the `Own` checks, patched to the refusal after the `From` blocks.
-    own_jumps: Vec<usize>,
-    /// A jump that did not fit its 8 or 16 bits.
-    overflow: bool,
+/// One IPv4 class: address word at `addr_off`, port at X + `port_off`; a miss skips to
+/// the next block, a hit accepts.
+fn v4_block(p: &mut Cbpf, m: &Match, addr_off: u32, port_off: u32) {
+    let mut misses = Vec::new();
+    p.ld(BPF_W, addr_off);
+    misses.push(p.code.len());
+    p.jeq_else(v4_word(m.addr), 0, 0);
+    proto_port(p, m, 23, BPF_IND, port_off, &mut misses);
+    p.ret(ACCEPT);
+    p.patch_misses(misses);
 }
 
-impl Cbpf {
-    fn push(&mut self, code: u16, jt: u8, jf: u8, k: u32) {
-        self.code.push(SockFilter { code, jt, jf, k });
+/// One IPv6 class: four address words from `addr_off`, port at absolute `port_off`.
+fn v6_block(p: &mut Cbpf, m: &Match, addr_off: u32, port_off: u32) {
+    let mut misses = Vec::new();
+    for (i, w) in v6_words(m.addr).iter().enumerate() {
+        p.ld(BPF_W, addr_off + 4 * i as u32);
+        misses.push(p.code.len());
+        p.jeq_else(*w, 0, 0);
     }
+    proto_port(p, m, 20, BPF_ABS, port_off, &mut misses);
+    p.ret(ACCEPT);
+    p.patch_misses(misses);
+}
 
-    fn ld(&mut self, size: u16, off: u32) {
-        self.push(BPF_LD | size | BPF_ABS, 0, 0, off);
+fn proto_port(p: &mut Cbpf, m: &Match, proto_off: u32, mode: u16, port_off: u32, misses: &mut Vec<usize>) {
+    if m.proto != 0 {
+        p.ld(BPF_B, proto_off);
+        misses.push(p.code.len());
+        p.jeq_else(u32::from(m.proto), 0, 0);
     }
-
-    fn jeq_else(&mut self, k: u32, jt: u8, jf: u8) {
-        self.push(BPF_JMP | BPF_JEQ | BPF_K, jt, jf, k);
-    }
-
-    fn ret(&mut self, k: u32) {
-        self.push(BPF_RET | BPF_K, 0, 0, k);
-    }
-
-    /// Points the conditional jump at `at` to `target` (its true branch, or false).
-    fn patch(&mut self, at: usize, target: usize, on_true: bool) {
-        let off = target - at - 1;
-        let Ok(off) = u8::try_from(off) else {
-            self.overflow = true;
-            return;
-        };
-        if let Some(i) = self.code.get_mut(at) {
-            if on_true {
-                i.jt = off;
-            } else {
-                i.jf = off;
-            }
-        }
-    }
-
-    /// Points the pending `Own` jumps at the next instruction (the refusal).
-    fn patch_own(&mut self) {
-        let target = self.code.len();
-        for at in std::mem::take(&mut self.own_jumps) {
-            if let Some(i) = self.code.get_mut(at) {
-                i.k = (target - at - 1) as u32;
-            }
-        }
-    }
-
-    /// One IPv4 class: address word at `addr_off`, port at X + `port_off`; a miss skips to
-    /// the next block, a hit accepts.
-    fn v4_block(&mut self, m: &Match, addr_off: u32, port_off: u32) {
-        let mut misses = Vec::new();
-        self.ld(BPF_W, addr_off);
-        misses.push(self.code.len());
-        self.jeq_else(v4_word(m.addr), 0, 0);
-        self.proto_port(m, 23, BPF_IND, port_off, &mut misses);
-        self.ret(ACCEPT);
-        self.patch_misses(misses);
-    }
-
-    /// One IPv6 class: four address words from `addr_off`, port at absolute `port_off`.
-    fn v6_block(&mut self, m: &Match, addr_off: u32, port_off: u32) {
-        let mut misses = Vec::new();
-        for (i, w) in v6_words(m.addr).iter().enumerate() {
-            self.ld(BPF_W, addr_off + 4 * i as u32);
-            misses.push(self.code.len());
-            self.jeq_else(*w, 0, 0);
-        }
-        self.proto_port(m, 20, BPF_ABS, port_off, &mut misses);
-        self.ret(ACCEPT);
-        self.patch_misses(misses);
-    }
-
-    fn proto_port(&mut self, m: &Match, proto_off: u32, mode: u16, port_off: u32, misses: &mut Vec<usize>) {
-        if m.proto != 0 {
-            self.ld(BPF_B, proto_off);
-            misses.push(self.code.len());
-            self.jeq_else(u32::from(m.proto), 0, 0);
-        }
-        if m.port != 0 {
-            self.push(BPF_LD | BPF_H | mode, 0, 0, port_off);
-            misses.push(self.code.len());
-            self.jeq_else(u32::from(m.port), 0, 0);
-        }
-    }
-
-    /// Points a block's misses at the instruction after it.
-    fn patch_misses(&mut self, misses: Vec<usize>) {
-        let next = self.code.len();
-        for at in misses {
-            self.patch(at, next, false);
-        }
+    if m.port != 0 {
+        p.push(BPF_LD | BPF_H | mode, 0, 0, port_off);
+        misses.push(p.code.len());
+        p.jeq_else(u32::from(m.port), 0, 0);
     }
 }
 
@@ -388,34 +309,9 @@ mod tests {
 
     use super::*;
 
-    /// Runs a classic BPF program the way the kernel's interpreter does, for the instructions
-    /// `classic_bpf` writes; `None` for anything else (or a read past the frame, which the
-    /// kernel answers with 0, a refusal).
+    /// The port filter's verdict on a frame, as the kernel's socket filter gives it.
     fn run(prog: &[SockFilter], pkt: &[u8]) -> Option<u32> {
-        let load = |off: usize, n: usize| -> Option<u32> {
-            let b = pkt.get(off..off + n)?;
-            Some(b.iter().fold(0u32, |a, x| (a << 8) | u32::from(*x)))
-        };
-        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
-        loop {
-            let i = prog.get(pc)?;
-            pc += 1;
-            let size = |code: u16| match code & 0x18 {
-                BPF_W => 4,
-                BPF_H => 2,
-                _ => 1,
-            };
-            match i.code {
-                c if c == BPF_RET | BPF_K => return Some(i.k),
-                c if c & 0xe7 == BPF_LD | BPF_ABS => a = load(i.k as usize, size(c)).unwrap_or(u32::MAX),
-                c if c & 0xe7 == BPF_LD | BPF_IND => a = load((x + i.k) as usize, size(c)).unwrap_or(u32::MAX),
-                c if c == BPF_LDX | BPF_B | BPF_MSH => x = 4 * (load(i.k as usize, 1)? & 0xf),
-                c if c == BPF_JMP | BPF_JA => pc += i.k as usize,
-                c if c == BPF_JMP | BPF_JEQ | BPF_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
-                c if c == BPF_JMP | BPF_JSET | BPF_K => pc += usize::from(if a & i.k != 0 { i.jt } else { i.jf }),
-                _ => return None,
-            }
-        }
+        crate::bpf::run(prog, pkt, 0)
     }
 
     /// A director with `proto VIP:80` services on IPv4 and IPv6, each with one DR and one NAT

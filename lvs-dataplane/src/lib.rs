@@ -8,6 +8,8 @@
 //! - [`tap`] — TAP devices (Linux).
 //! - [`replay`] — captures as a packet source, and a pcap-writing middleware.
 //! - [`runtime`] — the loop that drives a director over backends, one shard per core.
+//! - [`steer`] — which shard a frame goes to when shards share a port: a fanout program that
+//!   keeps NAT replies, and optionally each client, on the shard that owns them.
 //! - [`pcap`] — read pcap / pcapng captures, write pcap.
 //! - [`netns`] — enter a network namespace before opening ports (Linux).
 //! - [`sync`] — the sync daemons' multicast sockets, driven with the director (Linux).
@@ -32,6 +34,7 @@
 pub mod afpacket;
 #[cfg(all(feature = "afxdp", target_os = "linux"))]
 pub mod afxdp;
+mod bpf;
 pub mod filter;
 #[cfg(target_os = "linux")]
 pub mod health;
@@ -45,6 +48,7 @@ pub mod pcap;
 #[cfg(feature = "pcap")]
 pub mod replay;
 pub mod runtime;
+pub mod steer;
 #[cfg(target_os = "linux")]
 pub mod sync;
 mod sys;

@@ -582,8 +582,10 @@ enum Ctl {
 pub type ShardFactory = dyn Fn(usize) -> io::Result<Runtime> + Send + Sync;
 
 /// Share-nothing scale-out: one [`Director`] per thread, frames steered to shards by the ports
-/// (AF_PACKET fanout by flow hash); control-plane changes go to every shard and statistics are
-/// summed for listing. Each shard hands frames back through its runtime's handler
+/// (an AF_PACKET fanout group, by the kernel's flow hash or by the client's side as
+/// [`crate::steer::Steer`] says, so that a NAT reply reaches the shard of its request);
+/// control-plane changes go to every shard and statistics are summed for listing. Scheduler
+/// state, ActiveConn/InActConn and the `-x/-y` thresholds are each shard's own. Each shard hands frames back through its runtime's handler
 /// ([`Runtime::on_local`]), on its own thread.
 pub struct Shards {
     ctl: Vec<mpsc::Sender<Ctl>>,
@@ -592,7 +594,10 @@ pub struct Shards {
 }
 
 impl Shards {
-    /// Starts `n` shards, each built by `make(i)` on its own thread.
+    /// Starts `n` shards, each built by `make(i)` on its own thread, one after another: shard
+    /// `i` is built once shard `i - 1` is, so its sockets are the `i`-th of their fanout
+    /// groups (the kernel numbers a group's sockets in the order they join). A shard sharing
+    /// FullNAT local addresses takes `DirectorConfig::fnat_port_share` `i` of `n`.
     ///
     /// # Errors
     /// The first shard's setup error.
@@ -602,9 +607,12 @@ impl Shards {
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
         for i in 0..n {
             let (tx, rx) = mpsc::channel::<Ctl>();
-            let (make, stop, ready) = (make.clone(), stop.clone(), ready_tx.clone());
+            let (make, shard_stop, ready) = (make.clone(), stop.clone(), ready_tx.clone());
             threads.push(std::thread::spawn(move || -> io::Result<()> {
-                let mut rt = match make(i) {
+                // The ports get their filter (and a steered fanout group its program, which
+                // this shard's sockets just reset on joining) before the next shard starts.
+                let clock = MonotonicClock::default();
+                let mut rt = match make(i).and_then(|mut rt| rt.refresh_port_filter(clock.now()).map(|()| rt)) {
                     Ok(rt) => rt,
                     Err(e) => {
                         log::error!(target: "lvs::runtime", "shard {i} cannot start: {e}");
@@ -613,9 +621,9 @@ impl Shards {
                     }
                 };
                 let _ = ready.send(Ok(()));
-                rt.stop = stop;
+                rt.stop = shard_stop;
                 log::info!(target: "lvs::runtime", "shard {i} running");
-                let result = rt.run_with(&MonotonicClock::default(), |rt| {
+                let result = rt.run_with(&clock, |rt| {
                     while let Ok(msg) = rx.try_recv() {
                         match msg {
                             Ctl::Apply(c, reply) => {
@@ -637,8 +645,8 @@ impl Shards {
                 result
             }));
             ctl.push(tx);
-        }
-        for _ in 0..n {
+            // One shard at a time, so that shard i is the i-th socket of every fanout group
+            // its ports join (the FullNAT local port shares count on it).
             if let Ok(Err(e)) = ready_rx.recv() {
                 stop.stop();
                 return Err(e);

@@ -17,7 +17,7 @@ use crate::addr::{from_raw, raw, ServiceKey};
 use crate::conn::table::OutKey;
 use crate::conn::ConnId;
 use crate::error::{Error, Reason};
-use crate::laddr::{ClientAddr, LaddrInfo, Laddrs};
+use crate::laddr::{ClientAddr, LaddrInfo, Laddrs, PortShare};
 use crate::proto::tcp::flags;
 use crate::time::Instant;
 use crate::wire::proxy::{ProxyHeader, ProxyRepr};
@@ -69,9 +69,9 @@ pub(crate) struct FnatState {
 }
 
 impl FnatState {
-    pub(crate) fn new(hasher: impl Fn() -> ahash::RandomState) -> Self {
+    pub(crate) fn new(hasher: impl Fn() -> ahash::RandomState, share: PortShare) -> Self {
         FnatState {
-            laddrs: Laddrs::new(&hasher),
+            laddrs: Laddrs::new(&hasher, share),
             conns: HashMap::with_hasher(hasher()),
             reply: HashMap::with_hasher(hasher()),
             stats: FnatStats::default(),

@@ -54,6 +54,7 @@ use crate::addr::{Af, ServiceKey};
 use crate::conn::{ConnId, ConnInfo, ConnTable, TableStats};
 use crate::dest::{DestId, DestView, Dests, FwdMethod, RealServer};
 use crate::error::Reason;
+use crate::laddr::PortShare;
 use crate::neigh::{MacAddr, Neighbour, NeighbourTable};
 use crate::proto::Timeouts;
 use crate::sched::{SchedFactory, Scheduler, SeededRng};
@@ -166,6 +167,9 @@ pub struct DirectorConfig {
     /// The flood defences (`amemthresh`, `drop_entry`, `drop_packet`, `secure_tcp`), all
     /// automatic by default where the kernel's are off.
     pub defense: Defense,
+    /// Which FullNAT local ports this director takes: all of them alone, share `i` of `n` as
+    /// shard `i` of `n` sharing the local addresses, so that a reply's port names its shard.
+    pub fnat_port_share: PortShare,
 }
 
 impl Default for DirectorConfig {
@@ -190,6 +194,7 @@ impl Default for DirectorConfig {
             synproxy_wscale: 7,
             synproxy_defer: false,
             defense: Defense::default(),
+            fnat_port_share: PortShare::WHOLE,
         }
     }
 }
@@ -344,7 +349,7 @@ impl Director {
             neigh: NeighbourTable::new(hasher()),
             frags: FragTable::new(hasher()),
             flow_hasher: ahash::RandomState::with_seeds(b, c, d, a),
-            fnat: fnat::FnatState::new(hasher),
+            fnat: fnat::FnatState::new(hasher, cfg.fnat_port_share),
             synproxy: synproxy::SynproxyState::new(cfg.synproxy_secret, hasher()),
             rng: SeededRng::new(cfg.rng_seed),
             defense: defense::DefenseState::new(cfg.defense),

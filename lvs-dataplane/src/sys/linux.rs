@@ -61,7 +61,9 @@ const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
+const PACKET_FANOUT_DATA: libc::c_int = 22;
 const PACKET_FANOUT_HASH: u32 = 0;
+const PACKET_FANOUT_CBPF: u32 = 6;
 const ETH_P_ALL: u16 = 0x0003;
 
 /// The most frames one `sendmmsg` carries.
@@ -135,6 +137,9 @@ impl Drop for Ring {
 pub(crate) struct PacketOpts {
     pub(crate) promisc: bool,
     pub(crate) fanout: Option<u16>,
+    /// The group spreads frames by a classic BPF program (set with
+    /// [`PacketSocket::set_fanout_program`]) rather than by the kernel's flow hash.
+    pub(crate) fanout_cbpf: bool,
     pub(crate) block_size: u32,
     pub(crate) block_nr: u32,
 }
@@ -209,7 +214,8 @@ impl PacketSocket {
             setsockopt(s, libc::SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr)?;
         }
         if let Some(group) = o.fanout {
-            let v: u32 = u32::from(group) | (PACKET_FANOUT_HASH << 16);
+            let mode = if o.fanout_cbpf { PACKET_FANOUT_CBPF } else { PACKET_FANOUT_HASH };
+            let v: u32 = u32::from(group) | (mode << 16);
             setsockopt(s, libc::SOL_PACKET, PACKET_FANOUT, &v)?;
         }
         Ok(PacketSocket { fd, ring, other_hosts: o.promisc })
@@ -227,6 +233,17 @@ impl PacketSocket {
         // instruction; the kernel copies the program during the call and only reads it.
         let fprog = libc::sock_fprog { len, filter: prog.as_ptr().cast_mut().cast() };
         setsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+    }
+
+    /// Replaces the program that spreads the fanout group's frames over its sockets
+    /// (`PACKET_FANOUT_DATA` on a `PACKET_FANOUT_CBPF` group): the kernel hands each frame to
+    /// socket number `program's value % sockets`, the sockets numbered in the order they
+    /// joined. One member sets it for the whole group.
+    pub(crate) fn set_fanout_program(&self, prog: &[SockFilter]) -> io::Result<()> {
+        let len = u16::try_from(prog.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // As in `attach_filter`: the kernel copies the program during the call.
+        let fprog = libc::sock_fprog { len, filter: prog.as_ptr().cast_mut().cast() };
+        setsockopt(self.fd.as_raw_fd(), libc::SOL_PACKET, PACKET_FANOUT_DATA, &fprog)
     }
 
     /// Hands up to `max` received frames to `f` in order, each with whether its transport
