@@ -528,3 +528,22 @@ fn inhibit_on_failure_and_alpha_stay_with_their_real_server() {
     assert_eq!(alphas, [vec![Some(true)], vec![Some(false), Some(true)]]);
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
+
+#[test]
+fn persistence_engine_sip_is_set_up() {
+    // keepalived's `pengine_handler` copies the name into `vs->pe_name`, which
+    // `ipvs_set_srule` hands to the kernel with the service.
+    let p = ok("virtual_server 203.0.113.100 5060 {\n lb_algo first\n lb_kind DR\n protocol UDP\n\
+                persistence_timeout 60\n persistence_engine sip\n real_server 192.0.2.11 5060 {\n }\n}\n");
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    assert_eq!(p.config.virtual_servers[0].pe, Some(crate::service::PersistEngine::Sip));
+    let mut d = Director::new(DirectorConfig::default(), factory);
+    p.config.apply(&mut d, &mut Monitor::new(1), Instant::ZERO, &|_| None).unwrap();
+    assert_eq!(
+        save(&d),
+        "-A -u 203.0.113.100:5060 -s first -p 60 --pe sip\n-a -u 203.0.113.100:5060 -r 192.0.2.11:5060 -g -w 1\n"
+    );
+    // An engine the kernel has no module for fails the virtual server: an error at its line.
+    let e = err("virtual_server 203.0.113.100 5060 {\n persistence_engine rtsp\n}\n");
+    assert_eq!((e.line, e.to_string().contains("persistence engine 'rtsp' not found")), (2, true), "{e}");
+}
