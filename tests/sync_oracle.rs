@@ -5,8 +5,12 @@
 //!   kernel's (expiry within a few seconds: the kernel's listing was read about a second later).
 //! - Master cases (`m-*`, and the master of `pair-*`): the frames that reached the kernel master
 //!   are replayed into a library master with the same services, daemon options and sysctls,
-//!   by their timestamps; the records it sends must equal the kernel's, in order, and its
-//!   messages must respect the same size limit.
+//!   by their timestamps; the records it sends must equal the kernel's, in order (the SIP
+//!   templates' `PE_DATA`/`PE_NAME` options included), and its messages must respect the same
+//!   size limit; a master-only case's `-Lcn` and `-Ln --persistent-conn` must equal the kernel's
+//!   at each snapshot.
+//! - The kernel master's SIP template records go to a library backup, which must find each
+//!   call's template by its Call-ID.
 //! - Pair cases: the library master's datagrams feed a library backup, whose table after each
 //!   phase must equal the kernel backup's.
 //! - `/proc/net/ip_vs_conn_sync` at the last snapshot of a backup or master case: the library's
@@ -542,4 +546,55 @@ fn every_case_has_a_test() {
             assert!(src.contains(&format!("\"{name}\"")), "no test replays {name}");
         }
     }
+}
+
+/// The kernel master's SIP template records of `m-mcast-custom` (`PE_DATA` = Call-ID,
+/// `PE_NAME` = `sip`, padded to 4 bytes), fed to a library backup with the same services:
+/// each call's template is filed by its Call-ID on the server the kernel chose (`decoded.txt`:
+/// `a84b4c76e66710` on .13, `f81d4fae-7dec-11d0-a765-0` on .12), so after fail-over a new flow
+/// of each call goes where the master sent the call, whatever the backup's scheduler says.
+#[test]
+fn kernel_sip_templates_are_found_by_call_id_on_a_backup() {
+    let dir = case_dir("m-mcast-custom");
+    let mut d = director(&dir, "master");
+    for line in read(&dir, "steps.txt").lines() {
+        let Some(cmd) = line.split_once("master: ipvsadm ").map(|(_, c)| c) else { continue };
+        if !cmd.starts_with("--start-daemon") {
+            control(&mut d, &format!("ipvsadm {cmd}"));
+        }
+    }
+    d.start_sync(Role::Backup, &lvs::core::sync::DaemonConfig::new("sync0"), 1500).unwrap();
+    let frames = read_capture(&dir.join("sync.pcap")).expect("sync.pcap");
+    // The first two datagrams hold the SIP phase's records.
+    for f in &frames[..2] {
+        d.handle_sync(Instant::from_nanos(f.ts_ns), udp_payload(&f.data)).expect("applied");
+    }
+    let now = Instant::from_nanos(frames[1].ts_ns);
+    let calls: HashMap<String, IpAddr> = d
+        .connections(now)
+        .into_iter()
+        .filter_map(|c| {
+            let (_, data) = d.pe_data(c.pe?)?;
+            Some((String::from_utf8_lossy(data).into_owned(), c.dest.addr))
+        })
+        .collect();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls["a84b4c76e66710"], ip("192.0.2.13"));
+    assert_eq!(calls["f81d4fae-7dec-11d0-a765-0"], ip("192.0.2.12"));
+    // Fail-over: the client's next INVITE of each call, from a new port — in the other order,
+    // where the backup's fresh `rr` alone would send the first of them to .13; no template is
+    // added.
+    for (port, call, server) in
+        [(40000, "f81d4fae-7dec-11d0-a765-0", "192.0.2.12"), (40001, "a84b4c76e66710", "192.0.2.13")]
+    {
+        let msg = format!("INVITE sip:bob@biloxi.com SIP/2.0\r\nVia: SIP/2.0/UDP x\r\nCall-ID: {call}\r\n\r\n");
+        let src = (ip("198.51.100.185"), port);
+        let mut f =
+            Frame::new(DEFAULT_HEADROOM, &lvs::core::testkit::udp(src, (ip("203.0.113.100"), 5060), msg.as_bytes()));
+        assert!(matches!(d.process(now, &mut f), lvs::core::Verdict::Transmit { .. }));
+        let to = d.connections(now).into_iter().find(|c| !c.template && c.client.port == port).unwrap();
+        assert_eq!(to.dest.addr, ip(server), "{call}");
+    }
+    assert_eq!(d.connections(now).iter().filter(|c| c.template).count(), 2);
 }
