@@ -89,6 +89,39 @@ fn every_rule_file_lists_as_ipvsadm_lists_it() {
     }
 }
 
+/// `--pe sip`, as ipvsadm 1.31's `print_service_entry` prints it: `-S` writes ` --pe NAME`
+/// after `-p`/`-M` whether or not the service is persistent, then ` -o`; `-L` writes ` pe NAME`
+/// only inside the persistent part, before ` ops`. What `-S` wrote reads back the same; an
+/// engine the kernel has no module for is `ENOENT`.
+#[test]
+fn the_sip_persistence_engine_saves_lists_and_reads_back() {
+    let mut d = director();
+    let rules = "-A -u 203.0.113.100:5060 -s rr -p 60 -o --pe sip\n\
+                 -a -u 203.0.113.100:5060 -r 192.0.2.11:5060 -g -w 1\n\
+                 -A -u 203.0.113.100:5061 -s rr --pe sip\n";
+    assert_eq!(run(&mut d, &["-R"], rules), IpvsadmOutput::default());
+    let saved = "-A -u 203.0.113.100:5060 -s rr -p 60 --pe sip -o\n\
+                 -a -u 203.0.113.100:5060 -r 192.0.2.11:5060 -g -w 1\n\
+                 -A -u 203.0.113.100:5061 -s rr --pe sip\n";
+    assert_eq!(run(&mut d, &["-Sn"], "").stdout, saved);
+    assert_eq!(
+        run(&mut d, &["-Ln"], "").stdout,
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port Scheduler Flags\n  \
+         -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         UDP  203.0.113.100:5060 rr persistent 60 pe sip ops\n  \
+         -> 192.0.2.11:5060              Route   1      0          0         \n\
+         UDP  203.0.113.100:5061 rr\n"
+    );
+    let mut e = director();
+    assert_eq!(run(&mut e, &["-R"], saved), IpvsadmOutput::default());
+    assert_eq!(run(&mut e, &["-Sn"], "").stdout, saved);
+    assert_eq!(
+        run(&mut e, &["-A", "-u", "203.0.113.100:5062", "--pe", "rtsp"], ""),
+        fails("Scheduler or persistence engine not found", 255)
+    );
+}
+
 fn fails(stderr: &str, status: u8) -> IpvsadmOutput {
     IpvsadmOutput { stderr: format!("{stderr}\n"), status, ..IpvsadmOutput::default() }
 }

@@ -1,6 +1,8 @@
 //! An established packet allocates nothing (DESIGN.md: the core "never allocates on the
 //! per-packet fast path of an established flow"), proved with a counting global allocator: DR,
-//! TUN (IP-in-IP, and GUE and GRE with their checksums) and NAT in both directions, for IPv4 and IPv6, one packet at a time and in bursts.
+//! TUN (IP-in-IP, and GUE and GRE with their checksums) and NAT in both directions, for IPv4
+//! and IPv6, one packet at a time and in bursts; and the later datagrams of flows to a service
+//! with the SIP persistence engine (whose Call-ID is read only when a flow is scheduled).
 //! `stats_alloc` wraps the system allocator and counts.
 
 #[path = "../examples/common/traffic.rs"]
@@ -10,10 +12,11 @@ use std::alloc::System;
 use std::net::IpAddr;
 
 use lvs::core::addr::Af;
+use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::proto::tcp::flags;
-use lvs::core::testkit::Tcp;
+use lvs::core::testkit::{udp, Tcp};
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
-use lvs::core::{Instant, Verdict};
+use lvs::core::{DirectorConfig, Instant, PortConfig, Verdict};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use traffic::{client, data, director, vip};
 
@@ -84,6 +87,35 @@ fn nat_replies(af: Af, d: &mut lvs::Director) {
     assert!(conns.iter().all(|c| c.virt.addr == vip(af)));
 }
 
+/// Flows to `-u VIP:5060 -p 60 --pe sip`, each opened by an INVITE of its own call: the
+/// next INVITE of each flow goes through without an allocation.
+fn sip_flows() {
+    let port = PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1])).with_addr("192.0.2.1".parse().unwrap());
+    let mut d = lvs::director(DirectorConfig { ports: vec![port; 2], ..DirectorConfig::default() });
+    let mut rules = String::from("-A -u 203.0.113.100:5060 -s rr -p 60 --pe sip\n");
+    for i in 1..=4u8 {
+        d.set_neighbour(
+            format!("192.0.2.1{i}").parse().unwrap(),
+            Neighbour { mac: MacAddr([2, 0, 0, 0, 1, i]), port: 1 },
+        );
+        rules.push_str(&format!("-a -u 203.0.113.100:5060 -r 192.0.2.1{i}:5060 -g -w 1\n"));
+    }
+    lvs::core::config::restore(&mut d, &rules).unwrap();
+    let invites: Vec<Vec<u8>> = (0..FLOWS)
+        .map(|i| {
+            let msg = format!(
+                "INVITE sip:bob@example.com SIP/2.0\r\nCSeq: 1 INVITE\r\nCall-ID: call-{i}@example.com\r\n\r\n"
+            );
+            udp(client(Af::V4, i), (vip(Af::V4), 5060), msg.as_bytes())
+        })
+        .collect();
+    for t in &invites {
+        assert!(matches!(d.process(NOW, &mut Frame::new(DEFAULT_HEADROOM, t)), Verdict::Transmit { .. }));
+    }
+    forward_without_allocating(&mut d, "sip v4 client", &invites);
+    assert_eq!(d.connections(NOW).iter().filter(|c| c.template).count(), FLOWS as usize, "a template per call");
+}
+
 #[test]
 fn established_packets_allocate_nothing() {
     for af in [Af::V4, Af::V6] {
@@ -94,4 +126,5 @@ fn established_packets_allocate_nothing() {
         let mut d = client_direction(af, "nat");
         nat_replies(af, &mut d);
     }
+    sip_flows();
 }

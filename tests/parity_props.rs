@@ -1,6 +1,7 @@
 //! Randomized scenarios against the library, with every scheduler: services of any scheduler
 //! and `-b` flags over TCP, UDP, SCTP or a firewall mark, with or without persistence (and a
-//! netmask), DR or NAT servers with weights from 0 and thresholds, clients that send SYNs alone
+//! netmask, and with or without the SIP persistence engine fed INVITEs with and without a
+//! Call-ID), DR or NAT servers with weights from 0 and thresholds, clients that send SYNs alone
 //! or whole handshakes, close with FIN or RST and come back on the same port (SYN reuse), SCTP
 //! chunks of every event alone or as whole associations (INIT reuse after CLOSED), servers that
 //! answer, time that passes, and edits and deletions of servers and services while their
@@ -16,7 +17,7 @@ use lvs::core::dest::{FwdMethod, RealServer};
 use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::proto::sctp::chunk;
 use lvs::core::proto::tcp::flags;
-use lvs::core::service::{SchedFlags, ServiceConfig};
+use lvs::core::service::{PersistEngine, SchedFlags, ServiceConfig};
 use lvs::core::testkit::{sctp, udp, Tcp, DIRECTOR_MAC, GW_MAC};
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs::core::PortConfig;
@@ -53,6 +54,8 @@ struct Setup {
     flags: u8,
     kind: Kind,
     persist: Option<(u32, u8)>,
+    /// With `persist`: the SIP persistence engine (`--pe sip`).
+    sip: bool,
     nat: bool,
     servers: Vec<(u32, u32)>,
 }
@@ -67,6 +70,8 @@ enum Step {
     Reply(u8, u8, u8, u8),
     /// A UDP datagram from a client port.
     Datagram(u8, u8),
+    /// A SIP INVITE from a client port with one of three Call-IDs, or (3) none.
+    Invite(u8, u8, u8),
     /// An SCTP packet from a client port with one chunk of a type.
     Chunk(u8, u8, u8),
     /// An SCTP packet from a server to a client port with one chunk of a type.
@@ -92,8 +97,9 @@ fn setup() -> impl Strategy<Value = Setup> {
     let persist =
         prop::option::of((prop::sample::select(vec![1u32, 30, 300]), prop::sample::select(vec![32u8, 24, 16])));
     let servers = prop::collection::vec((0u32..4, prop::sample::select(vec![0u32, 1, 2, 5])), 1..4);
-    (names, 0u8..4, kind, persist, any::<bool>(), servers)
-        .prop_map(|(sched, flags, kind, persist, nat, servers)| Setup { sched, flags, kind, persist, nat, servers })
+    (names, 0u8..4, kind, persist, any::<bool>(), any::<bool>(), servers).prop_map(
+        |(sched, flags, kind, persist, sip, nat, servers)| Setup { sched, flags, kind, persist, sip, nat, servers },
+    )
 }
 
 /// Chunk types of every state-machine event, and one the tables do not know.
@@ -120,6 +126,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0..4u8, 0..3u8, any::<bool>()).prop_map(|(c, p, x)| Step::Handshake(c, p, x)),
         1 => (0..3u8, 0..4u8, 0..3u8, fl).prop_map(|(s, c, p, f)| Step::Reply(s, c, p, f)),
         2 => (0..4u8, 0..3u8).prop_map(|(c, p)| Step::Datagram(c, p)),
+        2 => (0..4u8, 0..3u8, 0..4u8).prop_map(|(c, p, call)| Step::Invite(c, p, call)),
         2 => (0..4u8, 0..3u8, chunks()).prop_map(|(c, p, k)| Step::Chunk(c, p, k)),
         1 => (0..3u8, 0..4u8, 0..3u8, chunks()).prop_map(|(s, c, p, k)| Step::ChunkReply(s, c, p, k)),
         2 => (0..4u8, 0..3u8, any::<bool>()).prop_map(|(c, p, x)| Step::Association(c, p, x)),
@@ -156,6 +163,9 @@ impl Scenario {
         cfg.sched_flags = SchedFlags(s.flags);
         if let Some((t, mask)) = s.persist {
             cfg = cfg.persistent(t).netmask(mask);
+            if s.sip {
+                cfg.pe = Some(PersistEngine::Sip);
+            }
         }
         let fwd = if s.nat { FwdMethod::Masq } else { FwdMethod::Route };
         let servers: Vec<RealServer> = s
@@ -241,6 +251,11 @@ impl Scenario {
                 }
             }
             Step::Datagram(c, p) => self.send(&udp(Self::client(c, p), (vip(), 80), b"q")),
+            Step::Invite(c, p, call) => {
+                let header = if call < 3 { format!("Call-ID: call-{call}@example.com\r\n") } else { String::new() };
+                let msg = format!("INVITE sip:bob@example.com SIP/2.0\r\nCSeq: 1 INVITE\r\n{header}\r\n");
+                self.send(&udp(Self::client(c, p), (vip(), 80), msg.as_bytes()))
+            }
             Step::Chunk(c, p, k) => self.chunk(Self::client(c, p), k),
             Step::ChunkReply(srv, c, p, k) => {
                 if usize::from(srv) < self.servers.len() {

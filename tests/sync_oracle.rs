@@ -5,8 +5,12 @@
 //!   kernel's (expiry within a few seconds: the kernel's listing was read about a second later).
 //! - Master cases (`m-*`, and the master of `pair-*`): the frames that reached the kernel master
 //!   are replayed into a library master with the same services, daemon options and sysctls,
-//!   by their timestamps; the records it sends must equal the kernel's, in order, and its
-//!   messages must respect the same size limit.
+//!   by their timestamps; the records it sends must equal the kernel's, in order (the SIP
+//!   templates' `PE_DATA`/`PE_NAME` options included), and its messages must respect the same
+//!   size limit; a master-only case's `-Lcn` and `-Ln --persistent-conn` must equal the kernel's
+//!   at each snapshot.
+//! - The kernel master's SIP template records go to a library backup, which must find each
+//!   call's template by its Call-ID.
 //! - Pair cases: the library master's datagrams feed a library backup, whose table after each
 //!   phase must equal the kernel backup's.
 //! - `/proc/net/ip_vs_conn_sync` at the last snapshot of a backup or master case: the library's
@@ -107,40 +111,48 @@ fn sysctl(d: &mut Director, kv: &str) {
     d.set_sync_params(p).unwrap();
 }
 
-/// Runs a control step (`ROLE: ipvsadm ...` or `ROLE: sysctl -w ...`) on `d`. Services the
-/// library does not have (those with the SIP persistence engine) are left out, with their
-/// real servers: `left_out` collects them.
-fn control(d: &mut Director, cmd: &str, left_out: &mut Vec<String>) {
+/// Runs a control step (`ROLE: ipvsadm ...` or `ROLE: sysctl -w ...`) on `d`.
+fn control(d: &mut Director, cmd: &str) {
     let w: Vec<&str> = cmd.split_whitespace().collect();
     match w.first() {
         Some(&"sysctl") => sysctl(d, cmd.trim_start_matches("sysctl -w ")),
-        Some(&"ipvsadm") if left_out.iter().any(|svc| cmd.contains(svc.as_str())) => {}
         Some(&"ipvsadm") => match parse_command(&w[1..]) {
             Ok(c) => d.execute(&c).unwrap_or_else(|e| panic!("{cmd}: {e}")),
-            Err(e) if cmd.contains("--pe") => {
-                eprintln!("left out (no persistence engines here): {cmd}: {e}");
-                left_out.push(w[2..4].join(" "));
-            }
             Err(e) => panic!("{cmd}: {e}"),
         },
         _ => panic!("unknown step {cmd}"),
     }
 }
 
-/// One record as text, for comparing and for readable failures.
+/// One record as text, for comparing and for readable failures: with the persistence
+/// engine's options (`PE_NAME`, `PE_DATA`) when it has them.
 fn show(r: &wire::Record<'_>) -> String {
+    let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
     format!(
-        "proto={} flags={:#x} state={} {}:{} -> {}:{} -> {}:{} fwmark={} timeout={} seq={:?}",
-        r.proto, r.flags, r.state, r.caddr, r.cport, r.vaddr, r.vport, r.daddr, r.dport, r.fwmark, r.timeout, r.seq
+        "proto={} flags={:#x} state={} {}:{} -> {}:{} -> {}:{} fwmark={} timeout={} seq={:?} pe={:?}/{:?}",
+        r.proto,
+        r.flags,
+        r.state,
+        r.caddr,
+        r.cport,
+        r.vaddr,
+        r.vport,
+        r.daddr,
+        r.dport,
+        r.fwmark,
+        r.timeout,
+        r.seq,
+        text(r.pe_name),
+        text(r.pe_data)
     )
 }
 
-fn records(datagram: &[u8]) -> Vec<(String, bool)> {
+fn records(datagram: &[u8]) -> Vec<String> {
     let m = wire::parse(datagram).expect("a well-formed message");
     m.entries()
         .map(|e| match e.expect("a whole record") {
-            Entry::Record(r) => (show(&r), r.pe_data.is_some()),
-            Entry::Skip(s) => (format!("skip {s}"), false),
+            Entry::Record(r) => show(&r),
+            Entry::Skip(s) => format!("skip {s}"),
         })
         .collect()
 }
@@ -235,7 +247,7 @@ fn check_backup(name: &str) {
         d.tick(now);
         let step = step.trim();
         if let Some(cmd) = step.strip_prefix("backup: ") {
-            control(&mut d, cmd, &mut Vec::new());
+            control(&mut d, cmd);
         } else if let Some(inj) = step.strip_prefix("inject ") {
             let tag = inj.rsplit("snapshot ").next().unwrap().trim();
             let (group, port, bytes) = &payloads[tag];
@@ -274,12 +286,12 @@ fn check_backup(name: &str) {
     assert!(failures.is_empty(), "{} of {checked} snapshots differ:\n{}", failures.len(), failures.join("\n"));
 }
 
-/// What a replayed master sent: every record in order, the size of each message, and the
-/// services left out (`-u VIP:PORT` words).
+/// What a replayed master sent: every record in order and the size of each message; and, for a
+/// master-only case, how its tables differed from the kernel's at the snapshots.
 struct MasterRun {
     records: Vec<String>,
     sizes: Vec<usize>,
-    left_out: Vec<String>,
+    tables: Vec<String>,
     /// `/proc/net/ip_vs_conn_sync` at the last snapshot.
     conn_sync: String,
 }
@@ -312,8 +324,8 @@ fn run_master(dir: &Path, mut pair: Option<&mut Pair>) -> MasterRun {
         .collect();
     let mut sent = Vec::new();
     let mut delivered = 0;
-    let mut left_out = Vec::new();
     let mut conn_sync = String::new();
+    let mut tables = Vec::new();
     let (mut fi, mut si) = (0, 0);
     loop {
         let next_frame = frames.get(fi).map(|f| Instant::from_nanos(f.ts_ns));
@@ -336,17 +348,28 @@ fn run_master(dir: &Path, mut pair: Option<&mut Pair>) -> MasterRun {
             let step = steps[si].1.clone();
             si += 1;
             if let Some(cmd) = step.strip_prefix("master: ").filter(|c| !c.starts_with("frames")) {
-                control(&mut d, cmd, &mut left_out);
+                control(&mut d, cmd);
             }
-            if step.starts_with("snapshot ") {
+            if let Some(tag) = step.strip_prefix("snapshot ") {
                 conn_sync = ProcFile::ConnSync.render(&d, now);
+                if pair.is_none() {
+                    let (ours, theirs) =
+                        (list(&d, now, ListOptions::Connections), read(dir, &format!("lcn-{tag}.txt")));
+                    if !same_table(&ours, &theirs, 3) {
+                        tables.push(format!("{tag} -Lcn:\n--- kernel\n{theirs}+++ ours\n{ours}"));
+                    }
+                    let (ours, theirs) = (list(&d, now, ListOptions::PersistentConn), ln_section(dir, tag));
+                    if ours.trim_end() != theirs.trim_end() {
+                        tables.push(format!("{tag} -Ln --persistent-conn:\n--- kernel\n{theirs}\n+++ ours\n{ours}"));
+                    }
+                }
             }
             let Some(p) = pair.as_deref_mut() else { continue };
             if let Some(cmd) = step.strip_prefix("backup: ") {
                 if cmd.starts_with("frames") {
                     p.forwarded = fail_over(dir, &mut p.backup);
                 } else {
-                    control(&mut p.backup, cmd, &mut left_out);
+                    control(&mut p.backup, cmd);
                 }
             } else if let Some(tag) = step.strip_prefix("snapshot ") {
                 for (who, dd) in [("master", &d), ("backup", &p.backup)] {
@@ -371,9 +394,9 @@ fn run_master(dir: &Path, mut pair: Option<&mut Pair>) -> MasterRun {
     d.tick(end);
     drain(&mut d, end, &mut sent);
     MasterRun {
-        records: sent.iter().flat_map(|g| records(g)).map(|(r, _)| r).collect(),
+        records: sent.iter().flat_map(|g| records(g)).collect(),
         sizes: sent.iter().map(Vec::len).collect(),
-        left_out,
+        tables,
         conn_sync,
     }
 }
@@ -439,9 +462,7 @@ fn check_master(name: &str, ordered: bool) {
     for f in &kernel {
         let p = udp_payload(&f.data);
         maxlen = maxlen.max(p.len());
-        // Records of services with the SIP persistence engine, which the library does not have.
-        let skipped = |r: &str| ours.left_out.iter().any(|w| r.contains(&format!("-> {} ", w[3..].trim())));
-        theirs.extend(records(p).into_iter().filter(|(r, pe)| !pe && !skipped(r)).map(|(r, _)| r));
+        theirs.extend(records(p));
     }
     let (mut a, mut b) = (ours.records.clone(), theirs.clone());
     if !ordered {
@@ -458,23 +479,11 @@ fn check_master(name: &str, ordered: bool) {
     }
     let limit = ours.sizes.iter().copied().max().unwrap_or(0);
     assert!(limit <= maxlen.max(1), "{name}: a message of {limit} bytes, kernel's largest {maxlen}");
-    // The kernel's rows of the services left out (`VIP:PORT` as `ToIP TPrt` in hex) go too.
-    let left_out: Vec<String> = ours
-        .left_out
-        .iter()
-        .map(|w| match w[3..].trim().parse::<std::net::SocketAddr>().unwrap() {
-            std::net::SocketAddr::V4(a) => format!(" {:08X} {:04X} ", u32::from(*a.ip()), a.port()),
-            std::net::SocketAddr::V6(a) => panic!("no IPv6 service is left out ({a})"),
-        })
-        .collect();
-    let theirs: String = read(&dir, "conn-sync.txt")
-        .lines()
-        .filter(|l| !left_out.iter().any(|k| l.contains(k.as_str())))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let theirs = read(&dir, "conn-sync.txt");
     if let Some(diff) = conn_sync_diff(&ours.conn_sync, &theirs, 3) {
         panic!("{name}: /proc/net/ip_vs_conn_sync at the last snapshot:\n{diff}");
     }
+    assert!(ours.tables.is_empty(), "{name}: tables differ from the kernel's:\n{}", ours.tables.join("\n"));
 }
 
 macro_rules! backup_cases {
@@ -537,4 +546,55 @@ fn every_case_has_a_test() {
             assert!(src.contains(&format!("\"{name}\"")), "no test replays {name}");
         }
     }
+}
+
+/// The kernel master's SIP template records of `m-mcast-custom` (`PE_DATA` = Call-ID,
+/// `PE_NAME` = `sip`, padded to 4 bytes), fed to a library backup with the same services:
+/// each call's template is filed by its Call-ID on the server the kernel chose (`decoded.txt`:
+/// `a84b4c76e66710` on .13, `f81d4fae-7dec-11d0-a765-0` on .12), so after fail-over a new flow
+/// of each call goes where the master sent the call, whatever the backup's scheduler says.
+#[test]
+fn kernel_sip_templates_are_found_by_call_id_on_a_backup() {
+    let dir = case_dir("m-mcast-custom");
+    let mut d = director(&dir, "master");
+    for line in read(&dir, "steps.txt").lines() {
+        let Some(cmd) = line.split_once("master: ipvsadm ").map(|(_, c)| c) else { continue };
+        if !cmd.starts_with("--start-daemon") {
+            control(&mut d, &format!("ipvsadm {cmd}"));
+        }
+    }
+    d.start_sync(Role::Backup, &lvs::core::sync::DaemonConfig::new("sync0"), 1500).unwrap();
+    let frames = read_capture(&dir.join("sync.pcap")).expect("sync.pcap");
+    // The first two datagrams hold the SIP phase's records.
+    for f in &frames[..2] {
+        d.handle_sync(Instant::from_nanos(f.ts_ns), udp_payload(&f.data)).expect("applied");
+    }
+    let now = Instant::from_nanos(frames[1].ts_ns);
+    let calls: HashMap<String, IpAddr> = d
+        .connections(now)
+        .into_iter()
+        .filter_map(|c| {
+            let (_, data) = d.pe_data(c.pe?)?;
+            Some((String::from_utf8_lossy(data).into_owned(), c.dest.addr))
+        })
+        .collect();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls["a84b4c76e66710"], ip("192.0.2.13"));
+    assert_eq!(calls["f81d4fae-7dec-11d0-a765-0"], ip("192.0.2.12"));
+    // Fail-over: the client's next INVITE of each call, from a new port — in the other order,
+    // where the backup's fresh `rr` alone would send the first of them to .13; no template is
+    // added.
+    for (port, call, server) in
+        [(40000, "f81d4fae-7dec-11d0-a765-0", "192.0.2.12"), (40001, "a84b4c76e66710", "192.0.2.13")]
+    {
+        let msg = format!("INVITE sip:bob@biloxi.com SIP/2.0\r\nVia: SIP/2.0/UDP x\r\nCall-ID: {call}\r\n\r\n");
+        let src = (ip("198.51.100.185"), port);
+        let mut f =
+            Frame::new(DEFAULT_HEADROOM, &lvs::core::testkit::udp(src, (ip("203.0.113.100"), 5060), msg.as_bytes()));
+        assert!(matches!(d.process(now, &mut f), lvs::core::Verdict::Transmit { .. }));
+        let to = d.connections(now).into_iter().find(|c| !c.template && c.client.port == port).unwrap();
+        assert_eq!(to.dest.addr, ip(server), "{call}");
+    }
+    assert_eq!(d.connections(now).iter().filter(|c| c.template).count(), 2);
 }

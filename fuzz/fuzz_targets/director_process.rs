@@ -1,6 +1,8 @@
 //! A configured director (DR, NAT and TUN services, GUE and GRE tunnels with checksums, an SCTP
-//! service, a persistent fwmark service) fed a sequence of arbitrary frames: never a panic, every drop counted, every forward
-//! parsable.
+//! service, a persistent fwmark service, a UDP service with the SIP persistence engine) fed a
+//! sequence of arbitrary frames: never a panic, every drop counted, every forward parsable.
+//! Seeds 035 and 036 are SIP datagrams: calls with and without a Call-ID, compact and folded
+//! headers, a 255-byte one.
 //!
 //! Input: records of `ctl: u8, len: u16 (big-endian), frame: [u8; len]`; `ctl` picks the mark
 //! (for the fwmark service) and how far the clock moves before the frame.
@@ -27,6 +29,9 @@ const RULES: &str = "\
 -A --sctp-service 203.0.113.100:9 -s rr
 -a --sctp-service 203.0.113.100:9 -r 192.0.2.12:99 -m -w 1
 -a --sctp-service 203.0.113.100:9 -r 192.0.2.11:9 -g -w 1
+-A -u 203.0.113.100:5060 -s rr -p 60 --pe sip
+-a -u 203.0.113.100:5060 -r 192.0.2.11:5060 -g -w 1
+-a -u 203.0.113.100:5060 -r 192.0.2.12:5060 -g -w 1
 -A -t [2001:db8::100]:80 -s mh -p 60
 -a -t [2001:db8::100]:80 -r [2001:db8::11]:80 -m -w 1
 -A -t 203.0.113.100:443 -s rr

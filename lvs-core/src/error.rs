@@ -172,11 +172,15 @@ pub enum Reason {
     ServiceConnLimit,
     /// A new connection beyond its real server's `max_conn`.
     DestConnLimit,
+    /// The first packet of a flow to a service with the SIP persistence engine (`--pe sip`)
+    /// that carries no Call-ID the kernel would take (or is not UDP): `ip_vs_sip_fill_param`
+    /// fails and `ip_vs_sched_persist` has the packet dropped.
+    NoCallId,
 }
 
 impl Reason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
 
     /// All reasons, in counter order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -199,6 +203,7 @@ impl Reason {
         Reason::DropPacket,
         Reason::ServiceConnLimit,
         Reason::DestConnLimit,
+        Reason::NoCallId,
     ];
 
     /// The counter slot of this reason.
@@ -228,6 +233,7 @@ impl Reason {
             Reason::DropPacket => "drop-packet",
             Reason::ServiceConnLimit => "service-conn-limit",
             Reason::DestConnLimit => "dest-conn-limit",
+            Reason::NoCallId => "no-call-id",
         }
     }
 }

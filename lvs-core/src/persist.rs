@@ -10,6 +10,10 @@
 //! `<proto, client, 0, vaddr, 0>`, the same as those of a persistent port-0 service on the same
 //! address, so the FTP data connections a client opens to other ports go to the server of its
 //! control connection.
+//!
+//! With the SIP persistence engine a template is also keyed by a Call-ID ([`sip`]).
+
+pub mod sip;
 
 use core::net::{IpAddr, Ipv4Addr};
 
@@ -69,8 +73,10 @@ pub(crate) fn template_key(svc: &ServiceKey, netmask: Netmask, pkt: &PacketMeta)
 }
 
 /// A new template for `tk` bound to server `dest` (`d`), with the connection flags `flags` of
-/// that server and the service's persistence timeout in seconds.
-pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16, timeout_s: u32) -> Conn {
+/// that server and the service's persistence timeout in seconds. A template of the SIP engine
+/// (`sip`) is filed by the director's SIP table instead of the client → virtual index.
+pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16, timeout_s: u32, sip: bool) -> Conn {
+    let filed = if sip { cf::PE_SIP } else { cf::IN_HASHED };
     Conn {
         caddr: tk.key.caddr,
         vaddr: tk.key.vaddr,
@@ -80,7 +86,7 @@ pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16,
         dport: if tk.keeps_ports { d.cfg.endpoint.port } else { 0 },
         proto: tk.key.proto,
         state: crate::proto::tpl::NONE,
-        flags: flags | cf::TEMPLATE | cf::IN_HASHED,
+        flags: flags | cf::TEMPLATE | filed,
         dest: dest.0,
         timeout_ms: timeout_s.saturating_mul(1000),
         ..Conn::BLANK
@@ -93,15 +99,19 @@ const INVALID_PORT: u16 = 0xffff;
 /// `ip_vs_check_template`: a template whose server is gone (or quiesced, with
 /// `expire_quiescent_template`) stops matching — it is re-hashed with both ports 65535 and client
 /// port 0, so `-Lc` still lists it that way, and lingers, its timer untouched, until it expires.
+/// A SIP template is changed in place: its index reads the ports from the entry.
 pub(crate) fn check_template(conns: &mut ConnTable, dests: &Dests, expire_quiescent: bool, t: ConnId) -> bool {
     let d = conns.get(t).and_then(Conn::dest_id).and_then(|d| dests.get(d));
     let valid = d.is_some_and(|d| d.flags & F_AVAILABLE != 0 && !(expire_quiescent && d.cfg.weight == 0));
-    if !valid && conns.get(t).is_some_and(|c| c.vport != INVALID_PORT) {
-        conns.rekey_in(t, |c| {
-            c.vport = INVALID_PORT;
-            c.dport = INVALID_PORT;
-            c.cport = 0;
-        });
+    let invalidate = |c: &mut Conn| {
+        c.vport = INVALID_PORT;
+        c.dport = INVALID_PORT;
+        c.cport = 0;
+    };
+    match conns.get_mut(t) {
+        Some(c) if !valid && c.vport != INVALID_PORT && c.flags & cf::PE_SIP != 0 => invalidate(c),
+        Some(c) if !valid && c.vport != INVALID_PORT => conns.rekey_in(t, invalidate),
+        _ => {}
     }
     valid
 }

@@ -79,6 +79,28 @@ impl Netmask {
         }
     }
 }
+/// A persistence engine a service may use (`--pe`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PersistEngine {
+    /// `sip`: templates by SIP Call-ID ([`persist::sip`](crate::persist::sip)).
+    Sip,
+}
+
+impl PersistEngine {
+    /// The engine called `name` (`ip_vs_pe_getbyname`), if this library has it.
+    pub fn by_name(name: &str) -> Option<PersistEngine> {
+        (name == "sip").then_some(PersistEngine::Sip)
+    }
+
+    /// The engine's name, as `-Ln` prints it after `pe`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PersistEngine::Sip => "sip",
+        }
+    }
+}
+
 /// Longest persistence timeout ipvsadm accepts: 31 days.
 pub const MAX_PERSIST_TIMEOUT: u32 = 31 * 24 * 3600;
 
@@ -93,6 +115,10 @@ pub struct ServiceConfig {
     pub persistent: Option<u32>,
     /// Persistence netmask `-M` (the whole address unless set).
     pub netmask: Netmask,
+    /// Persistence engine (`--pe`): with [`PersistEngine::Sip`], a persistent service keys its
+    /// templates by SIP Call-ID as well ([`persist::sip`](crate::persist::sip)). Unused by a
+    /// service that is not persistent, as in the kernel.
+    pub pe: Option<PersistEngine>,
     /// One-packet scheduling (`-o`, UDP only).
     pub one_packet: bool,
     /// Scheduler flags (`-b`).
@@ -132,6 +158,7 @@ impl ServiceConfig {
             scheduler: String::from(scheduler),
             persistent: None,
             netmask: Netmask::full(key.af()),
+            pe: None,
             one_packet: false,
             sched_flags: SchedFlags::default(),
             client_addr: ClientAddr::Toa,
@@ -151,6 +178,12 @@ impl ServiceConfig {
     /// The same service, persistent for `timeout` seconds.
     pub fn persistent(mut self, timeout: u32) -> Self {
         self.persistent = Some(timeout);
+        self
+    }
+
+    /// The same service with persistence engine `pe` (`--pe`).
+    pub fn pe(mut self, pe: PersistEngine) -> Self {
+        self.pe = Some(pe);
         self
     }
 

@@ -32,6 +32,7 @@ use super::ipvsadm::format::{sorted_services, CONN_TAB_SIZE};
 use crate::addr::ServiceKey;
 use crate::conn::ConnInfo;
 use crate::director::Director;
+use crate::persist::sip::PersistEngine;
 use crate::service::Netmask;
 use crate::stats::Counters;
 use crate::time::Instant;
@@ -237,11 +238,13 @@ fn conns(d: &Director, now: Instant, origin: bool, out: &mut String) {
     out.push_str("Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       ");
     out.push_str(if origin { "Origin Expires\n" } else { "Expires PEName PEData\n" });
     for c in d.connections(now) {
-        conn_row(out, &c, origin);
+        let pe = if origin { None } else { c.pe.and_then(|r| d.pe_data(r)) };
+        conn_row(out, &c, origin, pe);
     }
 }
 
-fn conn_row(out: &mut String, c: &ConnInfo, origin: bool) {
+/// One connection's row; `pe` is a template's engine and data, which only `ip_vs_conn` shows.
+fn conn_row(out: &mut String, c: &ConnInfo, origin: bool, pe: Option<(PersistEngine, &[u8])>) {
     let _ = write!(out, "{:<3} ", proto_name(c.proto));
     for ep in [c.client, c.virt, c.dest] {
         hex_addr(out, &ep.addr);
@@ -251,9 +254,13 @@ fn conn_row(out: &mut String, c: &ConnInfo, origin: bool) {
     if origin {
         let _ = write!(out, "{:<6} ", if c.synced { "SYNC" } else { "LOCAL" });
     }
-    // `(timer.expires - jiffies) / HZ`: whole seconds left. No persistence engine here, so
-    // `ip_vs_conn`'s PEName and PEData stay empty.
-    let _ = writeln!(out, "{:7}", c.expires_ms / 1000);
+    // `(timer.expires - jiffies) / HZ`: whole seconds left; then, for a template of a
+    // persistence engine, ` NAME DATA` (`show_pe_data`: the SIP Call-ID as it came).
+    let _ = write!(out, "{:7}", c.expires_ms / 1000);
+    if let Some((engine, data)) = pe {
+        let _ = write!(out, " {} {}", engine.name(), String::from_utf8_lossy(data));
+    }
+    out.push('\n');
 }
 
 #[cfg(test)]
@@ -357,7 +364,7 @@ mod tests {
 
     fn row(c: &ConnInfo, origin: bool) -> String {
         let mut s = String::new();
-        conn_row(&mut s, c, origin);
+        conn_row(&mut s, c, origin, None);
         s
     }
 
@@ -375,6 +382,7 @@ mod tests {
             expires_ms: 883_999,
             template: false,
             synced: true,
+            pe: None,
         }
     }
 

@@ -47,6 +47,9 @@ pub(crate) mod cf {
     /// Opened by the SYN proxy: the director's side table holds the splice of its two
     /// handshakes.
     pub(crate) const SYNPROXY: u16 = 1 << 13;
+    /// A template of the SIP persistence engine: the director's SIP table holds its Call-ID
+    /// and files it; it is never in the client → virtual index.
+    pub(crate) const PE_SIP: u16 = 1 << 14;
     /// Forwarding method, two bits.
     pub(crate) const FWD_SHIFT: u16 = 8;
     pub(crate) const FWD_MASK: u16 = 0x3 << FWD_SHIFT;
@@ -163,6 +166,11 @@ impl Conn {
     }
 }
 
+/// Where a listed template's persistence-engine data is ([`ConnInfo::pe`]), read with
+/// [`Director::pe_data`](crate::Director::pe_data) while the table is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeRef(pub(crate) ConnId);
+
 /// A read-only view of a connection entry, for listings (`ipvsadm -Lc`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnInfo {
@@ -183,11 +191,14 @@ pub struct ConnInfo {
     /// Whether the entry was made from a sync message (`IP_VS_CONN_F_SYNC`): the `Origin`
     /// column of `/proc/net/ip_vs_conn_sync` says `SYNC` for it and `LOCAL` otherwise.
     pub synced: bool,
+    /// A template of a persistence engine (`--pe sip`): where its engine name and data (the
+    /// Call-ID) are, for [`Director::pe_data`](crate::Director::pe_data).
+    pub pe: Option<PeRef>,
 }
 
 impl ConnInfo {
-    /// The listing of `c`, whose state is named `state`, at `now_ns`.
-    pub(crate) fn of(c: &Conn, state: &'static str, now_ns: u64) -> ConnInfo {
+    /// The listing of entry `id` (`c`), whose state is named `state`, at `now_ns`.
+    pub(crate) fn of(id: ConnId, c: &Conn, state: &'static str, now_ns: u64) -> ConnInfo {
         let af = c.af();
         let ep = |a: &[u8; 16], p: u16| Endpoint::new(from_raw(af, a), p);
         ConnInfo {
@@ -199,6 +210,7 @@ impl ConnInfo {
             expires_ms: c.expires.saturating_sub(now_ns) / 1_000_000,
             template: c.is_template(),
             synced: c.flags & cf::SYNC != 0,
+            pe: (c.flags & cf::PE_SIP != 0).then_some(PeRef(id)),
         }
     }
 }

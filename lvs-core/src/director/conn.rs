@@ -189,7 +189,8 @@ impl Director {
     }
 
     /// What freeing an entry undoes: the controller's count, the server binding, the half-open
-    /// count, a FullNAT connection's local port and a SYN-proxied one's splice.
+    /// count, a FullNAT connection's local port, a SYN-proxied one's splice and a SIP
+    /// template's Call-ID.
     fn release(&mut self, id: ConnId, c: &Conn) {
         if defense::half_open(c) {
             self.half_open = self.half_open.saturating_sub(1);
@@ -199,6 +200,9 @@ impl Director {
         }
         if c.flags & cf::SYNPROXY != 0 {
             self.synproxy.forget(id);
+        }
+        if c.flags & cf::PE_SIP != 0 {
+            self.sip.remove(id);
         }
         if c.flags & cf::OUT_HASHED != 0 {
             self.nat_conns = self.nat_conns.saturating_sub(1);

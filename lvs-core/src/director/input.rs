@@ -11,6 +11,7 @@ use crate::conn::table::{InKey, OutKey};
 use crate::conn::{cf, Conn, ConnId, NIL};
 use crate::dest::{DestId, FwdMethod, TunConfig, TunType, F_AVAILABLE};
 use crate::error::Reason;
+use crate::persist::sip::{CallId, PersistEngine};
 use crate::persist::{self, template_key};
 use crate::proto::sctp;
 use crate::proto::tcp::{flags, TcpState};
@@ -396,15 +397,22 @@ impl Director {
         if meta.sport == FTP_DATA_PORT {
             return Err(Verdict::NotMine);
         }
-        match self.schedule(now, si, meta) {
+        match self.schedule(now, si, frame.data(), meta) {
             Ok(id) => Ok(id),
             Err(Reason::NoDest) => Err(self.refuse(frame, meta, Reason::NoDest, IcmpKind::PortUnreachable)),
             Err(r) => Err(self.drop(r)),
         }
     }
 
-    /// `ip_vs_schedule` and `ip_vs_sched_persist`.
-    pub(super) fn schedule(&mut self, now: Instant, si: u32, meta: &PacketMeta) -> Result<ConnId, Reason> {
+    /// `ip_vs_schedule` and `ip_vs_sched_persist`, for the packet `meta` describes in `frame`
+    /// (whose payload the SIP persistence engine reads).
+    pub(super) fn schedule(
+        &mut self,
+        now: Instant,
+        si: u32,
+        frame: &[u8],
+        meta: &PacketMeta,
+    ) -> Result<ConnId, Reason> {
         let Some(svc) = self.svcs.get_mut(si as usize).and_then(Option::as_mut) else { return Err(Reason::NoDest) };
         let key = svc.cfg.key;
         let one_packet = svc.cfg.one_packet && meta.proto == ipproto::UDP;
@@ -426,11 +434,19 @@ impl Director {
             return self.create_conn(now, meta, si, dest, dport, NIL, one_packet);
         };
         let tk = template_key(&key, svc.cfg.netmask, meta);
+        // `ip_vs_conn_fill_param_persist`: the engine's parameter, or the packet is dropped.
+        let call_id = match svc.cfg.pe {
+            Some(PersistEngine::Sip) => {
+                Some(wire::sip::datagram_call_id(frame, meta).and_then(CallId::new).ok_or(Reason::NoCallId)?)
+            }
+            None => None,
+        };
         let expire_quiescent = self.cfg.expire_quiescent_template;
-        let tmpl = self
-            .conns
-            .find_in(&tk.key)
-            .filter(|t| persist::check_template(&mut self.conns, &self.dests, expire_quiescent, *t));
+        let found = match &call_id {
+            Some(c) => self.sip.find(&self.conns, &tk.key, c.as_bytes()),
+            None => self.conns.find_in(&tk.key),
+        };
+        let tmpl = found.filter(|t| persist::check_template(&mut self.conns, &self.dests, expire_quiescent, *t));
         let (tid, dest) = match tmpl {
             Some(t) => {
                 let dest = self.conns.get(t).and_then(Conn::dest_id).ok_or(Reason::NoDest)?;
@@ -444,8 +460,12 @@ impl Director {
                 let mut cx = SchedCx { now, rng: &mut self.rng };
                 let dest = svc.sched.schedule(&mut cx, &view, meta).ok_or(Reason::NoDest)?;
                 let d = self.dests.get(dest).ok_or(Reason::NoDest)?;
-                let t = persist::new_template(&tk, dest, d, self.conn_flags(dest, meta.af), ptimeout);
+                let flags = self.conn_flags(dest, meta.af);
+                let t = persist::new_template(&tk, dest, d, flags, ptimeout, call_id.is_some());
                 let t = self.insert(t).ok_or(Reason::TableFull)?;
+                if let Some(c) = call_id {
+                    self.sip.insert(t, c);
+                }
                 (t, dest)
             }
         };

@@ -24,7 +24,8 @@ impl Director {
     ///   connection names a live template, and no entry is armed beyond its own timeout;
     /// - an SCTP connection counts as active exactly while it is ESTABLISHED (`set_sctp_state`);
     /// - the NAT reply index and half-open counts and the service lists agree with the entries
-    ///   and servers.
+    ///   and servers;
+    /// - the SIP table holds a Call-ID for exactly the SIP templates in the table.
     ///
     /// # Errors
     /// A sentence naming the first broken rule.
@@ -57,7 +58,7 @@ impl Director {
                 }
             }
         }
-        let (mut nat, mut half_open) = (0, 0);
+        let (mut nat, mut half_open, mut sip) = (0, 0, 0);
         for (id, c) in self.conns.iter() {
             if c.flags & cf::OUT_HASHED != 0 {
                 nat += 1;
@@ -74,6 +75,12 @@ impl Director {
             if super::defense::half_open(c) {
                 half_open += 1;
             }
+            if c.flags & cf::PE_SIP != 0 {
+                if self.sip.get(id).is_none() || c.flags & cf::IN_HASHED != 0 {
+                    return Err(format!("SIP template {id:?} has no Call-ID or is in the plain index"));
+                }
+                sip += 1;
+            }
             if c.expires > now.saturating_add(u64::from(c.timeout_ms) * 1_000_000) {
                 return Err(format!("entry {id:?} armed beyond its {} ms timeout", c.timeout_ms));
             }
@@ -89,6 +96,9 @@ impl Director {
         }
         if nat != self.nat_conns {
             return Err(format!("{} NAT entries counted, {nat} in the reply index", self.nat_conns));
+        }
+        if sip != self.sip.len() {
+            return Err(format!("{} Call-IDs held for {sip} SIP templates", self.sip.len()));
         }
         if half_open != self.half_open {
             return Err(format!("{} half-open entries counted, {half_open} in the table", self.half_open));

@@ -314,6 +314,8 @@ pub struct Director {
     nat_conns: usize,
     fnat: fnat::FnatState,
     synproxy: synproxy::SynproxyState,
+    /// The SIP persistence engine's templates, by Call-ID.
+    sip: crate::persist::sip::SipTemplates,
     timeouts: Timeouts,
     stats: Stats,
     drops: [u64; Reason::COUNT],
@@ -350,6 +352,7 @@ impl Director {
             frags: FragTable::new(hasher()),
             flow_hasher: ahash::RandomState::with_seeds(b, c, d, a),
             fnat: fnat::FnatState::new(hasher, cfg.fnat_port_share),
+            sip: crate::persist::sip::SipTemplates::new(hasher),
             synproxy: synproxy::SynproxyState::new(cfg.synproxy_secret, hasher()),
             rng: SeededRng::new(cfg.rng_seed),
             defense: defense::DefenseState::new(cfg.defense),
@@ -495,7 +498,14 @@ impl Director {
 
     /// Every connection and template, as `ipvsadm -Lc` lists them.
     pub fn connections(&self, now: Instant) -> Vec<ConnInfo> {
-        self.conns.iter().map(|(_, c)| ConnInfo::of(c, crate::proto::state_name(c), now.as_nanos())).collect()
+        self.conns.iter().map(|(id, c)| ConnInfo::of(id, c, crate::proto::state_name(c), now.as_nanos())).collect()
+    }
+
+    /// The persistence engine and its data (`show_pe_data`: the SIP Call-ID) of a template
+    /// [`connections`](Self::connections) listed with [`ConnInfo::pe`]; `None` once the
+    /// template is gone.
+    pub fn pe_data(&self, r: crate::conn::PeRef) -> Option<(crate::service::PersistEngine, &[u8])> {
+        Some((crate::service::PersistEngine::Sip, self.sip.get(r.0)?.as_bytes()))
     }
 
     fn svc(&self, i: u32) -> Option<&Service> {

@@ -12,6 +12,7 @@ use crate::conn::table::InKey;
 use crate::conn::{cf, Conn, ConnId, NIL};
 use crate::dest::{DestId, FwdMethod};
 use crate::error::Error;
+use crate::persist::sip::{CallId, PersistEngine};
 use crate::proto::{sctp, tcp::TcpState};
 use crate::sync::wire::{self, flags as kf, Abort, Entry, MessageError, Record, Skip, Version};
 use crate::sync::{self, Candidate, DaemonConfig, Datagram, Mark, Master, Role, SyncParams};
@@ -349,10 +350,17 @@ impl Director {
         yes
     }
 
-    /// Puts entry `id` into the master's current message.
+    /// Puts entry `id` into the master's current message. A SIP template carries its Call-ID
+    /// and the engine's name as the `PE_DATA` and `PE_NAME` options (`ip_vs_sync_conn_v1`;
+    /// version 0 has no room for them and sends the template without).
     fn queue_record(&mut self, now: Instant, id: ConnId) {
         let Some(c) = self.conns.get(id) else { return };
-        let rec = self.record_of(c);
+        let call_id = self.sip.get(id).copied();
+        let mut rec = self.record_of(c);
+        if let Some(call_id) = &call_id {
+            rec.pe_data = Some(call_id.as_bytes());
+            rec.pe_name = Some(PersistEngine::Sip.name().as_bytes());
+        }
         let version = self.sync.params.version;
         if let Some((_, m)) = self.sync.master.as_mut() {
             let socket = id.0 as usize % usize::from(m.sockets());
@@ -472,11 +480,22 @@ impl Director {
                 return Err(());
             }
         }
-        if r.pe_data.is_some() {
-            // No persistence engine is loaded here ("no engine found"), as on a kernel without
-            // ip_vs_pe_sip.
-            return Err(());
-        }
+        // `ip_vs_conn_fill_param_sync`: engine data (when not empty) needs the name of an
+        // engine this director has — "no engine found" otherwise, "Invalid PE parameters"
+        // without a name — and the record is skipped. A kernel master sends it with templates
+        // only; a connection record that carries it is applied as any other here (a kernel
+        // backup would file a new one by Call-ID, where no packet looks for it).
+        let call_id = match (r.pe_data.filter(|d| !d.is_empty()), r.pe_name) {
+            (None, _) => None,
+            (Some(_), None) => return Err(()),
+            (Some(data), Some(name)) => {
+                let engine = core::str::from_utf8(name).ok().and_then(PersistEngine::by_name).ok_or(())?;
+                match engine {
+                    PersistEngine::Sip if template => Some(CallId::new(data).ok_or(())?),
+                    PersistEngine::Sip => None,
+                }
+            }
+        };
         let v6 = r.is_v6();
         let key = InKey {
             v6,
@@ -487,7 +506,10 @@ impl Director {
             vaddr: raw(&r.vaddr),
             vport: r.vport,
         };
-        let mut found = self.conns.find_in(&key);
+        let mut found = match &call_id {
+            Some(c) => self.sip.find(&self.conns, &key, c.as_bytes()),
+            None => self.conns.find_in(&key),
+        };
         if let (false, Some(id)) = (template, found) {
             let moved = self.conns.get(id).is_some_and(|c| c.dport != r.dport || c.daddr != raw(&r.daddr));
             if moved {
@@ -511,7 +533,14 @@ impl Director {
                     self.sync.stats.unbound += 1;
                 }
                 kflags &= !kf::HASHED;
-                let id = self.insert(self.synced_conn(r, kflags, dest)).ok_or(())?;
+                let mut c = self.synced_conn(r, kflags, dest);
+                if call_id.is_some() {
+                    c.flags = (c.flags & !cf::IN_HASHED) | cf::PE_SIP;
+                }
+                let id = self.insert(c).ok_or(())?;
+                if let Some(c) = call_id {
+                    self.sip.insert(id, c);
+                }
                 self.sync.stats.created += 1;
                 id
             }

@@ -230,7 +230,7 @@ impl Director {
             s2c: OptAdj::default(),
             held: payload.then(|| data.to_vec()),
         };
-        let id = match self.schedule(now, si, meta) {
+        let id = match self.schedule(now, si, data, meta) {
             Ok(id) => id,
             Err(Reason::NoDest) => return self.refuse(frame, meta, Reason::NoDest, IcmpKind::PortUnreachable),
             Err(r) => return self.drop(r),

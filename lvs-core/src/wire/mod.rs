@@ -12,6 +12,7 @@ pub(crate) mod csum;
 pub(crate) mod field;
 mod frame;
 pub mod proxy;
+pub mod sip;
 pub(crate) mod tunnel;
 
 pub use frame::{Frame, DEFAULT_HEADROOM};

@@ -25,6 +25,7 @@ use crate::addr::{Af, Proto, ServiceKey};
 use crate::dest::{FwdMethod, RealServer, TunConfig, TunCsum, TunType};
 use crate::director::Command;
 use crate::laddr::ClientAddr;
+use crate::persist::sip::PersistEngine;
 use crate::service::{Netmask, SchedFlags, ServiceConfig, DEFAULT_PERSIST_TIMEOUT, MAX_PERSIST_TIMEOUT};
 use crate::sync::{DaemonConfig, Role};
 use crate::wire::proxy::ProxyVersion;
@@ -428,7 +429,9 @@ struct Entry {
     /// `svc.netmask`: an IPv4 mask word, or a prefix length once the service is IPv6.
     netmask: Netmask,
     ops: bool,
-    pe: bool,
+    /// `svc.pe_name`: `--pe`'s word (ipvsadm cuts it to 16 bytes, which makes no other name
+    /// `sip` or empty).
+    pe: Option<String>,
     sched_flags: Option<String>,
     dest: IpAddr,
     dest_port: u16,
@@ -465,7 +468,7 @@ impl Entry {
             persistent: None,
             netmask: Netmask::V4(Ipv4Addr::BROADCAST),
             ops: false,
-            pe: false,
+            pe: None,
             sched_flags: None,
             dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             dest_port: 0,
@@ -862,7 +865,7 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
                     20 => fmt.exact = true,
                     28 => fmt.tun_info = true,
                     21 => e.ops = true,
-                    22 => e.pe = true,
+                    22 => e.pe = Some(val),
                     23 => e.sched_flags = Some(val),
                     24 => e.daemon.group = Some(mcast_group(&val)?),
                     25 => {
@@ -965,6 +968,7 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
         c.persistent = e.persistent;
         c.netmask = e.netmask;
         c.one_packet = e.ops;
+        c.pe = e.pe.as_deref().and_then(PersistEngine::by_name);
         c.sched_flags = SchedFlags(flags);
         c.client_addr = e.client_addr;
         c.synproxy = e.synproxy;
@@ -1032,10 +1036,12 @@ pub fn parse_request<S: AsRef<str>>(args: &[S], in_restore: bool) -> Result<Requ
 }
 
 /// What ipvsadm passes on and a kernel takes but this library has not: persistence engines
-/// (`--pe`, which a kernel without the module refuses with `ENOENT`).
+/// other than `sip` (`--pe`, which the kernel refuses with `ENOENT` when no module
+/// `ip_vs_pe_NAME` loads; an empty name is no engine).
 fn unsupported(e: &Entry, r: Request) -> Result<Request, Failure> {
+    let unknown_pe = e.pe.as_deref().is_some_and(|n| !n.is_empty() && PersistEngine::by_name(n).is_none());
     match &r {
-        Request::Apply(Command::AddService(_) | Command::EditService(_)) if e.pe => {
+        Request::Apply(Command::AddService(_) | Command::EditService(_)) if unknown_pe => {
             Err(Failure::returned("Scheduler or persistence engine not found"))
         }
         _ => Ok(r),

@@ -200,6 +200,9 @@ fn service_entry(out: &mut String, s: &ServiceInfo<'_>, f: Format) {
             if !c.netmask.is_full() {
                 let _ = write!(out, " mask {}", netmask_text(c.netmask));
             }
+            if let Some(pe) = c.pe {
+                let _ = write!(out, " pe {}", pe.name());
+            }
         }
         if c.one_packet {
             out.push_str(" ops");
@@ -269,8 +272,10 @@ fn dest_line(out: &mut String, d: &DestView<'_>, f: Format) {
     out.push('\n');
 }
 
-/// `list_conn`: the connection table as `/proc/net/ip_vs_conn` gives it to ipvsadm. No
-/// connection carries persistence-engine data, so `--persistent-conn` changes only the title.
+/// `list_conn`: the connection table as `/proc/net/ip_vs_conn` gives it to ipvsadm. With
+/// `--persistent-conn`, a template of a persistence engine (`--pe sip`) also shows the engine's
+/// name and its data (the Call-ID) — in `print_conn`'s columns for that case, where the
+/// destination is 16 wide.
 fn conn_rows(d: &Director, now: Instant, out: &mut String, f: Format) {
     let _ = writeln!(out, "IPVS connection entries");
     if f.persistent_conn {
@@ -291,14 +296,22 @@ fn conn_rows(d: &Director, now: Instant, out: &mut String, f: Format) {
         };
         let secs = c.expires_ms / 1000;
         let expire = format!("{:02}:{:02}", secs / 60, secs % 60);
-        let _ = writeln!(
-            out,
-            "{proto:<3} {expire:<6} {:<11} {:<18} {:<18} {}",
-            c.state,
-            format!("{}", c.client),
-            format!("{}", c.virt),
-            c.dest
-        );
+        let (client, virt) = (format!("{}", c.client), format!("{}", c.virt));
+        match c.pe.and_then(|r| d.pe_data(r)).filter(|_| f.persistent_conn) {
+            Some((engine, data)) => {
+                let dest = format!("{}", c.dest);
+                let _ = writeln!(
+                    out,
+                    "{proto:<3} {expire:<6} {:<11} {client:<18} {virt:<18} {dest:<16} {:<18} {}",
+                    c.state,
+                    engine.name(),
+                    String::from_utf8_lossy(data)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "{proto:<3} {expire:<6} {:<11} {client:<18} {virt:<18} {}", c.state, c.dest);
+            }
+        }
     }
 }
 

@@ -87,6 +87,9 @@ pub fn save(d: &Director) -> String {
                 let _ = write!(out, " -M {}", netmask_text(c.netmask));
             }
         }
+        if let Some(pe) = c.pe {
+            let _ = write!(out, " --pe {}", pe.name());
+        }
         if c.one_packet {
             out.push_str(" -o");
         }

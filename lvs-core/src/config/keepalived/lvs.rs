@@ -15,7 +15,7 @@ use crate::addr::{Af, Proto, ServiceKey};
 use crate::config::source::{ConfigError, ErrorKind};
 use crate::dest::{FwdMethod, RealServer, TunConfig, TunCsum, TunType};
 use crate::health::{ServicePolicy, MAX_CHECKS};
-use crate::service::SchedFlags;
+use crate::service::{PersistEngine, SchedFlags};
 
 /// The most services one `virtual_server_group` may stand for (its ranges expanded).
 pub const MAX_GROUP_MEMBERS: usize = 4096;
@@ -237,6 +237,7 @@ pub(crate) fn virtual_server(
         tun: TunConfig::IPIP,
         persistence: None,
         granularity: None,
+        pe: None,
         one_packet: false,
         sched_flags: SchedFlags::default(),
         midflow_hash: false,
@@ -272,7 +273,13 @@ pub(crate) fn virtual_server(
                 })
             }
             "persistence_granularity" => vs.granularity = Some(granularity(cx, s)?),
-            "persistence_engine" => cx.warn(s, "persistence engines are not implemented; ignored"),
+            // `pengine_handler` copies the name; the kernel then looks it up (`ENOENT` for an
+            // engine it has no module for), which would fail the virtual server.
+            "persistence_engine" => {
+                let name = cx.need(s, 0)?;
+                let pe = PersistEngine::by_name(name);
+                vs.pe = Some(pe.ok_or_else(|| cx.err(s, format!("persistence engine '{name}' not found")))?);
+            }
             "protocol" => {
                 proto = match cx.need(s, 0)?.to_ascii_uppercase().as_str() {
                     "TCP" => Proto::Tcp,

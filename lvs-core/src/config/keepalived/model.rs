@@ -12,7 +12,7 @@ use crate::addr::ServiceKey;
 use crate::config::source::{Files, Origin};
 use crate::dest::{FwdMethod, RealServer, TunConfig};
 use crate::health::{CheckPlan, ServicePolicy};
-use crate::service::{SchedFlags, ServiceConfig};
+use crate::service::{PersistEngine, SchedFlags, ServiceConfig};
 use crate::vrrp::{Auth, Garp, Version};
 
 /// A whole keepalived configuration.
@@ -142,6 +142,8 @@ pub struct VirtualServer {
     pub persistence: Option<u32>,
     /// `persistence_granularity` as a prefix length.
     pub granularity: Option<u8>,
+    /// `persistence_engine` (`sip`).
+    pub pe: Option<PersistEngine>,
     /// `ops`.
     pub one_packet: bool,
     /// `flag-1`, `sh-port`, … .
@@ -169,6 +171,7 @@ impl VirtualServer {
         if let Some(p) = self.granularity {
             s = s.netmask(p);
         }
+        s.pe = self.pe;
         s.one_packet = self.one_packet;
         s.sched_flags = self.sched_flags;
         s.midflow_hash = self.midflow_hash;

@@ -599,3 +599,22 @@ fn lvs_midflow_hash_keyword() {
     let plain = &ok(&text.replace(" midflow-hash\n", "")).config.virtual_servers[0];
     assert!(!plain.service_config(plain.keys[0]).midflow_hash);
 }
+
+#[test]
+fn persistence_engine_sip_is_set_up() {
+    // keepalived's `pengine_handler` copies the name into `vs->pe_name`, which
+    // `ipvs_set_srule` hands to the kernel with the service.
+    let p = ok("virtual_server 203.0.113.100 5060 {\n lb_algo first\n lb_kind DR\n protocol UDP\n\
+                persistence_timeout 60\n persistence_engine sip\n real_server 192.0.2.11 5060 {\n }\n}\n");
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    assert_eq!(p.config.virtual_servers[0].pe, Some(crate::service::PersistEngine::Sip));
+    let mut d = Director::new(DirectorConfig::default(), factory);
+    p.config.apply(&mut d, &mut Monitor::new(1), Instant::ZERO, &|_| None).unwrap();
+    assert_eq!(
+        save(&d),
+        "-A -u 203.0.113.100:5060 -s first -p 60 --pe sip\n-a -u 203.0.113.100:5060 -r 192.0.2.11:5060 -g -w 1\n"
+    );
+    // An engine the kernel has no module for fails the virtual server: an error at its line.
+    let e = err("virtual_server 203.0.113.100 5060 {\n persistence_engine rtsp\n}\n");
+    assert_eq!((e.line, e.to_string().contains("persistence engine 'rtsp' not found")), (2, true), "{e}");
+}

@@ -176,6 +176,7 @@ fn lvs_families_drops_table_and_sync() {
         lvs_drops_total{reason=\"drop-packet\"} 0\n\
         lvs_drops_total{reason=\"service-conn-limit\"} 0\n\
         lvs_drops_total{reason=\"dest-conn-limit\"} 0\n\
+        lvs_drops_total{reason=\"no-call-id\"} 0\n\
         # HELP lvs_connection_table_entries Connections and templates in the connection table.\n\
         # TYPE lvs_connection_table_entries gauge\n\
         lvs_connection_table_entries 9\n\

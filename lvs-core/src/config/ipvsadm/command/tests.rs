@@ -184,7 +184,7 @@ fn bad_command_lines_get_ipvsadm_messages_and_statuses() {
         (2, "Illegal 'tun-port' option with the 'ipip' tunnel type".into())
     );
     assert_eq!(
-        fail(&["-A", "-t", "10.0.0.1:80", "--pe", "sip"]),
+        fail(&["-A", "-t", "10.0.0.1:80", "--pe", "rtsp"]),
         (255, "Scheduler or persistence engine not found".into())
     );
     assert_eq!(
@@ -457,4 +457,21 @@ fn lvs_midflow_hash_switch() {
     );
     // A switch takes no value.
     assert_eq!(fail(&["-A", "-t", "10.0.0.1:80", "--midflow-hash=yes"]).0, 255);
+}
+
+#[test]
+fn persistence_engine_sip() {
+    // `--pe NAME` is copied into `svc.pe_name` whatever the other options (`parse_options`);
+    // the kernel looks the name up (`ip_vs_pe_getbyname`) and keeps it even on a service that
+    // is not persistent; an empty name is no engine.
+    let s = svc(&["-A", "-u", "203.0.113.100:5060", "-s", "rr", "-p", "60", "--pe", "sip"]);
+    assert_eq!((s.persistent, s.pe), (Some(60), Some(PersistEngine::Sip)));
+    assert_eq!(svc(&["-E", "-u", "203.0.113.100:5060", "--pe=sip"]).pe, Some(PersistEngine::Sip));
+    assert_eq!(svc(&["-A", "-u", "203.0.113.100:5060", "--pe", ""]).pe, None);
+    assert_eq!(svc(&["-A", "-u", "203.0.113.100:5060", "-p"]).pe, None);
+    // The table of options: `--pe` belongs to -A and -E only.
+    assert_eq!(
+        fail(&["-a", "-u", "203.0.113.100:5060", "-r", "192.0.2.11", "--pe", "sip"]),
+        (2, "Illegal 'pe' option with the 'add-server' command".into())
+    );
 }
