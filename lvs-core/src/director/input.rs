@@ -66,7 +66,7 @@ enum Seen {
 }
 
 /// The client → virtual key of a packet (`ip_vs_conn_in_get` of its tuple).
-fn in_key(meta: &PacketMeta) -> InKey {
+pub(super) fn in_key(meta: &PacketMeta) -> InKey {
     InKey {
         v6: meta.af == Af::V6,
         tmpl: false,
@@ -286,7 +286,7 @@ impl Director {
                 if let Some(s) = stale {
                     self.unhash_conn(s);
                 }
-                let new = self.new_flow(now, frame, meta);
+                let new = self.new_flow(now, frame, meta, stale);
                 if let Some(s) = stale {
                     self.expire_now(s);
                 }
@@ -367,7 +367,15 @@ impl Director {
     /// (`tcp_conn_schedule`, `udp_conn_schedule`, `sctp_conn_schedule`).
     /// `ip_vs_schedule` never schedules a packet from the FTP data port (20), on any service:
     /// the packet goes on to the director's own stack (`NF_ACCEPT`), which is `NotMine` here.
-    fn new_flow(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta) -> Result<ConnId, Verdict> {
+    /// `stale` is the entry a rescheduled SYN gave up: the kernel only fires its timer after
+    /// this packet, so a refusal still finds it (see [`Director::refuse_for`]).
+    fn new_flow(
+        &mut self,
+        now: Instant,
+        frame: &mut Frame,
+        meta: &PacketMeta,
+        stale: Option<ConnId>,
+    ) -> Result<ConnId, Verdict> {
         let Some(si) = self.find_service(frame, meta) else { return Err(Verdict::NotMine) };
         if meta.proto == ipproto::TCP && self.svc(si).is_some_and(|s| s.cfg.synproxy) && matches!(meta.frag, Frag::None)
         {
@@ -398,7 +406,7 @@ impl Director {
         }
         match self.schedule(now, si, meta) {
             Ok(id) => Ok(id),
-            Err(Reason::NoDest) => Err(self.refuse(frame, meta, Reason::NoDest, IcmpKind::PortUnreachable)),
+            Err(Reason::NoDest) => Err(self.refuse_for(frame, meta, Reason::NoDest, IcmpKind::PortUnreachable, stale)),
             Err(r) => Err(self.drop(r)),
         }
     }
