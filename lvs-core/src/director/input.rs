@@ -91,9 +91,11 @@ fn out_key(meta: &PacketMeta) -> OutKey {
 }
 
 impl Director {
-    /// Processes a burst: one verdict per frame.
+    /// Processes a burst: one verdict per frame. The extra fragments of every
+    /// [`Verdict::Fragmented`] wait in [`Director::fragments`], in the order of the verdicts.
     pub fn process_burst(&mut self, now: Instant, frames: &mut [Frame], verdicts: &mut [Verdict]) {
         self.start_clock(now);
+        self.frag_out.clear();
         for (frames, verdicts) in frames.chunks_mut(PROBE_AHEAD).zip(verdicts.chunks_mut(PROBE_AHEAD)) {
             // First pass: parse every frame and probe its indexes. The probes are independent
             // of one another, so the processor overlaps their cache misses (bucket and entry)
@@ -197,6 +199,7 @@ impl Director {
     /// ```
     pub fn process(&mut self, now: Instant, frame: &mut Frame) -> Verdict {
         self.start_clock(now);
+        self.frag_out.clear();
         match wire::parse(frame.data()) {
             Ok(meta) => self.process_meta(now, frame, &meta, Probe::Unknown),
             Err(e) => self.unparsed(e),
@@ -555,12 +558,12 @@ impl Director {
                 let t =
                     Tunnel { src, dst: *daddr, dst_mac: nh.mac, src_mac: me, mtu: self.cfg.tun_mtu, id: self.ip_id };
                 match tun::xmit(frame, meta, &t) {
-                    Ok(()) => Ok(()),
+                    Ok(()) => return self.send_tunnelled(frame, usize::from(meta.l3), nh.port, dest, Af::of(daddr)),
                     Err(TunError::Xmit(e)) => Err(e),
-                    Err(TunError::TooBig { mtu, df: true }) => {
+                    Err(TunError::TooBig { mtu }) => {
                         return self.refuse(frame, meta, Reason::MtuExceeded, IcmpKind::FragNeeded(mtu))
                     }
-                    Err(TunError::TooBig { df: false, .. }) => return self.drop(Reason::MtuExceeded),
+                    Err(TunError::TooLong) => return self.drop(Reason::MtuExceeded),
                 }
             }
             FwdMethod::Local => Ok(()),

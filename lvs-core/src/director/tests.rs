@@ -907,6 +907,7 @@ fn passive_checks_note_a_refusing_server_and_a_retransmitted_syn() {
 mod defense;
 mod parity;
 mod sctp;
+mod tunnel;
 
 /// A burst answers exactly as its frames would one at a time, the kernel's one skb after
 /// another, though `process_burst` probes every frame's tuple before processing any: here

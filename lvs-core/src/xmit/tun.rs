@@ -44,14 +44,15 @@ pub(crate) struct Tunnel {
 pub(crate) enum TunError {
     /// A rewrite failed.
     Xmit(XmitError),
-    /// The encapsulated packet would exceed the MTU; the client should be told this MTU
-    /// (already reduced by the tunnel overhead). `df` says whether it asked not to fragment.
+    /// The encapsulated packet would exceed the MTU and may not be fragmented (DF, or IPv6,
+    /// which routers never fragment); the client should be told this MTU (already reduced by
+    /// the tunnel overhead).
     TooBig {
         /// The MTU to advertise.
         mtu: u16,
-        /// Whether the packet had DF set (IPv6 always has).
-        df: bool,
     },
+    /// The datagram is too long for an IPv4 outer header's 16-bit total length.
+    TooLong,
 }
 
 impl From<XmitError> for TunError {
@@ -63,8 +64,10 @@ impl From<XmitError> for TunError {
 /// Encapsulates the frame's datagram toward the real server.
 ///
 /// # Errors
-/// [`TunError::TooBig`] when it would not fit the MTU; [`TunError::Xmit`] when the TTL runs
-/// out or the frame lacks headroom.
+/// [`TunError::TooBig`] when it would not fit the MTU and has DF set (IPv6 always has; a
+/// longer packet without DF is encapsulated whole, for the caller to fragment);
+/// [`TunError::TooLong`] when an IPv4 outer header cannot hold its length; [`TunError::Xmit`]
+/// when the TTL runs out or the frame lacks headroom.
 pub(crate) fn xmit(frame: &mut Frame, meta: &PacketMeta, t: &Tunnel) -> Result<(), TunError> {
     let outer_af = Af::of(&t.dst);
     let over = overhead(outer_af);
@@ -73,9 +76,11 @@ pub(crate) fn xmit(frame: &mut Frame, meta: &PacketMeta, t: &Tunnel) -> Result<(
     // the MTU is checked, so an error quotes the decremented header.
     trim_padding(frame, meta);
     decrement_ttl(frame.data_mut(), meta)?;
-    if inner_len + over > usize::from(t.mtu) {
+    // `ensure_mtu_is_adequate`: only a packet that may not be fragmented is refused; any
+    // other is encapsulated whole, and the outer packet is fragmented afterwards.
+    if inner_len + over > usize::from(t.mtu) && meta.df {
         let mtu = usize::from(t.mtu).saturating_sub(over) as u16;
-        return Err(TunError::TooBig { mtu, df: meta.df });
+        return Err(TunError::TooBig { mtu });
     }
     let l3 = usize::from(meta.l3);
     let data = frame.data();
@@ -102,7 +107,7 @@ pub(crate) fn xmit(frame: &mut Frame, meta: &PacketMeta, t: &Tunnel) -> Result<(
     match outer_af {
         Af::V4 => {
             set_ethertype(data, l2, ethertype::IPV4)?;
-            let total = (inner_len + 20) as u16;
+            let total = u16::try_from(inner_len + over).map_err(|_| TunError::TooLong)?;
             let id = if meta.df { 0 } else { t.id };
             write_v4_header(data, l2, tos, total, id, meta.df, ttl, proto, src, dst)?;
         }
