@@ -137,11 +137,14 @@ fn main() -> ExitCode {
         }
         let v = d.process(now, &mut frame);
         busy += t0.elapsed();
-        if let Verdict::Transmit { .. } = v {
-            sent += 1;
-            if let Err(e) = w.write(f.ts_ns, frame.data()) {
-                eprintln!("replay: {}: {e}", out.display());
-                return ExitCode::FAILURE;
+        if let Verdict::Transmit { .. } | Verdict::Fragmented { .. } = v {
+            // A fragmented tunnel packet: the frame holds the first fragment, the director the rest.
+            for g in std::iter::once(&frame).chain(d.fragments()) {
+                sent += 1;
+                if let Err(e) = w.write(f.ts_ns, g.data()) {
+                    eprintln!("replay: {}: {e}", out.display());
+                    return ExitCode::FAILURE;
+                }
             }
         }
     }

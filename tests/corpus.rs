@@ -52,13 +52,15 @@ fn every_frame_gets_a_verdict() {
                 let before: u64 = d.drops().iter().sum();
                 frame.load(DEFAULT_HEADROOM, &c.data);
                 match d.process(now, &mut frame) {
-                    Verdict::Transmit { .. } => {
+                    Verdict::Transmit { .. } | Verdict::Fragmented { .. } => {
                         forwarded += 1;
-                        assert!(
-                            wire::parse(frame.data()).is_ok(),
-                            "{}: frame {i} forwarded unparsable",
-                            path.display()
-                        );
+                        for f in std::iter::once(&frame).chain(d.fragments()) {
+                            assert!(
+                                wire::parse(f.data()).is_ok(),
+                                "{}: frame {i} forwarded unparsable",
+                                path.display()
+                            );
+                        }
                     }
                     Verdict::Drop(r) => {
                         dropped += 1;

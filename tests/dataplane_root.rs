@@ -239,3 +239,94 @@ fn fanout_spreads_flows_over_shards() {
     }
     assert!(listing.contains("  -> 192.0.2.11:80                     400"), "{listing}");
 }
+
+/// The IPv4 header checksum over `h` (RFC 1071): 0 when the header's own checksum is right.
+fn header_sum(h: &[u8]) -> u16 {
+    let sum: u32 = h.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]))).sum();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    !(((sum & 0xffff) + (sum >> 16)) as u16)
+}
+
+/// What a real server's kernel makes of a fragmented tunnel packet: the director sends a
+/// 1500-byte non-DF segment to a TUN server over a 1500-byte link as two outer fragments, and
+/// the server's stack (`ip_local_deliver` → `ip_defrag`) hands a raw IPPROTO_IPIP socket the
+/// whole IP-in-IP packet — 1520 bytes, the director's outer header unfragmented, and the client's
+/// packet with only its TTL decremented. Raw sockets get the packet before any protocol handler,
+/// so this needs no ipip module.
+#[test]
+fn a_real_server_reassembles_a_fragmented_tunnel_packet() {
+    use socket2::{Domain, Protocol, Socket, Type};
+
+    if !can_run() {
+        return;
+    }
+    let dir = ns_with_veths("lvs-t-frag", &[("lvsf1", "lvsf2")]);
+    let rs = Netns::create("lvs-t-fragrs").unwrap();
+    dir.exec("ip", &["link", "set", "lvsf2", "netns", rs.name()]).unwrap();
+    rs.exec("ip", &["link", "set", "lvsf2", "address", &RS_MAC.to_string(), "up"]).unwrap();
+    rs.exec("ip", &["addr", "add", "192.0.2.11/24", "dev", "lvsf2"]).unwrap();
+    let client = "198.51.100.2".parse().unwrap();
+    let vip = "203.0.113.100".parse().unwrap();
+    let body = vec![0x5a; 1460];
+    let mut seg = lvs::core::testkit::Tcp::new((client, 1000), (vip, 80), 0x10);
+    seg.payload = &body;
+    let mut input = seg.build();
+    // No DF (the builder sets it): clear the bit, then the header checksum afresh.
+    input[20] &= !0x40;
+    input[24..26].fill(0);
+    let c = header_sum(&input[14..34]);
+    input[24..26].copy_from_slice(&c.to_be_bytes());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let server = s.spawn(|| {
+            rs.enter().unwrap();
+            let mut sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(4))).unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            ready_tx.send(()).unwrap();
+            let mut buf = [0u8; 4096];
+            let start = StdInstant::now();
+            while start.elapsed() < Duration::from_secs(3) {
+                if let Ok(n) = std::io::Read::read(&mut sock, &mut buf) {
+                    return Some(buf[..n].to_vec());
+                }
+            }
+            None
+        });
+        ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let sent = s
+            .spawn(|| {
+                dir.enter().unwrap();
+                let port = PortConfig::new(MacAddr([2, 0, 0, 0, 0, 1])).with_addr("192.0.2.1".parse().unwrap());
+                let mut d = lvs::director(DirectorConfig { tun_mtu: 1500, ..DirectorConfig::default() }.port(port));
+                d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: RS_MAC, port: 0 });
+                lvs::core::config::restore(
+                    &mut d,
+                    "-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -i\n",
+                )
+                .unwrap();
+                let mut io = AfPacket::open("lvsf1", AfPacketConfig::default()).unwrap();
+                let mut syn = lvs::core::testkit::Tcp::new((client, 1000), (vip, 80), 2).frame();
+                assert!(matches!(d.process(Instant::from_secs(1), &mut syn), lvs::Verdict::Transmit { .. }));
+                let mut frame = Frame::new(DEFAULT_HEADROOM, &input);
+                let v = d.process(Instant::from_secs(1), &mut frame);
+                assert!(matches!(v, lvs::Verdict::Fragmented { port: 0, more: 1, .. }), "{v:?}");
+                let all: Vec<Frame> = std::iter::once(frame).chain(d.fragments().iter().cloned()).collect();
+                send_all(&mut io, &all);
+                all.len()
+            })
+            .join()
+            .unwrap();
+        assert_eq!(sent, 2);
+        let got = server.join().unwrap().expect("the reassembled packet reached the raw socket");
+        assert_eq!(got.len(), 1520, "the whole IP-in-IP packet");
+        assert_eq!(got[9], 4);
+        assert_eq!(&got[12..20], &[192, 0, 2, 1, 192, 0, 2, 11]);
+        let inner = &got[20..];
+        assert_eq!(inner.len(), input.len() - 14);
+        assert_eq!(inner[8], input[22] - 1, "inner TTL decremented once");
+        assert_eq!(header_sum(&inner[..20]), 0, "inner header checksum updated");
+        assert_eq!(&inner[..8], &input[14..22]);
+        assert_eq!(&inner[9..10], &input[23..24]);
+        assert_eq!(&inner[12..], &input[26..], "addresses, TCP header and payload unchanged");
+    });
+}

@@ -1,8 +1,9 @@
 //! An established packet allocates nothing (DESIGN.md: the core "never allocates on the
 //! per-packet fast path of an established flow"), proved with a counting global allocator: DR,
 //! TUN (IP-in-IP, and GUE and GRE with their checksums) and NAT in both directions, for IPv4
-//! and IPv6, one packet at a time and in bursts; and the later datagrams of flows to a service
-//! with the SIP persistence engine (whose Call-ID is read only when a flow is scheduled).
+//! and IPv6, one packet at a time and in bursts; TUN packets over the MTU, once the director's
+//! pool of fragment frames has grown; and the later datagrams of flows to a service with the
+//! SIP persistence engine (whose Call-ID is read only when a flow is scheduled).
 //! `stats_alloc` wraps the system allocator and counts.
 
 #[path = "../examples/common/traffic.rs"]
@@ -116,6 +117,46 @@ fn sip_flows() {
     assert_eq!(d.connections(NOW).iter().filter(|c| c.template).count(), FLOWS as usize, "a template per call");
 }
 
+/// A 2000-byte segment of flow `i` without DF: it leaves a 1500-byte tunnel in two fragments.
+fn large_without_df(i: u32) -> Vec<u8> {
+    let mut t = Tcp::new(client(Af::V4, i), (vip(Af::V4), 80), flags::ACK);
+    let body = [0x55; 1960];
+    t.payload = &body;
+    let mut b = t.build();
+    b[20] &= !0x40;
+    b[24..26].fill(0);
+    let sum: u32 = b[14..34].chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    b[24..26].copy_from_slice(&(!(((sum & 0xffff) + (sum >> 16)) as u16)).to_be_bytes());
+    b
+}
+
+/// Fragmenting reuses the director's pool: after one burst has grown it, neither single
+/// packets nor bursts allocate.
+fn fragments_without_allocating() {
+    let mut d = director(Af::V4, "tun", 0..FLOWS, 1);
+    let templates: Vec<Vec<u8>> = (0..FLOWS).map(large_without_df).collect();
+    let mut frames: Vec<Frame> = templates.iter().map(|t| Frame::new(DEFAULT_HEADROOM, t)).collect();
+    let mut verdicts = vec![Verdict::NotMine; frames.len()];
+    d.process_burst(NOW, &mut frames, &mut verdicts);
+    let fragmented = |v: &Verdict| matches!(v, Verdict::Fragmented { more: 1, .. });
+    assert!(verdicts.iter().all(fragmented), "{verdicts:?}");
+    for (f, t) in frames.iter_mut().zip(&templates) {
+        f.load(DEFAULT_HEADROOM, t);
+        let mut v = Verdict::NotMine;
+        let n = allocations(|| v = d.process(NOW, f));
+        assert!(fragmented(&v), "{v:?}");
+        assert_eq!(n, 0, "allocations for one fragmented packet");
+    }
+    for (f, t) in frames.iter_mut().zip(&templates) {
+        f.load(DEFAULT_HEADROOM, t);
+    }
+    let n = allocations(|| d.process_burst(NOW, &mut frames, &mut verdicts));
+    assert!(verdicts.iter().all(fragmented), "{verdicts:?}");
+    assert_eq!(d.fragments().len(), FLOWS as usize);
+    assert_eq!(n, 0, "allocations for a burst of {FLOWS} fragmented packets");
+}
+
 #[test]
 fn established_packets_allocate_nothing() {
     for af in [Af::V4, Af::V6] {
@@ -127,4 +168,5 @@ fn established_packets_allocate_nothing() {
         nat_replies(af, &mut d);
     }
     sip_flows();
+    fragments_without_allocating();
 }

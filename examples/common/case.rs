@@ -175,10 +175,12 @@ impl Assign {
             return;
         }
         let rs = match v {
-            Verdict::Transmit { dest: Some(id), .. } => d.dest(*id).map(|dv| {
-                let port = if dv.port() == 0 { meta.dport } else { dv.port() };
-                format!("{},{port}", dv.addr())
-            }),
+            Verdict::Transmit { dest: Some(id), .. } | Verdict::Fragmented { dest: Some(id), .. } => {
+                d.dest(*id).map(|dv| {
+                    let port = if dv.port() == 0 { meta.dport } else { dv.port() };
+                    format!("{},{port}", dv.addr())
+                })
+            }
             _ => None,
         };
         let _ = writeln!(
@@ -284,8 +286,10 @@ pub(crate) fn run_case(dir: &Path) -> Result<CaseRun, CaseError> {
                     if let (Some(m), true) = (meta, f.data.get(6..12) == Some(&gw_mac.0[..])) {
                         assign.observe(&d, &m, &v);
                     }
-                    if let Verdict::Transmit { .. } = v {
+                    if let Verdict::Transmit { .. } | Verdict::Fragmented { .. } = v {
                         sent.push(Captured { ts_ns: f.ts_ns, data: frame.data().to_vec() });
+                        let rest = d.fragments().iter().map(|g| Captured { ts_ns: f.ts_ns, data: g.data().to_vec() });
+                        sent.extend(rest);
                     }
                 }
                 run.outputs.push((n, sent));

@@ -579,7 +579,10 @@ pub(crate) fn run(cfg: &LabConfig) -> Result<LabRun, String> {
                     } else if dst == DIRECTOR_MAC {
                         frame.load(DEFAULT_HEADROOM, &f);
                         match d.process(Instant::from_nanos(t_ms as u64 * 1_000_000), &mut frame) {
-                            Verdict::Transmit { .. } => wire.push_back(frame.data().to_vec()),
+                            Verdict::Transmit { .. } | Verdict::Fragmented { .. } => {
+                                wire.push_back(frame.data().to_vec());
+                                wire.extend(d.fragments().iter().map(|g| g.data().to_vec()));
+                            }
                             // Not for a service: the director's own stack (the health probes).
                             Verdict::NotMine => {
                                 if let Some(h) = health.as_mut() {

@@ -138,7 +138,8 @@ pub enum Reason {
     NoDest,
     /// The connection table is full.
     TableFull,
-    /// The packet would exceed the path MTU with DF set (the client got "fragmentation needed").
+    /// The packet would exceed the tunnel MTU with DF set, or as IPv6 (the client got
+    /// "fragmentation needed" / "packet too big"), or could not be carried in fragments.
     MtuExceeded,
     /// No neighbour entry (MAC) for the next hop.
     UnknownNeighbour,

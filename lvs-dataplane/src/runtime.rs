@@ -68,7 +68,7 @@ impl StopHandle {
 pub struct RuntimeStats {
     /// Frames received.
     pub rx: u64,
-    /// Frames transmitted.
+    /// Frames transmitted (each fragment of a fragmented tunnel packet counts).
     pub tx: u64,
     /// Frames the director dropped (the director counts them by reason).
     pub dropped: u64,
@@ -78,6 +78,10 @@ pub struct RuntimeStats {
     pub not_mine: u64,
     /// Frames a port would not take (its queue was full) or a verdict named no such port.
     pub tx_lost: u64,
+    /// Frames the director added: the fragments beyond the first of tunnelled packets too long
+    /// for the tunnel MTU (each is in `tx` or `tx_lost` too, so `rx + fragments` is what the
+    /// other counters share).
+    pub fragments: u64,
     /// Frames for the application (`Local`, `NotMine`) lost because its queue was full.
     pub local_lost: u64,
 }
@@ -91,6 +95,7 @@ impl std::ops::AddAssign for RuntimeStats {
         self.local += o.local;
         self.not_mine += o.not_mine;
         self.tx_lost += o.tx_lost;
+        self.fragments += o.fragments;
         self.local_lost += o.local_lost;
     }
 }
@@ -425,6 +430,8 @@ impl Runtime {
             }
             let (frames, verdicts) = (&mut self.rx[..n], &mut self.verdicts[..n]);
             self.director.process_burst(now, frames, verdicts);
+            // The fragments beyond the first of each fragmented frame, in verdict order.
+            let mut fragments = self.director.fragments_mut().iter_mut();
             for (slot, verdict) in self.rx.iter_mut().zip(&self.verdicts[..n]) {
                 let (spare, stats) = (&mut self.spare, &mut self.stats);
                 match *verdict {
@@ -433,6 +440,19 @@ impl Runtime {
                         Some(q) => q.push(take(slot, spare)),
                         None => stats.tx_lost += 1,
                     },
+                    Verdict::Fragmented { port, more, .. } => {
+                        stats.fragments += u64::from(more);
+                        let rest = fragments.by_ref().take(usize::from(more));
+                        match self.tx.get_mut(usize::from(port)) {
+                            // The first fragment, then the others, each buffer swapped for a
+                            // spare one that the director reuses.
+                            Some(q) => {
+                                q.push(take(slot, spare));
+                                q.extend(rest.map(|f| take(f, spare)));
+                            }
+                            None => stats.tx_lost += 1 + u64::from(more),
+                        }
+                    }
                     Verdict::Drop(_) => stats.dropped += 1,
                     Verdict::Local => self.local.offer(DeliveryKind::Local, slot, spare, stats),
                     Verdict::NotMine => self.local.offer(DeliveryKind::NotMine, slot, spare, stats),
@@ -825,9 +845,10 @@ mod tests {
         f
     }
 
-    /// Every received frame is in exactly one other counter.
+    /// Every received frame, and every fragment the director added, is in exactly one other
+    /// counter.
     fn assert_accounted(s: RuntimeStats) {
-        assert_eq!(s.rx, s.tx + s.tx_lost + s.dropped + s.local + s.not_mine + s.local_lost, "{s:?}");
+        assert_eq!(s.rx + s.fragments, s.tx + s.tx_lost + s.dropped + s.local + s.not_mine + s.local_lost, "{s:?}");
     }
 
     /// Everything the application was handed: kind, arrival port, bytes.
@@ -858,6 +879,44 @@ mod tests {
         let arrivals: Vec<u16> = out.iter().map(|(p, _)| *p).collect();
         assert_eq!(arrivals, [0, 1, 1, 2], "forwarded to port 0, each marked with where it came from");
         assert!(out.iter().all(|(_, d)| d.get(0..6) == Some(&RS_MAC.0[..])));
+    }
+
+    /// A non-DF segment of `len` IP bytes from client port `sport` to the TUN service.
+    fn big_segment(sport: u16, len: usize) -> Vec<u8> {
+        let body = vec![7u8; len - 40];
+        let (client, vip) = ("198.51.100.2".parse().unwrap(), "203.0.113.150".parse().unwrap());
+        let mut t = Tcp::new((client, sport), (vip, 80), flags::ACK);
+        t.payload = &body;
+        let mut f = t.build();
+        // Clear DF and fix the header checksum (one's complement of the sum, RFC 1071).
+        f[20] &= !0x40;
+        f[24..26].fill(0);
+        let sum = f[14..34].chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();
+        let sum = (sum & 0xffff) + (sum >> 16);
+        f[24..26].copy_from_slice(&(!((sum & 0xffff) + (sum >> 16)) as u16).to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn every_fragment_of_a_tunnelled_packet_is_sent_in_order() {
+        let port = PortConfig::new(MacAddr(DIRECTOR_MAC)).with_addr("192.0.2.1".parse().unwrap());
+        let mut d = Director::new(DirectorConfig { tun_mtu: 1500, ..DirectorConfig::default() }.port(port), factory);
+        d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: RS_MAC, port: 0 });
+        restore(&mut d, "-A -t 203.0.113.150:80 -s first\n-a -t 203.0.113.150:80 -r 192.0.2.11:80 -i\n").unwrap();
+        restore(&mut d, "-A -t 203.0.113.100:80 -s first\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n").unwrap();
+        // Outer packets of 60 bytes (the SYN), 3020 (payload 1480 + 1480 + 40: fragments of
+        // 1500, 1500 and 60 bytes), 40 (a DR SYN, not tunnelled) and 1520 (1500 + 40).
+        let inbox = vec![syn_to("203.0.113.150", 1000), big_segment(1000, 3000), syn(1001), big_segment(1000, 1500)];
+        let (ports, sent) = ports(vec![inbox.clone(), inbox]);
+        let mut rt = Runtime::new(d, ports);
+        assert_eq!(rt.poll_once(Instant::ZERO).unwrap(), 8);
+        let out = sent[0].lock().unwrap();
+        let sizes: Vec<usize> = out.iter().map(|(_, f)| f.len() - 14).collect();
+        let one = [60usize, 1500, 1500, 60, 40, 1500, 40];
+        assert_eq!(sizes, [&one[..], &one[..]].concat(), "each port's burst in order, fragments after their first");
+        let s = rt.stats();
+        assert_eq!((s.rx, s.fragments, s.tx), (8, 6, 14));
+        assert_accounted(s);
     }
 
     #[test]

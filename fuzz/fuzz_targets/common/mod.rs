@@ -9,7 +9,10 @@ use lvs_core::{Director, Instant, Verdict};
 pub fn step(d: &mut Director, now: u64, frame: &mut Frame) {
     let before: u64 = d.drops().iter().sum();
     match d.process(Instant(now), frame) {
-        Verdict::Transmit { .. } => assert!(parse(frame.data()).is_ok()),
+        Verdict::Transmit { .. } | Verdict::Fragmented { .. } => {
+            assert!(parse(frame.data()).is_ok());
+            assert!(d.fragments().iter().all(|f| parse(f.data()).is_ok()));
+        }
         Verdict::Drop(r) => {
             assert!(d.drops()[r.index()] > 0);
             assert_eq!(d.drops().iter().sum::<u64>(), before + 1);

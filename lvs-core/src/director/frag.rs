@@ -1,5 +1,7 @@
-//! Fragments: a datagram's later fragments carry no ports, so they follow the connection their
-//! first fragment used (the kernel reassembles first; we remember the first fragment's choice).
+//! Fragments. In: a datagram's later fragments carry no ports, so they follow the connection
+//! their first fragment used (the kernel reassembles first; we remember the first fragment's
+//! choice). Out: a tunnelled packet longer than the path MTU leaves in fragments, as the stack
+//! fragments what `ip_vs_tunnel_xmit` sends (`ip_fragment`, `ip6_fragment`).
 
 use hashbrown::HashMap;
 
@@ -7,9 +9,11 @@ use super::{Director, Verdict};
 use crate::addr::{from_raw, raw, Af, ServiceKey};
 use crate::conn::table::InKey;
 use crate::conn::ConnId;
+use crate::dest::DestId;
 use crate::error::Reason;
 use crate::time::Instant;
 use crate::wire::{Frame, PacketMeta};
+use crate::xmit::fragment::{fragment_v4, fragment_v6};
 
 /// How long a fragment entry lives (the kernel's `ipfrag_time`).
 const FRAG_TIMEOUT_NS: u64 = 30_000_000_000;
@@ -76,6 +80,37 @@ impl FragTable {
 }
 
 impl Director {
+    /// Sends a tunnelled frame whose outer header starts at `l3`: whole when it fits the tunnel
+    /// MTU, otherwise fragmented (`ip_finish_output` → `ip_fragment`, `ip6_finish_output` →
+    /// `ip6_fragment`; IPVS sets `ignore_df`, and a DF packet was refused before).
+    ///
+    /// DoS warning: the work and the fragments written grow with the packet's length over
+    /// the MTU (at most 8 191 fragments of a 64 KiB datagram with the smallest MTU).
+    pub(super) fn send_tunnelled(
+        &mut self,
+        frame: &mut Frame,
+        l3: usize,
+        port: u16,
+        dest: Option<DestId>,
+        outer: Af,
+    ) -> Verdict {
+        let mtu = self.cfg.tun_mtu;
+        if frame.len().saturating_sub(l3) <= usize::from(mtu) {
+            return Verdict::Transmit { port, dest };
+        }
+        let split = match outer {
+            Af::V4 => fragment_v4(frame, l3, mtu, &mut self.frag_out),
+            Af::V6 => {
+                self.frag_id6 = self.frag_id6.wrapping_add(1);
+                fragment_v6(frame, l3, mtu, self.frag_id6, &mut self.frag_out)
+            }
+        };
+        match split {
+            Ok(more) => Verdict::Fragmented { port, dest, more },
+            Err(_) => self.drop(Reason::MtuExceeded),
+        }
+    }
+
     /// A non-first fragment follows the connection its first fragment used.
     pub(super) fn later_fragment(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, fid: u32) -> Verdict {
         let live = self.frags.find(now, meta, fid);

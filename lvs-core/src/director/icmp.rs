@@ -4,9 +4,11 @@
 
 use core::net::IpAddr;
 
+use super::input::in_key;
 use super::{Director, Verdict};
 use crate::addr::{from_raw, raw, Af};
 use crate::conn::table::{InKey, OutKey};
+use crate::conn::ConnId;
 use crate::dest::{DestId, FwdMethod};
 use crate::error::Reason;
 use crate::proto::tcp::flags;
@@ -94,8 +96,29 @@ impl Director {
     }
 
     /// Drops the packet with `reason` and, when enabled, turns the frame into the ICMP error
-    /// that tells the client.
+    /// that tells the client; the error is booked on the connection the packet belongs to, if
+    /// any (see [`Director::refuse_for`]).
     pub(super) fn refuse(&mut self, frame: &mut Frame, meta: &PacketMeta, reason: Reason, kind: IcmpKind) -> Verdict {
+        let conn = self.conns.find_in(&in_key(meta));
+        self.refuse_for(frame, meta, reason, kind, conn)
+    }
+
+    /// [`Director::refuse`] for a packet of connection `conn`.
+    ///
+    /// The kernel's error leaves through LOCAL_OUT, where `ip_vs_out_icmp` reads the quoted
+    /// packet backwards and `ip_vs_conn_out_get` matches a DR, TUN or local connection by its
+    /// virtual address and port (a NAT one by its real server's, which the quoted packet does
+    /// not carry); `handle_response_icmp` then counts the error in `ip_vs_out_stats` (5.10+,
+    /// "ipvs: inspect reply packets from DR/TUN real servers"). So the error is one more
+    /// OutPkts on that connection's server, while the server is available.
+    pub(super) fn refuse_for(
+        &mut self,
+        frame: &mut Frame,
+        meta: &PacketMeta,
+        reason: Reason,
+        kind: IcmpKind,
+        conn: Option<ConnId>,
+    ) -> Verdict {
         let v = self.drop(reason);
         if !self.cfg.icmp_errors || meta.icmp.is_some() || meta.proto == ipproto::ICMP || meta.proto == ipproto::ICMPV6
         {
@@ -104,10 +127,17 @@ impl Director {
         let Some(nh) = self.neigh.route(&meta.src) else { return v };
         let Some(me) = self.port_mac(nh.port) else { return self.unanswered(v) };
         self.ip_id = self.ip_id.wrapping_add(1);
-        match icmp::error(frame, meta, kind, nh.mac, me, self.ip_id) {
-            Ok(()) => Verdict::Transmit { port: nh.port, dest: None },
-            Err(_) => v,
+        if icmp::error(frame, meta, kind, nh.mac, me, self.ip_id).is_err() {
+            return v;
         }
+        let booked = conn
+            .and_then(|id| self.conns.get(id))
+            .filter(|c| matches!(c.fwd(), FwdMethod::Route | FwdMethod::Tunnel | FwdMethod::Local));
+        if let Some(dest) = booked.and_then(|c| c.dest_id()) {
+            let len = frame.len().saturating_sub(usize::from(meta.l3));
+            self.count(dest, u32::try_from(len).unwrap_or(u32::MAX), true);
+        }
+        Verdict::Transmit { port: nh.port, dest: None }
     }
 
     /// Drops a stray TCP segment and, unless it is itself a reset, answers it with one.

@@ -67,7 +67,7 @@ enum Seen {
 }
 
 /// The client → virtual key of a packet (`ip_vs_conn_in_get` of its tuple).
-fn in_key(meta: &PacketMeta) -> InKey {
+pub(super) fn in_key(meta: &PacketMeta) -> InKey {
     InKey {
         v6: meta.af == Af::V6,
         tmpl: false,
@@ -92,9 +92,11 @@ fn out_key(meta: &PacketMeta) -> OutKey {
 }
 
 impl Director {
-    /// Processes a burst: one verdict per frame.
+    /// Processes a burst: one verdict per frame. The extra fragments of every
+    /// [`Verdict::Fragmented`] wait in [`Director::fragments`], in the order of the verdicts.
     pub fn process_burst(&mut self, now: Instant, frames: &mut [Frame], verdicts: &mut [Verdict]) {
         self.start_clock(now);
+        self.frag_out.clear();
         for (frames, verdicts) in frames.chunks_mut(PROBE_AHEAD).zip(verdicts.chunks_mut(PROBE_AHEAD)) {
             // First pass: parse every frame and probe its indexes. The probes are independent
             // of one another, so the processor overlaps their cache misses (bucket and entry)
@@ -198,6 +200,7 @@ impl Director {
     /// ```
     pub fn process(&mut self, now: Instant, frame: &mut Frame) -> Verdict {
         self.start_clock(now);
+        self.frag_out.clear();
         match wire::parse(frame.data()) {
             Ok(meta) => self.process_meta(now, frame, &meta, Probe::Unknown),
             Err(e) => self.unparsed(e),
@@ -287,7 +290,7 @@ impl Director {
                 if let Some(s) = stale {
                     self.unhash_conn(s);
                 }
-                let new = self.new_flow(now, frame, meta);
+                let new = self.new_flow(now, frame, meta, stale);
                 if let Some(s) = stale {
                     self.expire_now(s);
                 }
@@ -368,7 +371,15 @@ impl Director {
     /// (`tcp_conn_schedule`, `udp_conn_schedule`, `sctp_conn_schedule`).
     /// `ip_vs_schedule` never schedules a packet from the FTP data port (20), on any service:
     /// the packet goes on to the director's own stack (`NF_ACCEPT`), which is `NotMine` here.
-    fn new_flow(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta) -> Result<ConnId, Verdict> {
+    /// `stale` is the entry a rescheduled SYN gave up: the kernel only fires its timer after
+    /// this packet, so a refusal still finds it (see [`Director::refuse_for`]).
+    fn new_flow(
+        &mut self,
+        now: Instant,
+        frame: &mut Frame,
+        meta: &PacketMeta,
+        stale: Option<ConnId>,
+    ) -> Result<ConnId, Verdict> {
         let Some(si) = self.find_service(frame, meta) else { return Err(Verdict::NotMine) };
         if meta.proto == ipproto::TCP && self.svc(si).is_some_and(|s| s.cfg.synproxy) && matches!(meta.frag, Frag::None)
         {
@@ -399,7 +410,7 @@ impl Director {
         }
         match self.schedule(now, si, frame.data(), meta) {
             Ok(id) => Ok(id),
-            Err(Reason::NoDest) => Err(self.refuse(frame, meta, Reason::NoDest, IcmpKind::PortUnreachable)),
+            Err(Reason::NoDest) => Err(self.refuse_for(frame, meta, Reason::NoDest, IcmpKind::PortUnreachable, stale)),
             Err(r) => Err(self.drop(r)),
         }
     }
@@ -588,12 +599,12 @@ impl Director {
                     encap: tun::encap(&cfg, meta.af, sport),
                 };
                 match tun::xmit(frame, meta, &t) {
-                    Ok(()) => Ok(()),
+                    Ok(()) => return self.send_tunnelled(frame, usize::from(meta.l3), nh.port, dest, Af::of(daddr)),
                     Err(TunError::Xmit(e)) => Err(e),
-                    Err(TunError::TooBig { mtu, df: true }) => {
+                    Err(TunError::TooBig { mtu }) => {
                         return self.refuse(frame, meta, Reason::MtuExceeded, IcmpKind::FragNeeded(mtu))
                     }
-                    Err(TunError::TooBig { df: false, .. }) => return self.drop(Reason::MtuExceeded),
+                    Err(TunError::TooLong) => return self.drop(Reason::MtuExceeded),
                 }
             }
             FwdMethod::Local => Ok(()),

@@ -13,7 +13,8 @@
 //!   handshakes spliced (Alibaba LVS, DPVS);
 //! - `conn` — connection creation, binding to servers, expiry (`ip_vs_conn.c`);
 //! - `icmp` — ICMP errors in both directions, and the refusals and resets the director sends;
-//! - `frag` — later fragments following their first;
+//! - `frag` — later fragments following their first, and tunnelled packets fragmented to the
+//!   path MTU;
 //! - `defense` — the flood defences of `/proc/sys/net/ipv4/vs` (`update_defense_level`,
 //!   `ip_vs_random_dropentry`, `ip_vs_todrop`);
 //! - `invariants` — what must hold after any step, for the randomized tests (feature
@@ -61,7 +62,8 @@ use crate::sched::{SchedFactory, Scheduler, SeededRng};
 use crate::service::{ServiceConfig, ServiceView};
 use crate::stats::{Stats, EST_INTERVAL_NS};
 use crate::time::Instant;
-use crate::wire::PacketMeta;
+use crate::wire::{Frame, PacketMeta};
+use crate::xmit::fragment::FragOut;
 use frag::FragTable;
 
 /// Maps a parsed packet to a firewall mark (0 = none): the application's stand-in for
@@ -239,6 +241,19 @@ pub enum Verdict {
         /// The real server, if the frame goes to one.
         dest: Option<DestId>,
     },
+    /// The frame was too long for the path MTU of a tunnel and was fragmented, as the kernel's
+    /// stack fragments what `ip_vs_tunnel_xmit` sends: the frame holds the first fragment, and
+    /// the next `more` frames of [`Director::fragments`] hold the rest. Send all of them on
+    /// `port`, the frame first, before the next call to [`Director::process`] or
+    /// [`Director::process_burst`] reuses those buffers.
+    Fragmented {
+        /// The application's port (interface) to send on.
+        port: u16,
+        /// The real server the fragments go to.
+        dest: Option<DestId>,
+        /// How many fragments follow the frame in [`Director::fragments`].
+        more: u16,
+    },
     /// The frame was dropped; the reason was counted.
     Drop(Reason),
     /// Deliver the frame to the application's own stack (a `Local` real server).
@@ -326,6 +341,10 @@ pub struct Director {
     frags: FragTable,
     /// Keyed hash of a tunnelled packet's flow: GUE's UDP source port (`skb_get_hash`).
     flow_hasher: ahash::RandomState,
+    /// Fragments of tunnelled packets beyond the first, for the latest `process` call.
+    frag_out: FragOut,
+    /// The identification of the latest IPv6 outer packet that was fragmented.
+    frag_id6: u32,
     ip_id: u16,
     sync: sync::SyncState,
     suspects: alloc::collections::VecDeque<Suspicion>,
@@ -350,6 +369,8 @@ impl Director {
             svc_index: HashMap::with_hasher(hasher()),
             neigh: NeighbourTable::new(hasher()),
             frags: FragTable::new(hasher()),
+            frag_out: FragOut::default(),
+            frag_id6: 0,
             flow_hasher: ahash::RandomState::with_seeds(b, c, d, a),
             fnat: fnat::FnatState::new(hasher, cfg.fnat_port_share),
             sip: crate::persist::sip::SipTemplates::new(hasher),
@@ -479,6 +500,20 @@ impl Director {
     /// Global counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The fragments beyond the first of every [`Verdict::Fragmented`] the latest
+    /// [`Director::process`] or [`Director::process_burst`] call gave, in the order of those
+    /// verdicts: each takes the next `more` frames. The next call replaces them.
+    pub fn fragments(&self) -> &[Frame] {
+        self.frag_out.frames()
+    }
+
+    /// [`Director::fragments`], mutably: an application that moves frames rather than copying
+    /// them swaps an empty buffer of its own in for each (`core::mem::swap`); the director then
+    /// reuses that buffer.
+    pub fn fragments_mut(&mut self) -> &mut [Frame] {
+        self.frag_out.frames_mut()
     }
 
     /// Drop counters, indexed by [`Reason::index`].

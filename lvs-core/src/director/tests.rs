@@ -908,6 +908,7 @@ mod defense;
 mod parity;
 mod sctp;
 mod sip;
+mod tun_mtu;
 mod tunnel;
 
 /// A burst answers exactly as its frames would one at a time, the kernel's one skb after

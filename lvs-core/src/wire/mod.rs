@@ -47,6 +47,8 @@ pub mod ipproto {
     pub const UDP: u8 = 17;
     /// IPv6-in-IP.
     pub const IPV6: u8 = 41;
+    /// The IPv6 fragment header.
+    pub const FRAGMENT: u8 = 44;
     /// GRE.
     pub const GRE: u8 = 47;
     /// ICMPv6.

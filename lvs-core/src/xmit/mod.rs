@@ -8,6 +8,7 @@
 pub(crate) mod dr;
 pub(crate) mod fnat;
 pub(crate) mod fnat64;
+pub(crate) mod fragment;
 pub(crate) mod icmp;
 pub(crate) mod nat;
 pub(crate) mod rst;

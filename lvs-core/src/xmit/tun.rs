@@ -95,14 +95,15 @@ pub(crate) struct Tunnel {
 pub(crate) enum TunError {
     /// A rewrite failed.
     Xmit(XmitError),
-    /// The encapsulated packet would exceed the MTU; the client should be told this MTU
-    /// (already reduced by the tunnel overhead). `df` says whether it asked not to fragment.
+    /// The encapsulated packet would exceed the MTU and may not be fragmented (DF, or IPv6,
+    /// which routers never fragment); the client should be told this MTU (already reduced by
+    /// the tunnel overhead).
     TooBig {
         /// The MTU to advertise.
         mtu: u16,
-        /// Whether the packet had DF set (IPv6 always has).
-        df: bool,
     },
+    /// The datagram is too long for an IPv4 outer header's 16-bit total length.
+    TooLong,
 }
 
 impl From<XmitError> for TunError {
@@ -114,8 +115,10 @@ impl From<XmitError> for TunError {
 /// Encapsulates the frame's datagram toward the real server.
 ///
 /// # Errors
-/// [`TunError::TooBig`] when it would not fit the MTU; [`TunError::Xmit`] when the TTL runs
-/// out or the frame lacks headroom.
+/// [`TunError::TooBig`] when it would not fit the MTU and has DF set (IPv6 always has; a
+/// longer packet without DF is encapsulated whole, for the caller to fragment);
+/// [`TunError::TooLong`] when an IPv4 outer header cannot hold its length; [`TunError::Xmit`]
+/// when the TTL runs out or the frame lacks headroom.
 pub(crate) fn xmit(frame: &mut Frame, meta: &PacketMeta, t: &Tunnel) -> Result<(), TunError> {
     let outer_af = Af::of(&t.dst);
     let over = overhead(outer_af, t.encap.as_ref());
@@ -124,9 +127,11 @@ pub(crate) fn xmit(frame: &mut Frame, meta: &PacketMeta, t: &Tunnel) -> Result<(
     // the MTU is checked, so an error quotes the decremented header.
     trim_padding(frame, meta);
     decrement_ttl(frame.data_mut(), meta)?;
-    if inner_len + over > usize::from(t.mtu) {
+    // `ensure_mtu_is_adequate`: only a packet that may not be fragmented is refused; any
+    // other is encapsulated whole, and the outer packet is fragmented afterwards.
+    if inner_len + over > usize::from(t.mtu) && meta.df {
         let mtu = usize::from(t.mtu).saturating_sub(over) as u16;
-        return Err(TunError::TooBig { mtu, df: meta.df });
+        return Err(TunError::TooBig { mtu });
     }
     let l3 = usize::from(meta.l3);
     let data = frame.data();
@@ -148,12 +153,25 @@ pub(crate) fn xmit(frame: &mut Frame, meta: &PacketMeta, t: &Tunnel) -> Result<(
     let (src, dst) = (src.get(..n).ok_or(XmitError::Bounds)?, dst.get(..n).ok_or(XmitError::Bounds)?);
     let data = frame.data_mut();
     let ip_len = over - t.encap.as_ref().map_or(0, EncapRepr::len);
-    let payload = (over - ip_len + inner_len) as u16;
+    // The outer header's length field (IPv4's total length, IPv6's payload length) must hold
+    // the packet: a non-DF IPv4 packet near 64 KiB does not fit once wrapped.
+    let payload = u16::try_from(over - ip_len + inner_len).map_err(|_| TunError::TooLong)?;
     match outer_af {
         Af::V4 => {
             set_ethertype(data, l2, ethertype::IPV4)?;
             let id = if meta.df { 0 } else { t.id };
-            write_v4_header(data, l2, tos, payload + 20, id, meta.df, ttl, proto, src, dst)?;
+            write_v4_header(
+                data,
+                l2,
+                tos,
+                payload.checked_add(20).ok_or(TunError::TooLong)?,
+                id,
+                meta.df,
+                ttl,
+                proto,
+                src,
+                dst,
+            )?;
         }
         Af::V6 => {
             set_ethertype(data, l2, ethertype::IPV6)?;

@@ -82,6 +82,46 @@ fn a_rescheduled_syn_is_scheduled_while_the_old_entry_still_counts() {
     assert_eq!(counts(&d, &svc()), [(0, 0, 0)]);
 }
 
+/// SYN reuse order, the refusal. The old entry is only expired-now, so it is still hashed when
+/// `ip_vs_leave` answers the SYN with `icmp_send`: the error passes LOCAL_OUT, where
+/// `ip_vs_out_icmp` finds the old DR entry by its virtual address and port
+/// (`ip_vs_conn_out_get`, non-MASQ branch) and `handle_response_icmp` counts it with
+/// `ip_vs_out_stats` (5.10+). `__icmp_send` quotes the whole 40-byte SYN (room 576), so the
+/// error is 20 + 8 + 40 = 68 bytes.
+#[test]
+fn a_refusal_after_a_rescheduled_syn_is_booked_on_the_old_entry() {
+    let mut d = director();
+    d.add_service(ServiceConfig::new(svc(), "first")).unwrap();
+    d.add_dest(&svc(), RealServer::new(ip("192.0.2.11"), 80, FwdMethod::Route, 1).with_thresholds(1, 0)).unwrap();
+    let c = client(1000);
+    // The input-only table (`tcp_states`): SYN → SYN_RECV, then FIN → TIME_WAIT.
+    for flags in [SYN, FIN | ACK] {
+        assert!(matches!(send(&mut d, 1, Tcp::new(c, (vip(), 80), flags)).0, Verdict::Transmit { .. }));
+    }
+    assert_eq!(d.connections(Instant::from_secs(1))[0].state, "TIME_WAIT");
+    let server = |d: &Director| d.service(&svc()).unwrap().dests.dests().next().unwrap().stats().counters();
+    let before = server(&d);
+    assert_eq!((before.outpkts, before.outbytes), (0, 0));
+    let (v, f) = send(&mut d, 2, Tcp::new(c, (vip(), 80), SYN));
+    assert_eq!(v, Verdict::Transmit { port: 0, dest: None });
+    assert_eq!((f.data()[34], f.data()[35]), (3, 3), "port unreachable: the old entry keeps the server overloaded");
+    let after = server(&d);
+    assert_eq!((after.outpkts, after.outbytes), (1, 68), "the error booked on the old entry's server");
+    assert_eq!(after.inpkts, before.inpkts, "the refused SYN itself is not counted");
+    assert_eq!(d.stats().counters().outpkts, 1);
+    assert_eq!(d.conn_count(), 0);
+    // A NAT entry is matched by its real server's address, which the quoted SYN does not
+    // carry: nothing is booked.
+    let mut d = director();
+    d.add_service(ServiceConfig::new(svc(), "first")).unwrap();
+    d.add_dest(&svc(), RealServer::new(ip("192.0.2.11"), 80, FwdMethod::Masq, 1).with_thresholds(1, 0)).unwrap();
+    to_time_wait(&mut d, c, 1);
+    let before = d.stats().counters().outpkts;
+    let (v, _) = send(&mut d, 2, Tcp::new(c, (vip(), 80), SYN));
+    assert_eq!(v, Verdict::Transmit { port: 0, dest: None });
+    assert_eq!(d.stats().counters().outpkts, before);
+}
+
 /// Item 3. `ip_vs_conn_expire`'s `expire_later` path sets `cp->timeout = 60*HZ` for an entry
 /// that still controls connections; every later `ip_vs_conn_put` of the template re-arms it with
 /// that timeout, not `-p`.
