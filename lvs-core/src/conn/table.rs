@@ -6,7 +6,7 @@ use core::hash::{Hash, Hasher};
 use hashbrown::HashTable;
 
 use super::timer::Wheel;
-use super::{cf, Conn, ConnId};
+use super::{cf, Conn, ConnId, NIL};
 
 /// Key of the client → virtual index (`ip_vs_conn_hashkey_param` for the in direction).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,14 +85,16 @@ impl Conn {
 pub struct TableStats {
     /// Live entries (connections and templates).
     pub entries: usize,
-    /// Bytes held by the slab, the free list, both indexes and the wheel.
+    /// Bytes held by the slab, both indexes and the wheel.
     pub bytes: usize,
 }
 
 /// Connections and templates: a bounded slab with hash indexes and a timer wheel.
 pub(crate) struct ConnTable {
     slab: Vec<Conn>,
-    free: Vec<u32>,
+    /// The first free slab slot, or [`NIL`]; free slots are chained through their `tnext` (a
+    /// free slot is in no wheel list), so the free list costs no memory of its own.
+    free: u32,
     live: usize,
     max: usize,
     in_idx: HashTable<u32>,
@@ -109,7 +111,7 @@ impl ConnTable {
     pub(crate) fn new(max: usize, hasher: ahash::RandomState) -> Self {
         ConnTable {
             slab: Vec::new(),
-            free: Vec::new(),
+            free: NIL,
             live: 0,
             max: max.min(u32::MAX as usize - 1),
             in_idx: HashTable::new(),
@@ -126,7 +128,6 @@ impl ConnTable {
         self.slab.reserve(n.saturating_sub(self.slab.len()));
         let (h, slab) = (&self.hasher, &self.slab);
         self.in_idx.reserve(n, |id| hash_in(h, slab, *id));
-        self.free.reserve(n);
     }
 
     /// Live entries.
@@ -139,7 +140,6 @@ impl ConnTable {
         TableStats {
             entries: self.live,
             bytes: self.slab.capacity() * core::mem::size_of::<Conn>()
-                + self.free.capacity() * 4
                 + self.in_idx.allocation_size()
                 + self.out_idx.allocation_size()
                 + self.wheel.allocation_size(),
@@ -160,12 +160,14 @@ impl ConnTable {
         if self.live >= self.max {
             return None;
         }
-        c.tprev = super::NIL;
-        c.tnext = super::NIL;
-        let id = match self.free.pop() {
-            Some(i) => {
-                *self.slab.get_mut(i as usize)? = c;
-                i
+        c.tprev = NIL;
+        c.tnext = NIL;
+        let id = match self.slab.get_mut(self.free as usize) {
+            Some(slot) => {
+                let id = self.free;
+                self.free = slot.tnext;
+                *slot = c;
+                id
             }
             None => {
                 self.slab.push(c);
@@ -254,12 +256,13 @@ impl ConnTable {
     /// Removes an entry that `pop_due` already took out of the wheel. The entry is returned as
     /// it was, its index flags included, so the caller can undo what they stood for.
     pub(crate) fn remove_unarmed(&mut self, id: ConnId) -> Option<Conn> {
-        let c = self.slab.get(id.0 as usize)?.clone();
+        let c = self.slab.get(id.0 as usize).filter(|c| c.flags & cf::FREE == 0)?.clone();
         self.unhash_in(id);
         self.unhash_out(id);
         let slot = self.slab.get_mut(id.0 as usize)?;
         slot.flags |= cf::FREE;
-        self.free.push(id.0);
+        slot.tnext = self.free;
+        self.free = id.0;
         self.live -= 1;
         Some(c)
     }
