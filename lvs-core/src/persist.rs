@@ -15,7 +15,7 @@ use core::net::{IpAddr, Ipv4Addr};
 
 use crate::addr::{raw, Af, ServiceKey};
 use crate::conn::table::InKey;
-use crate::conn::{cf, Conn, ConnId, ConnTable};
+use crate::conn::{cf, Addrs, Conn, ConnId, ConnTable};
 use crate::dest::{Dest, DestId, Dests, F_AVAILABLE};
 use crate::service::Netmask;
 use crate::wire::PacketMeta;
@@ -69,12 +69,10 @@ pub(crate) fn template_key(svc: &ServiceKey, netmask: Netmask, pkt: &PacketMeta)
 }
 
 /// A new template for `tk` bound to server `dest` (`d`), with the connection flags `flags` of
-/// that server and the service's persistence timeout in seconds.
-pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16, timeout_s: u32) -> Conn {
-    Conn {
-        caddr: tk.key.caddr,
-        vaddr: tk.key.vaddr,
-        daddr: raw(&d.cfg.endpoint.addr),
+/// that server and the service's persistence timeout in seconds, with its addresses.
+pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16, timeout_s: u32) -> (Conn, Addrs) {
+    let a = Addrs { caddr: tk.key.caddr, vaddr: tk.key.vaddr, daddr: raw(&d.cfg.endpoint.addr) };
+    let c = Conn {
         cport: 0,
         vport: tk.key.vport,
         dport: if tk.keeps_ports { d.cfg.endpoint.port } else { 0 },
@@ -84,7 +82,8 @@ pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16,
         dest: dest.0,
         timeout_ms: timeout_s.saturating_mul(1000),
         ..Conn::BLANK
-    }
+    };
+    (c, a)
 }
 
 /// The port `ip_vs_check_template` gives an invalidated template's virtual and real ports.

@@ -445,7 +445,7 @@ impl Director {
                 let dest = svc.sched.schedule(&mut cx, &view, meta).ok_or(Reason::NoDest)?;
                 let d = self.dests.get(dest).ok_or(Reason::NoDest)?;
                 let t = persist::new_template(&tk, dest, d, self.conn_flags(dest, meta.af), ptimeout);
-                let t = self.insert(t).ok_or(Reason::TableFull)?;
+                let t = self.insert(t.0, &t.1).ok_or(Reason::TableFull)?;
                 (t, dest)
             }
         };
@@ -480,8 +480,14 @@ impl Director {
     /// Client → real server on connection `id`.
     pub(super) fn in_path(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
         let Some(c) = self.conns.get(id) else { return self.drop(Reason::DestUnavailable) };
-        let (dest, fwd, daddr, dport, control, one_packet) =
-            (c.dest_id(), c.fwd(), from_raw(c.daf(), &c.daddr), c.dport, c.control, c.flags & cf::ONE_PACKET != 0);
+        let (dest, fwd, daddr, dport, control, one_packet) = (
+            c.dest_id(),
+            c.fwd(),
+            from_raw(c.daf(), &self.conns.addrs(c).daddr),
+            c.dport,
+            c.control,
+            c.flags & cf::ONE_PACKET != 0,
+        );
         match dest {
             Some(d) => self.count(d, u32::from(meta.ip_len), false),
             None => self.stats.packet_in(u32::from(meta.ip_len)),

@@ -487,7 +487,8 @@ impl Director {
 
     /// Every connection and template, as `ipvsadm -Lc` lists them.
     pub fn connections(&self, now: Instant) -> Vec<ConnInfo> {
-        self.conns.iter().map(|(_, c)| ConnInfo::of(c, crate::proto::state_name(c), now.as_nanos())).collect()
+        let n = now.as_nanos();
+        self.conns.iter().map(|(_, c)| ConnInfo::of(c, &self.conns.addrs(c), crate::proto::state_name(c), n)).collect()
     }
 
     fn svc(&self, i: u32) -> Option<&Service> {
