@@ -300,7 +300,7 @@ impl ConnTable {
         let hv = self.hasher.hash_one(key);
         let slab = &self.slab;
         let wide = &self.wide;
-        self.in_idx.find(hv, |i| slab.get(*i as usize).is_some_and(|c| in_key(c, wide) == *key)).map(|i| ConnId(*i))
+        self.in_idx.find(hv, |i| slab.get(*i as usize).is_some_and(|c| filed_in(c, wide, key))).map(|i| ConnId(*i))
     }
 
     /// Whether entry `id` is the one the client → virtual index files under `key` (what
@@ -309,7 +309,7 @@ impl ConnTable {
     pub(crate) fn holds_in(&self, id: ConnId, key: &InKey) -> bool {
         self.slab
             .get(id.0 as usize)
-            .is_some_and(|c| c.flags & (cf::FREE | cf::IN_HASHED) == cf::IN_HASHED && in_key(c, &self.wide) == *key)
+            .is_some_and(|c| c.flags & (cf::FREE | cf::IN_HASHED) == cf::IN_HASHED && filed_in(c, &self.wide, key))
     }
 
     /// The index epoch: unchanged means no entry entered or left an index since it was read.
@@ -333,7 +333,7 @@ impl ConnTable {
         let hv = self.hasher.hash_one(key);
         let slab = &self.slab;
         let wide = &self.wide;
-        self.out_idx.find(hv, |i| slab.get(*i as usize).is_some_and(|c| out_key(c, wide) == *key)).map(|i| ConnId(*i))
+        self.out_idx.find(hv, |i| slab.get(*i as usize).is_some_and(|c| filed_out(c, wide, key))).map(|i| ConnId(*i))
     }
 
     /// Entries whose time has come, unlinked from the wheel (see [`Wheel::pop_due`]).
@@ -428,6 +428,39 @@ fn out_key(c: &Conn, wide: &[Addrs]) -> OutKey {
     OutKey { v6: c.flags & cf::V6 != 0, proto: c.proto, daddr: a.daddr, dport: c.dport, caddr: a.caddr, cport: c.cport }
 }
 
+/// Whether entry `c` is filed under `key` in the client → virtual index: `in_key(c) == key`,
+/// comparing the entry's own fields first and an IPv4 entry's addresses as words, without
+/// building its key.
+#[inline]
+fn filed_in(c: &Conn, wide: &[Addrs], key: &InKey) -> bool {
+    if c.cport != key.cport
+        || c.vport != key.vport
+        || c.proto != key.proto
+        || (c.flags & cf::V6 != 0) != key.v6
+        || c.is_template() != key.tmpl
+    {
+        return false;
+    }
+    if c.wide() {
+        wide.get(c.addr[0] as usize).is_some_and(|a| a.caddr == key.caddr && a.vaddr == key.vaddr)
+    } else {
+        raw4(c.addr[0]) == key.caddr && raw4(c.addr[1]) == key.vaddr
+    }
+}
+
+/// Whether entry `c` is filed under `key` in the reply index (`out_key(c) == key`).
+#[inline]
+fn filed_out(c: &Conn, wide: &[Addrs], key: &OutKey) -> bool {
+    if c.dport != key.dport || c.cport != key.cport || c.proto != key.proto || (c.flags & cf::V6 != 0) != key.v6 {
+        return false;
+    }
+    if c.wide() {
+        wide.get(c.addr[0] as usize).is_some_and(|a| a.daddr == key.daddr && a.caddr == key.caddr)
+    } else {
+        raw4(c.addr[2]) == key.daddr && raw4(c.addr[0]) == key.caddr
+    }
+}
+
 fn hash_in(h: &ahash::RandomState, slab: &[Conn], wide: &[Addrs], id: u32) -> u64 {
     slab.get(id as usize).map_or(0, |c| h.hash_one(in_key(c, wide)))
 }
@@ -485,8 +518,20 @@ mod tests {
         let ids: Vec<ConnId> = cases.iter().map(|(c, a)| t.insert(c.clone(), a).unwrap()).collect();
         assert_eq!(t.wide.len(), 2);
         for ((c, a), id) in cases.iter().zip(&ids) {
-            assert_eq!(t.find_in(&key(c, a)), Some(*id));
+            let k = key(c, a);
+            assert_eq!(t.find_in(&k), Some(*id));
             assert_eq!(t.addrs(t.get(*id).unwrap()), *a);
+            let mut vaddr = k.vaddr;
+            vaddr[3] ^= 1;
+            for other in [
+                InKey { tmpl: true, ..k },
+                InKey { v6: !k.v6, ..k },
+                InKey { proto: 17, ..k },
+                InKey { vport: 81, ..k },
+                InKey { vaddr, ..k },
+            ] {
+                assert_eq!(t.find_in(&other), None, "{other:?}");
+            }
         }
         let (c, a) = t.remove_armed(ids[1]).unwrap();
         assert_eq!(a, a6);
