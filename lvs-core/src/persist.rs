@@ -19,7 +19,7 @@ use core::net::{IpAddr, Ipv4Addr};
 
 use crate::addr::{raw, Af, ServiceKey};
 use crate::conn::table::InKey;
-use crate::conn::{cf, Conn, ConnId, ConnTable};
+use crate::conn::{cf, Addrs, Conn, ConnId, ConnTable};
 use crate::dest::{Dest, DestId, Dests, F_AVAILABLE};
 use crate::service::Netmask;
 use crate::wire::PacketMeta;
@@ -73,14 +73,20 @@ pub(crate) fn template_key(svc: &ServiceKey, netmask: Netmask, pkt: &PacketMeta)
 }
 
 /// A new template for `tk` bound to server `dest` (`d`), with the connection flags `flags` of
-/// that server and the service's persistence timeout in seconds. A template of the SIP engine
-/// (`sip`) is filed by the director's SIP table instead of the client → virtual index.
-pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16, timeout_s: u32, sip: bool) -> Conn {
+/// that server and the service's persistence timeout in seconds, with its addresses. A template
+/// of the SIP engine (`sip`) is filed by the director's SIP table instead of the client →
+/// virtual index.
+pub(crate) fn new_template(
+    tk: &TemplateKey,
+    dest: DestId,
+    d: &Dest,
+    flags: u16,
+    timeout_s: u32,
+    sip: bool,
+) -> (Conn, Addrs) {
     let filed = if sip { cf::PE_SIP } else { cf::IN_HASHED };
-    Conn {
-        caddr: tk.key.caddr,
-        vaddr: tk.key.vaddr,
-        daddr: raw(&d.cfg.endpoint.addr),
+    let a = Addrs { caddr: tk.key.caddr, vaddr: tk.key.vaddr, daddr: raw(&d.cfg.endpoint.addr) };
+    let c = Conn {
         cport: 0,
         vport: tk.key.vport,
         dport: if tk.keeps_ports { d.cfg.endpoint.port } else { 0 },
@@ -90,7 +96,8 @@ pub(crate) fn new_template(tk: &TemplateKey, dest: DestId, d: &Dest, flags: u16,
         dest: dest.0,
         timeout_ms: timeout_s.saturating_mul(1000),
         ..Conn::BLANK
-    }
+    };
+    (c, a)
 }
 
 /// The port `ip_vs_check_template` gives an invalidated template's virtual and real ports.

@@ -55,12 +55,33 @@ pub(crate) mod cf {
     pub(crate) const FWD_MASK: u16 = 0x3 << FWD_SHIFT;
 }
 
-/// One connection or template: 104 bytes, no pointers, no heap.
-#[derive(Clone, Debug)]
-pub(crate) struct Conn {
+/// The three addresses of an entry, each in the 16-byte form of [`raw`](crate::addr::raw):
+/// what a new entry is stored with and what [`ConnTable::addrs`] gives back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Addrs {
+    /// Client address (the masked one for templates).
     pub(crate) caddr: [u8; 16],
+    /// Virtual address (`0.0.0.MARK` for fwmark templates).
     pub(crate) vaddr: [u8; 16],
+    /// Real server address.
     pub(crate) daddr: [u8; 16],
+}
+
+/// One connection or template: 64 bytes, one cache line, no pointers, no heap.
+///
+/// An IPv4 entry keeps its three addresses in place. An entry with an IPv6 side ([`cf::V6`] or
+/// [`cf::DEST_V6`]) keeps them in the table's side slab, and `addr[0]` is its slot there, so
+/// only IPv6 connections pay for 16-byte addresses. The sync end time lives beside the slab
+/// too (only a sync master writes it). Everything one established packet reads — key,
+/// server, flags, timeout, expiry, timer slot, packet count — lies in the entry's one line.
+#[derive(Clone, Debug)]
+#[repr(C, align(64))]
+pub(crate) struct Conn {
+    /// When the entry expires (ns).
+    pub(crate) expires: u64,
+    /// Client, virtual and real server IPv4 addresses (network order), or the side slot; set
+    /// by the table's `insert`.
+    pub(crate) addr: [u32; 3],
     pub(crate) cport: u16,
     pub(crate) vport: u16,
     pub(crate) dport: u16,
@@ -69,6 +90,8 @@ pub(crate) struct Conn {
     /// The TCP state's number (`proto::TcpState`) for TCP; 0 otherwise.
     pub(crate) state: u8,
     pub(crate) flags: u16,
+    /// Sync bookkeeping: the state last sent (`old_state`).
+    pub(crate) old_state: u8,
     /// Bound real server.
     pub(crate) dest: u32,
     /// The template that controls this connection, or [`NIL`].
@@ -77,45 +100,43 @@ pub(crate) struct Conn {
     pub(crate) n_control: u32,
     /// Current timeout in milliseconds.
     pub(crate) timeout_ms: u32,
-    /// When the entry expires (ns).
-    pub(crate) expires: u64,
-    /// Timer wheel links and the absolute wheel tick the entry is linked at.
+    /// Packets from the client side (`in_pkts`; a template counts its connections' packets).
+    pub(crate) in_pkts: u32,
+    /// Timer wheel links and the absolute wheel tick the entry is linked at; a free slot's
+    /// `tnext` links the table's free list.
     pub(crate) tprev: u32,
     pub(crate) tnext: u32,
     pub(crate) tick: u32,
-    /// Packets from the client side (`in_pkts`; a template counts its connections' packets).
-    pub(crate) in_pkts: u32,
-    /// Sync bookkeeping: the state last sent and the wrapping-millisecond end time
-    /// (`old_state`, `sync_endtime`).
-    pub(crate) old_state: u8,
-    pub(crate) sync_end: u32,
 }
 
 impl Conn {
-    /// An entry with no addresses, no server, no links and no timer: constructions fill in what
-    /// they know (`Conn { caddr, .., ..Conn::BLANK }`).
+    /// An entry with no server, no links and no timer: constructions fill in what they know
+    /// (`Conn { cport, .., ..Conn::BLANK }`); the addresses come with it to the table's
+    /// `insert`.
     pub(crate) const BLANK: Conn = Conn {
-        caddr: [0; 16],
-        vaddr: [0; 16],
-        daddr: [0; 16],
+        expires: 0,
+        addr: [0; 3],
         cport: 0,
         vport: 0,
         dport: 0,
         proto: 0,
         state: 0,
         flags: 0,
+        old_state: 0,
         dest: NIL,
         control: NIL,
         n_control: 0,
         timeout_ms: 0,
-        expires: 0,
+        in_pkts: 0,
         tprev: NIL,
         tnext: NIL,
         tick: 0,
-        in_pkts: 0,
-        old_state: 0,
-        sync_end: 0,
     };
+
+    /// Whether the addresses live in the side slab (either side is IPv6).
+    fn wide(&self) -> bool {
+        self.flags & (cf::V6 | cf::DEST_V6) != 0
+    }
 
     pub(crate) fn af(&self) -> Af {
         if self.flags & cf::V6 != 0 {
@@ -197,15 +218,16 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    /// The listing of entry `id` (`c`), whose state is named `state`, at `now_ns`.
-    pub(crate) fn of(id: ConnId, c: &Conn, state: &'static str, now_ns: u64) -> ConnInfo {
+    /// The listing of entry `id` (`c`, with addresses `a`), whose state is named `state`, at
+    /// `now_ns`.
+    pub(crate) fn of(id: ConnId, c: &Conn, a: &Addrs, state: &'static str, now_ns: u64) -> ConnInfo {
         let af = c.af();
         let ep = |a: &[u8; 16], p: u16| Endpoint::new(from_raw(af, a), p);
         ConnInfo {
             proto: c.proto,
-            client: ep(&c.caddr, c.cport),
-            virt: ep(&c.vaddr, c.vport),
-            dest: Endpoint::new(from_raw(c.daf(), &c.daddr), c.dport),
+            client: ep(&a.caddr, c.cport),
+            virt: ep(&a.vaddr, c.vport),
+            dest: Endpoint::new(from_raw(c.daf(), &a.daddr), c.dport),
             state,
             expires_ms: c.expires.saturating_sub(now_ns) / 1_000_000,
             template: c.is_template(),
@@ -220,8 +242,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entry_is_104_bytes() {
-        assert_eq!(core::mem::size_of::<Conn>(), 104);
+    fn entry_is_one_cache_line() {
+        assert_eq!((core::mem::size_of::<Conn>(), core::mem::align_of::<Conn>()), (64, 64));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use core::hash::{Hash, Hasher};
 use hashbrown::HashTable;
 
 use super::timer::Wheel;
-use super::{cf, Conn, ConnId};
+use super::{cf, Addrs, Conn, ConnId, NIL};
 
 /// Key of the client → virtual index (`ip_vs_conn_hashkey_param` for the in direction).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,44 +55,29 @@ fn small_words(port1: u16, port2: u16, proto: u8, v6: bool, tmpl: bool) -> u64 {
     u64::from(port1) | u64::from(port2) << 16 | u64::from(proto) << 32 | u64::from(v6) << 40 | u64::from(tmpl) << 41
 }
 
-impl Conn {
-    pub(crate) fn in_key(&self) -> InKey {
-        InKey {
-            v6: self.flags & cf::V6 != 0,
-            tmpl: self.is_template(),
-            proto: self.proto,
-            caddr: self.caddr,
-            cport: self.cport,
-            vaddr: self.vaddr,
-            vport: self.vport,
-        }
-    }
-
-    pub(crate) fn out_key(&self) -> OutKey {
-        OutKey {
-            v6: self.flags & cf::V6 != 0,
-            proto: self.proto,
-            daddr: self.daddr,
-            dport: self.dport,
-            caddr: self.caddr,
-            cport: self.cport,
-        }
-    }
-}
-
 /// Size figures of the table, for capacity planning and the README's bytes per connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableStats {
     /// Live entries (connections and templates).
     pub entries: usize,
-    /// Bytes held by the slab, the free list, both indexes and the wheel.
+    /// Bytes held by the slab, the side slab of IPv6 addresses, the sync end times, both
+    /// indexes and the wheel.
     pub bytes: usize,
 }
 
 /// Connections and templates: a bounded slab with hash indexes and a timer wheel.
 pub(crate) struct ConnTable {
     slab: Vec<Conn>,
-    free: Vec<u32>,
+    /// The first free slab slot, or [`NIL`]; free slots are chained through their `tnext` (a
+    /// free slot is in no wheel list), so the free list costs no memory of its own.
+    free: u32,
+    /// The addresses of entries with an IPv6 side, by the slot in their `addr[0]`.
+    wide: Vec<Addrs>,
+    /// Free slots of `wide`.
+    wide_free: Vec<u32>,
+    /// The sync end time of each slab slot (`cp->sync_endtime`, wrapping milliseconds), grown
+    /// the first time a sync master marks an entry: a director that does not sync pays nothing.
+    sync_end: Vec<u32>,
     live: usize,
     max: usize,
     in_idx: HashTable<u32>,
@@ -109,7 +94,10 @@ impl ConnTable {
     pub(crate) fn new(max: usize, hasher: ahash::RandomState) -> Self {
         ConnTable {
             slab: Vec::new(),
-            free: Vec::new(),
+            free: NIL,
+            wide: Vec::new(),
+            wide_free: Vec::new(),
+            sync_end: Vec::new(),
             live: 0,
             max: max.min(u32::MAX as usize - 1),
             in_idx: HashTable::new(),
@@ -124,9 +112,8 @@ impl ConnTable {
     pub(crate) fn reserve(&mut self, n: usize) {
         let n = n.min(self.max);
         self.slab.reserve(n.saturating_sub(self.slab.len()));
-        let (h, slab) = (&self.hasher, &self.slab);
-        self.in_idx.reserve(n, |id| hash_in(h, slab, *id));
-        self.free.reserve(n);
+        let (h, slab, wide) = (&self.hasher, &self.slab, &self.wide);
+        self.in_idx.reserve(n, |id| hash_in(h, slab, wide, *id));
     }
 
     /// Live entries.
@@ -139,7 +126,9 @@ impl ConnTable {
         TableStats {
             entries: self.live,
             bytes: self.slab.capacity() * core::mem::size_of::<Conn>()
-                + self.free.capacity() * 4
+                + self.wide.capacity() * core::mem::size_of::<Addrs>()
+                + self.wide_free.capacity() * 4
+                + self.sync_end.capacity() * 4
                 + self.in_idx.allocation_size()
                 + self.out_idx.allocation_size()
                 + self.wheel.allocation_size(),
@@ -154,24 +143,44 @@ impl ConnTable {
         self.slab.get_mut(id.0 as usize)
     }
 
-    /// Stores `c`, links it in the indexes its flags ask for and in the wheel.
-    /// `None` when the table is full.
-    pub(crate) fn insert(&mut self, mut c: Conn) -> Option<ConnId> {
+    /// Stores `c` with addresses `a`, links it in the indexes its flags ask for and in the
+    /// wheel. `None` when the table is full.
+    pub(crate) fn insert(&mut self, mut c: Conn, a: &Addrs) -> Option<ConnId> {
         if self.live >= self.max {
             return None;
         }
-        c.tprev = super::NIL;
-        c.tnext = super::NIL;
-        let id = match self.free.pop() {
-            Some(i) => {
-                *self.slab.get_mut(i as usize)? = c;
-                i
+        c.tprev = NIL;
+        c.tnext = NIL;
+        c.addr = if c.wide() {
+            let w = match self.wide_free.pop() {
+                Some(w) => {
+                    *self.wide.get_mut(w as usize)? = *a;
+                    w
+                }
+                None => {
+                    self.wide.push(*a);
+                    u32::try_from(self.wide.len() - 1).ok()?
+                }
+            };
+            [w, 0, 0]
+        } else {
+            [v4(&a.caddr), v4(&a.vaddr), v4(&a.daddr)]
+        };
+        let id = match self.slab.get_mut(self.free as usize) {
+            Some(slot) => {
+                let id = self.free;
+                self.free = slot.tnext;
+                *slot = c;
+                id
             }
             None => {
                 self.slab.push(c);
                 u32::try_from(self.slab.len() - 1).ok()?
             }
         };
+        if let Some(e) = self.sync_end.get_mut(id as usize) {
+            *e = 0;
+        }
         self.live += 1;
         self.hash(ConnId(id));
         self.wheel.link(&mut self.slab, id);
@@ -182,16 +191,14 @@ impl ConnTable {
     fn hash(&mut self, id: ConnId) {
         let Some(c) = self.slab.get(id.0 as usize) else { return };
         self.epoch = self.epoch.wrapping_add(1);
-        let (flags, h) = (c.flags, &self.hasher);
+        let (flags, h, slab, wide) = (c.flags, &self.hasher, &self.slab, &self.wide);
         if flags & cf::IN_HASHED != 0 {
-            let hv = h.hash_one(c.in_key());
-            let slab = &self.slab;
-            self.in_idx.insert_unique(hv, id.0, |i| hash_in(h, slab, *i));
+            let hv = h.hash_one(in_key(c, wide));
+            self.in_idx.insert_unique(hv, id.0, |i| hash_in(h, slab, wide, *i));
         }
         if flags & cf::OUT_HASHED != 0 {
-            let hv = h.hash_one(c.out_key());
-            let slab = &self.slab;
-            self.out_idx.insert_unique(hv, id.0, |i| hash_out(h, slab, *i));
+            let hv = h.hash_one(out_key(c, wide));
+            self.out_idx.insert_unique(hv, id.0, |i| hash_out(h, slab, wide, *i));
         }
     }
 
@@ -201,7 +208,7 @@ impl ConnTable {
         if c.flags & cf::IN_HASHED == 0 {
             return;
         }
-        let hv = self.hasher.hash_one(c.in_key());
+        let hv = self.hasher.hash_one(in_key(c, &self.wide));
         self.epoch = self.epoch.wrapping_add(1);
         if let Ok(e) = self.in_idx.find_entry(hv, |i| *i == id.0) {
             e.remove();
@@ -235,7 +242,7 @@ impl ConnTable {
         if c.flags & cf::OUT_HASHED == 0 {
             return;
         }
-        let hv = self.hasher.hash_one(c.out_key());
+        let hv = self.hasher.hash_one(out_key(c, &self.wide));
         self.epoch = self.epoch.wrapping_add(1);
         if let Ok(e) = self.out_idx.find_entry(hv, |i| *i == id.0) {
             e.remove();
@@ -246,22 +253,31 @@ impl ConnTable {
     }
 
     /// Removes an entry that is still in the wheel (expire-now, flush).
-    pub(crate) fn remove_armed(&mut self, id: ConnId) -> Option<Conn> {
+    pub(crate) fn remove_armed(&mut self, id: ConnId) -> Option<(Conn, Addrs)> {
+        if self.slab.get(id.0 as usize).is_none_or(|c| c.flags & cf::FREE != 0) {
+            return None;
+        }
         self.wheel.unlink(&mut self.slab, id.0);
         self.remove_unarmed(id)
     }
 
     /// Removes an entry that `pop_due` already took out of the wheel. The entry is returned as
-    /// it was, its index flags included, so the caller can undo what they stood for.
-    pub(crate) fn remove_unarmed(&mut self, id: ConnId) -> Option<Conn> {
-        let c = self.slab.get(id.0 as usize)?.clone();
+    /// it was, its index flags and addresses included, so the caller can undo what they stood
+    /// for.
+    pub(crate) fn remove_unarmed(&mut self, id: ConnId) -> Option<(Conn, Addrs)> {
+        let c = self.slab.get(id.0 as usize).filter(|c| c.flags & cf::FREE == 0)?.clone();
+        let a = self.addrs(&c);
         self.unhash_in(id);
         self.unhash_out(id);
+        if c.wide() {
+            self.wide_free.push(c.addr[0]);
+        }
         let slot = self.slab.get_mut(id.0 as usize)?;
         slot.flags |= cf::FREE;
-        self.free.push(id.0);
+        slot.tnext = self.free;
+        self.free = id.0;
         self.live -= 1;
-        Some(c)
+        Some((c, a))
     }
 
     /// Links an entry that `pop_due` handed out back into the wheel at its `expires`.
@@ -283,7 +299,8 @@ impl ConnTable {
     pub(crate) fn find_in(&self, key: &InKey) -> Option<ConnId> {
         let hv = self.hasher.hash_one(key);
         let slab = &self.slab;
-        self.in_idx.find(hv, |i| slab.get(*i as usize).is_some_and(|c| c.in_key() == *key)).map(|i| ConnId(*i))
+        let wide = &self.wide;
+        self.in_idx.find(hv, |i| slab.get(*i as usize).is_some_and(|c| filed_in(c, wide, key))).map(|i| ConnId(*i))
     }
 
     /// Whether entry `id` is the one the client → virtual index files under `key` (what
@@ -292,7 +309,13 @@ impl ConnTable {
     pub(crate) fn holds_in(&self, id: ConnId, key: &InKey) -> bool {
         self.slab
             .get(id.0 as usize)
-            .is_some_and(|c| c.flags & (cf::FREE | cf::IN_HASHED) == cf::IN_HASHED && c.in_key() == *key)
+            .is_some_and(|c| c.flags & (cf::FREE | cf::IN_HASHED) == cf::IN_HASHED && filed_in(c, &self.wide, key))
+    }
+
+    /// Whether live entry `id` carries the client → virtual key `key`, filed in that index or
+    /// not (a SIP template is filed by its Call-ID instead).
+    pub(crate) fn has_in_key(&self, id: ConnId, key: &InKey) -> bool {
+        self.slab.get(id.0 as usize).is_some_and(|c| c.flags & cf::FREE == 0 && filed_in(c, &self.wide, key))
     }
 
     /// The index epoch: unchanged means no entry entered or left an index since it was read.
@@ -315,7 +338,8 @@ impl ConnTable {
     pub(crate) fn find_out(&self, key: &OutKey) -> Option<ConnId> {
         let hv = self.hasher.hash_one(key);
         let slab = &self.slab;
-        self.out_idx.find(hv, |i| slab.get(*i as usize).is_some_and(|c| c.out_key() == *key)).map(|i| ConnId(*i))
+        let wide = &self.wide;
+        self.out_idx.find(hv, |i| slab.get(*i as usize).is_some_and(|c| filed_out(c, wide, key))).map(|i| ConnId(*i))
     }
 
     /// Entries whose time has come, unlinked from the wheel (see [`Wheel::pop_due`]).
@@ -337,12 +361,210 @@ impl ConnTable {
     pub(crate) fn live(&self, i: usize) -> Option<&Conn> {
         self.slab.get(i).filter(|c| c.flags & cf::FREE == 0)
     }
+
+    /// The addresses of entry `c` (an entry of this table).
+    #[inline]
+    pub(crate) fn addrs(&self, c: &Conn) -> Addrs {
+        addrs(c, &self.wide)
+    }
+
+    /// The sync end time of entry `id` (`cp->sync_endtime`); 0 until a sync master marks it.
+    pub(crate) fn sync_end(&self, id: ConnId) -> u32 {
+        self.sync_end.get(id.0 as usize).copied().unwrap_or(0)
+    }
+
+    /// Records the sync end time of entry `id`, growing the side array to the slab the first
+    /// time.
+    pub(crate) fn set_sync_end(&mut self, id: ConnId, end: u32) {
+        let i = id.0 as usize;
+        if i >= self.slab.len() {
+            return;
+        }
+        if self.sync_end.len() <= i {
+            self.sync_end.resize(self.slab.capacity().max(i + 1), 0);
+        }
+        if let Some(e) = self.sync_end.get_mut(i) {
+            *e = end;
+        }
+    }
 }
 
-fn hash_in(h: &ahash::RandomState, slab: &[Conn], id: u32) -> u64 {
-    slab.get(id as usize).map_or(0, |c| h.hash_one(c.in_key()))
+/// An IPv4 address from the first four bytes of its 16-byte form.
+fn v4(a: &[u8; 16]) -> u32 {
+    u32::from_ne_bytes([a[0], a[1], a[2], a[3]])
 }
 
-fn hash_out(h: &ahash::RandomState, slab: &[Conn], id: u32) -> u64 {
-    slab.get(id as usize).map_or(0, |c| h.hash_one(c.out_key()))
+/// The 16-byte form of an IPv4 address kept by [`v4`].
+fn raw4(a: u32) -> [u8; 16] {
+    let mut r = [0u8; 16];
+    r[..4].copy_from_slice(&a.to_ne_bytes());
+    r
+}
+
+/// The addresses of `c`, from the entry or from the side slab `wide`.
+#[inline]
+fn addrs(c: &Conn, wide: &[Addrs]) -> Addrs {
+    if c.wide() {
+        const NONE: Addrs = Addrs { caddr: [0; 16], vaddr: [0; 16], daddr: [0; 16] };
+        wide.get(c.addr[0] as usize).copied().unwrap_or(NONE)
+    } else {
+        Addrs { caddr: raw4(c.addr[0]), vaddr: raw4(c.addr[1]), daddr: raw4(c.addr[2]) }
+    }
+}
+
+/// The client → virtual key entry `c` is filed under.
+#[inline]
+fn in_key(c: &Conn, wide: &[Addrs]) -> InKey {
+    let a = addrs(c, wide);
+    InKey {
+        v6: c.flags & cf::V6 != 0,
+        tmpl: c.is_template(),
+        proto: c.proto,
+        caddr: a.caddr,
+        cport: c.cport,
+        vaddr: a.vaddr,
+        vport: c.vport,
+    }
+}
+
+/// The reply key entry `c` is filed under.
+#[inline]
+fn out_key(c: &Conn, wide: &[Addrs]) -> OutKey {
+    let a = addrs(c, wide);
+    OutKey { v6: c.flags & cf::V6 != 0, proto: c.proto, daddr: a.daddr, dport: c.dport, caddr: a.caddr, cport: c.cport }
+}
+
+/// Whether entry `c` is filed under `key` in the client → virtual index: `in_key(c) == key`,
+/// comparing the entry's own fields first and an IPv4 entry's addresses as words, without
+/// building its key.
+#[inline]
+fn filed_in(c: &Conn, wide: &[Addrs], key: &InKey) -> bool {
+    if c.cport != key.cport
+        || c.vport != key.vport
+        || c.proto != key.proto
+        || (c.flags & cf::V6 != 0) != key.v6
+        || c.is_template() != key.tmpl
+    {
+        return false;
+    }
+    if c.wide() {
+        wide.get(c.addr[0] as usize).is_some_and(|a| a.caddr == key.caddr && a.vaddr == key.vaddr)
+    } else {
+        raw4(c.addr[0]) == key.caddr && raw4(c.addr[1]) == key.vaddr
+    }
+}
+
+/// Whether entry `c` is filed under `key` in the reply index (`out_key(c) == key`).
+#[inline]
+fn filed_out(c: &Conn, wide: &[Addrs], key: &OutKey) -> bool {
+    if c.dport != key.dport || c.cport != key.cport || c.proto != key.proto || (c.flags & cf::V6 != 0) != key.v6 {
+        return false;
+    }
+    if c.wide() {
+        wide.get(c.addr[0] as usize).is_some_and(|a| a.daddr == key.daddr && a.caddr == key.caddr)
+    } else {
+        raw4(c.addr[2]) == key.daddr && raw4(c.addr[0]) == key.caddr
+    }
+}
+
+fn hash_in(h: &ahash::RandomState, slab: &[Conn], wide: &[Addrs], id: u32) -> u64 {
+    slab.get(id as usize).map_or(0, |c| h.hash_one(in_key(c, wide)))
+}
+
+fn hash_out(h: &ahash::RandomState, slab: &[Conn], wide: &[Addrs], id: u32) -> u64 {
+    slab.get(id as usize).map_or(0, |c| h.hash_one(out_key(c, wide)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> ConnTable {
+        ConnTable::new(8, ahash::RandomState::with_seeds(1, 2, 3, 4))
+    }
+
+    fn addrs(c: u8, v: u8, d: u8, wide: bool) -> Addrs {
+        let a = |x: u8| {
+            let mut r = [0u8; 16];
+            if wide {
+                r = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, x];
+            } else {
+                r[..4].copy_from_slice(&[192, 0, 2, x]);
+            }
+            r
+        };
+        Addrs { caddr: a(c), vaddr: a(v), daddr: a(d) }
+    }
+
+    fn key(c: &Conn, a: &Addrs) -> InKey {
+        InKey {
+            v6: c.flags & cf::V6 != 0,
+            tmpl: false,
+            proto: c.proto,
+            caddr: a.caddr,
+            cport: c.cport,
+            vaddr: a.vaddr,
+            vport: c.vport,
+        }
+    }
+
+    /// IPv4 entries keep their addresses in place, entries with an IPv6 side (either family of
+    /// a tunnelled server) in the side slab; each is found under its key and gives its addresses
+    /// back, and a freed side slot is taken again before the side slab grows.
+    #[test]
+    fn addresses_in_place_and_aside() {
+        let mut t = table();
+        let base = Conn { proto: 6, cport: 1000, vport: 80, dport: 80, flags: cf::IN_HASHED, ..Conn::BLANK };
+        let v4 = Conn { ..base.clone() };
+        let v6 = Conn { cport: 1001, flags: cf::IN_HASHED | cf::V6 | cf::DEST_V6, ..base.clone() };
+        let v4to6 = Conn { cport: 1002, flags: cf::IN_HASHED | cf::DEST_V6, ..base.clone() };
+        let (a4, a6) = (addrs(1, 2, 3, false), addrs(1, 2, 3, true));
+        let a4to6 = Addrs { daddr: a6.daddr, ..a4 };
+        let cases = [(v4, a4), (v6, a6), (v4to6, a4to6)];
+        let ids: Vec<ConnId> = cases.iter().map(|(c, a)| t.insert(c.clone(), a).unwrap()).collect();
+        assert_eq!(t.wide.len(), 2);
+        for ((c, a), id) in cases.iter().zip(&ids) {
+            let k = key(c, a);
+            assert_eq!(t.find_in(&k), Some(*id));
+            assert_eq!(t.addrs(t.get(*id).unwrap()), *a);
+            let mut vaddr = k.vaddr;
+            vaddr[3] ^= 1;
+            for other in [
+                InKey { tmpl: true, ..k },
+                InKey { v6: !k.v6, ..k },
+                InKey { proto: 17, ..k },
+                InKey { vport: 81, ..k },
+                InKey { vaddr, ..k },
+            ] {
+                assert_eq!(t.find_in(&other), None, "{other:?}");
+            }
+        }
+        let (c, a) = t.remove_armed(ids[1]).unwrap();
+        assert_eq!(a, a6);
+        assert_eq!(t.find_in(&key(&c, &a)), None);
+        let again = t.insert(c.clone(), &a).unwrap();
+        assert_eq!((again, t.wide.len()), (ids[1], 2), "slab and side slots are reused");
+        assert_eq!(t.find_in(&key(&c, &a)), Some(again));
+    }
+
+    /// Freed slots are chained through the free list and taken last-freed first; a reused slot
+    /// starts with no sync end time.
+    #[test]
+    fn free_slots_are_reused() {
+        let mut t = table();
+        let c = |p: u16| Conn { proto: 17, cport: p, flags: cf::IN_HASHED, ..Conn::BLANK };
+        let a = addrs(1, 2, 3, false);
+        let ids: Vec<ConnId> = (0..4).map(|p| t.insert(c(p), &a).unwrap()).collect();
+        t.set_sync_end(ids[1], 77);
+        assert_eq!(t.sync_end(ids[1]), 77);
+        t.remove_armed(ids[1]).unwrap();
+        t.remove_armed(ids[2]).unwrap();
+        assert!(t.remove_armed(ids[2]).is_none(), "a free slot is not freed twice");
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.insert(c(10), &a), Some(ids[2]));
+        assert_eq!(t.insert(c(11), &a), Some(ids[1]));
+        assert_eq!(t.sync_end(ids[1]), 0);
+        assert_eq!(t.insert(c(12), &a), Some(ConnId(4)));
+        assert_eq!((t.len(), t.slots()), (5, 5));
+    }
 }

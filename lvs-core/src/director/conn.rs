@@ -4,7 +4,7 @@
 
 use super::{defense, Director};
 use crate::addr::{raw, Af};
-use crate::conn::{cf, Conn, ConnId, NIL};
+use crate::conn::{cf, Addrs, Conn, ConnId, NIL};
 use crate::dest::{DestId, FwdMethod};
 use crate::error::Reason;
 use crate::proto::{self, sctp, tcp::TcpState};
@@ -34,11 +34,11 @@ impl Director {
         f
     }
 
-    /// Stores an entry and binds it to its server; a full table first makes room if the
-    /// defences allow.
-    pub(super) fn insert(&mut self, c: Conn) -> Option<ConnId> {
+    /// Stores an entry with addresses `a` and binds it to its server; a full table first makes
+    /// room if the defences allow.
+    pub(super) fn insert(&mut self, c: Conn, a: &Addrs) -> Option<ConnId> {
         self.make_room();
-        let id = self.conns.insert(c.clone())?;
+        let id = self.conns.insert(c.clone(), a)?;
         if defense::half_open(&c) {
             self.half_open += 1;
         }
@@ -74,10 +74,8 @@ impl Director {
                 flags |= cf::OUT_HASHED;
             }
         }
+        let a = Addrs { caddr: raw(&meta.src), vaddr: raw(&meta.dst), daddr: raw(&d.cfg.endpoint.addr) };
         let c = Conn {
-            caddr: raw(&meta.src),
-            vaddr: raw(&meta.dst),
-            daddr: raw(&d.cfg.endpoint.addr),
             cport: meta.sport,
             vport: meta.dport,
             dport,
@@ -90,7 +88,7 @@ impl Director {
             expires: crate::time::after_ms(now, 3000),
             ..Conn::BLANK
         };
-        let id = self.insert(c).ok_or(Reason::TableFull)?;
+        let id = self.insert(c, &a).ok_or(Reason::TableFull)?;
         if flags & cf::FULLNAT != 0 && !one_packet && !self.fnat_attach(si, id) {
             self.expire_now(id);
             return Err(Reason::NoLocalPort);
@@ -158,8 +156,8 @@ impl Director {
             }
             return;
         }
-        if let Some(c) = self.conns.remove_unarmed(id) {
-            self.release(id, &c);
+        if let Some((c, a)) = self.conns.remove_unarmed(id) {
+            self.release(id, &c, &a);
         }
     }
 
@@ -174,8 +172,8 @@ impl Director {
 
     /// Frees an entry that is still armed (expire-now).
     pub(super) fn expire_now(&mut self, id: ConnId) {
-        if let Some(c) = self.conns.remove_armed(id) {
-            self.release(id, &c);
+        if let Some((c, a)) = self.conns.remove_armed(id) {
+            self.release(id, &c, &a);
         }
     }
 
@@ -190,13 +188,13 @@ impl Director {
 
     /// What freeing an entry undoes: the controller's count, the server binding, the half-open
     /// count, a FullNAT connection's local port, a SYN-proxied one's splice and a SIP
-    /// template's Call-ID.
-    fn release(&mut self, id: ConnId, c: &Conn) {
+    /// template's Call-ID (`c` had addresses `a`).
+    fn release(&mut self, id: ConnId, c: &Conn, a: &Addrs) {
         if defense::half_open(c) {
             self.half_open = self.half_open.saturating_sub(1);
         }
         if c.flags & cf::FULLNAT != 0 {
-            self.fnat_detach(id, &c.daddr, c.dport, c.proto, c.flags & cf::DEST_V6 != 0);
+            self.fnat_detach(id, &a.daddr, c.dport, c.proto, c.flags & cf::DEST_V6 != 0);
         }
         if c.flags & cf::SYNPROXY != 0 {
             self.synproxy.forget(id);

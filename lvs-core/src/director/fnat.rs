@@ -135,17 +135,10 @@ impl Director {
     pub(super) fn fnat_attach(&mut self, si: u32, id: ConnId) -> bool {
         let Some((key, client)) = self.svc(si).map(|s| (s.cfg.key, s.cfg.client_addr)) else { return false };
         let Some(c) = self.conns.get(id) else { return false };
-        let daf = c.daf();
+        let (daf, daddr) = (c.daf(), self.conns.addrs(c).daddr);
         let Some((lip, lport)) = self.fnat.laddrs.take(&key, daf) else { return false };
         let laddr = raw(&lip);
-        let ok = OutKey {
-            v6: daf == crate::Af::V6,
-            proto: c.proto,
-            daddr: c.daddr,
-            dport: c.dport,
-            caddr: laddr,
-            cport: lport,
-        };
+        let ok = OutKey { v6: daf == crate::Af::V6, proto: c.proto, daddr, dport: c.dport, caddr: laddr, cport: lport };
         let fc = FnatConn { laddr, lport, flags: 0, client, in_adj: SeqAdj::NONE, fdata: 0 };
         self.fnat.conns.insert(id.0, fc);
         self.fnat.reply.insert(ok, id.0);
@@ -166,12 +159,12 @@ impl Director {
     fn proxy_header(&self, id: ConnId, client: ClientAddr) -> Option<ProxyHeader> {
         let ClientAddr::Proxy(version) = client else { return None };
         let c = self.conns.get(id)?;
-        let af = c.af();
+        let (af, a) = (c.af(), self.conns.addrs(c));
         let repr = ProxyRepr {
             version,
             stream: c.proto == ipproto::TCP,
-            src: (from_raw(af, &c.caddr), c.cport),
-            dst: (from_raw(af, &c.vaddr), c.vport),
+            src: (from_raw(af, &a.caddr), c.cport),
+            dst: (from_raw(af, &a.vaddr), c.vport),
         };
         Some(repr.emit())
     }
@@ -182,8 +175,8 @@ impl Director {
     /// the server's first byte carry the TOA; then both ends are rewritten.
     pub(super) fn fnat_in(&mut self, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
         let Some(c) = self.conns.get(id) else { return self.drop(Reason::DestUnavailable) };
-        let (af, daf, dest) = (c.af(), c.daf(), c.dest_id());
-        let (client, rs) = ((from_raw(af, &c.caddr), c.cport), (from_raw(daf, &c.daddr), c.dport));
+        let (af, daf, dest, a) = (c.af(), c.daf(), c.dest_id(), self.conns.addrs(c));
+        let (client, rs) = ((from_raw(af, &a.caddr), c.cport), (from_raw(daf, &a.daddr), c.dport));
         let Some(fc) = self.fnat.conns.get(&id.0).copied() else { return self.drop(Reason::NoLocalPort) };
         let tcp = meta.proto == ipproto::TCP;
         let (seq, ack) = if tcp { seqadj::seq_ack(frame.data(), meta).unwrap_or((0, 0)) } else { (0, 0) };
@@ -245,8 +238,8 @@ impl Director {
     pub(super) fn fnat_out(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
         self.reply_seen(now, meta, id);
         let Some(c) = self.conns.get(id) else { return Verdict::NotMine };
-        let af = c.af();
-        let (client, vip) = ((from_raw(af, &c.caddr), c.cport), (from_raw(af, &c.vaddr), c.vport));
+        let (af, a) = (c.af(), self.conns.addrs(c));
+        let (client, vip) = ((from_raw(af, &a.caddr), c.cport), (from_raw(af, &a.vaddr), c.vport));
         let Some(fc) = self.fnat.conns.get(&id.0).copied() else { return self.drop(Reason::NoLocalPort) };
         let tcp = meta.proto == ipproto::TCP;
         let syn = tcp && meta.tcp_flags & flags::SYN != 0;
@@ -303,10 +296,11 @@ impl Director {
             // and 5.2); not done: such errors are dropped.
             return self.drop(Reason::Unsupported);
         }
+        let a = self.conns.addrs(c);
         let (client, vip, rs, dest) = (
-            (from_raw(af, &c.caddr), c.cport),
-            (from_raw(af, &c.vaddr), c.vport),
-            (from_raw(af, &c.daddr), c.dport),
+            (from_raw(af, &a.caddr), c.cport),
+            (from_raw(af, &a.vaddr), c.vport),
+            (from_raw(af, &a.daddr), c.dport),
             c.dest_id(),
         );
         let Some(fc) = self.fnat.conns.get(&id.0) else { return self.drop(Reason::NoLocalPort) };

@@ -472,8 +472,8 @@ impl Director {
                 let dest = svc.sched.schedule(&mut cx, &view, meta).ok_or(Reason::NoDest)?;
                 let d = self.dests.get(dest).ok_or(Reason::NoDest)?;
                 let flags = self.conn_flags(dest, meta.af);
-                let t = persist::new_template(&tk, dest, d, flags, ptimeout, call_id.is_some());
-                let t = self.insert(t).ok_or(Reason::TableFull)?;
+                let (t, a) = persist::new_template(&tk, dest, d, flags, ptimeout, call_id.is_some());
+                let t = self.insert(t, &a).ok_or(Reason::TableFull)?;
                 if let Some(c) = call_id {
                     self.sip.insert(t, c);
                 }
@@ -511,8 +511,14 @@ impl Director {
     /// Client → real server on connection `id`.
     pub(super) fn in_path(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
         let Some(c) = self.conns.get(id) else { return self.drop(Reason::DestUnavailable) };
-        let (dest, fwd, daddr, dport, control, one_packet) =
-            (c.dest_id(), c.fwd(), from_raw(c.daf(), &c.daddr), c.dport, c.control, c.flags & cf::ONE_PACKET != 0);
+        let (dest, fwd, daddr, dport, control, one_packet) = (
+            c.dest_id(),
+            c.fwd(),
+            from_raw(c.daf(), &self.conns.addrs(c).daddr),
+            c.dport,
+            c.control,
+            c.flags & cf::ONE_PACKET != 0,
+        );
         match dest {
             Some(d) => self.count(d, u32::from(meta.ip_len), false),
             None => self.stats.packet_in(u32::from(meta.ip_len)),

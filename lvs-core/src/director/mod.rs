@@ -533,7 +533,11 @@ impl Director {
 
     /// Every connection and template, as `ipvsadm -Lc` lists them.
     pub fn connections(&self, now: Instant) -> Vec<ConnInfo> {
-        self.conns.iter().map(|(id, c)| ConnInfo::of(id, c, crate::proto::state_name(c), now.as_nanos())).collect()
+        let n = now.as_nanos();
+        self.conns
+            .iter()
+            .map(|(id, c)| ConnInfo::of(id, c, &self.conns.addrs(c), crate::proto::state_name(c), n))
+            .collect()
     }
 
     /// The persistence engine and its data (`show_pe_data`: the SIP Call-ID) of a template

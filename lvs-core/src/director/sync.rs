@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use super::Director;
 use crate::addr::{from_raw, raw, Af, Proto, ServiceKey};
 use crate::conn::table::InKey;
-use crate::conn::{cf, Conn, ConnId, NIL};
+use crate::conn::{cf, Addrs, Conn, ConnId, NIL};
 use crate::dest::{DestId, FwdMethod};
 use crate::error::Error;
 use crate::persist::sip::{CallId, PersistEngine};
@@ -341,12 +341,12 @@ impl Director {
             state: c.state,
             timeout_ms: c.timeout_ms,
         };
-        let mut mark = Mark { old_state: c.old_state, endtime: c.sync_end };
+        let mut mark = Mark { old_state: c.old_state, endtime: self.conns.sync_end(id) };
         let yes = sync::needed(p, &cand, &mut mark, pkts, now_ms);
         if let Some(c) = self.conns.get_mut(id) {
             c.old_state = mark.old_state;
-            c.sync_end = mark.endtime;
         }
+        self.conns.set_sync_end(id, mark.endtime);
         yes
     }
 
@@ -371,7 +371,7 @@ impl Director {
     /// An entry as a record: the kernel's flag bits, the state, the timeout in seconds, the
     /// firewall mark of a fwmark service.
     fn record_of(&self, c: &Conn) -> Record<'static> {
-        let af = c.af();
+        let (af, a) = (c.af(), self.conns.addrs(c));
         let mut f = match c.fwd() {
             FwdMethod::Masq => kf::MASQ,
             FwdMethod::Local => kf::LOCALNODE,
@@ -402,9 +402,9 @@ impl Director {
             proto: c.proto,
             flags: f,
             state: u16::from(c.state),
-            caddr: from_raw(af, &c.caddr),
-            vaddr: from_raw(af, &c.vaddr),
-            daddr: from_raw(c.daf(), &c.daddr),
+            caddr: from_raw(af, &a.caddr),
+            vaddr: from_raw(af, &a.vaddr),
+            daddr: from_raw(c.daf(), &a.daddr),
             cport: c.cport,
             vport: c.vport,
             dport: c.dport,
@@ -511,7 +511,8 @@ impl Director {
             None => self.conns.find_in(&key),
         };
         if let (false, Some(id)) = (template, found) {
-            let moved = self.conns.get(id).is_some_and(|c| c.dport != r.dport || c.daddr != raw(&r.daddr));
+            let moved =
+                self.conns.get(id).is_some_and(|c| c.dport != r.dport || self.conns.addrs(c).daddr != raw(&r.daddr));
             if moved {
                 if kflags & kf::INACTIVE != 0 {
                     // The expiry of an entry that was already replaced.
@@ -533,11 +534,11 @@ impl Director {
                     self.sync.stats.unbound += 1;
                 }
                 kflags &= !kf::HASHED;
-                let mut c = self.synced_conn(r, kflags, dest);
+                let (mut c, a) = self.synced_conn(r, kflags, dest);
                 if call_id.is_some() {
                     c.flags = (c.flags & !cf::IN_HASHED) | cf::PE_SIP;
                 }
-                let id = self.insert(c).ok_or(())?;
+                let id = self.insert(c, &a).ok_or(())?;
                 if let Some(c) = call_id {
                     self.sip.insert(id, c);
                 }
@@ -634,7 +635,7 @@ impl Director {
 
     /// A new entry for a record (`ip_vs_conn_new` from a sync message): a bound entry takes its
     /// forwarding method from the local server, an unbound one keeps the master's.
-    fn synced_conn(&self, r: &Record<'_>, kflags: u32, dest: Option<DestId>) -> Conn {
+    fn synced_conn(&self, r: &Record<'_>, kflags: u32, dest: Option<DestId>) -> (Conn, Addrs) {
         let af = Af::of(&r.caddr);
         let template = kflags & kf::TEMPLATE != 0;
         let mut flags = cf::SYNC | cf::IN_HASHED;
@@ -672,10 +673,8 @@ impl Director {
         } else if fwd == FwdMethod::Masq {
             flags |= cf::OUT_HASHED;
         }
-        Conn {
-            caddr: raw(&r.caddr),
-            vaddr: raw(&r.vaddr),
-            daddr: raw(&r.daddr),
+        let a = Addrs { caddr: raw(&r.caddr), vaddr: raw(&r.vaddr), daddr: raw(&r.daddr) };
+        let c = Conn {
             cport: r.cport,
             vport: r.vport,
             dport: r.dport,
@@ -684,7 +683,8 @@ impl Director {
             flags,
             dest: dest.map_or(NIL, |d| d.0),
             ..Conn::BLANK
-        }
+        };
+        (c, a)
     }
 
     /// A resync control message: a master starts streaming; a backup stops asking.

@@ -401,8 +401,8 @@ impl Director {
             self.fnat_server_isn(id, sseq);
         }
         let Some(c) = self.conns.get(id) else { return self.drop(Reason::DestUnavailable) };
-        let af = c.af();
-        let (client, vip) = ((from_raw(af, &c.caddr), c.cport), (from_raw(af, &c.vaddr), c.vport));
+        let (af, a) = (c.af(), self.conns.addrs(c));
+        let (client, vip) = ((from_raw(af, &a.caddr), c.cport), (from_raw(af, &a.vaddr), c.vport));
         if let Some(h) = held {
             frame.load(frame.headroom(), &h);
             return match wire::parse(frame.data()) {
@@ -431,8 +431,8 @@ impl Director {
         self.reply_seen(now, meta, id);
         self.synproxy.stats.server_resets += 1;
         let Some(c) = self.conns.get(id) else { return self.drop(Reason::DestUnavailable) };
-        let af = c.af();
-        let (client, vip) = ((from_raw(af, &c.caddr), c.cport), (from_raw(af, &c.vaddr), c.vport));
+        let (af, a) = (c.af(), self.conns.addrs(c));
+        let (client, vip) = ((from_raw(af, &a.caddr), c.cport), (from_raw(af, &a.vaddr), c.vport));
         self.expire_now(id);
         let seg = Segment {
             src: vip,

@@ -744,10 +744,9 @@ mod properties {
                     // While its connection lives, a flow keeps its server.
                     if let Verdict::Transmit { dest: Some(_), .. } = v {
                         let mac: [u8; 6] = fr.data()[0..6].try_into().unwrap();
-                        let alive = d
-                            .conns
-                            .iter()
-                            .any(|(_, x)| x.cport == 1000 + u16::from(p) && !x.is_template() && x.caddr[3] == c + 2);
+                        let alive = d.conns.iter().any(|(_, x)| {
+                            x.cport == 1000 + u16::from(p) && !x.is_template() && d.conns.addrs(x).caddr[3] == c + 2
+                        });
                         if let Some((_, m)) = flows.iter().find(|(k, _)| *k == (c, p)) {
                             if f & SYN == 0 {
                                 prop_assert_eq!(*m, mac);
@@ -776,9 +775,9 @@ mod properties {
                     }
                     d.tick(t);
                     flows.retain(|((c, p), _)| {
-                        d.conns
-                            .iter()
-                            .any(|(_, x)| x.cport == 1000 + u16::from(*p) && !x.is_template() && x.caddr[3] == c + 2)
+                        d.conns.iter().any(|(_, x)| {
+                            x.cport == 1000 + u16::from(*p) && !x.is_template() && d.conns.addrs(x).caddr[3] == c + 2
+                        })
                     });
                 }
                 Step::Weight(i, w) if !deleted[i as usize] => d.edit_dest(&key, rs(i, fwd, u32::from(w))).unwrap(),

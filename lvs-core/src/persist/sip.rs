@@ -84,10 +84,7 @@ impl SipTemplates {
         self.index
             .iter_hash(hv)
             .copied()
-            .find(|id| {
-                self.ids.get(id).is_some_and(|c| c.as_bytes() == call_id)
-                    && conns.get(ConnId(*id)).is_some_and(|c| c.is_template() && c.in_key() == *key)
-            })
+            .find(|id| self.ids.get(id).is_some_and(|c| c.as_bytes() == call_id) && conns.has_in_key(ConnId(*id), key))
             .map(ConnId)
     }
 
