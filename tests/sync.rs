@@ -306,3 +306,47 @@ fn a_synced_tunnel_connection_uses_the_backups_own_tunnel_type() {
     assert_eq!(f[14 + 9], 47, "the backup's server: GRE");
     assert_eq!(&f[34..38], &[0x80, 0x00, 0x08, 0x00], "with its checksum");
 }
+
+/// A synced tunnel connection whose server the backup does not have stays in its table unbound
+/// (`ip_vs_proc_conn`), but `__ip_vs_get_out_rt` in tunnel mode (since GUE and GRE made the
+/// tunnel type the server's) drops its packets once the TTL is checked: no server, no type. A
+/// packet whose TTL runs out still gets "time exceeded" first.
+#[test]
+fn a_synced_tunnel_connection_without_its_server_on_the_backup_is_dropped() {
+    let tunnel_director = |rip: &str| {
+        let port = PortConfig::new(MacAddr(DIRECTOR_MAC)).with_addr(ip("192.0.2.1"));
+        let mut d = lvs::director(DirectorConfig::default().port(port));
+        d.set_gateway(Af::V4, Neighbour { mac: MacAddr(GW_MAC), port: 0 });
+        let key = ServiceKey::tcp(ip(VIP), 9000);
+        d.add_service(ServiceConfig::new(key, "rr")).unwrap();
+        d.add_dest(&key, RealServer::new(ip(rip), 9000, FwdMethod::Tunnel, 1)).unwrap();
+        d.set_neighbour(ip(rip), Neighbour { mac: MacAddr([2, 0, 0, 0, 1, 1]), port: 0 });
+        d
+    };
+    let mut a = tunnel_director("192.0.2.11");
+    let mut b = tunnel_director("192.0.2.12");
+    a.start_sync(Role::Master, &DaemonConfig::new("sync0"), 1500).unwrap();
+    b.start_sync(Role::Backup, &DaemonConfig::new("sync0"), 1500).unwrap();
+    let c = client(1);
+    for (ms, flags) in [(10, SYN), (20, ACK), (30, ACK)] {
+        let (v, _) = send(&mut a, t(ms), tcp(c, 9000, flags));
+        assert!(matches!(v, Verdict::Transmit { .. }), "{v:?}");
+    }
+    run(&mut a, &mut b, 100, 3_000);
+    assert_eq!(table(&b, t(3_000)), table(&a, t(3_000)), "kept, unbound");
+    let unavailable = lvs::core::Reason::DestUnavailable as usize;
+    let before = b.drops()[unavailable];
+    let (v, _) = send(&mut b, t(4_000), tcp(c, 9000, ACK));
+    assert!(matches!(v, Verdict::Drop(lvs::core::Reason::DestUnavailable)), "{v:?}");
+    assert_eq!(b.drops()[unavailable], before + 1);
+    // TTL 1: the time-exceeded error goes back to the client before the missing server counts.
+    let mut last_hop = tcp(c, 9000, ACK);
+    last_hop[14 + 8] = 1;
+    last_hop[24..26].copy_from_slice(&[0, 0]);
+    let sum = last_hop[14..34].chunks(2).fold(0u32, |s, w| s + u32::from(u16::from_be_bytes([w[0], w[1]])));
+    let sum = (sum & 0xffff) + (sum >> 16);
+    last_hop[24..26].copy_from_slice(&(!((sum & 0xffff) + (sum >> 16)) as u16).to_be_bytes());
+    let (v, f) = send(&mut b, t(4_010), last_hop);
+    assert!(!matches!(v, Verdict::Drop(_)), "{v:?}");
+    assert_eq!((f[14 + 9], f[34]), (1, 11), "ICMP time exceeded");
+}

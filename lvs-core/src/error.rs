@@ -145,7 +145,8 @@ pub enum Reason {
     UnknownNeighbour,
     /// A non-first fragment whose first fragment was never seen.
     StrayFragment,
-    /// The connection's real server was deleted (`expire_nodest_conn` semantics).
+    /// The connection's real server was deleted (`expire_nodest_conn` semantics), or a tunnel
+    /// connection has none here (a synced entry left unbound: no server, no tunnel type).
     DestUnavailable,
     /// TTL / hop limit would reach zero.
     TtlExpired,

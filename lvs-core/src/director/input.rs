@@ -9,7 +9,7 @@ use super::{Director, Symptom, Verdict};
 use crate::addr::{from_raw, raw, Af, ServiceKey};
 use crate::conn::table::{InKey, OutKey};
 use crate::conn::{cf, Conn, ConnId, NIL};
-use crate::dest::{DestId, FwdMethod, TunConfig, TunType, F_AVAILABLE};
+use crate::dest::{DestId, FwdMethod, TunType, F_AVAILABLE};
 use crate::error::Reason;
 use crate::persist::sip::{CallId, PersistEngine};
 use crate::persist::{self, template_key};
@@ -22,7 +22,7 @@ use crate::time::Instant;
 use crate::wire::{self, ipproto, Frag, Frame, PacketMeta, ParseError};
 use crate::xmit::icmp::IcmpKind;
 use crate::xmit::tun::{TunError, Tunnel};
-use crate::xmit::{dr, nat, tun, XmitError};
+use crate::xmit::{decrement_ttl, dr, nat, tun, XmitError};
 
 /// `is_new_conn` of `ip_vs_core.c`: a TCP SYN or an SCTP INIT, the packets that may start a
 /// connection over an old one.
@@ -591,9 +591,17 @@ impl Director {
                 let Some(src) = port.addr(Af::of(daddr)) else { return self.drop(Reason::UnknownNeighbour) };
                 self.ip_id = self.ip_id.wrapping_add(1);
                 // `ip_vs_tunnel_xmit` reads the server's own tunnel settings (a backup's
-                // included: the sync protocol carries none); an entry without a server is
-                // tunnelled IP-in-IP.
-                let cfg = dest.and_then(|d| self.dests.get(d)).map_or(TunConfig::IPIP, |d| d.cfg.tun);
+                // included: the sync protocol carries none). `__ip_vs_get_out_rt` in tunnel
+                // mode drops an entry without a server (a synced one this director has no
+                // server for) once the TTL is checked: without a server there is no type.
+                let Some(cfg) = dest.and_then(|d| self.dests.get(d)).map(|d| d.cfg.tun) else {
+                    return match decrement_ttl(frame.data_mut(), meta) {
+                        Err(XmitError::TtlExpired) => {
+                            self.refuse(frame, meta, Reason::TtlExpired, IcmpKind::TimeExceeded)
+                        }
+                        _ => self.drop(Reason::DestUnavailable),
+                    };
+                };
                 let sport = if cfg.kind == TunType::Gue { tun::gue_src_port(self.flow_hash(meta)) } else { 0 };
                 let t = Tunnel {
                     src,
