@@ -365,3 +365,34 @@ fn a_client_on_port_20_is_never_scheduled() {
     let (v, _) = send(&mut d, 1, Tcp::new((ip("198.51.100.7"), 21), (vip(), 80), SYN));
     assert!(matches!(v, Verdict::Transmit { .. }));
 }
+
+/// Thresholds on edit. `__ip_vs_update_dest` clears the overload flag when the new `-x` is 0
+/// or higher than the old one, and otherwise leaves the flag as it is: lowering `-x` below the
+/// server's connections does not mark it overloaded. `ip_vs_bind_dest` does, when the next
+/// connection bound to it brings its total to the threshold.
+#[test]
+fn an_edit_lowering_the_upper_threshold_marks_the_server_at_its_next_connection() {
+    let mut d = director();
+    let key = svc();
+    tcp_svc_with(
+        &mut d,
+        key,
+        ServiceConfig::new(key, "first"),
+        &[("192.0.2.11", FwdMethod::Masq, 1), ("192.0.2.12", FwdMethod::Masq, 1)],
+    );
+    let total = |d: &Director| counts(d, &key).iter().map(|(a, i, _)| a + i).collect::<Vec<_>>();
+    for port in [1000, 1001] {
+        let _ = send(&mut d, 1, Tcp::new(client(port), (vip(), 80), SYN));
+    }
+    // `ip_vs_add_dest` links a new server at the head of the list: 192.0.2.12 comes first.
+    assert_eq!(total(&d), [2, 0], "`first` keeps to the first server");
+    let first = |x: u32| RealServer::new(ip("192.0.2.12"), 80, FwdMethod::Masq, 1).with_thresholds(x, 0);
+    d.edit_dest(&key, first(1)).unwrap();
+    let _ = send(&mut d, 2, Tcp::new(client(1002), (vip(), 80), SYN));
+    assert_eq!(total(&d), [3, 0], "not overloaded by the edit: the next connection still goes there");
+    let _ = send(&mut d, 2, Tcp::new(client(1003), (vip(), 80), SYN));
+    assert_eq!(total(&d), [3, 1], "overloaded once that connection was bound");
+    d.edit_dest(&key, first(0)).unwrap();
+    let _ = send(&mut d, 3, Tcp::new(client(1004), (vip(), 80), SYN));
+    assert_eq!(total(&d), [4, 1], "`-x 0` clears the flag at once");
+}
