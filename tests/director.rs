@@ -167,6 +167,26 @@ fn fetch(topo: &Topology) -> Option<usize> {
     body.trim().strip_prefix("rs")?.parse().ok()
 }
 
+/// Twelve more client addresses on the client's link, 192.0.2.100 to .111: steered by the
+/// client's address, they spread over the shards.
+fn add_clients(topo: &Topology) -> Vec<Ipv4Addr> {
+    let clients: Vec<Ipv4Addr> = (100..112).map(|i| Ipv4Addr::new(192, 0, 2, i)).collect();
+    for c in &clients {
+        topo.client.exec("ip", &["addr", "add", &format!("{c}/24"), "dev", "eth0"]).unwrap();
+    }
+    clients
+}
+
+/// One `curl` from each of `clients`: the page's server (`rs1`, ...), if any.
+fn fetch_from(topo: &Topology, clients: &[Ipv4Addr]) -> Vec<Option<String>> {
+    let url = format!("http://{}/", Ipv4Addr::from(VIP));
+    let fetch = |c: &Ipv4Addr| {
+        let body = topo.client.exec("curl", &["-s", "--max-time", "3", "--interface", &c.to_string(), &url]);
+        body.ok().map(|b| b.trim().to_string()).filter(|b| b.starts_with("rs"))
+    };
+    clients.iter().map(fetch).collect()
+}
+
 /// A TCP connection from the client's namespace to the VIP, opened and left idle.
 fn hold_open(topo: &Topology) -> TcpStream {
     std::thread::scope(|s| {
@@ -376,10 +396,22 @@ fn nat_director_on_afxdp() {
 
 #[test]
 fn keepalived_health_checks_drop_a_killed_server() {
+    health_drops_a_killed_server(&["--backend", "afpacket"], "dka");
+}
+
+#[test]
+fn keepalived_health_checks_drop_a_killed_server_from_every_shard() {
+    health_drops_a_killed_server(&["--shards", "2"], "ska");
+}
+
+/// A keepalived.conf with TCP checks: the killed server leaves the table (of every shard:
+/// none of twelve clients, spread over the shards, reaches it) and the others answer.
+fn health_drops_a_killed_server(extra: &[&str], tag: &str) {
     if !root::can_run(true, &["ip", "curl", "python3", "sysctl", "kill"]) {
         return;
     }
-    let topo = Topology::build(Mode::Dr, 3, "dka").unwrap();
+    let topo = Topology::build(Mode::Dr, 3, tag).unwrap();
+    let clients = add_clients(&topo);
     for i in 0..3 {
         topo.serve(i, &format!("rs{}", i + 1), &AtomicBool::new(false)).unwrap();
     }
@@ -396,7 +428,7 @@ fn keepalived_health_checks_drop_a_killed_server() {
         real(1),
         real(2)
     );
-    let mut d = Director::start(&topo, Mode::Dr, 3, "--keepalived", &conf, "dka");
+    let mut d = Director::start_on(&topo, Mode::Dr, 3, ("--keepalived", &conf), extra, tag);
     let rs2 = format!("{}:80", server_ip(Mode::Dr, 1));
     assert!(d.ok(&["-L", "-n"]).contains(&rs2), "keepalived puts checked servers in at start");
     wait_for("three servers up", || d.ok(&["--health"]).matches(" UP ").count() == 3);
@@ -404,8 +436,9 @@ fn keepalived_health_checks_drop_a_killed_server() {
     topo.servers[1].0.kill_all();
     wait_for("rs2 out of the table", || !d.ok(&["-L", "-n"]).contains(&rs2));
     assert!(d.ok(&["--health"]).lines().any(|l| l.contains(&rs2) && l.contains("DOWN")));
-    let answers: Vec<Option<usize>> = (0..4).map(|_| fetch(&topo)).collect();
-    assert!(answers.iter().all(|a| matches!(a, Some(1 | 3))), "the others still answer: {answers:?}");
+    let answers = fetch_from(&topo, &clients);
+    let others = |a: &Option<String>| matches!(a.as_deref(), Some("rs1" | "rs3"));
+    assert!(answers.iter().all(others), "the others still answer: {answers:?}");
     let (status, _, err) = d.stop();
     assert_eq!(status, Some(0), "{err}");
     assert!(err.contains("down"), "the health event is logged: {err}");
@@ -414,8 +447,8 @@ fn keepalived_health_checks_drop_a_killed_server() {
 /// `examples/director --shards 2` in the lab: twelve clients, each fetching three times, all
 /// answered through two shards over one steered fanout group (in NAT every reply reaches the
 /// shard that owns its connection, or the fetch would time out); `lvsadm -Ln --stats` sums
-/// the shards' counters, while `-L -n` shows shard 0's connections alone; SIGTERM prints the
-/// summed table and exits cleanly.
+/// the shards' counters, while `-L -n` shows shard 0's connections alone; `lvsadm -d` and a
+/// SIGHUP reload reach every shard; SIGTERM prints the summed table and exits cleanly.
 fn sharded_forwards(mode: Mode) {
     if !root::can_run(true, &["ip", "curl", "python3", "sysctl", "kill"]) {
         return;
@@ -428,24 +461,13 @@ fn sharded_forwards(mode: Mode) {
     for i in 0..2 {
         topo.serve(i, &format!("rs{}", i + 1), &AtomicBool::new(false)).unwrap();
     }
-    let clients: Vec<Ipv4Addr> = (100..112).map(|i| Ipv4Addr::new(192, 0, 2, i)).collect();
-    for c in &clients {
-        topo.client.exec("ip", &["addr", "add", &format!("{c}/24"), "dev", "eth0"]).unwrap();
-    }
+    let clients = add_clients(&topo);
     let vip = format!("{}:80", Ipv4Addr::from(VIP));
     let (rs1, rs2) = (server_ip(mode, 0), server_ip(mode, 1));
     let rules =
         format!("-A -t {vip} -s rr\n-a -t {vip} -r {rs1}:80 {method} -w 1\n-a -t {vip} -r {rs2}:80 {method} -w 1\n");
     let mut d = Director::start_on(&topo, mode, 2, ("--rules", &rules), &["--shards", "2"], tag);
-    let url = format!("http://{}/", Ipv4Addr::from(VIP));
-    let mut answers = Vec::new();
-    for _ in 0..3 {
-        for c in &clients {
-            let src = c.to_string();
-            let body = topo.client.exec("curl", &["-s", "--max-time", "3", "--interface", &src, &url]);
-            answers.push(body.ok().filter(|b| b.starts_with("rs")));
-        }
-    }
+    let answers: Vec<Option<String>> = (0..3).flat_map(|_| fetch_from(&topo, &clients)).collect();
     // ipvsadm's --stats columns: Conns InPkts OutPkts InBytes OutBytes.
     let row = |table: &str, name: &str| -> Vec<u64> {
         let line = table.lines().find(|l| l.split_whitespace().nth(1) == Some(name)).unwrap_or_default();
@@ -453,7 +475,20 @@ fn sharded_forwards(mode: Mode) {
     };
     let stats = d.ok(&["-L", "-n", "--stats"]);
     let plain = d.ok(&["-L", "-n"]);
+    // lvsadm -d runs on every shard: no client reaches rs2 any more.
+    assert_eq!(d.ok(&["-d", "-t", &vip, "-r", &format!("{rs2}:80")]), "");
+    let after_delete = fetch_from(&topo, &clients);
+    // SIGHUP to a file with rs2 alone: every shard is brought to it.
+    let edited = format!("-A -t {vip} -s rr\n-a -t {vip} -r {rs2}:80 {method} -w 1\n");
+    std::fs::write(d.dir.join("config"), &edited).unwrap();
+    d.signal("-HUP");
+    let mut want: Vec<String> = edited.lines().map(String::from).collect();
+    want.sort();
+    wait_for("the reloaded table", || d.rules() == want);
+    let after_reload = fetch_from(&topo, &clients);
     let (status, out, err) = d.stop();
+    assert!(after_delete.iter().all(|a| a.as_deref() == Some("rs1")), "rs2 deleted: {after_delete:?}");
+    assert!(after_reload.iter().all(|a| a.as_deref() == Some("rs2")), "rs2 alone: {after_reload:?}");
     assert!(answers.iter().all(Option::is_some), "every fetch answered: {answers:?}\n{err}");
     assert_eq!(status, Some(0), "clean exit on SIGTERM: {err}");
     assert!(err.contains("2 shards"), "{err}");
@@ -473,7 +508,7 @@ fn sharded_forwards(mode: Mode) {
         .filter_map(|l| l.split_whitespace().nth(5)?.parse::<u64>().ok())
         .sum();
     assert!(0 < inact && inact < 36, "shard 0 held some, not all: {plain}");
-    assert_eq!(row(&out, &vip).first(), Some(&36), "the summed table on exit: {out}");
+    assert_eq!(row(&out, &vip).first(), Some(&60), "the summed table on exit, 36 + 12 + 12: {out}");
 }
 
 #[test]
