@@ -670,6 +670,9 @@ impl Engine for Sharded {
                             error!("control: a shard refused what the configuration took: {}", o.stderr.trim());
                         }
                     }
+                } else if let Err(e) = self.align() {
+                    // ipvsadm's -R stops at its first bad line, the lines before it applied.
+                    error!("control: a shard refused the configuration's table: {e}");
                 }
                 out
             }
