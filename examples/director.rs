@@ -7,7 +7,7 @@
 //!          [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket|afxdp]
 //!          [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
 //!          [--config-id ID] [--midflow-hash] [--announce-cmd CMD] [--announce-file PATH]
-//!          [--drain SECS]
+//!          [--drain SECS] [--shards N]
 //! ```
 //!
 //! - `--port IF`: an interface the director sends and receives on (port 0, 1, ... in order).
@@ -43,6 +43,13 @@
 //!   for SECS seconds while the routers move flows elsewhere, then stop. A second SIGTERM, or
 //!   SIGINT, stops at once.
 //!
+//! - `--shards N` (default 1): N packet loops, one thread each, sharing every port through an
+//!   AF_PACKET fanout group steered by the client's side (`Steer::client_of`: a NAT reply meets
+//!   its connection, a persistent client its template), FullNAT local ports split in N shares.
+//!   The control socket, SIGHUP and the health checks change every shard; the `--stats` table
+//!   and the metrics are summed. AF_XDP, `--procfs`, VRRP and sync daemons own one runtime:
+//!   asked for with N > 1, the director refuses to start.
+//!
 //! SIGUSR1 prints `ipvsadm -Ln --stats`; SIGHUP reloads the file and applies the difference
 //! (a bad file is refused whole and the running configuration stays); SIGTERM and SIGINT stop it,
 //! printing the table last. Logs go to standard error through `log` (`RUST_LOG=debug` for more).
@@ -66,14 +73,22 @@ use std::time::Duration;
 use log::{error, info, warn};
 
 use lvs::core::addr::Af;
+use lvs::core::addr::{Endpoint, ServiceKey};
 use lvs::core::config::keepalived::{self, Interface, SyncFollow};
 use lvs::core::config::prometheus::{Snapshot, VrrpInstance};
-use lvs::core::config::{diff, ldirectord, list, parse_rules, run_ipvsadm, IpvsadmOutput, ListOptions};
+use lvs::core::config::{
+    diff, ldirectord, list, parse_request, parse_rules, run_ipvsadm, IpvsadmOutput, ListOptions, Listing,
+    Request as Invocation,
+};
+use lvs::core::dest::RealServer;
+use lvs::core::health::Control;
 use lvs::core::health::{Announcer, Change, Monitor};
+use lvs::core::laddr::PortShare;
 use lvs::core::neigh::{MacAddr, Neighbour};
 use lvs::core::sync::Role;
 use lvs::core::vrrp::{AddressChange, Event as VrrpEvent, Group, InstanceId, State as VrrpState, TrackerId};
-use lvs::core::{Director, DirectorConfig, PortConfig};
+use lvs::core::Command;
+use lvs::core::{Director, DirectorConfig, Instant, PortConfig};
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
 use lvs::dataplane::afxdp::{open_or_afpacket, AfXdpConfig};
 use lvs::dataplane::filter::Filter;
@@ -81,6 +96,8 @@ use lvs::dataplane::health::HealthChecker;
 use lvs::dataplane::io::PacketIo;
 use lvs::dataplane::metrics::MetricsServer;
 use lvs::dataplane::runtime::{MonotonicClock, Runtime};
+use lvs::dataplane::runtime::{Shards, StopHandle};
+use lvs::dataplane::steer::Steer;
 use lvs::dataplane::vrrp::{interface_addr, Hooks, KernelAddresses, LvsSyncDaemon, Origin, VrrpIo};
 
 use control::{Request, Response};
@@ -115,6 +132,7 @@ enum Backend {
 }
 
 /// The command line.
+#[derive(Clone)]
 struct Args {
     source: Source,
     ports: Vec<String>,
@@ -130,13 +148,14 @@ struct Args {
     announce_cmd: Option<String>,
     announce_file: Option<PathBuf>,
     drain: Option<Duration>,
+    shards: u16,
 }
 
 const USAGE: &str = "usage: director (--rules FILE | --keepalived FILE | --ldirectord FILE) --port IF [--port IF ...]
                 [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket|afxdp]
                 [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
                 [--config-id ID] [--midflow-hash] [--announce-cmd CMD] [--announce-file PATH]
-                [--drain SECS]";
+                [--drain SECS] [--shards N]";
 
 /// `MAC@IF`.
 fn mac_at(v: &str) -> Result<(MacAddr, String), String> {
@@ -159,6 +178,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut control, mut procfs, mut refresh, mut config_id) = (None, None, Duration::from_secs(2), None);
     let (mut backend, mut metrics) = (Backend::AfPacket, None);
     let (mut midflow_hash, mut announce_cmd, mut announce_file, mut drain) = (false, None, None, None);
+    let mut shards = 1;
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
         match flag.as_str() {
@@ -196,6 +216,10 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 metrics = Some(v.parse().map_err(|_| format!("--metrics {v:?}: expected ADDR:PORT"))?);
             }
             "--config-id" => config_id = Some(value()?),
+            "--shards" => {
+                let v = value()?;
+                shards = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("--shards {v:?}: 1 or more"))?;
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
         }
@@ -220,6 +244,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         announce_cmd,
         announce_file,
         drain,
+        shards,
     })
 }
 
@@ -251,10 +276,10 @@ fn port_of(ports: &[String], ifname: &str) -> Result<u16, String> {
 
 /// Opens a port on the backend, with what went wrong said plainly. AF_XDP that cannot start
 /// falls back to AF_PACKET, and the log says why.
-fn open_port(backend: Backend, ifname: &str) -> Result<Box<dyn PacketIo + Send>, String> {
+fn open_port(backend: Backend, ifname: &str, afp: AfPacketConfig) -> Result<Box<dyn PacketIo + Send>, String> {
     let opened = match backend {
-        Backend::AfPacket => AfPacket::open(ifname, AfPacketConfig::default()).map(|p| Box::new(p) as Box<_>),
-        Backend::AfXdp => open_or_afpacket(ifname, AfXdpConfig::default(), AfPacketConfig::default()).map(|(p, _)| p),
+        Backend::AfPacket => AfPacket::open(ifname, afp).map(|p| Box::new(p) as Box<_>),
+        Backend::AfXdp => open_or_afpacket(ifname, AfXdpConfig::default(), afp).map(|(p, _)| p),
     };
     opened.map_err(|e| match e.kind() {
         io::ErrorKind::PermissionDenied => format!("{ifname}: a packet socket needs CAP_NET_RAW (run as root): {e}"),
@@ -442,15 +467,22 @@ fn apply_first(
     }
 }
 
-/// Reloads the configuration into the running director: the difference, or nothing.
-fn reload(rt: &mut Runtime, source: &Source, config_id: Option<&str>, clock: &MonotonicClock) -> Result<usize, String> {
-    let loaded = load(source, config_id)?;
-    let now = clock.now();
-    let deployment = match &loaded {
+/// Brings `d` (and its monitor, for a file with health checks) to a reloaded configuration:
+/// the difference, or nothing. Returns how many changes it made.
+fn reload_into(
+    d: &mut Director,
+    monitor: Option<&mut Monitor>,
+    loaded: &Loaded,
+    now: Instant,
+    midflow_hash: bool,
+) -> Result<usize, String> {
+    let deployment = match loaded {
         Loaded::Rules(cmds) => {
-            let d = rt.director_mut();
             let cmds = diff(d, cmds, &|_, _| false).map_err(|e| e.to_string())?;
             d.execute_all(&cmds).map_err(|e| e.to_string())?;
+            if midflow_hash {
+                set_midflow_hash(d)?;
+            }
             return Ok(cmds.len());
         }
         Loaded::Ldirectord(c) => c.deployment(),
@@ -459,22 +491,246 @@ fn reload(rt: &mut Runtime, source: &Source, config_id: Option<&str>, clock: &Mo
             c.deployment()
         }
     };
-    let (checker, d) = rt.health_mut().ok_or("no health checker")?;
-    let r = deployment.reload(d, checker.monitor_mut(), now).map_err(|e| e.to_string())?;
+    let m = monitor.ok_or("no health checker")?;
+    let r = deployment.reload(d, m, now).map_err(|e| e.to_string())?;
     for (k, e) in &r.checks_stopped {
         info!("reload: {k}: stopped checking {e}");
     }
     for (k, e) in &r.checks_started {
         info!("reload: {k}: checking {e}");
     }
+    if midflow_hash {
+        set_midflow_hash(d)?;
+    }
     Ok(r.commands.len() + r.checks_started.len() + r.checks_stopped.len())
 }
 
-/// One control request, run between bursts.
-fn answer(rt: &mut Runtime, req: &Request, states: &VrrpStates, clock: &MonotonicClock) -> Response {
-    let now = clock.now();
+/// The packet loops behind the operator's verbs: one [`Runtime`] on the main thread, or
+/// [`Sharded`] loops. Everything the director does between two passes (signals, `lvsadm`,
+/// announcements, metrics) goes through this, so one code path serves both.
+trait Engine {
+    /// The configuration in force.
+    fn config(&self) -> &Director;
+    /// The health checker, when the configuration has checks.
+    fn health(&self) -> Option<&HealthChecker>;
+    /// One `ipvsadm` invocation from the control socket.
+    fn ipvsadm(&mut self, now: Instant, args: &[String], stdin: &str) -> IpvsadmOutput;
+    /// `ipvsadm -Ln --stats` over all the traffic.
+    fn stats_table(&self, now: Instant) -> String;
+    /// The Prometheus exposition's director part, over all the traffic.
+    fn snapshot(&self) -> Snapshot;
+    /// Applies a reloaded configuration (see [`reload_into`]).
+    fn reload(&mut self, loaded: &Loaded, now: Instant, midflow_hash: bool) -> Result<usize, String>;
+    /// The one runtime, for what needs it whole (the sync daemons VRRP starts and stops).
+    fn runtime(&mut self) -> Option<&mut Runtime>;
+    /// What stops [`Engine::drive`].
+    fn stop_handle(&self) -> StopHandle;
+    /// Runs the loops until stopped, calling `between` after every pass.
+    fn drive(&mut self, clock: &MonotonicClock, between: &mut dyn FnMut(&mut dyn Engine)) -> io::Result<()>;
+    /// Stops whatever still runs once [`Engine::drive`] has returned.
+    fn shut(self: Box<Self>) -> io::Result<()>;
+}
+
+impl Engine for Runtime {
+    fn config(&self) -> &Director {
+        self.director()
+    }
+
+    fn health(&self) -> Option<&HealthChecker> {
+        Runtime::health(self)
+    }
+
+    fn ipvsadm(&mut self, now: Instant, args: &[String], stdin: &str) -> IpvsadmOutput {
+        run_ipvsadm(self.director_mut(), now, args, stdin)
+    }
+
+    fn stats_table(&self, now: Instant) -> String {
+        list(self.director(), now, ListOptions::Stats)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot::of(self.director())
+    }
+
+    fn reload(&mut self, loaded: &Loaded, now: Instant, midflow_hash: bool) -> Result<usize, String> {
+        if Runtime::health(self).is_none() {
+            return reload_into(self.director_mut(), None, loaded, now, midflow_hash);
+        }
+        let (h, d) = self.health_mut().ok_or("no health checker")?;
+        reload_into(d, Some(h.monitor_mut()), loaded, now, midflow_hash)
+    }
+
+    fn runtime(&mut self) -> Option<&mut Runtime> {
+        Some(self)
+    }
+
+    fn stop_handle(&self) -> StopHandle {
+        Runtime::stop_handle(self)
+    }
+
+    fn drive(&mut self, clock: &MonotonicClock, between: &mut dyn FnMut(&mut dyn Engine)) -> io::Result<()> {
+        self.run_with(clock, |rt| between(rt))
+    }
+
+    fn shut(self: Box<Self>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `--shards N`: the shards' loops on their threads, and on the main thread the configuration
+/// they share — a director without traffic that every change goes to first (`lvsadm`, a
+/// reload, a health check's reaction), then to every shard — and its health checker.
+struct Sharded {
+    shards: Shards,
+    config: Director,
+    health: Option<HealthChecker>,
+    stop: StopHandle,
+}
+
+/// How long the main thread of [`Sharded`] waits between two passes when no health check is
+/// due sooner.
+const SHARDED_PASS: Duration = Duration::from_millis(10);
+
+/// The health checks' reactions, applied to the shared configuration and then to every shard.
+struct Everywhere<'a> {
+    config: &'a mut Director,
+    shards: &'a mut Shards,
+}
+
+impl Control for Everywhere<'_> {
+    fn add_dest(&mut self, key: &ServiceKey, rs: RealServer) -> Result<(), lvs::core::Error> {
+        Control::add_dest(self.config, key, rs)?;
+        self.shards.add_dest(key, rs)
+    }
+
+    fn edit_dest(&mut self, key: &ServiceKey, rs: RealServer) -> Result<(), lvs::core::Error> {
+        Control::edit_dest(self.config, key, rs)?;
+        self.shards.edit_dest(key, rs)
+    }
+
+    fn del_dest(&mut self, key: &ServiceKey, endpoint: &Endpoint) -> Result<(), lvs::core::Error> {
+        Control::del_dest(self.config, key, endpoint)?;
+        self.shards.del_dest(key, endpoint)
+    }
+}
+
+impl Sharded {
+    /// Brings every shard's table to the shared configuration's (`diff` against its
+    /// commands), after a change that may have touched it in several steps (a reload).
+    fn align(&self) -> Result<(), String> {
+        let target = self.config.config_commands();
+        let aligned = self.shards.each(move |rt| {
+            let cmds = diff(rt.director(), &target, &|_, _| false).map_err(|e| e.to_string())?;
+            rt.director_mut().execute_all(&cmds).map_err(|e| e.to_string())
+        });
+        aligned.into_iter().collect()
+    }
+}
+
+impl Engine for Sharded {
+    fn config(&self) -> &Director {
+        &self.config
+    }
+
+    fn health(&self) -> Option<&HealthChecker> {
+        self.health.as_ref()
+    }
+
+    /// `--stats` listings are summed over the shards; other listings (connection counts,
+    /// rates, `-c`) are shard 0's; a change runs on the shared configuration, and when it
+    /// passes, on every shard.
+    fn ipvsadm(&mut self, now: Instant, args: &[String], stdin: &str) -> IpvsadmOutput {
+        match parse_request(args, false) {
+            Ok(Invocation::List(Listing::Services(f))) if f.stats => {
+                IpvsadmOutput { stdout: self.shards.stats().0, ..IpvsadmOutput::default() }
+            }
+            Ok(Invocation::List(_) | Invocation::Laddrs(_)) => {
+                let (args, stdin) = (args.to_vec(), stdin.to_string());
+                let mut outs = self.shards.each(move |rt| run_ipvsadm(rt.director_mut(), now, &args, &stdin));
+                if outs.is_empty() {
+                    outs.push(IpvsadmOutput {
+                        status: 1,
+                        stderr: "director: no shard runs\n".into(),
+                        ..Default::default()
+                    });
+                }
+                outs.swap_remove(0)
+            }
+            Ok(Invocation::Apply(Command::StartDaemon(..))) => IpvsadmOutput {
+                status: 1,
+                stderr: "director: sync daemons need --shards 1\n".into(),
+                ..IpvsadmOutput::default()
+            },
+            _ => {
+                let out = run_ipvsadm(&mut self.config, now, args, stdin);
+                if out.status == 0 {
+                    let (args, stdin) = (args.to_vec(), stdin.to_string());
+                    for o in self.shards.each(move |rt| run_ipvsadm(rt.director_mut(), now, &args, &stdin)) {
+                        if o.status != 0 {
+                            error!("control: a shard refused what the configuration took: {}", o.stderr.trim());
+                        }
+                    }
+                } else if let Err(e) = self.align() {
+                    // ipvsadm's -R stops at its first bad line, the lines before it applied.
+                    error!("control: a shard refused the configuration's table: {e}");
+                }
+                out
+            }
+        }
+    }
+
+    fn stats_table(&self, _now: Instant) -> String {
+        self.shards.stats().0
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.shards.snapshot()
+    }
+
+    fn reload(&mut self, loaded: &Loaded, now: Instant, midflow_hash: bool) -> Result<usize, String> {
+        let monitor = self.health.as_mut().map(HealthChecker::monitor_mut);
+        let n = reload_into(&mut self.config, monitor, loaded, now, midflow_hash)?;
+        self.align().map_err(|e| format!("a shard refused the reloaded table: {e}"))?;
+        Ok(n)
+    }
+
+    fn runtime(&mut self) -> Option<&mut Runtime> {
+        None
+    }
+
+    fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// The health checks run here, their reactions going to every shard; the passes wait
+    /// for the prober's sockets or its next deadline, at most [`SHARDED_PASS`].
+    fn drive(&mut self, clock: &MonotonicClock, between: &mut dyn FnMut(&mut dyn Engine)) -> io::Result<()> {
+        while !self.stop.is_stopped() {
+            let now = clock.now();
+            if let Some(h) = self.health.as_mut() {
+                h.poll(now, &mut Everywhere { config: &mut self.config, shards: &mut self.shards })?;
+            }
+            between(self);
+            let due = self.health.as_ref().and_then(|h| h.next_deadline(now));
+            let wait = due.map_or(SHARDED_PASS, |t| t.saturating_since(now).min(SHARDED_PASS));
+            match &self.health {
+                Some(h) => h.prober().wait(wait)?,
+                None => std::thread::sleep(wait),
+            }
+        }
+        Ok(())
+    }
+
+    /// The shards keep forwarding until here, after the last table is taken.
+    fn shut(self: Box<Self>) -> io::Result<()> {
+        self.shards.stop()
+    }
+}
+
+/// One control request, run between passes.
+fn answer(e: &mut dyn Engine, req: &Request, states: &VrrpStates, now: Instant) -> Response {
     match req.args.first().map(String::as_str) {
-        Some(control::HEALTH) => match rt.health() {
+        Some(control::HEALTH) => match e.health() {
             Some(h) => Response { stdout: lvs::core::health::status(h.monitor(), now), ..Response::default() },
             None => Response {
                 status: 1,
@@ -484,7 +740,7 @@ fn answer(rt: &mut Runtime, req: &Request, states: &VrrpStates, clock: &Monotoni
         },
         Some(control::VRRP) => Response { stdout: vrrp_listing(states), ..Response::default() },
         first => {
-            let IpvsadmOutput { stdout, stderr, status } = run_ipvsadm(rt.director_mut(), now, &req.args, &req.stdin);
+            let IpvsadmOutput { stdout, stderr, status } = e.ipvsadm(now, &req.args, &req.stdin);
             let reads = matches!(first, None | Some("-S" | "--save" | "-Sn" | "-nS"))
                 || first.is_some_and(|a| a.starts_with("-L") || a.starts_with("-l") || a == "--list");
             if status == 0 && !reads {
@@ -588,8 +844,8 @@ impl Announce {
     }
 
     /// Brings the announcements in line, and tells the daemon of any change.
-    fn update(&mut self, rt: &Runtime) {
-        let changes = self.announcer.update(rt.director(), rt.health().map(HealthChecker::monitor));
+    fn update(&mut self, e: &dyn Engine) {
+        let changes = self.announcer.update(e.config(), e.health().map(HealthChecker::monitor));
         if changes.is_empty() {
             return;
         }
@@ -610,9 +866,9 @@ impl Announce {
     }
 
     /// Withdraws everything and waits for the commands to have run.
-    fn finish(mut self, rt: &Runtime) {
+    fn finish(mut self, e: &dyn Engine) {
         self.announcer.leave();
-        self.update(rt);
+        self.update(e);
         if let Some((tx, thread)) = self.commands.take() {
             drop(tx);
             let _ = thread.join();
@@ -640,17 +896,16 @@ impl Signals {
     }
 }
 
-fn run(args: Args) -> Result<(), String> {
-    let signals = Signals::register().map_err(|e| format!("signals: {e}"))?;
-    let loaded = load(&args.source, args.config_id.as_deref())?;
+/// A director on `args`' ports, with their next hops, taking FullNAT local ports of `share`.
+fn new_director(args: &Args, health: bool, share: PortShare) -> Result<Director, String> {
     let mut cfg = DirectorConfig::default().with_random_seeds();
     for p in port_configs(&args.ports)? {
         cfg = cfg.port(p);
     }
-    let health = !matches!(loaded, Loaded::Rules(_));
     // A health-checked director lets a removed server's connections go at their next packet,
     // so that a client port coming round is scheduled afresh (see the README).
     cfg.expire_nodest_conn = health;
+    cfg.fnat_port_share = share;
     let mut d = lvs::director(cfg);
     for (ip, mac, ifname) in &args.neigh {
         d.set_neighbour(*ip, Neighbour { mac: *mac, port: port_of(&args.ports, ifname)? });
@@ -660,6 +915,181 @@ fn run(args: Args) -> Result<(), String> {
         d.set_gateway(Af::V4, gw);
         d.set_gateway(Af::V6, gw);
     }
+    Ok(d)
+}
+
+/// The health checker of `monitor`, its events logged.
+fn checker(monitor: Monitor) -> Result<HealthChecker, String> {
+    let checker = HealthChecker::new(monitor).map_err(|e| format!("health checker: {e}"))?;
+    Ok(checker.on_event(|e| info!("health: {e}")))
+}
+
+/// The ports receive only the services' frames: the kernel keeps ARP, its own traffic and the
+/// DR servers' replies, and AF_XDP hands it back everything else.
+fn runtime(d: Director, ports: Vec<Box<dyn PacketIo + Send>>) -> Runtime {
+    Runtime::new(d, ports).with_local_capacity(0).with_port_filter(Filter::default())
+}
+
+/// `--shards 1`: one runtime on this thread, with the VRRP thread and sync daemons a
+/// keepalived.conf asks for.
+fn single(
+    args: &Args,
+    d: Director,
+    monitor: Option<Monitor>,
+    applied: Option<keepalived::Applied>,
+    clock: &MonotonicClock,
+) -> Result<(Runtime, Option<Cluster>), String> {
+    let open = |p: &String| open_port(args.backend, p, AfPacketConfig::default());
+    let ports = args.ports.iter().map(open).collect::<Result<Vec<_>, String>>()?;
+    let mut rt = runtime(d, ports);
+    if let Some(m) = monitor {
+        rt = rt.with_health(checker(m)?);
+    }
+    let cluster = match applied {
+        Some(a) => Some(start_cluster(&mut rt, a, &args.ports, clock)?),
+        None => None,
+    };
+    Ok((rt, cluster))
+}
+
+/// Refuses, before any port opens, what one runtime owns and `--shards` above 1 cannot share.
+fn refuse_with_shards(args: &Args, applied: Option<&keepalived::Applied>, d: &Director) -> Result<(), String> {
+    let n = args.shards;
+    if matches!(args.backend, Backend::AfXdp) {
+        return Err(format!("--shards {n}: AF_XDP runs one socket on queue 0; use --backend afpacket"));
+    }
+    if args.procfs.is_some() {
+        return Err(format!("--shards {n}: --procfs writes one director's files; use --metrics for summed counters"));
+    }
+    if applied.is_some_and(|a| !a.vrrp.instances.is_empty()) {
+        return Err(format!("--shards {n}: VRRP instances run beside one runtime; use --shards 1"));
+    }
+    if applied.is_some_and(|a| a.sync.is_some())
+        || [Role::Master, Role::Backup].iter().any(|r| d.sync_daemon(*r).is_some())
+    {
+        return Err(format!("--shards {n}: sync daemons run on one runtime; use --shards 1"));
+    }
+    Ok(())
+}
+
+/// `--shards N`: N shards, each a director built afresh with `config`'s table and its share of
+/// the FullNAT local ports, its ports joined to one fanout group per interface (in shard order,
+/// see `Shards::spawn`) steered by the client's side with `config`'s persistence masks.
+fn sharded(args: &Args, config: Director, monitor: Option<Monitor>) -> Result<Sharded, String> {
+    let (n, health) = (args.shards, monitor.is_some());
+    let table = config.config_commands();
+    let steer = Steer::client_of(&config);
+    // One group per interface; the ids are the namespace's, so this process takes its own.
+    let group = (std::process::id() & 0x7fff) as u16;
+    let args = args.clone();
+    let make = Arc::new(move |i: usize| -> io::Result<Runtime> {
+        let share = u16::try_from(i).ok().and_then(|i| PortShare::new(i, n));
+        let share = share.ok_or_else(|| io::Error::other(format!("no shard {i} of {n}")))?;
+        let mut d = new_director(&args, health, share).map_err(io::Error::other)?;
+        d.execute_all(&table).map_err(|e| io::Error::other(e.to_string()))?;
+        let open = |(ifname, k): (&String, u16)| {
+            let afp = AfPacketConfig { fanout: Some(group.wrapping_add(k)), steer, ..AfPacketConfig::default() };
+            open_port(args.backend, ifname, afp)
+        };
+        let ports = args.ports.iter().zip(0..).map(open).collect::<Result<Vec<_>, String>>();
+        Ok(runtime(d, ports.map_err(io::Error::other)?))
+    });
+    let shards = Shards::spawn(usize::from(n), make).map_err(|e| format!("shards: {e}"))?;
+    info!("{n} shards, steered by {steer:?}");
+    let health = monitor.map(checker).transpose()?;
+    Ok(Sharded { shards, config, health, stop: StopHandle::default() })
+}
+
+/// What the director does between two passes of its packet loops, whichever they are:
+/// signals, `lvsadm`'s requests, the announcements, the sync daemons VRRP follows, metrics
+/// and procfs.
+struct Operator<'a> {
+    args: &'a Args,
+    signals: &'a Signals,
+    clock: MonotonicClock,
+    stop: StopHandle,
+    states: VrrpStates,
+    requests: mpsc::Receiver<Pending>,
+    follow: Option<LvsSyncDaemon>,
+    metrics: Option<MetricsServer>,
+    announce: Announce,
+    next_announce: Instant,
+    leave_at: Option<Instant>,
+    next_procfs: Instant,
+    failed: Option<String>,
+}
+
+impl Operator<'_> {
+    fn pass(&mut self, e: &mut dyn Engine) {
+        let (args, signals, clock) = (self.args, self.signals, self.clock);
+        let now = clock.now();
+        if signals.stop.load(Ordering::Relaxed) {
+            self.stop.stop();
+        }
+        if signals.term.swap(false, Ordering::Relaxed) {
+            match (args.drain, self.leave_at) {
+                (Some(drain), None) => {
+                    info!("leaving: every VIP withdrawn, forwarding for {drain:?} more");
+                    self.announce.announcer.leave();
+                    self.next_announce = now;
+                    self.leave_at = Some(now + drain);
+                }
+                _ => self.stop.stop(),
+            }
+        }
+        if self.leave_at.is_some_and(|t| now >= t) {
+            self.stop.stop();
+        }
+        if now >= self.next_announce {
+            self.announce.update(e);
+            self.next_announce = now + ANNOUNCE_EVERY;
+        }
+        if signals.show.swap(false, Ordering::Relaxed) {
+            print!("{}", e.stats_table(clock.now()));
+        }
+        if signals.reload.swap(false, Ordering::Relaxed) {
+            let reloaded = load(&args.source, args.config_id.as_deref())
+                .and_then(|loaded| e.reload(&loaded, clock.now(), args.midflow_hash));
+            match reloaded {
+                Ok(n) => info!("configuration reloaded from {}: {n} changes", args.source.path().display()),
+                Err(err) => error!("reload refused, the running configuration stays: {err}"),
+            }
+        }
+        while let Ok((req, reply)) = self.requests.try_recv() {
+            let _ = reply.send(answer(e, &req, &self.states, clock.now()));
+        }
+        if let (Some(f), Some(rt)) = (self.follow.as_mut(), e.runtime()) {
+            match f.apply(rt) {
+                Ok(true) => info!("sync: daemon now {}", f.wanted().map_or("none", Role::name)),
+                Ok(false) => {}
+                Err(err) => {
+                    self.failed = Some(format!("sync daemons: {err}"));
+                    self.stop.stop();
+                }
+            }
+        }
+        if let Some(m) = self.metrics.as_mut() {
+            if let Err(err) = m.poll(clock.now(), || exposition(e, &self.states)) {
+                warn!("metrics: {err}");
+            }
+        }
+        if let Some(dir) = &args.procfs {
+            let now = clock.now();
+            if now >= self.next_procfs {
+                if let Err(err) = lvs::procfs::write(dir, e.config(), now) {
+                    warn!("procfs {}: {err}", dir.display());
+                }
+                self.next_procfs = now + args.refresh;
+            }
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let signals = Signals::register().map_err(|e| format!("signals: {e}"))?;
+    let loaded = load(&args.source, args.config_id.as_deref())?;
+    let health = !matches!(loaded, Loaded::Rules(_));
+    let mut d = new_director(&args, health, PortShare::WHOLE)?;
     let clock = MonotonicClock::default();
     let mut monitor = Monitor::new(rand_seed());
     let applied = apply_first(&loaded, &mut d, &mut monitor, &clock, &args.ports)?;
@@ -667,20 +1097,16 @@ fn run(args: Args) -> Result<(), String> {
         set_midflow_hash(&mut d)?;
     }
     info!("configuration loaded from {}: {} services", args.source.path().display(), d.services().count());
-    let ports = args.ports.iter().map(|p| open_port(args.backend, p)).collect::<Result<Vec<_>, String>>()?;
-    // The ports receive only the services' frames: the kernel keeps ARP, its own traffic and
-    // the DR servers' replies, and AF_XDP hands it back everything else.
-    let mut rt = Runtime::new(d, ports).with_local_capacity(0).with_port_filter(Filter::default());
-    if health {
-        let checker = HealthChecker::new(monitor).map_err(|e| format!("health checker: {e}"))?;
-        rt = rt.with_health(checker.on_event(|e| info!("health: {e}")));
-    }
-    let cluster = match applied {
-        Some(a) => Some(start_cluster(&mut rt, a, &args.ports, &clock)?),
-        None => None,
+    let monitor = health.then_some(monitor);
+    let (mut engine, mut cluster): (Box<dyn Engine>, Option<Cluster>) = if args.shards == 1 {
+        let (rt, cluster) = single(&args, d, monitor, applied, &clock)?;
+        (Box::new(rt), cluster)
+    } else {
+        refuse_with_shards(&args, applied.as_ref(), &d)?;
+        (Box::new(sharded(&args, d, monitor)?), None)
     };
     let states = cluster.as_ref().map(|c| c.states.clone()).unwrap_or_default();
-    let mut metrics = match args.metrics {
+    let metrics = match args.metrics {
         Some(addr) => {
             let server = MetricsServer::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?;
             info!("serving metrics on http://{addr}/metrics");
@@ -691,82 +1117,25 @@ fn run(args: Args) -> Result<(), String> {
     let (to_loop, requests) = mpsc::channel::<Pending>();
     listen(&args.control, to_loop)?;
     info!("listening on {} for lvsadm; ports {}", args.control.display(), args.ports.join(", "));
-    let stop = rt.stop_handle();
-    let mut cluster = cluster;
-    let mut follow = cluster.as_mut().and_then(|c| c.follow.take());
-    let mut next_procfs = clock.now();
-    let mut failed = None;
-    let mut announce = Announce::new(args.announce_cmd.clone(), args.announce_file.clone());
-    let (mut next_announce, mut leave_at) = (clock.now(), None);
-    let ran = rt.run_with(&clock, |rt| {
-        let now = clock.now();
-        if signals.stop.load(Ordering::Relaxed) {
-            stop.stop();
-        }
-        if signals.term.swap(false, Ordering::Relaxed) {
-            match (args.drain, leave_at) {
-                (Some(drain), None) => {
-                    info!("leaving: every VIP withdrawn, forwarding for {drain:?} more");
-                    announce.announcer.leave();
-                    next_announce = now;
-                    leave_at = Some(now + drain);
-                }
-                _ => stop.stop(),
-            }
-        }
-        if leave_at.is_some_and(|t| now >= t) {
-            stop.stop();
-        }
-        if now >= next_announce {
-            announce.update(rt);
-            next_announce = now + ANNOUNCE_EVERY;
-        }
-        if signals.show.swap(false, Ordering::Relaxed) {
-            print!("{}", list(rt.director(), clock.now(), ListOptions::Stats));
-        }
-        if signals.reload.swap(false, Ordering::Relaxed) {
-            let reloaded = reload(rt, &args.source, args.config_id.as_deref(), &clock).and_then(|n| {
-                if args.midflow_hash {
-                    set_midflow_hash(rt.director_mut()).map(|()| n)
-                } else {
-                    Ok(n)
-                }
-            });
-            match reloaded {
-                Ok(n) => info!("configuration reloaded from {}: {n} changes", args.source.path().display()),
-                Err(e) => error!("reload refused, the running configuration stays: {e}"),
-            }
-        }
-        while let Ok((req, reply)) = requests.try_recv() {
-            let _ = reply.send(answer(rt, &req, &states, &clock));
-        }
-        if let Some(f) = follow.as_mut() {
-            match f.apply(rt) {
-                Ok(true) => info!("sync: daemon now {}", f.wanted().map_or("none", Role::name)),
-                Ok(false) => {}
-                Err(e) => {
-                    failed = Some(format!("sync daemons: {e}"));
-                    stop.stop();
-                }
-            }
-        }
-        if let Some(m) = metrics.as_mut() {
-            if let Err(e) = m.poll(clock.now(), || exposition(rt, &states)) {
-                warn!("metrics: {e}");
-            }
-        }
-        if let Some(dir) = &args.procfs {
-            let now = clock.now();
-            if now >= next_procfs {
-                if let Err(e) = lvs::procfs::write(dir, rt.director(), now) {
-                    warn!("procfs {}: {e}", dir.display());
-                }
-                next_procfs = now + args.refresh;
-            }
-        }
-    });
+    let mut op = Operator {
+        args: &args,
+        signals: &signals,
+        clock,
+        stop: engine.stop_handle(),
+        states,
+        requests,
+        follow: cluster.as_mut().and_then(|c| c.follow.take()),
+        metrics,
+        announce: Announce::new(args.announce_cmd.clone(), args.announce_file.clone()),
+        next_announce: clock.now(),
+        leave_at: None,
+        next_procfs: clock.now(),
+        failed: None,
+    };
+    let ran = engine.drive(&clock, &mut |e| op.pass(e));
+    let Operator { stop, announce, failed, .. } = op;
     stop.stop();
-    announce.finish(&rt);
+    announce.finish(&*engine);
     if let Some(t) = cluster.and_then(|c| c.vrrp) {
         match t.join() {
             Ok(Ok(())) => {}
@@ -775,16 +1144,17 @@ fn run(args: Args) -> Result<(), String> {
         }
     }
     let _ = std::fs::remove_file(&args.control);
-    print!("{}", list(rt.director(), clock.now(), ListOptions::Stats));
-    ran.map_err(|e| format!("packet loop: {e}"))?;
+    print!("{}", engine.stats_table(clock.now()));
+    let shut = engine.shut();
+    ran.and(shut).map_err(|e| format!("packet loop: {e}"))?;
     info!("stopped");
     failed.map_or(Ok(()), Err)
 }
 
 /// The Prometheus exposition of the director, its health checks and its VRRP instances.
-fn exposition(rt: &Runtime, states: &VrrpStates) -> String {
-    let mut snap = Snapshot::of(rt.director());
-    if let Some(h) = rt.health() {
+fn exposition(e: &dyn Engine, states: &VrrpStates) -> String {
+    let mut snap = e.snapshot();
+    if let Some(h) = e.health() {
         snap = snap.with_health(h.monitor());
     }
     let states = states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -52,16 +52,17 @@ impl Director {
     /// file written from `text`) for `servers` real servers of `mode`, and waits until `lvsadm`
     /// gets an answer.
     fn start(topo: &Topology, mode: Mode, servers: usize, flag: &str, text: &str, tag: &str) -> Director {
-        Director::start_on(topo, mode, servers, (flag, text), "afpacket", tag)
+        Director::start_on(topo, mode, servers, (flag, text), &["--backend", "afpacket"], tag)
     }
 
-    /// [`Director::start`] on `backend` (`--backend`).
+    /// [`Director::start`] with `extra` options (`--backend`, `--shards`); procfs files too
+    /// unless `--shards` is among them (several shards refuse `--procfs`).
     fn start_on(
         topo: &Topology,
         mode: Mode,
         servers: usize,
         config: (&str, &str),
-        backend: &str,
+        extra: &[&str],
         tag: &str,
     ) -> Director {
         let (flag, text) = config;
@@ -73,9 +74,12 @@ impl Director {
         let socket = dir.join("director.sock");
         let mut cmd = topo.director.command(binary("director"));
         cmd.args([flag, config.to_str().unwrap(), "--port", "eth0"]);
-        cmd.args(["--control", socket.to_str().unwrap(), "--procfs", dir.join("proc").to_str().unwrap()]);
+        cmd.args(["--control", socket.to_str().unwrap()]);
+        if !extra.contains(&"--shards") {
+            cmd.args(["--procfs", dir.join("proc").to_str().unwrap()]);
+        }
         cmd.args(["--refresh", "0.2", "--gateway", &format!("{}@eth0", MacAddr(CLIENT_MAC))]);
-        cmd.args(["--metrics", METRICS, "--backend", backend]);
+        cmd.args(["--metrics", METRICS]).args(extra);
         for i in 0..servers {
             cmd.args(["--neigh", &format!("{}={}@eth0", server_ip(mode, i), MacAddr(server_mac(i)))]);
         }
@@ -161,6 +165,26 @@ fn fetch(topo: &Topology) -> Option<usize> {
     let url = format!("http://{}/", Ipv4Addr::from(VIP));
     let body = topo.client.exec("curl", &["-s", "--max-time", "3", &url]).ok()?;
     body.trim().strip_prefix("rs")?.parse().ok()
+}
+
+/// Twelve more client addresses on the client's link, 192.0.2.100 to .111: steered by the
+/// client's address, they spread over the shards.
+fn add_clients(topo: &Topology) -> Vec<Ipv4Addr> {
+    let clients: Vec<Ipv4Addr> = (100..112).map(|i| Ipv4Addr::new(192, 0, 2, i)).collect();
+    for c in &clients {
+        topo.client.exec("ip", &["addr", "add", &format!("{c}/24"), "dev", "eth0"]).unwrap();
+    }
+    clients
+}
+
+/// One `curl` from each of `clients`: the page's server (`rs1`, ...), if any.
+fn fetch_from(topo: &Topology, clients: &[Ipv4Addr]) -> Vec<Option<String>> {
+    let url = format!("http://{}/", Ipv4Addr::from(VIP));
+    let fetch = |c: &Ipv4Addr| {
+        let body = topo.client.exec("curl", &["-s", "--max-time", "3", "--interface", &c.to_string(), &url]);
+        body.ok().map(|b| b.trim().to_string()).filter(|b| b.starts_with("rs"))
+    };
+    clients.iter().map(fetch).collect()
 }
 
 /// A TCP connection from the client's namespace to the VIP, opened and left idle.
@@ -350,7 +374,7 @@ fn afxdp_forwards(mode: Mode) {
     let (rs1, rs2) = (server_ip(mode, 0), server_ip(mode, 1));
     let rules =
         format!("-A -t {vip} -s rr\n-a -t {vip} -r {rs1}:80 {method} -w 1\n-a -t {vip} -r {rs2}:80 {method} -w 1\n");
-    let mut d = Director::start_on(&topo, mode, 2, ("--rules", &rules), "afxdp", tag);
+    let mut d = Director::start_on(&topo, mode, 2, ("--rules", &rules), &["--backend", "afxdp"], tag);
     let answers: Vec<Option<usize>> = (0..4).map(|_| fetch(&topo)).collect();
     let (status, out, err) = d.stop();
     assert_eq!(answers, [Some(2), Some(1), Some(2), Some(1)], "rr through AF_XDP: {out}{err}");
@@ -372,10 +396,22 @@ fn nat_director_on_afxdp() {
 
 #[test]
 fn keepalived_health_checks_drop_a_killed_server() {
+    health_drops_a_killed_server(&["--backend", "afpacket"], "dka");
+}
+
+#[test]
+fn keepalived_health_checks_drop_a_killed_server_from_every_shard() {
+    health_drops_a_killed_server(&["--shards", "2"], "ska");
+}
+
+/// A keepalived.conf with TCP checks: the killed server leaves the table (of every shard:
+/// none of twelve clients, spread over the shards, reaches it) and the others answer.
+fn health_drops_a_killed_server(extra: &[&str], tag: &str) {
     if !root::can_run(true, &["ip", "curl", "python3", "sysctl", "kill"]) {
         return;
     }
-    let topo = Topology::build(Mode::Dr, 3, "dka").unwrap();
+    let topo = Topology::build(Mode::Dr, 3, tag).unwrap();
+    let clients = add_clients(&topo);
     for i in 0..3 {
         topo.serve(i, &format!("rs{}", i + 1), &AtomicBool::new(false)).unwrap();
     }
@@ -392,7 +428,7 @@ fn keepalived_health_checks_drop_a_killed_server() {
         real(1),
         real(2)
     );
-    let mut d = Director::start(&topo, Mode::Dr, 3, "--keepalived", &conf, "dka");
+    let mut d = Director::start_on(&topo, Mode::Dr, 3, ("--keepalived", &conf), extra, tag);
     let rs2 = format!("{}:80", server_ip(Mode::Dr, 1));
     assert!(d.ok(&["-L", "-n"]).contains(&rs2), "keepalived puts checked servers in at start");
     wait_for("three servers up", || d.ok(&["--health"]).matches(" UP ").count() == 3);
@@ -400,9 +436,130 @@ fn keepalived_health_checks_drop_a_killed_server() {
     topo.servers[1].0.kill_all();
     wait_for("rs2 out of the table", || !d.ok(&["-L", "-n"]).contains(&rs2));
     assert!(d.ok(&["--health"]).lines().any(|l| l.contains(&rs2) && l.contains("DOWN")));
-    let answers: Vec<Option<usize>> = (0..4).map(|_| fetch(&topo)).collect();
-    assert!(answers.iter().all(|a| matches!(a, Some(1 | 3))), "the others still answer: {answers:?}");
+    let answers = fetch_from(&topo, &clients);
+    let others = |a: &Option<String>| matches!(a.as_deref(), Some("rs1" | "rs3"));
+    assert!(answers.iter().all(others), "the others still answer: {answers:?}");
     let (status, _, err) = d.stop();
     assert_eq!(status, Some(0), "{err}");
     assert!(err.contains("down"), "the health event is logged: {err}");
+}
+
+/// `examples/director --shards 2` in the lab: twelve clients, each fetching three times, all
+/// answered through two shards over one steered fanout group (in NAT every reply reaches the
+/// shard that owns its connection, or the fetch would time out); `lvsadm -Ln --stats` sums
+/// the shards' counters, while `-L -n` shows shard 0's connections alone; `lvsadm -d` and a
+/// SIGHUP reload reach every shard; SIGTERM prints the summed table and exits cleanly.
+fn sharded_forwards(mode: Mode) {
+    if !root::can_run(true, &["ip", "curl", "python3", "sysctl", "kill"]) {
+        return;
+    }
+    let (tag, method) = match mode {
+        Mode::Nat => ("snat", "-m"),
+        _ => ("sdr", "-g"),
+    };
+    let topo = Topology::build(mode, 2, tag).unwrap();
+    for i in 0..2 {
+        topo.serve(i, &format!("rs{}", i + 1), &AtomicBool::new(false)).unwrap();
+    }
+    let clients = add_clients(&topo);
+    let vip = format!("{}:80", Ipv4Addr::from(VIP));
+    let (rs1, rs2) = (server_ip(mode, 0), server_ip(mode, 1));
+    let rules =
+        format!("-A -t {vip} -s rr\n-a -t {vip} -r {rs1}:80 {method} -w 1\n-a -t {vip} -r {rs2}:80 {method} -w 1\n");
+    let mut d = Director::start_on(&topo, mode, 2, ("--rules", &rules), &["--shards", "2"], tag);
+    let answers: Vec<Option<String>> = (0..3).flat_map(|_| fetch_from(&topo, &clients)).collect();
+    // ipvsadm's --stats columns: Conns InPkts OutPkts InBytes OutBytes.
+    let row = |table: &str, name: &str| -> Vec<u64> {
+        let line = table.lines().find(|l| l.split_whitespace().nth(1) == Some(name)).unwrap_or_default();
+        line.split_whitespace().skip(2).filter_map(|w| w.parse().ok()).collect()
+    };
+    let stats = d.ok(&["-L", "-n", "--stats"]);
+    let plain = d.ok(&["-L", "-n"]);
+    // lvsadm -d runs on every shard: no client reaches rs2 any more.
+    assert_eq!(d.ok(&["-d", "-t", &vip, "-r", &format!("{rs2}:80")]), "");
+    let after_delete = fetch_from(&topo, &clients);
+    // SIGHUP to a file with rs2 alone: every shard is brought to it.
+    let edited = format!("-A -t {vip} -s rr\n-a -t {vip} -r {rs2}:80 {method} -w 1\n");
+    std::fs::write(d.dir.join("config"), &edited).unwrap();
+    d.signal("-HUP");
+    let mut want: Vec<String> = edited.lines().map(String::from).collect();
+    want.sort();
+    wait_for("the reloaded table", || d.rules() == want);
+    let after_reload = fetch_from(&topo, &clients);
+    let (status, out, err) = d.stop();
+    assert!(after_delete.iter().all(|a| a.as_deref() == Some("rs1")), "rs2 deleted: {after_delete:?}");
+    assert!(after_reload.iter().all(|a| a.as_deref() == Some("rs2")), "rs2 alone: {after_reload:?}");
+    assert!(answers.iter().all(Option::is_some), "every fetch answered: {answers:?}\n{err}");
+    assert_eq!(status, Some(0), "clean exit on SIGTERM: {err}");
+    assert!(err.contains("2 shards"), "{err}");
+    let total = row(&stats, &vip).into_iter().next();
+    assert_eq!(total, Some(36), "36 connections summed over the shards:\n{stats}");
+    let per_server: u64 = [rs1, rs2].iter().filter_map(|r| row(&stats, &format!("{r}:80")).first().copied()).sum();
+    assert_eq!(per_server, 36, "{stats}");
+    // In NAT the director sees both directions, in DR the requests alone.
+    let (inpkts, outpkts) = (row(&stats, &vip)[1], row(&stats, &vip)[2]);
+    assert!(inpkts >= 36 * 4, "SYN, ACK, request, FIN at least: {stats}");
+    assert_eq!(outpkts > 0, mode == Mode::Nat, "{stats}");
+    // Shard 0's own connections, closed and waiting out TIME_WAIT (ActiveConn 0, InActConn):
+    // fewer than all, as shard 1 took the other clients'.
+    let inact: u64 = plain
+        .lines()
+        .filter(|l| l.trim_start().starts_with("->") && !l.contains("RemoteAddress"))
+        .filter_map(|l| l.split_whitespace().nth(5)?.parse::<u64>().ok())
+        .sum();
+    assert!(0 < inact && inact < 36, "shard 0 held some, not all: {plain}");
+    assert_eq!(row(&out, &vip).first(), Some(&60), "the summed table on exit, 36 + 12 + 12: {out}");
+}
+
+#[test]
+fn nat_director_on_two_shards() {
+    sharded_forwards(Mode::Nat);
+}
+
+#[test]
+fn dr_director_on_two_shards() {
+    sharded_forwards(Mode::Dr);
+}
+
+#[test]
+fn shards_refuse_what_one_runtime_owns() {
+    if !root::can_run(true, &["ip"]) {
+        return;
+    }
+    let topo = Topology::build(Mode::Dr, 0, "sref").unwrap();
+    let dir = std::env::temp_dir().join(format!("lvs-director-sref-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules");
+    std::fs::write(&rules, "-A -t 203.0.113.100:80 -s rr\n--start-daemon master --mcast-interface eth0\n").unwrap();
+    let vrrp = dir.join("keepalived.conf");
+    std::fs::write(
+        &vrrp,
+        "vrrp_instance VI_1 {\n    state MASTER\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    \
+         virtual_ipaddress {\n        203.0.113.100\n    }\n}\n",
+    )
+    .unwrap();
+    let plain = dir.join("plain");
+    std::fs::write(&plain, "-A -t 203.0.113.100:80 -s rr\n").unwrap();
+    let cases: [(&std::path::Path, &str, &[&str], &str); 4] = [
+        (&plain, "--rules", &["--backend", "afxdp"], "AF_XDP"),
+        (&plain, "--rules", &["--procfs", "/nonexistent"], "--procfs"),
+        (&rules, "--rules", &[], "sync daemons"),
+        (&vrrp, "--keepalived", &[], "VRRP"),
+    ];
+    for (file, flag, extra, says) in cases {
+        let socket = dir.join("sock");
+        let out = topo
+            .director
+            .command(binary("director"))
+            .args([flag, file.to_str().unwrap(), "--port", "eth0", "--shards", "2"])
+            .args(["--control", socket.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{says}: {err}");
+        assert!(err.contains("--shards 2") && err.contains(says), "{says}: {err}");
+        assert!(!err.contains("shard 0 running"), "refused before any shard started: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -589,12 +589,8 @@ impl Runtime {
     }
 }
 
-/// A control-plane message to one shard.
-enum Ctl {
-    Apply(Command, mpsc::Sender<Result<(), lvs_core::Error>>),
-    Stats(mpsc::Sender<(Vec<StatsRow>, RuntimeStats)>),
-    Snapshot(mpsc::Sender<Snapshot>),
-}
+/// Work for one shard, run on its thread between two passes (see [`Shards::each`]).
+type Job = Box<dyn FnOnce(&mut Runtime) + Send>;
 
 /// Builds one shard's loop — its director, its ports and, to get frames handed back, a handler
 /// set with [`Runtime::on_local`] — called on the shard's own thread (so it can enter a
@@ -608,7 +604,7 @@ pub type ShardFactory = dyn Fn(usize) -> io::Result<Runtime> + Send + Sync;
 /// state, ActiveConn/InActConn and the `-x/-y` thresholds are each shard's own. Each shard hands frames back through its runtime's handler
 /// ([`Runtime::on_local`]), on its own thread.
 pub struct Shards {
-    ctl: Vec<mpsc::Sender<Ctl>>,
+    ctl: Vec<mpsc::Sender<Job>>,
     stop: StopHandle,
     threads: Vec<std::thread::JoinHandle<io::Result<()>>>,
 }
@@ -626,7 +622,7 @@ impl Shards {
         let (mut ctl, mut threads) = (Vec::new(), Vec::new());
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
         for i in 0..n {
-            let (tx, rx) = mpsc::channel::<Ctl>();
+            let (tx, rx) = mpsc::channel::<Job>();
             let (make, shard_stop, ready) = (make.clone(), stop.clone(), ready_tx.clone());
             threads.push(std::thread::spawn(move || -> io::Result<()> {
                 // The ports get their filter (and a steered fanout group its program, which
@@ -644,18 +640,8 @@ impl Shards {
                 rt.stop = shard_stop;
                 log::info!(target: "lvs::runtime", "shard {i} running");
                 let result = rt.run_with(&clock, |rt| {
-                    while let Ok(msg) = rx.try_recv() {
-                        match msg {
-                            Ctl::Apply(c, reply) => {
-                                let _ = reply.send(rt.director.execute(&c));
-                            }
-                            Ctl::Stats(reply) => {
-                                let _ = reply.send((stats_rows(&rt.director), rt.stats));
-                            }
-                            Ctl::Snapshot(reply) => {
-                                let _ = reply.send(Snapshot::of(&rt.director));
-                            }
-                        }
+                    while let Ok(job) = rx.try_recv() {
+                        job(rt);
                     }
                 });
                 match &result {
@@ -675,20 +661,34 @@ impl Shards {
         Ok(Shards { ctl, stop, threads })
     }
 
+    /// Runs `f` on every running shard's loop between two of its passes, all shards at once,
+    /// and returns what each gave, in shard order (a shard that has stopped on an error is
+    /// left out). This is how an application reaches the shards' directors: control calls,
+    /// listings, counters.
+    pub fn each<R: Send + 'static>(&self, f: impl Fn(&mut Runtime) -> R + Send + Sync + 'static) -> Vec<R> {
+        let f = Arc::new(f);
+        let asked: Vec<mpsc::Receiver<R>> = self
+            .ctl
+            .iter()
+            .filter_map(|tx| {
+                let (rtx, rrx) = mpsc::channel();
+                let f = f.clone();
+                let job: Job = Box::new(move |rt| {
+                    let _ = rtx.send(f(rt));
+                });
+                tx.send(job).ok().map(|()| rrx)
+            })
+            .collect();
+        asked.into_iter().filter_map(|r| r.recv().ok()).collect()
+    }
+
     /// Applies a control-plane command to every shard.
     ///
     /// # Errors
     /// The first shard's error (shards share one configuration, so they fail alike).
     pub fn apply(&self, c: &Command) -> Result<(), lvs_core::Error> {
-        let mut result = Ok(());
-        for tx in &self.ctl {
-            let (rtx, rrx) = mpsc::channel();
-            if tx.send(Ctl::Apply(c.clone(), rtx)).is_ok() {
-                if let Ok(Err(e)) = rrx.recv() {
-                    result = result.and(Err(e));
-                }
-            }
-        }
+        let cmd = c.clone();
+        let result = self.each(move |rt| rt.director_mut().execute(&cmd)).into_iter().collect::<Result<(), _>>();
         match &result {
             Ok(()) => log::debug!(target: "lvs::config", "applied on {} shards: {c:?}", self.ctl.len()),
             Err(e) => log::warn!(target: "lvs::config", "refused: {c:?}: {e}"),
@@ -698,12 +698,7 @@ impl Shards {
 
     /// Each running shard's listing rows and loop counters, in shard order.
     fn collect(&self) -> Vec<(Vec<StatsRow>, RuntimeStats)> {
-        let ask = |tx: &mpsc::Sender<Ctl>| {
-            let (rtx, rrx) = mpsc::channel();
-            tx.send(Ctl::Stats(rtx)).ok()?;
-            rrx.recv().ok()
-        };
-        self.ctl.iter().filter_map(ask).collect()
+        self.each(|rt| (stats_rows(&rt.director), rt.stats))
     }
 
     /// `ipvsadm -Ln --stats` summed over the shards, and the loops' counters summed.
@@ -721,13 +716,8 @@ impl Shards {
     /// ([`Snapshot::add`]); add health and VRRP states to it, then render it.
     pub fn snapshot(&self) -> Snapshot {
         let mut sum = Snapshot::default();
-        for tx in &self.ctl {
-            let (rtx, rrx) = mpsc::channel();
-            if tx.send(Ctl::Snapshot(rtx)).is_ok() {
-                if let Ok(s) = rrx.recv() {
-                    sum.add(&s);
-                }
-            }
+        for s in self.each(|rt| Snapshot::of(&rt.director)) {
+            sum.add(&s);
         }
         sum
     }

@@ -134,9 +134,13 @@ impl Director {
         Ok(())
     }
 
-    /// The commands that rebuild the configuration (services, their servers in the kernel's
-    /// list order, their local addresses, timeouts, the sync daemons).
-    fn config_commands(&self) -> Vec<Command> {
+    /// The commands that rebuild the configuration on an empty director (services, their
+    /// servers in the kernel's list order, their local addresses, timeouts, the sync daemons):
+    /// what `config::diff` takes as its target to bring another director (a
+    /// shard of the same configuration) in line with this one.
+    ///
+    /// DoS warning: grows with the numbers of services and servers.
+    pub fn config_commands(&self) -> Vec<Command> {
         let mut out = Vec::new();
         for s in self.svcs.iter().flatten() {
             out.push(Command::AddService(s.cfg.clone()));
