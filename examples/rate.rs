@@ -3,21 +3,18 @@
 //! ```text
 //! cargo run --release --example rate -- replay      # pipeline alone: DR/NAT/TUN, 10 K flows, 1 and 2 cores
 //! cargo run --release --example rate -- afpacket    # as root: DR through AF_PACKET across veth pairs
-//! cargo run --release --example rate -- afpacket sendmmsg   # the same, the director sending by sendmmsg
-//! cargo run --release --example rate -- txloop ring|sendmmsg  # as root: one thread only sending across a veth
+//! cargo run --release --example rate -- txloop      # as root: one thread only sending across a veth
 //! ```
 //!
 //! `replay` feeds each shard data segments of its share of 10 000 established flows from a
 //! looping in-memory capture (each frame copied into its buffer as a receive would) and counts
 //! what the shards transmit for three seconds. `afpacket` builds a namespace with two veth
 //! pairs: a generator thread sends the same traffic through one with `sendmmsg`, the director
-//! (one shard) forwards it by DR to the other, and the director's transmissions are counted;
-//! it sends through its `PACKET_TX_RING` ([`Transmit::TxRing`], the default) or by `sendmmsg`
-//! as the second argument says. It prints the rate, the share of the generator's frames the
-//! director did not forward, and the director thread's CPU time per forwarded frame (from
+//! (one shard) forwards it by DR to the other, and the director's transmissions are counted.
+//! It prints the rate, the share of the generator's frames the director did not forward, and the director thread's CPU time per forwarded frame (from
 //! `/proc/self/task/*/stat`: every thread but the main one and the generator's). `txloop`
 //! measures the transmit path alone: one thread sends the 10 000 frames over and over through
-//! an `AfPacket` for three seconds, and the peer's `rx_packets` counts what arrived.
+//! an `AfPacket` (`sendmmsg`) for three seconds, and the peer's `rx_packets` counts what arrived.
 
 #[path = "common/netns.rs"]
 #[allow(dead_code)]
@@ -32,7 +29,7 @@ use std::time::{Duration, Instant as StdInstant};
 use lvs::core::addr::Af;
 use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs::core::Instant;
-use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig, Transmit};
+use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
 use lvs::dataplane::io::PacketIo;
 use lvs::dataplane::pcap::Captured;
 use lvs::dataplane::replay::PcapReplay;
@@ -101,7 +98,7 @@ fn own_tid() -> String {
         .unwrap_or_default()
 }
 
-fn afpacket(transmit: Transmit) -> Result<Measured, String> {
+fn afpacket() -> Result<Measured, String> {
     let ns = Netns::create("lvs-rate").map_err(|e| e.to_string())?;
     for (a, b) in [("lvsr1", "lvsr2"), ("lvsr3", "lvsr4")] {
         ns.exec("ip", &["link", "add", a, "type", "veth", "peer", "name", b]).map_err(|e| e.to_string())?;
@@ -112,10 +109,9 @@ fn afpacket(transmit: Transmit) -> Result<Measured, String> {
     let make = Arc::new(move |_: usize| {
         lvs::dataplane::netns::enter(&name)?;
         let d = director(Af::V4, "dr", 0..FLOWS, 1);
-        let cfg = AfPacketConfig { promisc: true, transmit, ..AfPacketConfig::default() };
+        let cfg = AfPacketConfig { promisc: true, ..AfPacketConfig::default() };
         let input: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsr2", cfg)?);
-        let output: Box<dyn PacketIo + Send> =
-            Box::new(AfPacket::open("lvsr3", AfPacketConfig { transmit, ..AfPacketConfig::default() })?);
+        let output: Box<dyn PacketIo + Send> = Box::new(AfPacket::open("lvsr3", AfPacketConfig::default())?);
         Ok(Runtime::new(d, vec![input, output]))
     });
     let set = Shards::spawn(1, make).map_err(|e| e.to_string())?;
@@ -160,9 +156,9 @@ fn afpacket(transmit: Transmit) -> Result<Measured, String> {
     Ok(m)
 }
 
-/// Sends for three seconds through `transmit` on one end of a veth pair; returns the rate the
+/// Sends for three seconds on one end of a veth pair; returns the rate the
 /// peer received, its share of the frames taken, and the sending thread's µs per frame.
-fn txloop(transmit: Transmit) -> Result<(f64, f64, f64), String> {
+fn txloop() -> Result<(f64, f64, f64), String> {
     let ns = Netns::create("lvs-txloop").map_err(|e| e.to_string())?;
     // No IPv6: the peer's counter then holds only the frames sent here.
     for k in ["all", "default"] {
@@ -181,8 +177,7 @@ fn txloop(transmit: Transmit) -> Result<(f64, f64, f64), String> {
     let (sent, cpu, secs, received) = std::thread::scope(|s| {
         s.spawn(|| -> Result<_, String> {
             ns.enter().map_err(|e| e.to_string())?;
-            let mut tx = AfPacket::open("lvst1", AfPacketConfig { transmit, ..AfPacketConfig::default() })
-                .map_err(|e| e.to_string())?;
+            let mut tx = AfPacket::open("lvst1", AfPacketConfig::default()).map_err(|e| e.to_string())?;
             let frames: Vec<Frame> = (0..FLOWS).map(|i| Frame::new(DEFAULT_HEADROOM, &data(Af::V4, i))).collect();
             let (r0, c0, t0) = (rx(), thread_cpu(&own_tid()), StdInstant::now());
             let mut sent = 0u64;
@@ -206,14 +201,6 @@ fn txloop(transmit: Transmit) -> Result<(f64, f64, f64), String> {
     ))
 }
 
-/// The transmit path the second argument names (the ring by default).
-fn transmit_arg() -> Transmit {
-    match std::env::args().nth(2).as_deref() {
-        Some("sendmmsg") => Transmit::Sendmmsg,
-        _ => Transmit::TxRing { frames: 1024 },
-    }
-}
-
 fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("replay") => {
@@ -223,7 +210,7 @@ fn main() {
                 println!("pipeline {method:<3} 10K flows: {one:.2} Mpps on 1 core, {two:.2} Mpps on 2 cores");
             }
         }
-        Some("afpacket") => match afpacket(transmit_arg()) {
+        Some("afpacket") => match afpacket() {
             Ok(m) => println!(
                 "AF_PACKET DR across veth, 10K flows, 1 shard: {:.3} Mpps forwarded, {:.1} % of the generator's frames not forwarded, {:.2} us director CPU per frame, {} frames a port would not take",
                 m.mpps,
@@ -236,7 +223,7 @@ fn main() {
                 std::process::exit(1);
             }
         },
-        Some("txloop") => match txloop(transmit_arg()) {
+        Some("txloop") => match txloop() {
             Ok((mpps, loss, us)) => println!(
                 "AF_PACKET transmit alone across veth: {mpps:.3} Mpps received by the peer, {:.1} % of the frames sent not received, {us:.2} us sender CPU per frame",
                 loss * 100.0
@@ -247,7 +234,7 @@ fn main() {
             }
         },
         _ => {
-            eprintln!("usage: rate replay|afpacket|txloop [ring|sendmmsg]");
+            eprintln!("usage: rate replay|afpacket|txloop");
             std::process::exit(2);
         }
     }

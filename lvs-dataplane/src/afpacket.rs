@@ -1,5 +1,5 @@
 //! `AfPacket`: a raw socket on a named interface with a TPACKET_V3 receive ring,
-//! transmit by `sendmmsg` or through a `PACKET_TX_RING` ([`Transmit`]), `PACKET_QDISC_BYPASS`, `PACKET_IGNORE_OUTGOING` (the director does not
+//! `sendmmsg` transmit, `PACKET_QDISC_BYPASS`, `PACKET_IGNORE_OUTGOING` (the director does not
 //! see its own transmissions), optional promiscuous mode and `PACKET_FANOUT` — by the
 //! kernel's flow hash or by a [`Steer`] program that keeps each client on one socket — so one
 //! socket per core can share an interface.
@@ -14,7 +14,6 @@ use crate::filter::Filter;
 use crate::io::{IoCaps, PacketIo};
 use crate::steer::Steer;
 use crate::sys::linux::{PacketOpts, PacketSocket, MAX_BATCH};
-use crate::sys::txring::TxRing;
 
 /// Options of an [`AfPacket`] socket.
 #[derive(Clone, Copy, Debug)]
@@ -36,52 +35,21 @@ pub struct AfPacketConfig {
     pub block_size: u32,
     /// Receive ring: number of blocks.
     pub block_nr: u32,
-    /// How frames are sent.
-    pub transmit: Transmit,
-}
-
-/// How an [`AfPacket`] sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transmit {
-    /// One `sendmmsg` per burst of up to 64 frames: the kernel copies each frame from the
-    /// caller's buffer.
-    Sendmmsg,
-    /// A second, send-only packet socket with a TPACKET_V2 `PACKET_TX_RING` of at least
-    /// `frames` slots of 2 KiB (whole 64 KiB blocks): each frame is copied into a mapped slot
-    /// and one `send(fd, NULL, 0, 0)` per burst hands them all to the driver
-    /// (`tpacket_snd`). A frame that finds the ring full is left unsent (the runtime counts
-    /// it in `tx_lost`, the port in [`AfPacket::ring_full`]); a frame the kernel refuses
-    /// (`TP_STATUS_WRONG_FORMAT`: longer than the link's MTU) is dropped and counted in
-    /// [`AfPacket::refused`], and the frames behind it still go.
-    TxRing {
-        /// Slots in the ring.
-        frames: u32,
-    },
 }
 
 impl Default for AfPacketConfig {
     fn default() -> Self {
-        AfPacketConfig {
-            promisc: false,
-            fanout: None,
-            steer: Steer::FlowHash,
-            block_size: 1 << 20,
-            block_nr: 8,
-            transmit: Transmit::Sendmmsg,
-        }
+        AfPacketConfig { promisc: false, fanout: None, steer: Steer::FlowHash, block_size: 1 << 20, block_nr: 8 }
     }
 }
 
 /// A raw packet socket bound to one interface.
 pub struct AfPacket {
     sock: PacketSocket,
-    /// The transmit ring, when [`Transmit::TxRing`] sends.
-    tx: Option<TxRing>,
     /// The fanout group's steering, when it has a program.
     steer: Option<Steer>,
     headroom: usize,
     refused: u64,
-    ring_full: u64,
 }
 
 impl AfPacket {
@@ -103,22 +71,12 @@ impl AfPacket {
         if let Some(prog) = steer.and_then(|s| s.program(&Filter::default())) {
             sock.set_fanout_program(&prog)?;
         }
-        let tx = match cfg.transmit {
-            Transmit::Sendmmsg => None,
-            Transmit::TxRing { frames } => Some(TxRing::open(ifname, frames)?),
-        };
-        Ok(AfPacket { sock, tx, steer, headroom: DEFAULT_HEADROOM, refused: 0, ring_full: 0 })
+        Ok(AfPacket { sock, steer, headroom: DEFAULT_HEADROOM, refused: 0 })
     }
 
     /// Frames the kernel refused to send (and that were skipped).
     pub fn refused(&self) -> u64 {
         self.refused
-    }
-
-    /// Frames [`PacketIo::send`] left unsent because the transmit ring was full
-    /// ([`Transmit::TxRing`]).
-    pub fn ring_full(&self) -> u64 {
-        self.ring_full
     }
 }
 
@@ -127,12 +85,7 @@ impl PacketIo for AfPacket {
         IoCaps { mtu: 1514, headroom: self.headroom, max_burst: MAX_BATCH }
     }
 
-    /// Receives from the ring; with [`Transmit::TxRing`], first kicks out frames an earlier
-    /// send left waiting in the transmit ring (the runtime receives on every pass).
     fn recv(&mut self, _now: Instant, frames: &mut [Frame]) -> io::Result<usize> {
-        if let Some(tx) = self.tx.as_mut() {
-            self.refused += tx.flush()?;
-        }
         let headroom = self.headroom;
         let mut i = 0;
         let n = self.sock.recv(frames.len(), |data, csum_not_ready| {
@@ -147,16 +100,9 @@ impl PacketIo for AfPacket {
         Ok(n)
     }
 
-    /// Sends through the transmit ring or in `sendmmsg` batches ([`Transmit`]). A frame the
-    /// kernel refuses (larger than the link, for instance) is skipped and counted in
-    /// [`AfPacket::refused`] rather than stopping the port.
+    /// Sends in `sendmmsg` batches. A frame the kernel refuses (larger than the link, for
+    /// instance) is skipped and counted in [`AfPacket::refused`] rather than stopping the port.
     fn send(&mut self, _now: Instant, frames: &[Frame]) -> io::Result<usize> {
-        if let Some(tx) = self.tx.as_mut() {
-            let d = tx.send(frames.iter().map(Frame::data))?;
-            self.refused += d.refused;
-            self.ring_full += (frames.len() - d.taken) as u64;
-            return Ok(d.taken);
-        }
         let mut done = 0;
         while done < frames.len() {
             match self.sock.send(frames[done..].iter().map(Frame::data)) {

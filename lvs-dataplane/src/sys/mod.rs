@@ -1,5 +1,5 @@
 //! The only place in the workspace with `unsafe`: system calls for raw sockets, the mmap'd
-//! receive and transmit rings, AF_XDP sockets and their UMEM, TAP devices, network namespaces, the sync daemons' multicast sockets, VRRP's
+//! receive ring, AF_XDP sockets and their UMEM, TAP devices, network namespaces, the sync daemons' multicast sockets, VRRP's
 //! raw IP sockets and interface addresses, and the health prober's sockets and child processes,
 //! each block a few lines with a `// SAFETY:` line.
 //! Everything above this module is safe wrappers (smoltcp's `phy/sys`).
@@ -17,7 +17,5 @@ pub(crate) mod probe;
 pub(crate) mod rawip;
 #[cfg(target_os = "linux")]
 pub(crate) mod tun;
-#[cfg(target_os = "linux")]
-pub(crate) mod txring;
 #[cfg(all(feature = "afxdp", target_os = "linux"))]
 pub(crate) mod xsk;
