@@ -330,3 +330,102 @@ fn a_real_server_reassembles_a_fragmented_tunnel_packet() {
         assert_eq!(&inner[12..], &input[26..], "addresses, TCP header and payload unchanged");
     });
 }
+
+/// The namespace's UDP `InCsumErrors` (`/proc/net/snmp`): datagrams the kernel dropped for a
+/// bad checksum.
+fn udp_csum_errors(ns: &Netns) -> u64 {
+    let snmp = ns.exec("cat", &["/proc/net/snmp"]).unwrap();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
+    let col = names.split_whitespace().position(|n| n == "InCsumErrors").unwrap();
+    values.split_whitespace().nth(col).unwrap().parse().unwrap()
+}
+
+/// A namespace with veth `lvsx1`–`lvsx2`, `lvsx2` holding 10.9.0.2/24 and the MAC
+/// `testkit::udp` frames are sent to, and a kernel UDP socket bound to 10.9.0.2:9000 in it.
+fn udp_lab(name: &str) -> (Netns, std::net::UdpSocket) {
+    let ns = ns_with_veths(name, &[("lvsx1", "lvsx2")]);
+    let mac = lvs::core::testkit::DIRECTOR_MAC.map(|b| format!("{b:02x}")).join(":");
+    ns.exec("ip", &["link", "set", "lvsx2", "address", &mac]).unwrap();
+    ns.exec("ip", &["addr", "add", "10.9.0.2/24", "dev", "lvsx2"]).unwrap();
+    let sock = std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter().unwrap();
+            std::net::UdpSocket::bind("10.9.0.2:9000").unwrap()
+        })
+        .join()
+        .unwrap()
+    });
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    (ns, sock)
+}
+
+/// Datagram `seq` to 10.9.0.2:9000: its number, then up to 1,400 bytes derived from it (its
+/// checksums computed by etherparse).
+fn datagram(seq: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut payload = seq.to_be_bytes().to_vec();
+    payload.extend((0..(seq * 37) % 1400).map(|i| (i as u8) ^ (seq as u8)));
+    let src = ("10.9.0.1".parse().unwrap(), 5000 + (seq % 100) as u16);
+    let frame = lvs::core::testkit::udp(src, ("10.9.0.2".parse().unwrap(), 9000), &payload);
+    (frame, payload)
+}
+
+/// Reads datagrams until `want` arrived or the socket stays quiet for its timeout (200 ms).
+fn read_datagrams(sock: &std::net::UdpSocket, want: usize) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while got.len() < want {
+        match sock.recv(&mut buf) {
+            Ok(n) => got.push(buf[..n].to_vec()),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+#[test]
+fn afpacket_frames_arrive_intact_and_refused_ones_are_counted() {
+    if !can_run() {
+        return;
+    }
+    let (ns, sock) = udp_lab("lvs-t-udp");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter().unwrap();
+            let mut tx = AfPacket::open("lvsx1", AfPacketConfig::default()).unwrap();
+            let errors_before = udp_csum_errors(&ns);
+            let mut want = Vec::new();
+            let mut got = Vec::new();
+            for burst in 0..1000u32 / 50 {
+                let mut frames = Vec::new();
+                for seq in burst * 50..(burst + 1) * 50 {
+                    let (frame, payload) = datagram(seq);
+                    frames.push(Frame::new(DEFAULT_HEADROOM, &frame));
+                    want.push(payload);
+                }
+                if burst == 7 {
+                    // Inside the burst: two frames longer than the link's MTU (1,500), which
+                    // `packet_snd` refuses (EMSGSIZE); one whose UDP checksum is wrong (a
+                    // payload byte changed after it was computed), which goes out and the
+                    // receiver's kernel drops.
+                    let (mut jumbo, _) = datagram(0);
+                    jumbo.resize(1600, 0);
+                    frames.insert(10, Frame::new(DEFAULT_HEADROOM, &jumbo));
+                    jumbo.resize(2100, 0);
+                    frames.insert(20, Frame::new(DEFAULT_HEADROOM, &jumbo));
+                    let (mut bad, _) = datagram(5000);
+                    let last = bad.len() - 1;
+                    bad[last] ^= 0xff;
+                    frames.insert(30, Frame::new(DEFAULT_HEADROOM, &bad));
+                }
+                send_all(&mut tx, &frames);
+                got.extend(read_datagrams(&sock, want.len() - got.len()));
+            }
+            got.extend(read_datagrams(&sock, want.len() - got.len()));
+            assert_eq!(got.len(), want.len(), "every good datagram arrives once");
+            assert!(got == want, "in order, with the payload sent");
+            assert_eq!(tx.refused(), 2, "the frames over the MTU, counted");
+            assert_eq!(udp_csum_errors(&ns) - errors_before, 1, "the receiver checked every checksum");
+        });
+    });
+}
