@@ -1,10 +1,12 @@
 //! The connection table (`ip_vs_conn.c`): fixed-size entries in a slab addressed by `u32`
-//! handles, a hash index for the client → virtual direction and one for replies (NAT), and a
-//! timer wheel for expiry. Persistence templates live in the same table.
+//! handles, a tagged hash index for the client → virtual direction and one for replies (NAT),
+//! and a timer wheel for expiry. Persistence templates live in the same table.
 
+mod index;
 pub(crate) mod table;
 mod timer;
 
+pub(crate) use index::MAX_ENTRIES;
 pub(crate) use table::ConnTable;
 pub use table::TableStats;
 

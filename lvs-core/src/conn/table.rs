@@ -3,8 +3,7 @@
 use alloc::vec::Vec;
 use core::hash::{Hash, Hasher};
 
-use hashbrown::HashTable;
-
+use super::index::{Peek, TagIndex, MAX_ENTRIES};
 use super::timer::Wheel;
 use super::{cf, Addrs, Conn, ConnId, NIL};
 
@@ -55,6 +54,21 @@ fn small_words(port1: u16, port2: u16, proto: u8, v6: bool, tmpl: bool) -> u64 {
     u64::from(port1) | u64::from(port2) << 16 | u64::from(proto) << 32 | u64::from(v6) << 40 | u64::from(tmpl) << 41
 }
 
+/// A lookup half done: the key's hash and what its home group of the index said.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peeked {
+    hv: u64,
+    peek: Peek,
+}
+
+impl Peeked {
+    /// Whether the home group named an entry to compare.
+    #[inline]
+    pub(crate) fn candidate(&self) -> bool {
+        matches!(self.peek, Peek::Candidate(_))
+    }
+}
+
 /// Size figures of the table, for capacity planning and the README's bytes per connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableStats {
@@ -80,8 +94,8 @@ pub(crate) struct ConnTable {
     sync_end: Vec<u32>,
     live: usize,
     max: usize,
-    in_idx: HashTable<u32>,
-    out_idx: HashTable<u32>,
+    in_idx: TagIndex,
+    out_idx: TagIndex,
     hasher: ahash::RandomState,
     /// Bumped whenever an index gains or loses an entry: a lookup made at one epoch still
     /// answers at the same epoch (a burst probes every frame's tuple before processing any).
@@ -90,8 +104,10 @@ pub(crate) struct ConnTable {
 }
 
 impl ConnTable {
-    /// A table that holds at most `max` entries, hashing with `hasher` (seeded by the caller).
+    /// A table that holds at most `max` entries (at most [`MAX_ENTRIES`]: a larger `max` is
+    /// capped), hashing with `hasher` (seeded by the caller).
     pub(crate) fn new(max: usize, hasher: ahash::RandomState) -> Self {
+        let max = max.min(MAX_ENTRIES);
         ConnTable {
             slab: Vec::new(),
             free: NIL,
@@ -99,9 +115,9 @@ impl ConnTable {
             wide_free: Vec::new(),
             sync_end: Vec::new(),
             live: 0,
-            max: max.min(u32::MAX as usize - 1),
-            in_idx: HashTable::new(),
-            out_idx: HashTable::new(),
+            max,
+            in_idx: TagIndex::new(max),
+            out_idx: TagIndex::new(max),
             hasher,
             epoch: 0,
             wheel: Wheel::new(),
@@ -113,7 +129,7 @@ impl ConnTable {
         let n = n.min(self.max);
         self.slab.reserve(n.saturating_sub(self.slab.len()));
         let (h, slab, wide) = (&self.hasher, &self.slab, &self.wide);
-        self.in_idx.reserve(n, |id| hash_in(h, slab, wide, *id));
+        self.in_idx.reserve(n, |id| hash_in(h, slab, wide, id));
     }
 
     /// Live entries.
@@ -144,10 +160,35 @@ impl ConnTable {
     }
 
     /// Stores `c` with addresses `a`, links it in the indexes its flags ask for and in the
-    /// wheel. `None` when the table is full.
+    /// wheel. `None` when the table is full (or, against a hash it cannot have met by chance,
+    /// an index is; see [`TagIndex`]); nothing changes then.
     pub(crate) fn insert(&mut self, mut c: Conn, a: &Addrs) -> Option<ConnId> {
         if self.live >= self.max {
             return None;
+        }
+        let id = match self.slab.get(self.free as usize) {
+            Some(_) => self.free,
+            None => u32::try_from(self.slab.len()).ok()?,
+        };
+        // The indexes first: they are all that can refuse.
+        let (h, slab, wide) = (&self.hasher, &self.slab, &self.wide);
+        let hin = (c.flags & cf::IN_HASHED != 0).then(|| h.hash_one(key_in(&c, a)));
+        let hout = (c.flags & cf::OUT_HASHED != 0).then(|| h.hash_one(key_out(&c, a)));
+        if let Some(hv) = hin {
+            if !self.in_idx.insert(hv, id, |i| hash_in(h, slab, wide, i)) {
+                return None;
+            }
+        }
+        if let Some(hv) = hout {
+            if !self.out_idx.insert(hv, id, |i| hash_out(h, slab, wide, i)) {
+                if let Some(hv) = hin {
+                    self.in_idx.remove(hv, id);
+                }
+                return None;
+            }
+        }
+        if hin.is_some() || hout.is_some() {
+            self.epoch = self.epoch.wrapping_add(1);
         }
         c.tprev = NIL;
         c.tnext = NIL;
@@ -166,40 +207,19 @@ impl ConnTable {
         } else {
             [v4(&a.caddr), v4(&a.vaddr), v4(&a.daddr)]
         };
-        let id = match self.slab.get_mut(self.free as usize) {
+        match self.slab.get_mut(id as usize) {
             Some(slot) => {
-                let id = self.free;
                 self.free = slot.tnext;
                 *slot = c;
-                id
             }
-            None => {
-                self.slab.push(c);
-                u32::try_from(self.slab.len() - 1).ok()?
-            }
-        };
+            None => self.slab.push(c),
+        }
         if let Some(e) = self.sync_end.get_mut(id as usize) {
             *e = 0;
         }
         self.live += 1;
-        self.hash(ConnId(id));
         self.wheel.link(&mut self.slab, id);
         Some(ConnId(id))
-    }
-
-    /// Links an entry in the indexes its flags name.
-    fn hash(&mut self, id: ConnId) {
-        let Some(c) = self.slab.get(id.0 as usize) else { return };
-        self.epoch = self.epoch.wrapping_add(1);
-        let (flags, h, slab, wide) = (c.flags, &self.hasher, &self.slab, &self.wide);
-        if flags & cf::IN_HASHED != 0 {
-            let hv = h.hash_one(in_key(c, wide));
-            self.in_idx.insert_unique(hv, id.0, |i| hash_in(h, slab, wide, *i));
-        }
-        if flags & cf::OUT_HASHED != 0 {
-            let hv = h.hash_one(out_key(c, wide));
-            self.out_idx.insert_unique(hv, id.0, |i| hash_out(h, slab, wide, *i));
-        }
     }
 
     /// Takes an entry out of the client → virtual index (invalidated templates stop matching).
@@ -210,25 +230,28 @@ impl ConnTable {
         }
         let hv = self.hasher.hash_one(in_key(c, &self.wide));
         self.epoch = self.epoch.wrapping_add(1);
-        if let Ok(e) = self.in_idx.find_entry(hv, |i| *i == id.0) {
-            e.remove();
-        }
+        self.in_idx.remove(hv, id.0);
         if let Some(c) = self.slab.get_mut(id.0 as usize) {
             c.flags &= !cf::IN_HASHED;
         }
     }
 
-    /// Re-files a hashed entry under the key `rekey` gives it (an invalidated template).
+    /// Re-files a hashed entry under the key `rekey` gives it (an invalidated template). Should
+    /// the index refuse the new key (see [`insert`](Self::insert)), the entry stays out of it.
     pub(crate) fn rekey_in(&mut self, id: ConnId, rekey: impl FnOnce(&mut Conn)) {
         if self.slab.get(id.0 as usize).is_none_or(|c| c.flags & cf::IN_HASHED == 0) {
             return;
         }
         self.unhash_in(id);
-        if let Some(c) = self.slab.get_mut(id.0 as usize) {
-            rekey(c);
+        let Some(c) = self.slab.get_mut(id.0 as usize) else { return };
+        rekey(c);
+        let (h, slab, wide) = (&self.hasher, &self.slab, &self.wide);
+        let Some(c) = slab.get(id.0 as usize) else { return };
+        let filed = self.in_idx.insert(h.hash_one(in_key(c, wide)), id.0, |i| hash_in(h, slab, wide, i));
+        self.epoch = self.epoch.wrapping_add(1);
+        if let Some(c) = self.slab.get_mut(id.0 as usize).filter(|_| filed) {
             c.flags |= cf::IN_HASHED;
         }
-        self.hash(id);
     }
 
     /// Takes an entry out of both indexes; it stays in the slab and the wheel.
@@ -244,9 +267,7 @@ impl ConnTable {
         }
         let hv = self.hasher.hash_one(out_key(c, &self.wide));
         self.epoch = self.epoch.wrapping_add(1);
-        if let Ok(e) = self.out_idx.find_entry(hv, |i| *i == id.0) {
-            e.remove();
-        }
+        self.out_idx.remove(hv, id.0);
         if let Some(c) = self.slab.get_mut(id.0 as usize) {
             c.flags &= !cf::OUT_HASHED;
         }
@@ -297,10 +318,36 @@ impl ConnTable {
     /// Looks up the client → virtual index.
     #[inline]
     pub(crate) fn find_in(&self, key: &InKey) -> Option<ConnId> {
+        self.find_in_hashed(key, self.hasher.hash_one(key))
+    }
+
+    /// [`find_in`](Self::find_in) for a key whose hash is `hv`.
+    #[inline]
+    fn find_in_hashed(&self, key: &InKey, hv: u64) -> Option<ConnId> {
+        let (slab, wide) = (&self.slab, &self.wide);
+        self.in_idx.find(hv, |i| slab.get(i as usize).is_some_and(|c| filed_in(c, wide, key))).map(ConnId)
+    }
+
+    /// The first half of a lookup in the client → virtual index: hashes `key` and reads its
+    /// home group's one cache line, touching no entry. A burst takes this step for all its
+    /// frames before [`resolve_in`](Self::resolve_in) for any, so the loads overlap.
+    #[inline]
+    pub(crate) fn peek_in(&self, key: &InKey) -> Peeked {
         let hv = self.hasher.hash_one(key);
-        let slab = &self.slab;
-        let wide = &self.wide;
-        self.in_idx.find(hv, |i| slab.get(*i as usize).is_some_and(|c| filed_in(c, wide, key))).map(|i| ConnId(*i))
+        Peeked { hv, peek: self.in_idx.peek(hv) }
+    }
+
+    /// The second half of a lookup begun by [`peek_in`](Self::peek_in) at the same epoch:
+    /// what [`find_in`](Self::find_in) answers, reading the candidate entry first.
+    #[inline]
+    pub(crate) fn resolve_in(&self, key: &InKey, p: Peeked) -> Option<ConnId> {
+        match p.peek {
+            Peek::Absent => None,
+            Peek::Candidate(id) if self.slab.get(id as usize).is_some_and(|c| filed_in(c, &self.wide, key)) => {
+                Some(ConnId(id))
+            }
+            _ => self.find_in_hashed(key, p.hv),
+        }
     }
 
     /// Whether entry `id` is the one the client → virtual index files under `key` (what
@@ -336,10 +383,33 @@ impl ConnTable {
     /// Looks up the reply index.
     #[inline]
     pub(crate) fn find_out(&self, key: &OutKey) -> Option<ConnId> {
+        self.find_out_hashed(key, self.hasher.hash_one(key))
+    }
+
+    /// [`find_out`](Self::find_out) for a key whose hash is `hv`.
+    #[inline]
+    fn find_out_hashed(&self, key: &OutKey, hv: u64) -> Option<ConnId> {
+        let (slab, wide) = (&self.slab, &self.wide);
+        self.out_idx.find(hv, |i| slab.get(i as usize).is_some_and(|c| filed_out(c, wide, key))).map(ConnId)
+    }
+
+    /// [`peek_in`](Self::peek_in) for the reply index.
+    #[inline]
+    pub(crate) fn peek_out(&self, key: &OutKey) -> Peeked {
         let hv = self.hasher.hash_one(key);
-        let slab = &self.slab;
-        let wide = &self.wide;
-        self.out_idx.find(hv, |i| slab.get(*i as usize).is_some_and(|c| filed_out(c, wide, key))).map(|i| ConnId(*i))
+        Peeked { hv, peek: self.out_idx.peek(hv) }
+    }
+
+    /// [`resolve_in`](Self::resolve_in) for the reply index.
+    #[inline]
+    pub(crate) fn resolve_out(&self, key: &OutKey, p: Peeked) -> Option<ConnId> {
+        match p.peek {
+            Peek::Absent => None,
+            Peek::Candidate(id) if self.slab.get(id as usize).is_some_and(|c| filed_out(c, &self.wide, key)) => {
+                Some(ConnId(id))
+            }
+            _ => self.find_out_hashed(key, p.hv),
+        }
     }
 
     /// Entries whose time has come, unlinked from the wheel (see [`Wheel::pop_due`]).
@@ -415,7 +485,12 @@ fn addrs(c: &Conn, wide: &[Addrs]) -> Addrs {
 /// The client → virtual key entry `c` is filed under.
 #[inline]
 fn in_key(c: &Conn, wide: &[Addrs]) -> InKey {
-    let a = addrs(c, wide);
+    key_in(c, &addrs(c, wide))
+}
+
+/// The client → virtual key of entry `c` with addresses `a`.
+#[inline]
+fn key_in(c: &Conn, a: &Addrs) -> InKey {
     InKey {
         v6: c.flags & cf::V6 != 0,
         tmpl: c.is_template(),
@@ -430,7 +505,12 @@ fn in_key(c: &Conn, wide: &[Addrs]) -> InKey {
 /// The reply key entry `c` is filed under.
 #[inline]
 fn out_key(c: &Conn, wide: &[Addrs]) -> OutKey {
-    let a = addrs(c, wide);
+    key_out(c, &addrs(c, wide))
+}
+
+/// The reply key of entry `c` with addresses `a`.
+#[inline]
+fn key_out(c: &Conn, a: &Addrs) -> OutKey {
     OutKey { v6: c.flags & cf::V6 != 0, proto: c.proto, daddr: a.daddr, dport: c.dport, caddr: a.caddr, cport: c.cport }
 }
 

@@ -7,7 +7,7 @@ use core::net::IpAddr;
 
 use super::{Director, Symptom, Verdict};
 use crate::addr::{from_raw, raw, Af, ServiceKey};
-use crate::conn::table::{InKey, OutKey};
+use crate::conn::table::{InKey, OutKey, Peeked};
 use crate::conn::{cf, Conn, ConnId, NIL};
 use crate::dest::{DestId, FwdMethod, TunType, F_AVAILABLE};
 use crate::error::Reason;
@@ -55,6 +55,15 @@ enum Probe {
     Miss,
 }
 
+/// The index lines a burst's first pass read for a frame's tuple.
+#[derive(Clone, Copy, Debug)]
+struct Peeks {
+    /// The client → virtual index.
+    inward: Peeked,
+    /// The reply index, when NAT connections exist and the first names no candidate.
+    reply: Option<Peeked>,
+}
+
 /// A frame after a burst's first pass.
 #[derive(Clone, Copy, Debug)]
 enum Seen {
@@ -98,16 +107,26 @@ impl Director {
         self.start_clock(now);
         self.frag_out.clear();
         for (frames, verdicts) in frames.chunks_mut(PROBE_AHEAD).zip(verdicts.chunks_mut(PROBE_AHEAD)) {
-            // First pass: parse every frame and probe its indexes. The probes are independent
-            // of one another, so the processor overlaps their cache misses (bucket and entry)
-            // instead of meeting them one by one between rewrites. The core has no `unsafe`,
-            // so the lookups themselves are the prefetch.
+            // First pass: parse every frame, hash its tuple and read its home group in the
+            // indexes (one cache line each, no entry). Second pass: read the entries those
+            // lines name. The loads of each pass are independent of one another, so the
+            // processor overlaps their cache misses instead of meeting them one by one between
+            // rewrites. The core has no `unsafe`, so the reads themselves are the prefetch.
             let mut seen = [Seen::Skipped; PROBE_AHEAD];
-            for (f, s) in frames.iter().zip(seen.iter_mut()) {
+            let mut peeks = [None; PROBE_AHEAD];
+            for ((f, s), p) in frames.iter().zip(seen.iter_mut()).zip(peeks.iter_mut()) {
                 *s = match wire::parse(f.data()) {
-                    Ok(meta) => Seen::Parsed(meta, self.probe(&meta)),
+                    Ok(meta) => {
+                        *p = self.peek(&meta);
+                        Seen::Parsed(meta, Probe::Unknown)
+                    }
                     Err(e) => Seen::Unparsed(e),
                 };
+            }
+            for (s, p) in seen.iter_mut().zip(peeks) {
+                if let (Seen::Parsed(meta, probe), Some(p)) = (s, p) {
+                    *probe = self.probe(meta, p);
+                }
             }
             let epoch = self.conns.epoch();
             for ((f, v), s) in frames.iter_mut().zip(verdicts.iter_mut()).zip(seen) {
@@ -128,23 +147,37 @@ impl Director {
         }
     }
 
-    /// What the indexes hold for a parsed frame's tuple: the client → virtual index, then,
-    /// while NAT connections exist, the reply index (the order of [`process`](Self::process)).
-    /// Nothing is probed for frames that path does not look up (ICMP, later fragments, other
-    /// protocols).
-    fn probe(&self, meta: &PacketMeta) -> Probe {
+    /// A burst's first look at a parsed frame's tuple: its home group in the client → virtual
+    /// index and, while NAT connections exist and that group names no candidate, in the reply
+    /// index. `None` for frames [`process`](Self::process) looks up no index for (ICMP, later
+    /// fragments, other protocols).
+    fn peek(&self, meta: &PacketMeta) -> Option<Peeks> {
         if meta.icmp.is_some()
             || !matches!(meta.proto, ipproto::TCP | ipproto::UDP | ipproto::SCTP)
             || matches!(meta.frag, Frag::Later(_))
         {
-            return Probe::Unknown;
+            return None;
         }
-        if let Some(id) = self.conns.find_in(&in_key(meta)) {
+        let inward = self.conns.peek_in(&in_key(meta));
+        let reply = (self.nat_conns > 0 && !inward.candidate()).then(|| self.conns.peek_out(&out_key(meta)));
+        Some(Peeks { inward, reply })
+    }
+
+    /// What the indexes hold for a parsed frame's tuple, finishing the lookups `p` began: the
+    /// client → virtual index, then, while NAT connections exist, the reply index (the order
+    /// of [`process`](Self::process)).
+    fn probe(&self, meta: &PacketMeta, p: Peeks) -> Probe {
+        if let Some(id) = self.conns.resolve_in(&in_key(meta), p.inward) {
             self.conns.touch(id);
             return Probe::In(id);
         }
         if self.nat_conns > 0 {
-            if let Some(id) = self.conns.find_out(&out_key(meta)) {
+            let key = out_key(meta);
+            let reply = match p.reply {
+                Some(r) => self.conns.resolve_out(&key, r),
+                None => self.conns.find_out(&key),
+            };
+            if let Some(id) = reply {
                 self.conns.touch(id);
                 return Probe::Out(id);
             }

@@ -117,7 +117,8 @@ pub struct DirectorConfig {
     pub ports: Vec<PortConfig>,
     /// Most connections and templates the table holds; beyond it a new flow is dropped (or,
     /// while `drop_entry` acts, replaces a half-open entry). A smaller table wants a smaller
-    /// [`Defense::amemthresh`].
+    /// [`Defense::amemthresh`]. At most 16,777,215 (2^24 − 1, what the index's 32-bit words
+    /// address beside their 8-bit tags): [`Director::new`] caps a larger value to it.
     pub max_conns: usize,
     /// Seeds of the connection-table hashes. The defaults are fixed constants, fine for tests
     /// but predictable: a director facing untrusted traffic takes random ones
@@ -361,7 +362,8 @@ pub struct Director {
 
 impl Director {
     /// A director with no services; `factory` makes schedulers by name (`lvs_sched::by_name`).
-    pub fn new(cfg: DirectorConfig, factory: SchedFactory) -> Self {
+    pub fn new(mut cfg: DirectorConfig, factory: SchedFactory) -> Self {
+        cfg.max_conns = cfg.max_conns.min(crate::conn::MAX_ENTRIES);
         let [a, b, c, d] = cfg.hash_seeds;
         let hasher = || ahash::RandomState::with_seeds(a, b, c, d);
         Director {
