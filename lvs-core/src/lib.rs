@@ -70,7 +70,7 @@ pub(crate) mod xmit;
 pub use addr::{Af, Endpoint, Proto, ServiceKey};
 pub use dest::{DestId, DestView, FwdMethod, RealServer, TunConfig, TunCsum, TunType};
 pub use director::{
-    BatchError, Command, Defense, DefenseMode, DefenseStatus, Director, DirectorConfig, PortConfig, Verdict,
+    BatchError, Command, Defense, DefenseMode, DefenseStatus, Director, DirectorConfig, PortConfig, Prefetch, Verdict,
 };
 pub use error::{Error, Reason};
 pub use neigh::{MacAddr, Neighbour};

@@ -11,6 +11,7 @@
 //! - [`steer`] — which shard a frame goes to when shards share a port: a fanout program that
 //!   keeps NAT replies, and optionally each client, on the shard that owns them.
 //! - [`pcap`] — read pcap / pcapng captures, write pcap.
+//! - [`prefetch`] — the processor's prefetch instruction, as the hook a director's bursts take.
 //! - [`netns`] — enter a network namespace before opening ports (Linux).
 //! - [`sync`] — the sync daemons' multicast sockets, driven with the director (Linux).
 //! - [`vrrp`] — VRRP's raw sockets, announcements and address hooks around a sans-IO group
@@ -45,6 +46,7 @@ pub mod metrics;
 pub mod netns;
 #[cfg(feature = "pcap")]
 pub mod pcap;
+pub mod prefetch;
 #[cfg(feature = "pcap")]
 pub mod replay;
 pub mod runtime;

@@ -236,8 +236,12 @@ impl Runtime {
     /// A loop over `ports`; port `i` is what `Verdict::Transmit { port: i, .. }` names and what
     /// the frames received from it carry in [`Frame::port`]. A verdict names ports by `u16`, so
     /// ports beyond the first 65 536 are never polled. Up to [`DEFAULT_LOCAL_CAPACITY`] frames
-    /// wait for the application.
-    pub fn new(director: Director, ports: Vec<Box<dyn PacketIo + Send>>) -> Self {
+    /// wait for the application. A director without a prefetch hook gets this processor's
+    /// ([`prefetch::hook`](crate::prefetch::hook)).
+    pub fn new(mut director: Director, ports: Vec<Box<dyn PacketIo + Send>>) -> Self {
+        if director.config().prefetch.is_none() {
+            director.set_prefetch(crate::prefetch::hook());
+        }
         let burst = ports.iter().map(|p| p.caps().max_burst).max().unwrap_or(32).clamp(1, 256);
         let n = ports.len();
         Runtime {

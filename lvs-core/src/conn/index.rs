@@ -128,10 +128,22 @@ impl TagIndex {
         (hv >> (32 + self.hbits)) as u32
     }
 
+    /// The home group of `hv`, if the index has any groups.
+    #[inline]
+    fn home(&self, hv: u64) -> Option<&Group> {
+        self.groups.get(hv as usize & self.groups.len().wrapping_sub(1))
+    }
+
+    /// The address of `hv`'s home group, for a prefetch: nothing is read.
+    #[inline]
+    pub(crate) fn home_line(&self, hv: u64) -> Option<*const u8> {
+        self.home(hv).map(|g| core::ptr::from_ref(g).cast())
+    }
+
     /// Reads the home group of `hv`: the first candidate handle, or whether to look farther.
     #[inline]
     pub(crate) fn peek(&self, hv: u64) -> Peek {
-        let Some(g) = self.groups.get(hv as usize & self.groups.len().wrapping_sub(1)) else { return Peek::Absent };
+        let Some(g) = self.home(hv) else { return Peek::Absent };
         let m = g.matching(self.tag(hv), self.hbits);
         if m != 0 {
             let w = g.0.get(m.trailing_zeros() as usize).copied().unwrap_or(0);

@@ -67,6 +67,15 @@ impl Peeked {
     pub(crate) fn candidate(&self) -> bool {
         matches!(self.peek, Peek::Candidate(_))
     }
+
+    /// The entry the home group named to compare first.
+    #[inline]
+    pub(crate) fn candidate_id(&self) -> Option<u32> {
+        match self.peek {
+            Peek::Candidate(id) => Some(id),
+            _ => None,
+        }
+    }
 }
 
 /// Size figures of the table, for capacity planning and the README's bytes per connection.
@@ -328,12 +337,30 @@ impl ConnTable {
         self.in_idx.find(hv, |i| slab.get(i as usize).is_some_and(|c| filed_in(c, wide, key))).map(ConnId)
     }
 
-    /// The first half of a lookup in the client → virtual index: hashes `key` and reads its
-    /// home group's one cache line, touching no entry. A burst takes this step for all its
-    /// frames before [`resolve_in`](Self::resolve_in) for any, so the loads overlap.
+    /// The hash under which the client → virtual index files `key`.
     #[inline]
-    pub(crate) fn peek_in(&self, key: &InKey) -> Peeked {
-        let hv = self.hasher.hash_one(key);
+    pub(crate) fn hash_in(&self, key: &InKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The address of the client → virtual index's home group for hash `hv`, for a prefetch.
+    #[inline]
+    pub(crate) fn in_line(&self, hv: u64) -> Option<*const u8> {
+        self.in_idx.home_line(hv)
+    }
+
+    /// The address of entry `id`'s cache line, for a prefetch.
+    #[inline]
+    pub(crate) fn entry_line(&self, id: u32) -> Option<*const u8> {
+        self.slab.get(id as usize).map(|c| core::ptr::from_ref(c).cast())
+    }
+
+    /// The first half of a lookup in the client → virtual index: reads the home group of
+    /// `key`'s hash `hv` ([`hash_in`](Self::hash_in)), one cache line, touching no entry. A
+    /// burst takes this step for all its frames before [`resolve_in`](Self::resolve_in) for
+    /// any, so the loads overlap.
+    #[inline]
+    pub(crate) fn peek_in(&self, hv: u64) -> Peeked {
         Peeked { hv, peek: self.in_idx.peek(hv) }
     }
 

@@ -107,22 +107,46 @@ impl Director {
         self.start_clock(now);
         self.frag_out.clear();
         for (frames, verdicts) in frames.chunks_mut(PROBE_AHEAD).zip(verdicts.chunks_mut(PROBE_AHEAD)) {
-            // First pass: parse every frame, hash its tuple and read its home group in the
-            // indexes (one cache line each, no entry). Second pass: read the entries those
-            // lines name. The loads of each pass are independent of one another, so the
-            // processor overlaps their cache misses instead of meeting them one by one between
-            // rewrites. The core has no `unsafe`, so the reads themselves are the prefetch.
+            // First pass: parse every frame and hash its tuple; then read each one's home group
+            // in the indexes (one cache line, no entry); then the entries those lines name. The
+            // loads of each step are independent of one another, and before each step the
+            // prefetch hook, when there is one, is handed every line it will read, so their
+            // cache misses overlap instead of meeting them one by one between rewrites.
             let mut seen = [Seen::Skipped; PROBE_AHEAD];
-            let mut peeks = [None; PROBE_AHEAD];
-            for ((f, s), p) in frames.iter().zip(seen.iter_mut()).zip(peeks.iter_mut()) {
+            let mut hashes = [None; PROBE_AHEAD];
+            let mut lines = [core::ptr::null(); PROBE_AHEAD];
+            let mut n = 0;
+            for ((f, s), h) in frames.iter().zip(seen.iter_mut()).zip(hashes.iter_mut()) {
                 *s = match wire::parse(f.data()) {
                     Ok(meta) => {
-                        *p = self.peek(&meta);
+                        *h = self.hash_in(&meta);
+                        if let (Some(hv), Some(slot)) = (*h, lines.get_mut(n)) {
+                            if let Some(line) = self.conns.in_line(hv) {
+                                *slot = line;
+                                n += 1;
+                            }
+                        }
                         Seen::Parsed(meta, Probe::Unknown)
                     }
                     Err(e) => Seen::Unparsed(e),
                 };
             }
+            self.prefetch(&lines[..n]);
+            let mut peeks = [None; PROBE_AHEAD];
+            n = 0;
+            for ((s, h), p) in seen.iter().zip(hashes).zip(peeks.iter_mut()) {
+                if let (Seen::Parsed(meta, _), Some(hv)) = (s, h) {
+                    let peeked = self.peek(meta, hv);
+                    let first = peeked.inward.candidate_id().or_else(|| peeked.reply.and_then(|r| r.candidate_id()));
+                    if let (Some(line), Some(slot)) = (first.and_then(|id| self.conns.entry_line(id)), lines.get_mut(n))
+                    {
+                        *slot = line;
+                        n += 1;
+                    }
+                    *p = Some(peeked);
+                }
+            }
+            self.prefetch(&lines[..n]);
             for (s, p) in seen.iter_mut().zip(peeks) {
                 if let (Seen::Parsed(meta, probe), Some(p)) = (s, p) {
                     *probe = self.probe(meta, p);
@@ -147,20 +171,34 @@ impl Director {
         }
     }
 
-    /// A burst's first look at a parsed frame's tuple: its home group in the client → virtual
-    /// index and, while NAT connections exist and that group names no candidate, in the reply
-    /// index. `None` for frames [`process`](Self::process) looks up no index for (ICMP, later
-    /// fragments, other protocols).
-    fn peek(&self, meta: &PacketMeta) -> Option<Peeks> {
+    /// The hash of a parsed frame's client → virtual key, for a burst's first look; `None` for
+    /// frames [`process`](Self::process) looks up no index for (ICMP, later fragments, other
+    /// protocols).
+    fn hash_in(&self, meta: &PacketMeta) -> Option<u64> {
         if meta.icmp.is_some()
             || !matches!(meta.proto, ipproto::TCP | ipproto::UDP | ipproto::SCTP)
             || matches!(meta.frag, Frag::Later(_))
         {
             return None;
         }
-        let inward = self.conns.peek_in(&in_key(meta));
+        Some(self.conns.hash_in(&in_key(meta)))
+    }
+
+    /// Hands `lines` to the prefetch hook, if one is installed.
+    #[inline]
+    fn prefetch(&self, lines: &[*const u8]) {
+        if let (Some(hook), false) = (self.cfg.prefetch, lines.is_empty()) {
+            hook(lines);
+        }
+    }
+
+    /// A burst's first look at a parsed frame's tuple, hashed to `hv`: its home group in the
+    /// client → virtual index and, while NAT connections exist and that group names no
+    /// candidate, in the reply index.
+    fn peek(&self, meta: &PacketMeta, hv: u64) -> Peeks {
+        let inward = self.conns.peek_in(hv);
         let reply = (self.nat_conns > 0 && !inward.candidate()).then(|| self.conns.peek_out(&out_key(meta)));
-        Some(Peeks { inward, reply })
+        Peeks { inward, reply }
     }
 
     /// What the indexes hold for a parsed frame's tuple, finishing the lookups `p` began: the

@@ -173,7 +173,18 @@ pub struct DirectorConfig {
     /// Which FullNAT local ports this director takes: all of them alone, share `i` of `n` as
     /// shard `i` of `n` sharing the local addresses, so that a reply's port names its shard.
     pub fnat_port_share: PortShare,
+    /// A hook that asks the processor to start loading cache lines: a burst
+    /// ([`Director::process_burst`]) hands it the index lines of all its frames, then the
+    /// entries those lines name, before reading any, so their cache misses overlap. `None` (the
+    /// default) reads them without a prefetch. The core has no `unsafe`, so the instruction
+    /// comes from the application (`lvs_dataplane::prefetch::hook` on x86_64 and aarch64).
+    pub prefetch: Option<Prefetch>,
 }
+
+/// A prefetch hook ([`DirectorConfig::prefetch`]): called with the addresses of cache lines
+/// the director is about to read, once per pass of a burst. It must only hint (never read
+/// through the pointers nor keep them); the lines stay valid for the call.
+pub type Prefetch = fn(lines: &[*const u8]);
 
 impl Default for DirectorConfig {
     fn default() -> Self {
@@ -198,6 +209,7 @@ impl Default for DirectorConfig {
             synproxy_defer: false,
             defense: Defense::default(),
             fnat_port_share: PortShare::WHOLE,
+            prefetch: None,
         }
     }
 }
@@ -407,6 +419,12 @@ impl Director {
     /// Installs the classifier that marks frames for fwmark services.
     pub fn set_classifier(&mut self, c: Classifier) {
         self.classifier = Some(c);
+    }
+
+    /// Installs (or, with `None`, removes) the prefetch hook of [`DirectorConfig::prefetch`]:
+    /// for a director built before its packet loop (`lvs_dataplane`'s `Runtime` installs one).
+    pub fn set_prefetch(&mut self, hook: Option<Prefetch>) {
+        self.cfg.prefetch = hook;
     }
 
     /// Reserves table room for `n` connections now, so the data path does not allocate later.
