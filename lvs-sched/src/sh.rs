@@ -31,16 +31,24 @@ impl Default for SourceHash {
 
 /// `ip_vs_sh_hashkey`.
 pub fn hashkey(addr: &core::net::IpAddr, port: u16, offset: u32) -> usize {
-    (offset.wrapping_add(hash_32(u32::from(port).wrapping_add(fold(addr)), TAB_BITS)) & MASK) as usize
+    hashkey_base(u32::from(port).wrapping_add(fold(addr)), offset)
 }
 
-/// The address and port a hashing scheduler keys on: the source (the destination for ICMP
-/// errors, which travel the other way), and the source port only when `with_port` is set and the
-/// protocol has ports.
-pub(crate) fn hash_input(pkt: &PacketMeta, with_port: bool) -> (core::net::IpAddr, u16) {
-    let addr = if pkt.icmp.is_some() { pkt.dst } else { pkt.src };
+/// `ip_vs_sh_hashkey` of `base` = port + `ip_vs_addr_fold(addr)` (see [`hash_input`]).
+fn hashkey_base(base: u32, offset: u32) -> usize {
+    (offset.wrapping_add(hash_32(base, TAB_BITS)) & MASK) as usize
+}
+
+/// What a hashing scheduler keys on, port + `ip_vs_addr_fold(addr)` as the kernel's
+/// `ip_vs_sh_hashkey` and `ip_vs_mh_hashkey` add them: the source address (the destination for
+/// ICMP errors, which travel the other way), and the source port only when `with_port` is set
+/// and the protocol has ports. Each side folds its own address so the compiler can predict the
+/// ICMP branch instead of chaining a select of the address before its load.
+#[inline]
+pub(crate) fn hash_input(pkt: &PacketMeta, with_port: bool) -> u32 {
+    let folded = if pkt.icmp.is_none() { fold(&pkt.src) } else { fold(&pkt.dst) };
     let has_ports = matches!(pkt.proto, ipproto::TCP | ipproto::UDP | 132);
-    (addr, if with_port && has_ports { pkt.sport } else { 0 })
+    u32::from(if with_port && has_ports { pkt.sport } else { 0 }).wrapping_add(folded)
 }
 
 impl SourceHash {
@@ -87,15 +95,15 @@ impl Scheduler for SourceHash {
     }
 
     fn schedule(&mut self, _cx: &mut SchedCx<'_>, svc: &ServiceView<'_>, pkt: &PacketMeta) -> Option<DestId> {
-        let (addr, port) = hash_input(pkt, svc.flags().port());
-        let h = hashkey(&addr, port, 0);
+        let base = hash_input(pkt, svc.flags().port());
+        let h = hashkey_base(base, 0);
         let first = hashed_usable(svc, *self.buckets.get(h)?)?;
         if first.is_some() || !svc.flags().fallback() {
             return first;
         }
         for off in 0..TAB_SIZE as u32 {
             let roff = (off + h as u32) % TAB_SIZE as u32;
-            let h2 = hashkey(&addr, port, roff);
+            let h2 = hashkey_base(base, roff);
             if let Some(id) = hashed_usable(svc, *self.buckets.get(h2)?)? {
                 return Some(id);
             }

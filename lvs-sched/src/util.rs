@@ -26,6 +26,7 @@ pub fn hash_32(val: u32, bits: u32) -> u32 {
 
 /// The kernel's `hsiphash` of a 4-byte value on 64-bit machines: SipHash-1-3 with a 32-bit
 /// result (`lib/siphash.c`).
+#[inline]
 pub fn hsiphash_u32(v: u32, k: [u64; 2]) -> u32 {
     let mut s = [
         0x736f_6d65_7073_6575 ^ k[0],
