@@ -111,3 +111,66 @@ impl Scheduler for SourceHash {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvs_core::addr::Af;
+    use lvs_core::wire::{Frag, IcmpError};
+
+    fn pkt(src: &str, sport: u16, dst: &str, proto: u8) -> PacketMeta {
+        let src: core::net::IpAddr = src.parse().unwrap();
+        PacketMeta {
+            l3: 14,
+            l4: 34,
+            ip_len: 40,
+            af: Af::of(&src),
+            proto,
+            src,
+            dst: dst.parse().unwrap(),
+            sport,
+            dport: 80,
+            tcp_flags: 2,
+            sctp_chunk: 0,
+            frag: Frag::None,
+            df: true,
+            icmp: None,
+        }
+    }
+
+    /// `ip_vs_addr_fold` (the address in host order, IPv6 as the XOR of its four words) plus
+    /// the source port for TCP, UDP and SCTP only when the port flag is set
+    /// (`ip_vs_sh_get_port`, `ip_vs_mh_get_port`).
+    #[test]
+    fn hash_input_is_the_kernels_port_plus_fold() {
+        let v4 = pkt("198.51.100.7", 1234, "192.0.2.1", ipproto::TCP);
+        assert_eq!(hash_input(&v4, true), 0xc633_6407 + 1234);
+        assert_eq!(hash_input(&v4, false), 0xc633_6407);
+        for proto in [ipproto::UDP, 132] {
+            assert_eq!(hash_input(&pkt("198.51.100.7", 1234, "192.0.2.1", proto), true), 0xc633_6407 + 1234);
+        }
+        assert_eq!(hash_input(&pkt("198.51.100.7", 1234, "192.0.2.1", 47), true), 0xc633_6407);
+        // 0x20010db8 ^ 0 ^ 0 ^ 0x00010002, plus port 80.
+        let v6 = pkt("2001:db8::1:2", 80, "2001:db8::80", ipproto::TCP);
+        assert_eq!(hash_input(&v6, true), 0x2000_0dba + 80);
+    }
+
+    /// An ICMP error travels from the server side toward the client: the kernel hashes its
+    /// destination (`ip_vs_iph_inverse`).
+    #[test]
+    fn hash_input_of_an_icmp_error_takes_the_destination() {
+        let mut p = pkt("203.0.113.9", 0, "198.51.100.7", 1);
+        p.icmp = Some(IcmpError {
+            kind: 3,
+            code: 4,
+            inner_l3: 42,
+            inner_l4: 62,
+            proto: ipproto::TCP,
+            src: p.dst,
+            dst: "192.0.2.1".parse().unwrap(),
+            sport: 1234,
+            dport: 80,
+        });
+        assert_eq!(hash_input(&p, false), 0xc633_6407);
+    }
+}
