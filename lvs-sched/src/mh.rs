@@ -6,7 +6,13 @@
 //! address and port. Servers weigh in through `last_weight` (so a server edited to weight 0 keeps
 //! its slots and lookups landing there fail or fall back), scaled by the gcd and shifted so the
 //! largest fits 6 bits; each takes that many consecutive picks per round.
+//!
+//! A decision is one dependent chain (fold, hash, modulo, table slot, server), so each link is
+//! kept short: the client address is folded by a predicted branch rather than a select, the
+//! fold and port are summed once for the whole fallback walk, the hash is inlined, and a slot is
+//! a raw 4-byte handle (16 KiB for the table instead of 32 KiB of `Option<DestId>`).
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -26,27 +32,45 @@ const TAB_BITS: i32 = 6;
 const K1: [u64; 2] = [2_654_435_761, 2_654_435_761];
 const K2: [u64; 2] = [2_654_446_892, 2_654_446_892];
 
+/// A table slot no server took (the kernel's NULL `lookup[i].dest`). No server's handle is
+/// this value: handles index the director's server arena.
+const EMPTY: u32 = u32::MAX;
+
 /// `ip_vs_mh_hashkey`.
 pub fn hashkey(addr: &core::net::IpAddr, port: u16, key: [u64; 2], offset: u32) -> u32 {
-    let v = offset.wrapping_add(u32::from(port)).wrapping_add(fold(addr));
-    hsiphash_u32(v, key)
+    hashkey_folded(u32::from(port).wrapping_add(fold(addr)), key, offset)
+}
+
+/// `ip_vs_mh_hashkey` of `base` = port + `ip_vs_addr_fold(addr)`, computed once per decision
+/// (the kernel's sum is `offset + port + fold`, all wrapping 32-bit).
+#[inline]
+fn hashkey_folded(base: u32, key: [u64; 2], offset: u32) -> u32 {
+    hsiphash_u32(offset.wrapping_add(base), key)
 }
 
 /// The `mh` scheduler.
 #[derive(Debug)]
 pub struct Maglev {
-    lookup: Vec<Option<DestId>>,
+    /// Per slot, the handle (`DestId.0`) of the server that took it, or [`EMPTY`].
+    lookup: Box<[u32; TAB_SIZE]>,
 }
 
 impl Default for Maglev {
     fn default() -> Self {
-        Maglev { lookup: vec![None; TAB_SIZE] }
+        Maglev { lookup: Box::new([EMPTY; TAB_SIZE]) }
     }
 }
 
 impl Maglev {
+    /// The server in slot `h` as `hashed_usable` sees it (`None`: an empty slot).
+    #[inline]
+    fn slot(&self, svc: &ServiceView<'_>, h: u32) -> Option<Option<DestId>> {
+        let raw = *self.lookup.get(h as usize)?;
+        hashed_usable(svc, (raw != EMPTY).then_some(DestId(raw)))
+    }
+
     fn reassign(&mut self, svc: &ServiceView<'_>) -> Result<(), SchedError> {
-        self.lookup.iter_mut().for_each(|s| *s = None);
+        self.lookup.fill(EMPTY);
         if svc.len() > TAB_SIZE {
             return Err(SchedError::Invalid("more real servers than mh table slots"));
         }
@@ -85,8 +109,8 @@ impl Maglev {
                     if let Some(t) = taken.get_mut(s.0 as usize) {
                         *t = true;
                     }
-                    if let Some(slot) = self.lookup.get_mut(s.0 as usize) {
-                        *slot = ids.get(i).copied();
+                    if let (Some(slot), Some(id)) = (self.lookup.get_mut(s.0 as usize), ids.get(i)) {
+                        *slot = id.0;
                     }
                     n += 1;
                     if n == TAB_SIZE {
@@ -121,17 +145,16 @@ impl Scheduler for Maglev {
     }
 
     fn schedule(&mut self, _cx: &mut SchedCx<'_>, svc: &ServiceView<'_>, pkt: &PacketMeta) -> Option<DestId> {
-        let (addr, port) = hash_input(pkt, svc.flags().port());
+        let base = hash_input(pkt, svc.flags().port());
         let m = TAB_SIZE as u32;
-        let h = hashkey(&addr, port, K1, 0) % m;
-        let first = hashed_usable(svc, *self.lookup.get(h as usize)?)?;
+        let h = hashkey_folded(base, K1, 0) % m;
+        let first = self.slot(svc, h)?;
         if first.is_some() || !svc.flags().fallback() {
             return first;
         }
         for off in 0..m {
             let roff = (off + h) % m;
-            let h2 = hashkey(&addr, port, K1, roff) % m;
-            if let Some(id) = hashed_usable(svc, *self.lookup.get(h2 as usize)?)? {
+            if let Some(id) = self.slot(svc, hashkey_folded(base, K1, roff) % m)? {
                 return Some(id);
             }
         }

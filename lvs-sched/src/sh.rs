@@ -31,16 +31,24 @@ impl Default for SourceHash {
 
 /// `ip_vs_sh_hashkey`.
 pub fn hashkey(addr: &core::net::IpAddr, port: u16, offset: u32) -> usize {
-    (offset.wrapping_add(hash_32(u32::from(port).wrapping_add(fold(addr)), TAB_BITS)) & MASK) as usize
+    hashkey_base(u32::from(port).wrapping_add(fold(addr)), offset)
 }
 
-/// The address and port a hashing scheduler keys on: the source (the destination for ICMP
-/// errors, which travel the other way), and the source port only when `with_port` is set and the
-/// protocol has ports.
-pub(crate) fn hash_input(pkt: &PacketMeta, with_port: bool) -> (core::net::IpAddr, u16) {
-    let addr = if pkt.icmp.is_some() { pkt.dst } else { pkt.src };
+/// `ip_vs_sh_hashkey` of `base` = port + `ip_vs_addr_fold(addr)` (see [`hash_input`]).
+fn hashkey_base(base: u32, offset: u32) -> usize {
+    (offset.wrapping_add(hash_32(base, TAB_BITS)) & MASK) as usize
+}
+
+/// What a hashing scheduler keys on, port + `ip_vs_addr_fold(addr)` as the kernel's
+/// `ip_vs_sh_hashkey` and `ip_vs_mh_hashkey` add them: the source address (the destination for
+/// ICMP errors, which travel the other way), and the source port only when `with_port` is set
+/// and the protocol has ports. Each side folds its own address so the compiler can predict the
+/// ICMP branch instead of chaining a select of the address before its load.
+#[inline]
+pub(crate) fn hash_input(pkt: &PacketMeta, with_port: bool) -> u32 {
+    let folded = if pkt.icmp.is_none() { fold(&pkt.src) } else { fold(&pkt.dst) };
     let has_ports = matches!(pkt.proto, ipproto::TCP | ipproto::UDP | 132);
-    (addr, if with_port && has_ports { pkt.sport } else { 0 })
+    u32::from(if with_port && has_ports { pkt.sport } else { 0 }).wrapping_add(folded)
 }
 
 impl SourceHash {
@@ -87,19 +95,82 @@ impl Scheduler for SourceHash {
     }
 
     fn schedule(&mut self, _cx: &mut SchedCx<'_>, svc: &ServiceView<'_>, pkt: &PacketMeta) -> Option<DestId> {
-        let (addr, port) = hash_input(pkt, svc.flags().port());
-        let h = hashkey(&addr, port, 0);
+        let base = hash_input(pkt, svc.flags().port());
+        let h = hashkey_base(base, 0);
         let first = hashed_usable(svc, *self.buckets.get(h)?)?;
         if first.is_some() || !svc.flags().fallback() {
             return first;
         }
         for off in 0..TAB_SIZE as u32 {
             let roff = (off + h as u32) % TAB_SIZE as u32;
-            let h2 = hashkey(&addr, port, roff);
+            let h2 = hashkey_base(base, roff);
             if let Some(id) = hashed_usable(svc, *self.buckets.get(h2)?)? {
                 return Some(id);
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvs_core::addr::Af;
+    use lvs_core::wire::{Frag, IcmpError};
+
+    fn pkt(src: &str, sport: u16, dst: &str, proto: u8) -> PacketMeta {
+        let src: core::net::IpAddr = src.parse().unwrap();
+        PacketMeta {
+            l3: 14,
+            l4: 34,
+            ip_len: 40,
+            af: Af::of(&src),
+            proto,
+            src,
+            dst: dst.parse().unwrap(),
+            sport,
+            dport: 80,
+            tcp_flags: 2,
+            sctp_chunk: 0,
+            frag: Frag::None,
+            df: true,
+            icmp: None,
+        }
+    }
+
+    /// `ip_vs_addr_fold` (the address in host order, IPv6 as the XOR of its four words) plus
+    /// the source port for TCP, UDP and SCTP only when the port flag is set
+    /// (`ip_vs_sh_get_port`, `ip_vs_mh_get_port`).
+    #[test]
+    fn hash_input_is_the_kernels_port_plus_fold() {
+        let v4 = pkt("198.51.100.7", 1234, "192.0.2.1", ipproto::TCP);
+        assert_eq!(hash_input(&v4, true), 0xc633_6407 + 1234);
+        assert_eq!(hash_input(&v4, false), 0xc633_6407);
+        for proto in [ipproto::UDP, 132] {
+            assert_eq!(hash_input(&pkt("198.51.100.7", 1234, "192.0.2.1", proto), true), 0xc633_6407 + 1234);
+        }
+        assert_eq!(hash_input(&pkt("198.51.100.7", 1234, "192.0.2.1", 47), true), 0xc633_6407);
+        // 0x20010db8 ^ 0 ^ 0 ^ 0x00010002, plus port 80.
+        let v6 = pkt("2001:db8::1:2", 80, "2001:db8::80", ipproto::TCP);
+        assert_eq!(hash_input(&v6, true), 0x2000_0dba + 80);
+    }
+
+    /// An ICMP error travels from the server side toward the client: the kernel hashes its
+    /// destination (`ip_vs_iph_inverse`).
+    #[test]
+    fn hash_input_of_an_icmp_error_takes_the_destination() {
+        let mut p = pkt("203.0.113.9", 0, "198.51.100.7", 1);
+        p.icmp = Some(IcmpError {
+            kind: 3,
+            code: 4,
+            inner_l3: 42,
+            inner_l4: 62,
+            proto: ipproto::TCP,
+            src: p.dst,
+            dst: "192.0.2.1".parse().unwrap(),
+            sport: 1234,
+            dport: 80,
+        });
+        assert_eq!(hash_input(&p, false), 0xc633_6407);
     }
 }
