@@ -7,12 +7,12 @@ use std::hint::black_box;
 use std::net::IpAddr;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use lvs::core::addr::Af;
 use lvs::core::dest::{FwdMethod, RealServer};
 use lvs::core::sched::{SchedCx, SeededRng};
 use lvs::core::service::SchedFlags;
+use lvs::core::testkit::syn_meta;
 use lvs::core::testkit::ServerList;
-use lvs::core::wire::{Frag, PacketMeta};
+use lvs::core::wire::PacketMeta;
 use lvs::core::Instant;
 
 fn servers(n: usize) -> ServerList {
@@ -28,22 +28,9 @@ fn servers(n: usize) -> ServerList {
 }
 
 fn packet(i: u32) -> PacketMeta {
-    PacketMeta {
-        l3: 14,
-        l4: 34,
-        ip_len: 60,
-        af: Af::V4,
-        proto: 6,
-        src: IpAddr::from((0xc633_0000u32 + i).to_be_bytes()),
-        dst: IpAddr::from((0xcb00_7100u32 + (i & 0xff)).to_be_bytes()),
-        sport: 1024 + (i as u16),
-        dport: 80,
-        tcp_flags: 2,
-        sctp_chunk: 0,
-        frag: Frag::None,
-        df: true,
-        icmp: None,
-    }
+    let client = IpAddr::from((0xc633_0000u32 + i).to_be_bytes());
+    let vip = IpAddr::from((0xcb00_7100u32 + (i & 0xff)).to_be_bytes());
+    syn_meta((client, 1024 + (i as u16)), (vip, 80))
 }
 
 fn bench(c: &mut Criterion) {

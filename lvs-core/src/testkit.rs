@@ -175,6 +175,29 @@ macro_rules! ip_step_for {
 ip_step_for!(etherparse::Ethernet2Header);
 ip_step_for!(etherparse::VlanHeader);
 
+/// What the parser makes of a client's TCP SYN from `src` to `dst` in an untagged Ethernet
+/// frame with no options: the packet a scheduler is asked to place in tests and benches.
+pub fn syn_meta(src: (IpAddr, u16), dst: (IpAddr, u16)) -> crate::wire::PacketMeta {
+    let af = crate::addr::Af::of(&src.0);
+    let ip_hdr: u16 = if af == crate::addr::Af::V4 { 20 } else { 40 };
+    crate::wire::PacketMeta {
+        l3: 14,
+        l4: 14 + ip_hdr,
+        ip_len: ip_hdr + 20,
+        af,
+        proto: crate::wire::ipproto::TCP,
+        src: src.0,
+        dst: dst.0,
+        sport: src.1,
+        dport: dst.1,
+        tcp_flags: flags::SYN,
+        sctp_chunk: 0,
+        frag: crate::wire::Frag::None,
+        df: true,
+        icmp: None,
+    }
+}
+
 /// A scheduler for the core's own tests: the first server in list order with weight > 0 that is
 /// not overloaded (the real ones live in `lvs-sched`, which depends on this crate).
 #[derive(Debug, Default)]

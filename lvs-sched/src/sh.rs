@@ -115,27 +115,12 @@ impl Scheduler for SourceHash {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lvs_core::addr::Af;
-    use lvs_core::wire::{Frag, IcmpError};
+    use lvs_core::testkit::syn_meta;
+    use lvs_core::wire::IcmpError;
 
     fn pkt(src: &str, sport: u16, dst: &str, proto: u8) -> PacketMeta {
-        let src: core::net::IpAddr = src.parse().unwrap();
-        PacketMeta {
-            l3: 14,
-            l4: 34,
-            ip_len: 40,
-            af: Af::of(&src),
-            proto,
-            src,
-            dst: dst.parse().unwrap(),
-            sport,
-            dport: 80,
-            tcp_flags: 2,
-            sctp_chunk: 0,
-            frag: Frag::None,
-            df: true,
-            icmp: None,
-        }
+        let meta = syn_meta((src.parse().unwrap(), sport), (dst.parse().unwrap(), 80));
+        PacketMeta { proto, ..meta }
     }
 
     /// `ip_vs_addr_fold` (the address in host order, IPv6 as the XOR of its four words) plus

@@ -10,8 +10,9 @@ use std::net::IpAddr;
 use lvs_core::dest::{DestId, DestView, FwdMethod, RealServer};
 use lvs_core::sched::{SchedCx, Scheduler, SeededRng};
 use lvs_core::service::{SchedFlags, ServiceView};
+use lvs_core::testkit::syn_meta;
 use lvs_core::testkit::ServerList;
-use lvs_core::wire::{Frag, PacketMeta};
+use lvs_core::wire::PacketMeta;
 use lvs_core::Instant;
 use proptest::prelude::*;
 
@@ -155,22 +156,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn packet() -> PacketMeta {
-    PacketMeta {
-        l3: 14,
-        l4: 34,
-        ip_len: 60,
-        af: lvs_core::addr::Af::V4,
-        proto: 6,
-        src: IpAddr::from([198, 51, 100, 7]),
-        dst: IpAddr::from([203, 0, 113, 100]),
-        sport: 40000,
-        dport: 80,
-        tcp_flags: 2,
-        sctp_chunk: 0,
-        frag: Frag::None,
-        df: true,
-        icmp: None,
-    }
+    syn_meta((IpAddr::from([198, 51, 100, 7]), 40000), (IpAddr::from([203, 0, 113, 100]), 80))
 }
 
 /// A list with every scheduler of [`WALKS`] following it, told of each change as the director

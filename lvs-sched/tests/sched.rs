@@ -3,13 +3,13 @@
 
 use std::net::IpAddr;
 
-use lvs_core::addr::Af;
 use lvs_core::dest::{DestId, FwdMethod, RealServer};
 use lvs_core::sched::{SchedCx, Scheduler, SeededRng};
 use lvs_core::service::SchedFlags;
+use lvs_core::testkit::syn_meta;
 use lvs_core::testkit::ServerList;
 use lvs_core::time::Instant;
-use lvs_core::wire::{Frag, PacketMeta};
+use lvs_core::wire::PacketMeta;
 use proptest::prelude::*;
 
 struct Bench {
@@ -20,22 +20,7 @@ struct Bench {
 }
 
 fn pkt(src: IpAddr, sport: u16, dst: IpAddr) -> PacketMeta {
-    PacketMeta {
-        l3: 14,
-        l4: 34,
-        ip_len: 40,
-        af: Af::of(&src),
-        proto: 6,
-        src,
-        dst,
-        sport,
-        dport: 80,
-        tcp_flags: 2,
-        sctp_chunk: 0,
-        frag: Frag::None,
-        df: true,
-        icmp: None,
-    }
+    syn_meta((src, sport), (dst, 80))
 }
 
 fn client(i: u32) -> IpAddr {
