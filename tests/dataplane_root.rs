@@ -121,6 +121,18 @@ fn afpacket_moves_frames_across_a_veth_pair() {
             // PACKET_IGNORE_OUTGOING: the sender does not see its own frames.
             let echo = collect(&mut a, 1, |d| d.get(12..14) == Some(&[0x88, 0xb5]));
             assert!(echo.is_empty());
+            // A frame longer than a receive slot (2 KiB) on a link that carries it: skipped and
+            // counted, and the ring goes on with the frame after it.
+            for dev in ["lvsa", "lvsb"] {
+                ns.exec("ip", &["link", "set", dev, "mtu", "3000"]).unwrap();
+            }
+            let mut big = test_frame([2, 0, 0, 0, 0xbb, 1], 300);
+            big.resize(2500, 0);
+            let next = test_frame([2, 0, 0, 0, 0xbb, 1], 301);
+            send_all(&mut a, &[Frame::new(DEFAULT_HEADROOM, &big), Frame::new(DEFAULT_HEADROOM, &next)]);
+            let got = collect(&mut b, 1, |d| d.get(12..14) == Some(&[0x88, 0xb5]) && d.first() == Some(&2));
+            assert_eq!(got, [next], "the frame after the long one arrives");
+            assert_eq!(b.truncated(), 1, "the long frame, counted");
         });
     });
 }

@@ -1,4 +1,4 @@
-//! `AfPacket`: a raw socket on a named interface with a TPACKET_V3 receive ring,
+//! `AfPacket`: a raw socket on a named interface with a TPACKET_V2 receive ring,
 //! `sendmmsg` transmit, `PACKET_QDISC_BYPASS`, `PACKET_IGNORE_OUTGOING` (the director does not
 //! see its own transmissions), optional promiscuous mode and `PACKET_FANOUT` — by the
 //! kernel's flow hash or by a [`Steer`] program that keeps each client on one socket — so one
@@ -31,7 +31,8 @@ pub struct AfPacketConfig {
     /// follows the services when the runtime sets the port's filter
     /// ([`PacketIo::set_filter`]); until then it steers by the source alone.
     pub steer: Steer,
-    /// Receive ring: bytes per block (a multiple of the page size).
+    /// Receive ring: bytes per block (a multiple of the page size), each holding as many
+    /// 2 KiB frame slots as fit.
     pub block_size: u32,
     /// Receive ring: number of blocks.
     pub block_nr: u32,
@@ -77,6 +78,12 @@ impl AfPacket {
     /// Frames the kernel refused to send (and that were skipped).
     pub fn refused(&self) -> u64 {
         self.refused
+    }
+
+    /// Received frames longer than a 2 KiB ring slot holds (jumbo frames, a receive offload's
+    /// merged segments), which were skipped: the director forwards frames of a 1,500-byte MTU.
+    pub fn truncated(&self) -> u64 {
+        self.sock.truncated()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Moving frames between the world and an lvs [`Director`](lvs_core::Director).
 //!
 //! - [`io`] — the [`PacketIo`](io::PacketIo) trait: batched, non-blocking frames with headroom.
-//! - [`afpacket`] — raw AF_PACKET sockets with TPACKET_V3 rings and fanout (Linux).
+//! - [`afpacket`] — raw AF_PACKET sockets with TPACKET_V2 rings and fanout (Linux).
 //! - [`afxdp`] — AF_XDP sockets behind an XDP program that redirects only the director's
 //!   frames and passes the rest to the kernel (Linux).
 //! - [`filter`] — what a port must receive for a director, as classic BPF or XDP map entries.

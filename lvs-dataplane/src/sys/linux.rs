@@ -1,5 +1,11 @@
-//! AF_PACKET sockets with a TPACKET_V3 receive ring and `sendmmsg` transmit, `poll`, and
+//! AF_PACKET sockets with a TPACKET_V2 receive ring and `sendmmsg` transmit, `poll`, and
 //! `setns` for network namespaces.
+//!
+//! The ring is TPACKET_V2, one fixed slot per frame, each handed to user space the moment the
+//! kernel fills it. TPACKET_V3 packs frames into blocks and hands a block over only when it is
+//! full or its retire timer expires (2 ms as this module set it): at the rates of interactive
+//! traffic every frame waited for the timer, which added about a millisecond to each request
+//! through the director.
 
 use std::ffi::CString;
 use std::io;
@@ -9,48 +15,33 @@ use std::sync::atomic::{fence, Ordering};
 
 use crate::filter::SockFilter;
 
-/// `struct tpacket_req3` (linux/if_packet.h).
+/// `struct tpacket_req` (linux/if_packet.h).
 #[repr(C)]
-struct TpacketReq3 {
+struct TpacketReq {
     block_size: u32,
     block_nr: u32,
     frame_size: u32,
     frame_nr: u32,
-    retire_blk_tov: u32,
-    sizeof_priv: u32,
-    feature_req_word: u32,
 }
 
-/// `struct tpacket_block_desc` with its `tpacket_hdr_v1`, up to the fields we read.
+/// `struct tpacket2_hdr`, up to the fields we read.
 #[repr(C)]
-struct BlockDesc {
-    version: u32,
-    offset_to_priv: u32,
-    block_status: u32,
-    num_pkts: u32,
-    offset_to_first_pkt: u32,
-    blk_len: u32,
-}
-
-/// `struct tpacket3_hdr`, up to the fields we read.
-#[repr(C)]
-struct Tpacket3Hdr {
-    next_offset: u32,
-    sec: u32,
-    nsec: u32,
-    snaplen: u32,
-    len: u32,
+struct Tpacket2Hdr {
     status: u32,
+    len: u32,
+    snaplen: u32,
     mac: u16,
     net: u16,
 }
 
-/// Where a frame's `sockaddr_ll` follows its header in the ring:
-/// `TPACKET_ALIGN(sizeof(struct tpacket3_hdr))`, the header being 48 bytes.
-const TPACKET3_SLL: usize = 48;
+/// Where a frame's `sockaddr_ll` follows its header in its slot:
+/// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr))`, the header being 32 bytes.
+const TPACKET2_SLL: usize = 32;
+/// Bytes per ring slot: header, `sockaddr_ll` and a 1,518-byte frame at the kernel's offset.
+const FRAME_SIZE: usize = 2048;
 /// `sll_pkttype` of a frame addressed to another host's MAC (linux/if_packet.h).
 const PACKET_OTHERHOST: u8 = 3;
-const TPACKET_V3: libc::c_int = 2;
+const TPACKET_V2: libc::c_int = 1;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
@@ -99,36 +90,28 @@ pub(crate) fn ifindex(name: &str) -> io::Result<u32> {
     }
 }
 
-/// The receive ring: `block_nr` blocks of `block_size` bytes mapped from the socket.
+/// The receive ring: `slots` frames of [`FRAME_SIZE`] bytes mapped from the socket.
 struct Ring {
     base: *mut u8,
-    block_size: usize,
-    block_nr: usize,
+    slots: usize,
+    /// The next slot to read.
     cur: usize,
-    /// Packets left in the current block and the offset of the next one.
-    pending: Option<(u32, usize)>,
 }
 
 // SAFETY: the mapping belongs to this ring alone and moves with it; nothing else aliases it.
 unsafe impl Send for Ring {}
 
 impl Ring {
-    fn block(&self, i: usize) -> *mut u8 {
-        // SAFETY: `i < block_nr`, so the offset stays inside the mapping.
-        unsafe { self.base.add(i * self.block_size) }
-    }
-
-    fn status(&self, i: usize) -> *mut u32 {
-        // SAFETY: the block starts with a `BlockDesc` written by the kernel; we take the address
-        // of one field without creating a reference.
-        unsafe { std::ptr::addr_of_mut!((*self.block(i).cast::<BlockDesc>()).block_status) }
+    fn slot(&self, i: usize) -> *mut u8 {
+        // SAFETY: `i < slots`, so the offset stays inside the mapping.
+        unsafe { self.base.add(i * FRAME_SIZE) }
     }
 }
 
 impl Drop for Ring {
     fn drop(&mut self) {
         // SAFETY: `base` and the length are exactly what `mmap` returned and took.
-        unsafe { libc::munmap(self.base.cast(), self.block_size * self.block_nr) };
+        unsafe { libc::munmap(self.base.cast(), self.slots * FRAME_SIZE) };
     }
 }
 
@@ -144,12 +127,13 @@ pub(crate) struct PacketOpts {
     pub(crate) block_nr: u32,
 }
 
-/// A raw AF_PACKET socket bound to one interface, with a TPACKET_V3 receive ring.
+/// A raw AF_PACKET socket bound to one interface, with a TPACKET_V2 receive ring.
 pub(crate) struct PacketSocket {
     fd: OwnedFd,
     ring: Ring,
     /// Hand on frames addressed to other hosts' MACs (promiscuous mode).
     other_hosts: bool,
+    truncated: u64,
 }
 
 impl PacketSocket {
@@ -166,19 +150,18 @@ impl PacketSocket {
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let s = fd.as_raw_fd();
-        setsockopt(s, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V3)?;
-        let frame_size = 2048u32;
-        let req = TpacketReq3 {
-            block_size: o.block_size,
+        setsockopt(s, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2)?;
+        let per_block = (o.block_size as usize / FRAME_SIZE).max(1);
+        let block_size = per_block * FRAME_SIZE;
+        let slots = per_block * o.block_nr as usize;
+        let req = TpacketReq {
+            block_size: block_size as u32,
             block_nr: o.block_nr,
-            frame_size,
-            frame_nr: o.block_size / frame_size * o.block_nr,
-            retire_blk_tov: 2,
-            sizeof_priv: 0,
-            feature_req_word: 0,
+            frame_size: FRAME_SIZE as u32,
+            frame_nr: slots as u32,
         };
         setsockopt(s, libc::SOL_PACKET, PACKET_RX_RING, &req)?;
-        let len = o.block_size as usize * o.block_nr as usize;
+        let len = slots * FRAME_SIZE;
         // SAFETY: maps the ring the kernel just allocated for this socket; checked below.
         let base = unsafe {
             libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, s, 0)
@@ -186,13 +169,7 @@ impl PacketSocket {
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ring = Ring {
-            base: base.cast(),
-            block_size: o.block_size as usize,
-            block_nr: o.block_nr as usize,
-            cur: 0,
-            pending: None,
-        };
+        let ring = Ring { base: base.cast(), slots, cur: 0 };
         let one: libc::c_int = 1;
         // Best effort: older kernels lack these; the socket works without them.
         let _ = setsockopt(s, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &one);
@@ -218,7 +195,7 @@ impl PacketSocket {
             let v: u32 = u32::from(group) | (mode << 16);
             setsockopt(s, libc::SOL_PACKET, PACKET_FANOUT, &v)?;
         }
-        Ok(PacketSocket { fd, ring, other_hosts: o.promisc })
+        Ok(PacketSocket { fd, ring, other_hosts: o.promisc, truncated: 0 })
     }
 
     pub(crate) fn fd(&self) -> RawFd {
@@ -251,64 +228,48 @@ impl PacketSocket {
     /// promiscuous mode, frames addressed to another host's MAC are skipped: a packet socket
     /// sees them whenever the link delivers them (a bridge or switch flooding a unicast frame
     /// it has no port for, a veth's peer sending anything), where the kernel's own stack drops
-    /// them.
+    /// them. A frame larger than a slot, which the kernel cut short, is skipped and counted
+    /// ([`truncated`](Self::truncated)).
     pub(crate) fn recv(&mut self, max: usize, mut f: impl FnMut(&[u8], bool)) -> usize {
         let mut n = 0;
         while n < max {
-            let (left, off) = match self.ring.pending {
-                Some(p) => p,
-                None => {
-                    let st = self.ring.status(self.ring.cur);
-                    // SAFETY: `st` points into the mapping; the kernel writes it concurrently,
-                    // hence the volatile read and the acquire fence before the block's data.
-                    let status = unsafe { std::ptr::read_volatile(st) };
-                    if status & TP_STATUS_USER == 0 {
-                        break;
-                    }
-                    fence(Ordering::Acquire);
-                    let bd = self.ring.block(self.ring.cur).cast::<BlockDesc>();
-                    // SAFETY: the block is ours (status USER) until we hand it back.
-                    let (num, first) = unsafe { ((*bd).num_pkts, (*bd).offset_to_first_pkt as usize) };
-                    (num, first)
-                }
-            };
-            if left == 0 {
-                self.release_block();
-                continue;
+            let slot = self.ring.slot(self.ring.cur);
+            let st = slot.cast::<u32>();
+            // SAFETY: the slot starts with its header's status word, which the kernel writes
+            // concurrently: hence the volatile read and the acquire fence before the frame.
+            let status = unsafe { std::ptr::read_volatile(st) };
+            if status & TP_STATUS_USER == 0 {
+                break;
             }
-            let block = self.ring.block(self.ring.cur);
-            // SAFETY: `off` comes from the kernel's block descriptor or packet headers and
-            // stays inside this block; the header is read in place.
-            let h = unsafe { &*block.add(off).cast::<Tpacket3Hdr>() };
-            let (mac, snap, next) = (usize::from(h.mac), h.snaplen as usize, h.next_offset as usize);
+            fence(Ordering::Acquire);
+            // SAFETY: the slot is ours (status USER) until we hand it back; the header is read
+            // in place.
+            let h = unsafe { &*slot.cast::<Tpacket2Hdr>() };
+            let (mac, snap) = (usize::from(h.mac), h.snaplen as usize);
             let csum_not_ready = h.status & TP_STATUS_CSUMNOTREADY != 0;
-            let sll = off + TPACKET3_SLL;
-            let other_host = !self.other_hosts
-                && sll + std::mem::size_of::<libc::sockaddr_ll>() <= self.ring.block_size
-                // SAFETY: the kernel writes the frame's `sockaddr_ll` right after its header,
-                // inside this block (bounds checked just above); it is read in place.
-                && unsafe { (*block.add(sll).cast::<libc::sockaddr_ll>()).sll_pkttype } == PACKET_OTHERHOST;
-            if !other_host && off + mac + snap <= self.ring.block_size {
-                // SAFETY: bounds checked against the block just above.
-                let data = unsafe { std::slice::from_raw_parts(block.add(off + mac), snap) };
+            // SAFETY: the kernel writes the frame's `sockaddr_ll` right after its header, inside
+            // the slot; it is read in place.
+            let pkttype = unsafe { (*slot.add(TPACKET2_SLL).cast::<libc::sockaddr_ll>()).sll_pkttype };
+            let other_host = !self.other_hosts && pkttype == PACKET_OTHERHOST;
+            if h.len as usize != snap || mac + snap > FRAME_SIZE {
+                self.truncated += 1;
+            } else if !other_host {
+                // SAFETY: bounds checked against the slot just above.
+                let data = unsafe { std::slice::from_raw_parts(slot.add(mac), snap) };
                 f(data, csum_not_ready);
                 n += 1;
             }
-            if left == 1 || next == 0 {
-                self.release_block();
-            } else {
-                self.ring.pending = Some((left - 1, off + next));
-            }
+            fence(Ordering::Release);
+            // SAFETY: hands the slot back to the kernel; `st` points into the mapping.
+            unsafe { std::ptr::write_volatile(st, TP_STATUS_KERNEL) };
+            self.ring.cur = (self.ring.cur + 1) % self.ring.slots;
         }
         n
     }
 
-    fn release_block(&mut self) {
-        fence(Ordering::Release);
-        // SAFETY: hands the current block back to the kernel; `status` points into the mapping.
-        unsafe { std::ptr::write_volatile(self.ring.status(self.ring.cur), TP_STATUS_KERNEL) };
-        self.ring.cur = (self.ring.cur + 1) % self.ring.block_nr;
-        self.ring.pending = None;
+    /// Frames larger than a ring slot, which the kernel cut short and `recv` skipped.
+    pub(crate) fn truncated(&self) -> u64 {
+        self.truncated
     }
 
     /// Sends a batch with one `sendmmsg`; returns how many frames went out. A frame the kernel
