@@ -82,7 +82,7 @@ fn tcp_v6_client_to_v4_server_and_back_with_toa() {
     let syn = seen(&f);
     assert_eq!((syn.src.0, syn.dst, syn.seq), (lip, (rs, 8080), 1000));
     // The client's MSS leaves room for the 20 bytes the server's segments grow by: 1420.
-    assert_eq!(syn.options, [2, 4, 0x05, 0x8c]);
+    assert_eq!(syn.raw_opts, [2, 4, 0x05, 0x8c]);
     let l = syn.src;
     // The SYN-ACK comes back as IPv6 from the VIP, its MSS cut by the 20-byte IPv6 TOA.
     let mut r = seg((rs, 8080), l, SYN | ACK, 5000, 1001, &MSS_1460, b"");
@@ -94,13 +94,13 @@ fn tcp_v6_client_to_v4_server_and_back_with_toa() {
     assert_eq!(head(&f), Head::V6 { hops: 63, tclass: 0x28, flow: 0, payload: 24 });
     let sa = seen(&f);
     assert_eq!((sa.src, sa.dst, sa.seq, sa.ack), ((vip, 80), c, 5000, 1001));
-    assert_eq!(sa.options, [2, 4, 0x05, 0xa0]);
+    assert_eq!(sa.raw_opts, [2, 4, 0x05, 0xa0]);
     // The client's ACK of the server's first byte carries the TOA with the IPv6 client
     // (DPVS `tcpopt_ip6_addr`: kind 254, length 20, port, address), in an IPv4 packet.
     let a = seen(&send(&mut d, seg(c, (vip, 80), ACK, 1001, 5001, &[], b"GET /")));
     let mut toa = vec![254, 20, 0x9c, 0x40];
     toa.extend_from_slice(&cip_octets(cip));
-    assert_eq!((a.src, a.dst, a.options, a.payload.as_slice()), (l, (rs, 8080), toa, &b"GET /"[..]));
+    assert_eq!((a.src, a.dst, a.raw_opts, a.payload.as_slice()), (l, (rs, 8080), toa, &b"GET /"[..]));
     let b = seen(&send(&mut d, seg((rs, 8080), l, ACK, 5001, 1006, &[], b"HTTP/1.0 200 OK\r\n")));
     assert_eq!((b.src, b.dst, b.payload.as_slice()), ((vip, 80), c, &b"HTTP/1.0 200 OK\r\n"[..]));
     assert_eq!(d.fnat_stats().toa_added, 1);

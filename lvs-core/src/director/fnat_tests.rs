@@ -6,9 +6,10 @@
 use alloc::vec::Vec;
 use core::net::IpAddr;
 
-use etherparse::{PacketBuilder, SlicedPacket, TcpHeader, TransportSlice};
+use etherparse::PacketBuilder;
 
 use super::*;
+use crate::director::segs::{seen, seg, Seen};
 use crate::laddr::ClientAddr;
 use crate::proto::tcp::flags::{ACK, FIN, SYN};
 use crate::testkit::{self, verify_checksums, DIRECTOR_MAC, GW_MAC};
@@ -37,60 +38,6 @@ fn director(vip: &str, rs: &str, lip: &str, client: ClientAddr) -> (Director, Se
     (d, key)
 }
 
-/// A TCP segment with raw options.
-#[allow(clippy::too_many_arguments)]
-fn seg(src: (IpAddr, u16), dst: (IpAddr, u16), fl: u8, seq: u32, ack: u32, opts: &[u8], payload: &[u8]) -> Frame {
-    let mut h = TcpHeader::new(src.1, dst.1, seq, 64240);
-    h.syn = fl & SYN != 0;
-    h.ack = fl & ACK != 0;
-    h.fin = fl & FIN != 0;
-    h.acknowledgment_number = ack;
-    h.set_options_raw(opts).unwrap();
-    let eth = PacketBuilder::ethernet2(GW_MAC, DIRECTOR_MAC);
-    let mut out = Vec::new();
-    match (src.0, dst.0) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64).tcp_header(h).write(&mut out, payload),
-        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64).tcp_header(h).write(&mut out, payload),
-        _ => unreachable!(),
-    }
-    .unwrap();
-    Frame::new(DEFAULT_HEADROOM, &out)
-}
-
-/// What the far end sees of a sent frame.
-#[derive(Debug, PartialEq, Eq)]
-struct Seen {
-    src: (IpAddr, u16),
-    dst: (IpAddr, u16),
-    seq: u32,
-    ack: u32,
-    options: Vec<u8>,
-    payload: Vec<u8>,
-}
-
-fn seen(f: &Frame) -> Seen {
-    verify_checksums(f.data()).unwrap();
-    let p = SlicedPacket::from_ethernet(f.data()).unwrap();
-    let (s, d) = match p.net.as_ref().unwrap() {
-        etherparse::NetSlice::Ipv4(v4) => {
-            (IpAddr::V4(v4.header().source_addr()), IpAddr::V4(v4.header().destination_addr()))
-        }
-        etherparse::NetSlice::Ipv6(v6) => {
-            (IpAddr::V6(v6.header().source_addr()), IpAddr::V6(v6.header().destination_addr()))
-        }
-        _ => unreachable!(),
-    };
-    let Some(TransportSlice::Tcp(t)) = p.transport else { panic!("not tcp") };
-    Seen {
-        src: (s, t.source_port()),
-        dst: (d, t.destination_port()),
-        seq: t.sequence_number(),
-        ack: t.acknowledgment_number(),
-        options: t.options().to_vec(),
-        payload: t.payload().to_vec(),
-    }
-}
-
 /// Sends a frame through the director, expecting it to be transmitted.
 fn pass(d: &mut Director, mut f: Frame) -> Seen {
     let v = d.process(Instant::from_secs(1), &mut f);
@@ -108,27 +55,27 @@ fn toa_and_translation_both_ways_v4() {
     let syn = pass(&mut d, seg(c, (vip, 80), SYN, 1000, 0, &MSS_1460, b""));
     assert_eq!((syn.src.0, syn.dst, syn.seq), (lip, (rs, 8080), 1000));
     assert!(syn.src.1 >= crate::laddr::FIRST_PORT);
-    assert_eq!(syn.options, MSS_1460, "no TOA on the SYN");
+    assert_eq!(syn.raw_opts, MSS_1460, "no TOA on the SYN");
     let l = syn.src;
     // The server's SYN-ACK goes back from the VIP to the client, its MSS cut by the TOA's 8.
     let sa = pass(&mut d, seg((rs, 8080), l, SYN | ACK, 5000, 1001, &MSS_1460, b""));
     assert_eq!((sa.src, sa.dst, sa.seq, sa.ack), ((vip, 80), c, 5000, 1001));
-    assert_eq!(sa.options, [2, 4, 0x05, 0xac]);
+    assert_eq!(sa.raw_opts, [2, 4, 0x05, 0xac]);
     // Client packets that acknowledge the server's first byte carry the TOA, first among the
     // options: kind 254, length 8, port 40000, 198.51.100.2.
     let toa = [254, 8, 0x9c, 0x40, 198, 51, 100, 2];
     let a = pass(&mut d, seg(c, (vip, 80), ACK, 1001, 5001, &[], b""));
-    assert_eq!((a.src, a.dst, a.seq, a.ack, a.options.as_slice()), (l, (rs, 8080), 1001, 5001, &toa[..]));
+    assert_eq!((a.src, a.dst, a.seq, a.ack, a.raw_opts.as_slice()), (l, (rs, 8080), 1001, 5001, &toa[..]));
     let ts = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
     let g = pass(&mut d, seg(c, (vip, 80), ACK, 1001, 5001, &ts, b"GET / HTTP/1.0\r\n\r\n"));
     let mut want = toa.to_vec();
     want.extend_from_slice(&ts);
-    assert_eq!((g.options, g.payload.as_slice()), (want, &b"GET / HTTP/1.0\r\n\r\n"[..]));
+    assert_eq!((g.raw_opts, g.payload.as_slice()), (want, &b"GET / HTTP/1.0\r\n\r\n"[..]));
     // Sequence numbers are untouched with a TOA; once the server has sent, no more TOA.
     let r = pass(&mut d, seg((rs, 8080), l, ACK, 5001, 1019, &[], b"HTTP/1.0 200 OK\r\n"));
     assert_eq!((r.src, r.dst, r.seq, r.ack), ((vip, 80), c, 5001, 1019));
     let a2 = pass(&mut d, seg(c, (vip, 80), ACK | FIN, 1019, 5018, &[], b""));
-    assert!(a2.options.is_empty());
+    assert!(a2.raw_opts.is_empty());
     assert_eq!(d.fnat_stats().toa_added, 2);
     // The director never shows the server the client, nor the client the server.
     assert_eq!(d.laddrs(&key).unwrap()[0].conns, 1);
@@ -143,7 +90,7 @@ fn toa_without_option_room_is_counted_and_the_packet_goes() {
     // 36 bytes of options leave 4: no room for 8.
     let full = [1u8; 36];
     let a = pass(&mut d, seg((cip, 40000), (vip, 80), ACK, 1001, 5001, &full, b"x"));
-    assert_eq!((a.options.as_slice(), a.payload.as_slice()), (&full[..], &b"x"[..]));
+    assert_eq!((a.raw_opts.as_slice(), a.payload.as_slice()), (&full[..], &b"x"[..]));
     assert_eq!((d.fnat_stats().toa_added, d.fnat_stats().toa_no_room), (0, 1));
 }
 
@@ -154,11 +101,11 @@ fn toa_v6_is_twenty_bytes() {
     let syn = pass(&mut d, seg((cip, 443), (vip, 80), SYN, 7, 0, &MSS_1460, b""));
     assert_eq!((syn.src.0, syn.dst), (lip, (rs, 8080)));
     let sa = pass(&mut d, seg((rs, 8080), syn.src, SYN | ACK, 70, 8, &MSS_1460, b""));
-    assert_eq!((sa.src, sa.dst, sa.options.as_slice()), ((vip, 80), (cip, 443), &[2, 4, 0x05, 0xa0][..]));
+    assert_eq!((sa.src, sa.dst, sa.raw_opts.as_slice()), ((vip, 80), (cip, 443), &[2, 4, 0x05, 0xa0][..]));
     let a = pass(&mut d, seg((cip, 443), (vip, 80), ACK, 8, 71, &[], b"hi"));
     let mut toa = alloc::vec![254, 20, 0x01, 0xbb];
     toa.extend_from_slice(&cip_octets(cip));
-    assert_eq!((a.options, a.payload.as_slice()), (toa, &b"hi"[..]));
+    assert_eq!((a.raw_opts, a.payload.as_slice()), (toa, &b"hi"[..]));
 }
 
 fn cip_octets(a: IpAddr) -> [u8; 16] {
@@ -178,7 +125,7 @@ fn proxy_v1_in_front_of_the_stream_with_offsets_both_ways() {
     let l = pass(&mut d, seg(c, (vip, 80), SYN, 1000, 0, &MSS_1460, b"")).src;
     let sa = pass(&mut d, seg((rs, 8080), l, SYN | ACK, 5000, 1001, &MSS_1460, b""));
     assert_eq!(
-        sa.options,
+        sa.raw_opts,
         (1460 - h as u16).to_be_bytes().iter().fold(alloc::vec![2, 4], |mut v, b| {
             v.push(*b);
             v
@@ -207,7 +154,7 @@ fn proxy_v1_in_front_of_the_stream_with_offsets_both_ways() {
         o
     };
     let r = pass(&mut d, seg((rs, 8080), l, ACK, 5001, 1006 + h, &sack(1030 + h, 1040 + h), b"HTTP/1.0 200 OK\r\n"));
-    assert_eq!((r.seq, r.ack, r.options), (5001, 1006, sack(1030, 1040)));
+    assert_eq!((r.seq, r.ack, r.raw_opts), (5001, 1006, sack(1030, 1040)));
     // An acknowledgement of the header alone is the client's first byte.
     let r0 = pass(&mut d, seg((rs, 8080), l, ACK, 5001, 1001 + h, &[], b""));
     assert_eq!(r0.ack, 1001);

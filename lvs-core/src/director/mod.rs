@@ -36,6 +36,8 @@ mod input;
 mod invariants;
 mod midflow;
 mod output;
+#[cfg(test)]
+mod segs;
 mod sync;
 mod synproxy;
 

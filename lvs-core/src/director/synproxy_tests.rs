@@ -8,13 +8,12 @@
 use alloc::vec::Vec;
 use core::net::IpAddr;
 
-use etherparse::{PacketBuilder, SlicedPacket, TcpHeader, TransportSlice};
 use proptest::prelude::*;
 
 use super::*;
+use crate::director::segs::{seen, Seen, Tcp};
 use crate::proto::tcp::flags::{ACK, RST, SYN};
-use crate::testkit::{self, verify_checksums, DIRECTOR_MAC, GW_MAC};
-use crate::wire::DEFAULT_HEADROOM;
+use crate::testkit::{self, DIRECTOR_MAC, GW_MAC};
 use crate::{DirectorConfig, FwdMethod, MacAddr, Neighbour, PortConfig, RealServer, ServiceConfig, ServiceKey};
 
 const RS_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
@@ -50,71 +49,6 @@ fn director(fwd: FwdMethod, defer: bool) -> Director {
         d.add_laddr(&key, ip("192.0.2.200")).unwrap();
     }
     d
-}
-
-/// A TCP segment with raw options.
-struct Tcp<'a> {
-    src: (IpAddr, u16),
-    dst: (IpAddr, u16),
-    fl: u8,
-    seq: u32,
-    ack: u32,
-    win: u16,
-    opts: &'a [u8],
-    payload: &'a [u8],
-}
-
-impl Tcp<'_> {
-    fn frame(&self) -> Frame {
-        let mut h = TcpHeader::new(self.src.1, self.dst.1, self.seq, self.win);
-        h.syn = self.fl & SYN != 0;
-        h.ack = self.fl & ACK != 0;
-        h.rst = self.fl & RST != 0;
-        h.acknowledgment_number = self.ack;
-        h.set_options_raw(self.opts).unwrap();
-        let (IpAddr::V4(s), IpAddr::V4(d)) = (self.src.0, self.dst.0) else { unreachable!() };
-        let mut out = Vec::new();
-        PacketBuilder::ethernet2(GW_MAC, DIRECTOR_MAC)
-            .ipv4(s.octets(), d.octets(), 64)
-            .tcp_header(h)
-            .write(&mut out, self.payload)
-            .unwrap();
-        Frame::new(DEFAULT_HEADROOM, &out)
-    }
-}
-
-/// A segment as its receiver sees it.
-#[derive(Debug, PartialEq, Eq)]
-struct Seen {
-    src: (IpAddr, u16),
-    dst: (IpAddr, u16),
-    fl: u8,
-    seq: u32,
-    ack: u32,
-    win: u16,
-    opts: sx::TcpOpts,
-    raw_opts: Vec<u8>,
-    payload: Vec<u8>,
-}
-
-fn seen(f: &Frame) -> Seen {
-    verify_checksums(f.data()).unwrap();
-    let p = SlicedPacket::from_ethernet(f.data()).unwrap();
-    let Some(etherparse::NetSlice::Ipv4(v4)) = p.net.as_ref() else { panic!() };
-    let (s, d) = (IpAddr::V4(v4.header().source_addr()), IpAddr::V4(v4.header().destination_addr()));
-    let Some(TransportSlice::Tcp(t)) = p.transport else { panic!("not tcp") };
-    let fl = (u8::from(t.syn()) * SYN) | (u8::from(t.ack()) * ACK) | (u8::from(t.rst()) * RST);
-    Seen {
-        src: (s, t.source_port()),
-        dst: (d, t.destination_port()),
-        fl,
-        seq: t.sequence_number(),
-        ack: t.acknowledgment_number(),
-        win: t.window_size(),
-        opts: sx::parse_opts(f.data(), &wire::parse(f.data()).unwrap()),
-        raw_opts: t.options().to_vec(),
-        payload: t.payload().to_vec(),
-    }
 }
 
 fn at(d: &mut Director, now: Instant, t: &Tcp<'_>) -> (Verdict, Frame) {
