@@ -32,6 +32,7 @@ pub(crate) const BPF_ABS: u16 = 0x20;
 pub(crate) const BPF_IND: u16 = 0x40;
 pub(crate) const BPF_MEM: u16 = 0x60;
 pub(crate) const BPF_MSH: u16 = 0xa0;
+pub(crate) const BPF_ADD: u16 = 0x00;
 pub(crate) const BPF_MUL: u16 = 0x20;
 pub(crate) const BPF_AND: u16 = 0x50;
 pub(crate) const BPF_RSH: u16 = 0x70;
@@ -207,6 +208,7 @@ pub(crate) fn run(prog: &[SockFilter], pkt: &[u8], net_start: usize) -> Option<u
             _ => 1,
         };
         let alu = |op: u16, a: u32, v: u32| match op {
+            BPF_ADD => Some(a.wrapping_add(v)),
             BPF_MUL => Some(a.wrapping_mul(v)),
             BPF_AND => Some(a & v),
             BPF_RSH => Some(a.checked_shr(v).unwrap_or(0)),

@@ -21,7 +21,7 @@ use lvs_core::service::Netmask;
 use lvs_core::Director;
 
 use crate::bpf::{
-    Cbpf, SockFilter, BPF_AND, BPF_B, BPF_H, BPF_MUL, BPF_RSH, BPF_W, BPF_XOR, SKF_AD_PROTOCOL, SKF_NET_OFF,
+    Cbpf, SockFilter, BPF_ADD, BPF_AND, BPF_B, BPF_H, BPF_MUL, BPF_RSH, BPF_W, BPF_XOR, SKF_AD_PROTOCOL, SKF_NET_OFF,
 };
 use crate::filter::{Dir, Filter};
 
@@ -61,8 +61,6 @@ const V4_MF_OR_OFFSET: u32 = 0x3fff;
 const V4_PROTO: u32 = 9;
 const V4_SRC: u32 = 12;
 const V4_DST: u32 = 16;
-/// An IPv4 header without options.
-const V4_HDR: u32 = 20;
 /// ICMP: where the embedded packet starts after the ICMP header (from the IP payload).
 const ICMP_HDR: u32 = 8;
 /// ICMP error types (destination unreachable, source quench, redirect, time exceeded,
@@ -82,12 +80,14 @@ const GOLDEN: u32 = 0x9e37_79b1;
 const M_PORT: u32 = 0;
 const M_FOLD: u32 = 1;
 
-/// Where a field is, from the network header: at a fixed offset, or after the IPv4 header
-/// (`X` holding its length).
+/// Where a field is, from the network header: at a fixed offset, after the IPv4 header (`X`
+/// holding its length), or after the IPv4 header an ICMP error embeds, options and all.
 #[derive(Clone, Copy)]
 enum Loc {
     Abs(u32),
     Ind(u32),
+    /// An offset into the embedded packet's transport header.
+    Embedded(u32),
 }
 
 /// The client's side of a frame: its address words and, when the mode hashes ports, its port.
@@ -139,8 +139,7 @@ impl Steer {
         p.jeq_else(ETH_P_IPV6, 0, 1); // true branch patched to the IPv6 block
         p.ret(0);
         let mut to_mix = Vec::new();
-        // IPv4: X = header length. The embedded header of an ICMP error is taken as 20 bytes
-        // long (no options), its ports right after it.
+        // IPv4: X = header length.
         p.ldx_msh(net(0));
         p.ld(BPF_W, net(V4_SRC));
         let mut from_server = Vec::new();
@@ -148,12 +147,14 @@ impl Steer {
             p.jeq_else(a, 0, 1);
             from_server.push(p.ja());
         }
-        let v4 =
-            |addr: u32, port: u32| Side { addr: [Loc::Ind(net(addr)); 4], words: 1, port: Some(Loc::Ind(net(port))) };
         let abs4 =
             |addr: u32, port: u32| Side { addr: [Loc::Abs(net(addr)); 4], words: 1, port: Some(Loc::Ind(net(port))) };
-        let inner = ICMP_HDR + V4_HDR;
-        self.side(&mut p, false, &abs4(V4_SRC, 0), &v4(ICMP_HDR + V4_DST, inner + 2), &mut to_mix);
+        let emb4 = |addr: u32, port: u32| Side {
+            addr: [Loc::Ind(net(ICMP_HDR + addr)); 4],
+            words: 1,
+            port: Some(Loc::Embedded(port)),
+        };
+        self.side(&mut p, false, &abs4(V4_SRC, 0), &emb4(V4_DST, 2), &mut to_mix);
         let server = p.code.len();
         from_server.drain(..).for_each(|at| p.patch_ja(at, server));
         // To a FullNAT local address: the local port names the shard.
@@ -163,7 +164,7 @@ impl Steer {
             p.jeq_else(a, 0, 1);
             to_local.push(p.ja());
         }
-        self.side(&mut p, false, &abs4(V4_DST, 2), &v4(ICMP_HDR + V4_SRC, inner), &mut to_mix);
+        self.side(&mut p, false, &abs4(V4_DST, 2), &emb4(V4_SRC, 0), &mut to_mix);
         let local = p.code.len();
         to_local.drain(..).for_each(|at| p.patch_ja(at, local));
         local_port(&mut p, false);
@@ -306,14 +307,17 @@ impl Steer {
 fn local_port(p: &mut Cbpf, v6: bool) {
     let (proto, icmp) = if v6 { (V6_NEXT, IPPROTO_ICMPV6) } else { (V4_PROTO, IPPROTO_ICMP) };
     p.ld(BPF_B, net(proto));
-    p.jeq_else(icmp, 0, 2);
-    // The embedded packet left from the local address: its source port.
+    let not_icmp = p.code.len();
+    p.jeq_else(icmp, 0, 0); // false branch patched
+                            // The embedded packet left from the local address: its source port.
     if v6 {
         p.ld(BPF_H, net(V6_HDR + ICMP_HDR + V6_HDR));
     } else {
-        p.ld_ind(BPF_H, net(ICMP_HDR + V4_HDR));
+        load(p, BPF_H, Loc::Embedded(0));
     }
     p.ret_a();
+    let here = p.code.len();
+    p.patch(not_icmp, here, false);
     if v6 {
         p.ld(BPF_H, net(V6_HDR + 2));
     } else {
@@ -327,11 +331,22 @@ fn net(off: u32) -> u32 {
     SKF_NET_OFF.wrapping_add(off)
 }
 
-/// `A = [loc]`.
+/// `A = [loc]`, X left as it was.
 fn load(p: &mut Cbpf, size: u16, loc: Loc) {
     match loc {
         Loc::Abs(off) => p.ld(size, off),
         Loc::Ind(off) => p.ld_ind(size, off),
+        Loc::Embedded(off) => {
+            // X = the outer header's length plus the embedded one's (its IHL, after the ICMP
+            // header), the field, then X back to the outer header's length.
+            p.ld_ind(BPF_B, net(ICMP_HDR));
+            p.alu_k(BPF_AND, 0xf);
+            p.alu_k(BPF_MUL, 4);
+            p.alu_x(BPF_ADD);
+            p.tax();
+            p.ld_ind(size, net(ICMP_HDR + off));
+            p.ldx_msh(net(0));
+        }
     }
 }
 
@@ -462,6 +477,36 @@ mod tests {
         }
     }
 
+    /// `frame` (IPv4) with four bytes of options (NOPs) in its IP header.
+    fn with_ip_options(frame: &[u8]) -> Vec<u8> {
+        let mut f = frame.to_vec();
+        f.splice(NET + 20..NET + 20, [1, 1, 1, 1]);
+        f[NET] = 0x46;
+        let total = u16::from_be_bytes([f[NET + 2], f[NET + 3]]) + 4;
+        f[NET + 2..NET + 4].copy_from_slice(&total.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn icmp_errors_about_packets_with_ip_options_meet_their_connection() {
+        let d = director("");
+        let filter = Filter::from_director(&d);
+        let (vip, rs, router) = (ip("203.0.113.100"), ip("192.0.2.12"), ip("198.51.100.254"));
+        for steer in [Steer::ClientFlow, Steer::client_of(&d)] {
+            let prog = steer.program(&filter).unwrap();
+            for cp in [1024u16, 40000, 40001, 65535] {
+                let c = ip("198.51.100.2");
+                let request = value(&prog, &Tcp::new((c, cp), (vip, 80), flags::SYN).build());
+                let to_client = with_ip_options(&Tcp::new((vip, 80), (c, cp), flags::SYN | flags::ACK).build());
+                let forwarded = with_ip_options(&Tcp::new((c, cp), (rs, 8080), flags::SYN).build());
+                for error in [icmp_error(router, vip, &to_client), icmp_error(rs, c, &forwarded)] {
+                    assert_eq!(value(&prog, &error), request, "{steer:?} {cp}: the embedded header's options");
+                    assert_eq!(value(&prog, &with_ip_options(&error)), request, "{steer:?} {cp}: and the error's own");
+                }
+            }
+        }
+    }
+
     #[test]
     fn client_flow_spreads_one_clients_ports_and_client_keeps_them_together() {
         let d = director("");
@@ -562,7 +607,11 @@ mod tests {
                     let lport = u16::from_be_bytes([out[l4], out[l4 + 1]]);
                     let reply = Tcp::new((ip(rs), 8080), (ip(lip), lport), flags::SYN | flags::ACK).build();
                     let forwarded = Tcp::new((ip(lip), lport), (ip(rs), 8080), flags::SYN).build();
-                    for frame in [reply, icmp_error(ip(rs), ip(lip), &forwarded)] {
+                    let mut frames = vec![reply, icmp_error(ip(rs), ip(lip), &forwarded)];
+                    if v4 {
+                        frames.push(icmp_error(ip(rs), ip(lip), &with_ip_options(&forwarded)));
+                    }
+                    for frame in frames {
                         assert_eq!(value(&prog, &frame) % 3, u32::from(index), "{lip}:{lport}");
                     }
                 }
