@@ -17,6 +17,7 @@ use lvs::core::wire::{Frame, DEFAULT_HEADROOM};
 use lvs::core::{DirectorConfig, Instant, PortConfig};
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
 use lvs::dataplane::io::PacketIo;
+use lvs::dataplane::neigh::{self, KernelNeighbours};
 use lvs::dataplane::runtime::Runtime;
 use lvs::dataplane::tap::Tap;
 use netns::Netns;
@@ -26,7 +27,6 @@ fn can_run() -> bool {
     root::can_run(true, &["ip", "sysctl"])
 }
 
-/// A namespace with veth pairs `(a, b)` up and IPv6 off (no neighbour-discovery noise).
 /// The real server's MAC.
 const RS_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
 
@@ -42,6 +42,7 @@ fn two_armed_dr(client_side: MacAddr, server_side: MacAddr) -> lvs::Director {
     d
 }
 
+/// A namespace with veth pairs `(a, b)` up and IPv6 off (no neighbour-discovery noise).
 fn ns_with_veths(name: &str, pairs: &[(&str, &str)]) -> Netns {
     let ns = Netns::create(name).unwrap();
     ns.exec("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"]).unwrap();
@@ -438,6 +439,82 @@ fn afpacket_frames_arrive_intact_and_refused_ones_are_counted() {
             assert!(got == want, "in order, with the payload sent");
             assert_eq!(tx.refused(), 2, "the frames over the MTU, counted");
             assert_eq!(udp_csum_errors(&ns) - errors_before, 1, "the receiver checked every checksum");
+        });
+    });
+}
+
+/// The interface index of `dev` in `ns` (`ip -o link show DEV`: "INDEX: NAME...").
+fn ifindex_in(ns: &Netns, dev: &str) -> u32 {
+    let out = ns.exec("ip", &["-o", "link", "show", dev]).unwrap();
+    out.split(':').next().unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn kernel_neighbours_teach_the_director_its_next_hops() {
+    if !can_run() {
+        return;
+    }
+    // The director's namespace, with one port on a link to a "server" namespace that holds a
+    // real server (10.77.0.11) and the default gateway (10.77.0.254) behind one MAC.
+    let d_ns = Netns::create("lvs-t-ngd").unwrap();
+    let s_ns = Netns::create("lvs-t-ngs").unwrap();
+    let lan_mac = "02:00:00:00:77:11";
+    d_ns.exec("ip", &["link", "add", "lvsn0", "type", "veth", "peer", "name", "lvsn1", "netns", s_ns.name()]).unwrap();
+    d_ns.exec("ip", &["addr", "add", "10.77.0.1/24", "dev", "lvsn0"]).unwrap();
+    d_ns.exec("ip", &["link", "set", "lvsn0", "up"]).unwrap();
+    d_ns.exec("ip", &["route", "add", "default", "via", "10.77.0.254"]).unwrap();
+    s_ns.exec("ip", &["link", "set", "lvsn1", "address", lan_mac]).unwrap();
+    s_ns.exec("ip", &["addr", "add", "10.77.0.11/24", "dev", "lvsn1"]).unwrap();
+    s_ns.exec("ip", &["addr", "add", "10.77.0.254/24", "dev", "lvsn1"]).unwrap();
+    s_ns.exec("ip", &["link", "set", "lvsn1", "up"]).unwrap();
+    let port = ifindex_in(&d_ns, "lvsn0");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            d_ns.enter().unwrap();
+            let mut d = lvs::director(DirectorConfig::default().port(PortConfig::new(MacAddr([2, 0, 0, 0, 0x77, 1]))));
+            // DR to a server on the link, NAT to one behind the gateway, DR to one that is not
+            // on a link (which direct routing cannot reach), and a server given by hand.
+            let rules = "-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 10.77.0.11:80 -g\n\
+                         -A -t 203.0.113.100:81 -s rr\n-a -t 203.0.113.100:81 -r 172.16.5.5:81 -m\n\
+                         -a -t 203.0.113.100:81 -r 10.77.0.99:81 -m\n\
+                         -A -t 203.0.113.100:82 -s rr\n-a -t 203.0.113.100:82 -r 172.16.5.6:82 -g\n";
+            lvs::core::config::restore(&mut d, rules).unwrap();
+            // The server given by hand is left out.
+            let fixed: std::net::IpAddr = "10.77.0.99".parse().unwrap();
+            let servers: Vec<_> = neigh::servers(&d).into_iter().filter(|(ip, _)| *ip != fixed).collect();
+            let mut k = KernelNeighbours::open(vec![port]).unwrap();
+            let first = k.refresh(&servers, false).unwrap();
+            let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
+            assert!(first.neighbours.is_empty() && first.gateways.is_empty(), "nothing known yet: {first:?}");
+            assert_eq!(first.resolving, [ip("10.77.0.11"), ip("10.77.0.254"), ip("10.77.0.254")]);
+            assert_eq!(first.unreachable, [ip("172.16.5.6")], "direct routing needs the server on a link");
+            // The kernel resolves them (ARP): a later refresh knows them.
+            let mac = MacAddr([2, 0, 0, 0, 0x77, 0x11]);
+            let n = Neighbour { mac, port: 0 };
+            let start = StdInstant::now();
+            let mut learned = neigh::Learned::default();
+            while learned.gateways.is_empty() && start.elapsed() < Duration::from_secs(3) {
+                std::thread::sleep(Duration::from_millis(50));
+                let l = k.refresh(&servers, false).unwrap();
+                learned.neighbours.extend(l.neighbours);
+                learned.gateways.extend(l.gateways);
+            }
+            learned.neighbours.sort_by_key(|(ip, _)| *ip);
+            assert_eq!(learned.neighbours, [(ip("10.77.0.11"), n), (ip("172.16.5.5"), n)]);
+            assert_eq!(learned.gateways, [(Af::V4, n)]);
+            // Nothing changed since: nothing to tell, nothing to resolve, the same unreachable.
+            let again = k.refresh(&servers, false).unwrap();
+            assert!(again.neighbours.is_empty() && again.gateways.is_empty() && again.resolving.is_empty());
+            assert_eq!(again.unreachable, [ip("172.16.5.6")]);
+            // Told, the director forwards a client's SYN to the server's MAC.
+            learned.apply(&mut d);
+            let mut syn = Frame::new(
+                DEFAULT_HEADROOM,
+                &lvs::core::testkit::Tcp::new((ip("198.51.100.2"), 40000), (ip("203.0.113.100"), 80), 0x02).build(),
+            );
+            let v = d.process(Instant::ZERO, &mut syn);
+            assert!(matches!(v, lvs::core::Verdict::Transmit { port: 0, .. }), "{v:?}");
+            assert_eq!(&syn.data()[0..6], &mac.0, "to the server's MAC, learned from the kernel");
         });
     });
 }

@@ -12,6 +12,8 @@
 //!   keeps NAT replies, and optionally each client, on the shard that owns them.
 //! - [`pcap`] — read pcap / pcapng captures, write pcap.
 //! - [`prefetch`] — the processor's prefetch instruction, as the hook a director's bursts take.
+//! - [`neigh`] — real servers' and gateways' MACs from the kernel's routes and neighbour
+//!   table, resolved by the kernel when it lacks them (Linux).
 //! - [`netns`] — enter a network namespace before opening ports (Linux).
 //! - [`sync`] — the sync daemons' multicast sockets, driven with the director (Linux).
 //! - [`vrrp`] — VRRP's raw sockets, announcements and address hooks around a sans-IO group
@@ -42,6 +44,8 @@ pub mod health;
 pub mod io;
 #[cfg(target_os = "linux")]
 pub mod metrics;
+#[cfg(target_os = "linux")]
+pub mod neigh;
 #[cfg(target_os = "linux")]
 pub mod netns;
 #[cfg(feature = "pcap")]
