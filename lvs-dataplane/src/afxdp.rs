@@ -59,7 +59,9 @@ pub struct AfXdpConfig {
     pub mode: XdpMode,
     /// Busy polling: microseconds the kernel may poll the queue in the receiving thread
     /// (`SO_BUSY_POLL`, with `SO_PREFER_BUSY_POLL` and a budget of [`BUSY_POLL_BUDGET`]
-    /// frames); `None` leaves it to interrupts.
+    /// frames); `None` leaves it to interrupts. Where the kernel refuses (before Linux 5.11;
+    /// `SO_BUSY_POLL` above `net.core.busy_read` without `CAP_NET_ADMIN`) the port opens
+    /// without it and a warning says why ([`AfXdp::busy_poll`]).
     pub busy_poll: Option<u32>,
 }
 
@@ -91,6 +93,7 @@ pub struct AfXdp {
     iface: Iface,
     queue: u32,
     driver_mode: bool,
+    busy_poll: bool,
     refused: u64,
 }
 
@@ -240,22 +243,31 @@ impl AfXdp {
         let opts =
             XskOpts { frame_size: FRAME_SIZE, frames: cfg.frames, headroom: UMEM_HEADROOM, zero_copy: cfg.zero_copy };
         let mut sock = XskSocket::open(iface.ifindex, cfg.queue, opts)?;
-        if let Some(usecs) = cfg.busy_poll {
-            sock.set_busy_poll(usecs, BUSY_POLL_BUDGET).map_err(|e| {
-                other(&format!("{ifname} queue {}: busy polling (SO_PREFER_BUSY_POLL needs Linux 5.11)", cfg.queue), e)
-            })?;
-        }
+        let busy_poll = cfg.busy_poll.is_some_and(|usecs| {
+            sock.set_busy_poll(usecs, BUSY_POLL_BUDGET)
+                .inspect_err(|e| {
+                    log::warn!(
+                        target: "lvs::afxdp",
+                        "{ifname} queue {}: no busy polling ({e}; SO_PREFER_BUSY_POLL needs Linux 5.11, and \
+                         SO_BUSY_POLL above net.core.busy_read needs CAP_NET_ADMIN): the queue is served by \
+                         interrupts",
+                        cfg.queue
+                    )
+                })
+                .is_ok()
+        });
         a.xsks.set(cfg.queue, sock.fd(), 0).map_err(|e| other("registering the socket", e))?;
         a.queues.insert(cfg.queue);
         log::info!(
             target: "lvs::afxdp",
-            "{ifname} queue {}: AF_XDP in {} mode, {}{}",
+            "{ifname} queue {}: AF_XDP in {} mode, {}{}{}",
             cfg.queue,
             if sock.zero_copy() { "zero-copy" } else { "copy" },
             if a.driver_mode { "XDP in the driver" } else { "generic XDP" },
-            if a.queues.len() > 1 { " (shared with the other queues)" } else { "" }
+            if a.queues.len() > 1 { " (shared with the other queues)" } else { "" },
+            if busy_poll { ", busy polling" } else { "" }
         );
-        Ok(AfXdp { sock, iface, queue: cfg.queue, driver_mode: a.driver_mode, refused: 0 })
+        Ok(AfXdp { sock, iface, queue: cfg.queue, driver_mode: a.driver_mode, busy_poll, refused: 0 })
     }
 
     /// The receive queue the socket is bound to.
@@ -271,6 +283,12 @@ impl AfXdp {
     /// Whether the program runs in the driver (native XDP) rather than the generic path.
     pub fn driver_mode(&self) -> bool {
         self.driver_mode
+    }
+
+    /// Whether the socket busy-polls its queue ([`AfXdpConfig::busy_poll`], where the kernel
+    /// allowed it).
+    pub fn busy_poll(&self) -> bool {
+        self.busy_poll
     }
 
     /// Frames too large for a UMEM frame, skipped on send.
@@ -345,6 +363,16 @@ impl PacketIo for AfXdp {
     fn raw_fd(&self) -> Option<RawFd> {
         Some(self.sock.fd())
     }
+}
+
+/// How many receive queues `ifname` has in the calling thread's network namespace (ethtool's
+/// `-l`: receive-only and combined channels), so that an application can give each shard one
+/// before opening them; `None` when the driver does not say.
+///
+/// # Errors
+/// No such interface; the system error of asking.
+pub fn rx_queue_count(ifname: &str) -> io::Result<Option<u32>> {
+    rx_queues(ifname)
 }
 
 /// Opens `ifname` with AF_XDP, or with AF_PACKET when AF_XDP cannot start (no XDP program in
