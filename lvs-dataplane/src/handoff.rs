@@ -11,7 +11,7 @@
 //! buffer from a shared pool and the owner swaps the frame into its own receive slot, giving
 //! its old buffer back to the pool, so that after warm-up nothing is allocated. A full inbox
 //! is a counted drop ([`crate::runtime::RuntimeStats::handoff_lost`]). An owner that waits for
-//! traffic is woken by the first frame put in its inbox.
+//! traffic is woken by the first burst put in its inbox.
 //!
 //! [`Steer::Client`]: crate::steer::Steer::Client
 
@@ -72,10 +72,11 @@ impl Handoff {
         self.inboxes.len()
     }
 
-    /// Puts the frame in `slot` into `shard`'s inbox, leaving a spare buffer in the slot, and
-    /// wakes the shard if it waits; `false`, with the slot untouched, when the inbox is full
-    /// (or there is no such shard).
-    pub(crate) fn offer(&self, shard: usize, slot: &mut Frame) -> bool {
+    /// Puts the frame in `slot` into `shard`'s inbox, leaving a spare buffer in the slot;
+    /// `false`, with the slot untouched, when the inbox is full (or there is no such shard).
+    /// Any thread may offer; [`Runtime`](crate::runtime::Runtime) does it for the frames its
+    /// ports receive for other shards, and calls [`Handoff::wake`] after each burst.
+    pub fn offer(&self, shard: usize, slot: &mut Frame) -> bool {
         let Some(inbox) = self.inboxes.get(shard) else { return false };
         if inbox.frames.is_full() {
             return false;
@@ -86,19 +87,30 @@ impl Handoff {
             let _ = self.pool.push(std::mem::replace(slot, frame));
             return false;
         }
-        // Pairs with the fence in `may_sleep`: either the owner sees this frame before it
-        // waits, or this sees it asleep and wakes it.
-        fence(Ordering::SeqCst);
-        if inbox.asleep.swap(false, Ordering::SeqCst) {
-            // A full socket buffer means a wake-up is pending already.
-            let _ = inbox.wake_tx.send(&[1]);
-        }
         true
     }
 
+    /// Wakes every shard that waits while frames are in its inbox: a sender calls it after
+    /// offering a burst (once per burst, not per frame: the fence costs more than an offer).
+    pub fn wake(&self) {
+        // Pairs with the fence in `may_sleep`: either the owner sees the frames before it
+        // waits, or this sees it asleep and wakes it.
+        fence(Ordering::SeqCst);
+        for inbox in &self.inboxes {
+            if inbox.asleep.load(Ordering::Relaxed)
+                && !inbox.frames.is_empty()
+                && inbox.asleep.swap(false, Ordering::SeqCst)
+            {
+                // A full socket buffer means a wake-up is pending already.
+                let _ = inbox.wake_tx.send(&[1]);
+            }
+        }
+    }
+
     /// Takes up to `slots.len()` frames from `shard`'s inbox into `slots`, oldest first, giving
-    /// the slots' buffers to the pool; returns how many.
-    pub(crate) fn take(&self, shard: usize, slots: &mut [Frame]) -> usize {
+    /// the slots' buffers to the pool; returns how many. Only the shard's own thread should
+    /// take (frames of one sender then keep their order).
+    pub fn take(&self, shard: usize, slots: &mut [Frame]) -> usize {
         let Some(inbox) = self.inboxes.get(shard) else { return 0 };
         let mut n = 0;
         for slot in slots.iter_mut() {
@@ -193,18 +205,23 @@ mod tests {
         // The wake-up bytes waiting for shard 1, read.
         let wakeups = |h: &Handoff| (0..8).take_while(|_| h.inboxes[1].wake_rx.recv(&mut [0u8; 1]).is_ok()).count();
         assert!(h.wake_fd(1).is_some() && h.wake_fd(2).is_none());
-        assert!(h.may_sleep(1));
+        assert!(h.may_sleep(0) && h.may_sleep(1));
         assert!(h.offer(1, &mut frame(1)));
         assert!(h.offer(1, &mut frame(2)));
-        assert_eq!(wakeups(&h), 1, "the first frame woke it, once");
+        h.wake();
+        h.wake();
+        assert_eq!(wakeups(&h), 1, "the burst woke it, once");
+        assert!(h.inboxes[0].wake_rx.recv(&mut [0u8; 1]).is_err(), "shard 0 has nothing: left asleep");
         h.awake(1);
         assert!(!h.may_sleep(1), "frames wait: no sleeping");
         assert!(h.offer(1, &mut frame(3)));
+        h.wake();
         assert_eq!(wakeups(&h), 0, "an owner that is awake is not woken");
-        // Emptied, it sleeps again; `awake` reads the wake-up a frame left.
+        // Emptied, it sleeps again; `awake` reads the wake-up a burst left.
         assert_eq!(h.take(1, &mut [fresh_frame(), fresh_frame(), fresh_frame()]), 3);
         assert!(h.may_sleep(1));
         assert!(h.offer(1, &mut frame(4)));
+        h.wake();
         h.awake(1);
         assert_eq!(wakeups(&h), 0);
     }

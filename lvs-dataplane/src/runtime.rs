@@ -21,16 +21,12 @@ use lvs_core::sync::{DaemonConfig, Role};
 use lvs_core::wire::Frame;
 use lvs_core::{Command, Director, Instant, Verdict};
 
-use crate::bpf::SockFilter;
 use crate::filter::Filter;
 use crate::handoff::Handoff;
 use crate::health::{timeout_ms, HealthChecker};
 use crate::io::{fresh_frame, PacketIo};
-use crate::steer::Steer;
+use crate::steer::{Owner, Steer};
 use crate::sync::SyncSockets;
-
-/// Where a fanout program's data starts in an untagged Ethernet frame: the network header.
-const ETH_HLEN: usize = 14;
 
 /// A monotonic clock turned into the director's [`Instant`]s.
 #[derive(Clone, Copy, Debug)]
@@ -239,9 +235,9 @@ struct Peers {
     /// This shard's number.
     me: usize,
     steer: Steer,
-    /// The fanout program of the ports' filter, which names a frame's owner; `None` while
-    /// every frame stays (before the first filter, or with [`Steer::FlowHash`]).
-    program: Option<Vec<SockFilter>>,
+    /// Who owns a frame, from the ports' filter; `None` while every frame stays (before the
+    /// first filter, or with [`Steer::FlowHash`]).
+    owner: Option<Owner>,
 }
 
 /// The filter the ports were given, and when to look at the director's services again.
@@ -290,8 +286,8 @@ impl Runtime {
 
     /// Makes this loop shard `shard` of the shards that share `handoff`: each frame its ports
     /// receive goes through the fanout program `steer` writes for the ports' filter
-    /// ([`Steer::program`], run as the kernel runs a `PACKET_FANOUT_CBPF` program, its value
-    /// modulo the number of shards naming the owner), and a frame another shard owns goes to
+    /// ([`Steer::owner`]: [`Steer::program`] run as the kernel runs a `PACKET_FANOUT_CBPF`
+    /// program, its value modulo the number of shards), and a frame another shard owns goes to
     /// that shard's inbox (see [`crate::handoff`]); every pass takes this shard's inbox as a
     /// burst of its own. This is how shards that each take one receive queue (AF_XDP) keep the
     /// ownership rule of shards that share a fanout group: a NAT reply, and with
@@ -302,7 +298,7 @@ impl Runtime {
         if self.port_filter.is_none() {
             self = self.with_port_filter(Filter::default());
         }
-        self.peers = Some(Peers { handoff, me: shard, steer, program: None });
+        self.peers = Some(Peers { handoff, me: shard, steer, owner: None });
         self
     }
 
@@ -333,7 +329,7 @@ impl Runtime {
             return Ok(());
         }
         if let Some(peers) = self.peers.as_mut() {
-            peers.program = peers.steer.program(&f);
+            peers.owner = peers.steer.owner(&f, peers.handoff.shards());
         }
         for (p, port) in self.ports.iter_mut().enumerate() {
             port.set_filter(&f).inspect_err(|e| {
@@ -507,13 +503,11 @@ impl Runtime {
     /// lost when full) and moves this shard's own to the front, in arrival order; returns how
     /// many are this shard's.
     fn hand_off(&mut self, n: usize) -> usize {
-        let Some(Peers { handoff, me, program: Some(program), .. }) = &self.peers else { return n };
-        let shards = handoff.shards();
+        let Some(Peers { handoff, me, owner: Some(owner), .. }) = &self.peers else { return n };
         let mut own = 0;
         for i in 0..n {
             let Some(frame) = self.rx.get_mut(i) else { break };
-            // The kernel's `fanout_demux_bpf`: the program's value modulo the group's size.
-            let owner = crate::bpf::run(program, frame.data(), ETH_HLEN).map_or(*me, |v| v as usize % shards);
+            let owner = owner.of(frame.data());
             if owner == *me {
                 self.rx.swap(own, i);
                 own += 1;
@@ -522,6 +516,9 @@ impl Runtime {
             } else {
                 self.stats.handoff_lost += 1;
             }
+        }
+        if own < n {
+            handoff.wake();
         }
         own
     }
