@@ -199,8 +199,11 @@ fn two_queues_share_one_program_and_each_socket_gets_its_queue() {
             ns.enter().unwrap();
             let queue = |q: u32| AfXdp::open("lvsqb", AfXdpConfig { queue: q, ..AfXdpConfig::default() });
             let mut q0 = queue(0).unwrap();
-            let mut q1 = queue(1).unwrap();
+            // Queue 1 busy-polls (Linux 5.11 and later, as root); it receives all the same.
+            let polled = AfXdpConfig { queue: 1, busy_poll: Some(50), ..AfXdpConfig::default() };
+            let mut q1 = AfXdp::open("lvsqb", polled).unwrap();
             assert_eq!((q0.queue(), q1.queue()), (0, 1));
+            assert!(q1.busy_poll() && !q0.busy_poll());
             assert!(q0.driver_mode() && q1.driver_mode(), "veth has native XDP; one program for both");
             let busy = queue(0).err().unwrap();
             assert_eq!(busy.kind(), std::io::ErrorKind::AddrInUse, "{busy}");

@@ -478,7 +478,12 @@ fn sharded_forwards(mode: Mode, backend: &str) {
     let (rs1, rs2) = (server_ip(mode, 0), server_ip(mode, 1));
     let rules =
         format!("-A -t {vip} -s rr\n-a -t {vip} -r {rs1}:80 {method} -w 1\n-a -t {vip} -r {rs2}:80 {method} -w 1\n");
-    let extra = ["--shards", "2", "--backend", backend];
+    let mut extra = vec!["--shards", "2", "--backend", backend];
+    // Busy polling on AF_XDP in NAT (SO_PREFER_BUSY_POLL: Linux 5.11 and later).
+    let busy = afxdp && mode == Mode::Nat;
+    if busy {
+        extra.extend(["--busy-poll", "50"]);
+    }
     let mut d = Director::start_on(&topo, mode, 2, ("--rules", &rules), &extra, tag);
     let answers: Vec<Option<String>> = (0..3).flat_map(|_| fetch_from(&topo, &clients)).collect();
     // ipvsadm's --stats columns: Conns InPkts OutPkts InBytes OutBytes.
@@ -509,6 +514,7 @@ fn sharded_forwards(mode: Mode, backend: &str) {
         for q in ["queue 0: AF_XDP", "queue 1: AF_XDP"] {
             assert!(err.contains(q) && !err.contains("falling back"), "{q} started: {err}");
         }
+        assert_eq!(err.matches(", busy polling").count(), if busy { 2 } else { 0 }, "{err}");
         // Frames do arrive on the other shard's queue (each host's flows spread over its
         // link's two queues), and every one was handed over: none lost.
         let handed =
