@@ -7,7 +7,7 @@
 //!          [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket|afxdp]
 //!          [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
 //!          [--config-id ID] [--midflow-hash] [--announce-cmd CMD] [--announce-file PATH]
-//!          [--drain SECS] [--shards N]
+//!          [--drain SECS] [--shards N] [--busy-poll USECS]
 //! ```
 //!
 //! - `--port IF`: an interface the director sends and receives on (port 0, 1, ... in order).
@@ -47,8 +47,13 @@
 //!   AF_PACKET fanout group steered by the client's side (`Steer::client_of`: a NAT reply meets
 //!   its connection, a persistent client its template), FullNAT local ports split in N shares.
 //!   The control socket, SIGHUP and the health checks change every shard; the `--stats` table
-//!   and the metrics are summed. AF_XDP, `--procfs`, VRRP and sync daemons own one runtime:
-//!   asked for with N > 1, the director refuses to start.
+//!   and the metrics are summed. With `--backend afxdp` shard `i` takes receive queue `i` of
+//!   every port (each port needs N queues) and hands a frame that arrived on another shard's
+//!   queue to the shard that owns it (`Runtime::with_handoff`, the same `Steer::client_of`
+//!   rule). `--procfs`, VRRP and sync daemons own one runtime: asked for with N > 1, the
+//!   director refuses to start.
+//! - `--busy-poll USECS` (AF_XDP): the sockets busy-poll their queues (`SO_PREFER_BUSY_POLL`,
+//!   `SO_BUSY_POLL`); where the kernel refuses, a warning says why and interrupts serve.
 //!
 //! SIGUSR1 prints `ipvsadm -Ln --stats`; SIGHUP reloads the file and applies the difference
 //! (a bad file is refused whole and the running configuration stays); SIGTERM and SIGINT stop it,
@@ -90,8 +95,9 @@ use lvs::core::vrrp::{AddressChange, Event as VrrpEvent, Group, InstanceId, Stat
 use lvs::core::Command;
 use lvs::core::{Director, DirectorConfig, Instant, PortConfig};
 use lvs::dataplane::afpacket::{AfPacket, AfPacketConfig};
-use lvs::dataplane::afxdp::{open_or_afpacket, AfXdpConfig};
+use lvs::dataplane::afxdp::{open_or_afpacket, rx_queue_count, AfXdpConfig};
 use lvs::dataplane::filter::Filter;
+use lvs::dataplane::handoff::{Handoff, DEFAULT_INBOX};
 use lvs::dataplane::health::HealthChecker;
 use lvs::dataplane::io::PacketIo;
 use lvs::dataplane::metrics::MetricsServer;
@@ -127,7 +133,8 @@ impl Source {
 #[derive(Clone, Copy, Debug)]
 enum Backend {
     AfPacket,
-    /// AF_XDP on queue 0, or AF_PACKET with a warning when AF_XDP cannot start.
+    /// AF_XDP on queue 0 (queue `i` for shard `i`), or AF_PACKET with a warning when AF_XDP
+    /// cannot start.
     AfXdp,
 }
 
@@ -149,13 +156,14 @@ struct Args {
     announce_file: Option<PathBuf>,
     drain: Option<Duration>,
     shards: u16,
+    busy_poll: Option<u32>,
 }
 
 const USAGE: &str = "usage: director (--rules FILE | --keepalived FILE | --ldirectord FILE) --port IF [--port IF ...]
                 [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket|afxdp]
                 [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
                 [--config-id ID] [--midflow-hash] [--announce-cmd CMD] [--announce-file PATH]
-                [--drain SECS] [--shards N]";
+                [--drain SECS] [--shards N] [--busy-poll USECS]";
 
 /// `MAC@IF`.
 fn mac_at(v: &str) -> Result<(MacAddr, String), String> {
@@ -178,7 +186,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut control, mut procfs, mut refresh, mut config_id) = (None, None, Duration::from_secs(2), None);
     let (mut backend, mut metrics) = (Backend::AfPacket, None);
     let (mut midflow_hash, mut announce_cmd, mut announce_file, mut drain) = (false, None, None, None);
-    let mut shards = 1;
+    let (mut shards, mut busy_poll) = (1, None);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
         match flag.as_str() {
@@ -220,6 +228,11 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 let v = value()?;
                 shards = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("--shards {v:?}: 1 or more"))?;
             }
+            "--busy-poll" => {
+                let v = value()?;
+                let usecs = v.parse().ok().filter(|n| *n > 0);
+                busy_poll = Some(usecs.ok_or_else(|| format!("--busy-poll {v:?}: microseconds, 1 or more"))?);
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
         }
@@ -245,6 +258,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         announce_file,
         drain,
         shards,
+        busy_poll,
     })
 }
 
@@ -274,12 +288,15 @@ fn port_of(ports: &[String], ifname: &str) -> Result<u16, String> {
     u16::try_from(i).map_err(|_| "too many ports".to_string())
 }
 
-/// Opens a port on the backend, with what went wrong said plainly. AF_XDP that cannot start
-/// falls back to AF_PACKET, and the log says why.
-fn open_port(backend: Backend, ifname: &str, afp: AfPacketConfig) -> Result<Box<dyn PacketIo + Send>, String> {
-    let opened = match backend {
+/// Opens a port on the backend, with what went wrong said plainly; with AF_XDP, receive queue
+/// `queue`. AF_XDP that cannot start falls back to AF_PACKET, and the log says why.
+fn open_port(args: &Args, ifname: &str, queue: u32, afp: AfPacketConfig) -> Result<Box<dyn PacketIo + Send>, String> {
+    let opened = match args.backend {
         Backend::AfPacket => AfPacket::open(ifname, afp).map(|p| Box::new(p) as Box<_>),
-        Backend::AfXdp => open_or_afpacket(ifname, AfXdpConfig::default(), afp).map(|(p, _)| p),
+        Backend::AfXdp => {
+            let xdp = AfXdpConfig { queue, busy_poll: args.busy_poll, ..AfXdpConfig::default() };
+            open_or_afpacket(ifname, xdp, afp).map(|(p, _)| p)
+        }
     };
     opened.map_err(|e| match e.kind() {
         io::ErrorKind::PermissionDenied => format!("{ifname}: a packet socket needs CAP_NET_RAW (run as root): {e}"),
@@ -721,8 +738,14 @@ impl Engine for Sharded {
         Ok(())
     }
 
-    /// The shards keep forwarding until here, after the last table is taken.
+    /// The shards keep forwarding until here, after the last table is taken; their loops'
+    /// counters are logged.
     fn shut(self: Box<Self>) -> io::Result<()> {
+        let s = self.shards.stats().1;
+        info!(
+            "shards: {} frames received, {} forwarded, {} handed to the shard that owns them ({} lost to a full inbox)",
+            s.rx, s.tx, s.handed_off, s.handoff_lost
+        );
         self.shards.stop()
     }
 }
@@ -939,7 +962,7 @@ fn single(
     applied: Option<keepalived::Applied>,
     clock: &MonotonicClock,
 ) -> Result<(Runtime, Option<Cluster>), String> {
-    let open = |p: &String| open_port(args.backend, p, AfPacketConfig::default());
+    let open = |p: &String| open_port(args, p, 0, AfPacketConfig::default());
     let ports = args.ports.iter().map(open).collect::<Result<Vec<_>, String>>()?;
     let mut rt = runtime(d, ports);
     if let Some(m) = monitor {
@@ -956,7 +979,15 @@ fn single(
 fn refuse_with_shards(args: &Args, applied: Option<&keepalived::Applied>, d: &Director) -> Result<(), String> {
     let n = args.shards;
     if matches!(args.backend, Backend::AfXdp) {
-        return Err(format!("--shards {n}: AF_XDP runs one socket on queue 0; use --backend afpacket"));
+        for ifname in &args.ports {
+            let queues = rx_queue_count(ifname).map_err(|e| format!("{ifname}: {e}"))?;
+            if let Some(q) = queues.filter(|q| *q < u32::from(n)) {
+                return Err(format!(
+                    "--shards {n}: AF_XDP takes one receive queue per shard and {ifname} has {q} \
+                     (ethtool -L {ifname} combined {n}; a veth: numrxqueues {n})"
+                ));
+            }
+        }
     }
     if args.procfs.is_some() {
         return Err(format!("--shards {n}: --procfs writes one director's files; use --metrics for summed counters"));
@@ -974,13 +1005,19 @@ fn refuse_with_shards(args: &Args, applied: Option<&keepalived::Applied>, d: &Di
 
 /// `--shards N`: N shards, each a director built afresh with `config`'s table and its share of
 /// the FullNAT local ports, its ports joined to one fanout group per interface (in shard order,
-/// see `Shards::spawn`) steered by the client's side with `config`'s persistence masks.
+/// see `Shards::spawn`) steered by the client's side with `config`'s persistence masks; with
+/// AF_XDP, shard `i` on receive queue `i` of each port, handing frames to their owners by the
+/// same steering.
 fn sharded(args: &Args, config: Director, monitor: Option<Monitor>) -> Result<Sharded, String> {
     let (n, health) = (args.shards, monitor.is_some());
     let table = config.config_commands();
     let steer = Steer::client_of(&config);
     // One group per interface; the ids are the namespace's, so this process takes its own.
     let group = (std::process::id() & 0x7fff) as u16;
+    let handoff = match args.backend {
+        Backend::AfXdp => Some(Arc::new(Handoff::new(usize::from(n), DEFAULT_INBOX).map_err(|e| e.to_string())?)),
+        Backend::AfPacket => None,
+    };
     let args = args.clone();
     let make = Arc::new(move |i: usize| -> io::Result<Runtime> {
         let share = u16::try_from(i).ok().and_then(|i| PortShare::new(i, n));
@@ -989,10 +1026,14 @@ fn sharded(args: &Args, config: Director, monitor: Option<Monitor>) -> Result<Sh
         d.execute_all(&table).map_err(|e| io::Error::other(e.to_string()))?;
         let open = |(ifname, k): (&String, u16)| {
             let afp = AfPacketConfig { fanout: Some(group.wrapping_add(k)), steer, ..AfPacketConfig::default() };
-            open_port(args.backend, ifname, afp)
+            open_port(&args, ifname, u32::from(share.index()), afp)
         };
         let ports = args.ports.iter().zip(0..).map(open).collect::<Result<Vec<_>, String>>();
-        Ok(runtime(d, ports.map_err(io::Error::other)?))
+        let rt = runtime(d, ports.map_err(io::Error::other)?);
+        Ok(match &handoff {
+            Some(h) => rt.with_handoff(h.clone(), i, steer),
+            None => rt,
+        })
     });
     let shards = Shards::spawn(usize::from(n), make).map_err(|e| format!("shards: {e}"))?;
     info!("{n} shards, steered by {steer:?}");

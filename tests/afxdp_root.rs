@@ -38,13 +38,20 @@ fn can_run() -> bool {
 
 /// A namespace with veth `a` (the wire, MAC `GW_MAC`, no address: 10.8.0.1 is a host out
 /// there, not the namespace's own) and `b` (the director's port, MAC `DIRECTOR_MAC`,
-/// 10.8.0.2/24), both up, IPv6 off.
+/// 10.8.0.2/24), both up, IPv6 off, each end with one queue each way.
 fn wire(name: &str, a: &str, b: &str) -> Netns {
+    wire_with_queues(name, a, b, 1)
+}
+
+/// [`wire`] with `queues` receive and transmit queues on each end.
+fn wire_with_queues(name: &str, a: &str, b: &str, queues: u8) -> Netns {
     let ns = Netns::create(name).unwrap();
     for k in ["all", "default"] {
         ns.exec("sysctl", &["-qw", &format!("net.ipv6.conf.{k}.disable_ipv6=1")]).unwrap();
     }
-    ns.exec("ip", &["link", "add", a, "type", "veth", "peer", "name", b]).unwrap();
+    let q = queues.to_string();
+    let link = ["link", "add", a, "numtxqueues", &q, "numrxqueues", &q, "type", "veth", "peer", "name", b];
+    ns.exec("ip", &[&link[..], &["numtxqueues", &q, "numrxqueues", &q]].concat()).unwrap();
     for (dev, mac) in [(a, GW_MAC), (b, DIRECTOR_MAC)] {
         ns.exec("ip", &["link", "set", dev, "address", &MacAddr(mac).to_string(), "up"]).unwrap();
     }
@@ -141,6 +148,89 @@ fn afxdp_takes_vip_traffic_and_leaves_the_rest_to_the_kernel() {
             assert!(port.kernel_drops().unwrap() == 0);
             drop(port);
             assert!(!has_xdp(&ns, "lvsxb"), "the program is detached with the port");
+        });
+    });
+}
+
+/// Everything each of `ports` receives in `wait`, polled in turn (the loop is bounded by it).
+fn receive_each(ports: &mut [&mut AfXdp], wait: Duration) -> Vec<Vec<Vec<u8>>> {
+    let mut pool: Vec<Frame> = (0..64).map(|_| Frame::with_capacity(DEFAULT_HEADROOM + 2048)).collect();
+    let (mut got, start) = (vec![Vec::new(); ports.len()], StdInstant::now());
+    while start.elapsed() < wait {
+        let mut any = 0;
+        for (port, got) in ports.iter_mut().zip(&mut got) {
+            let n = port.recv(Instant::ZERO, &mut pool).unwrap();
+            got.extend(pool[..n].iter().map(|f| f.data().to_vec()));
+            any += n;
+        }
+        if any == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    got
+}
+
+/// UDP datagrams to `VIP:53` from `n` sockets of the namespace's own stack, through veth `a`
+/// (the kernel picks each one's transmit queue by its flow hash, and veth delivers it on the
+/// peer's receive queue of that number); returns each one's payload.
+fn udp_through(ns: &Netns, a: &str, n: u16) -> Vec<Vec<u8>> {
+    ns.exec("ip", &["addr", "add", "10.8.1.1/32", "dev", a]).unwrap();
+    ns.exec("ip", &["route", "add", VIP, "dev", a, "src", "10.8.1.1"]).unwrap();
+    let mac = MacAddr(DIRECTOR_MAC).to_string();
+    ns.exec("ip", &["neigh", "add", VIP, "lladdr", &mac, "dev", a, "nud", "permanent"]).unwrap();
+    (0..n)
+        .map(|i| {
+            let s = std::net::UdpSocket::bind(("10.8.1.1", 0)).unwrap();
+            let payload = format!("datagram {i}").into_bytes();
+            s.send_to(&payload, (VIP, 53)).unwrap();
+            payload
+        })
+        .collect()
+}
+
+#[test]
+fn two_queues_share_one_program_and_each_socket_gets_its_queue() {
+    if !can_run() {
+        return;
+    }
+    let ns = wire_with_queues("lvs-t-xq", "lvsqa", "lvsqb", 2);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter().unwrap();
+            let queue = |q: u32| AfXdp::open("lvsqb", AfXdpConfig { queue: q, ..AfXdpConfig::default() });
+            let mut q0 = queue(0).unwrap();
+            // Queue 1 busy-polls (Linux 5.11 and later, as root); it receives all the same.
+            let polled = AfXdpConfig { queue: 1, busy_poll: Some(50), ..AfXdpConfig::default() };
+            let mut q1 = AfXdp::open("lvsqb", polled).unwrap();
+            assert_eq!((q0.queue(), q1.queue()), (0, 1));
+            assert!(q1.busy_poll() && !q0.busy_poll());
+            assert!(q0.driver_mode() && q1.driver_mode(), "veth has native XDP; one program for both");
+            let busy = queue(0).err().unwrap();
+            assert_eq!(busy.kind(), std::io::ErrorKind::AddrInUse, "{busy}");
+            let missing = queue(2).err().unwrap();
+            assert_eq!(missing.kind(), std::io::ErrorKind::InvalidInput, "{missing}");
+            assert!(missing.to_string().contains("has 2 receive queue(s), so no queue 2"), "{missing}");
+            // One filter, set through one port, serves both queues: the program's map is shared.
+            let mut d = lvs::director(DirectorConfig::default());
+            lvs::core::config::restore(&mut d, &format!("-A -u {VIP}:53 -s rr\n-a -u {VIP}:53 -r {RS}:53 -g\n"))
+                .unwrap();
+            q1.set_filter(&Filter::from_director(&d)).unwrap();
+            let sent = udp_through(&ns, "lvsqa", 64);
+            let got = receive_each(&mut [&mut q0, &mut q1], Duration::from_millis(500));
+            // The payload of a 14 + 20 + 8 byte header datagram.
+            let payloads = |frames: &[Vec<u8>]| -> Vec<Vec<u8>> { frames.iter().map(|f| f[42..].to_vec()).collect() };
+            let (on0, on1) = (payloads(&got[0]), payloads(&got[1]));
+            assert!(!on0.is_empty() && !on1.is_empty(), "both queues carried some: {} and {}", on0.len(), on1.len());
+            let mut all = [on0, on1].concat();
+            all.sort();
+            let mut want = sent;
+            want.sort();
+            assert_eq!(all, want, "every datagram once, on one queue or the other");
+            // Queue 0's port goes: the program stays for queue 1, and goes with it.
+            drop(q0);
+            assert!(has_xdp(&ns, "lvsqb"), "queue 1 still has its socket");
+            drop(q1);
+            assert!(!has_xdp(&ns, "lvsqb"), "the program is detached with the last port");
         });
     });
 }

@@ -218,6 +218,15 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A frame redirected to an AF_XDP socket loses the skb's note that its transport checksum is
+/// left to the device (veth's checksum offload), so the hosts that send through the director
+/// fill in their checksums themselves; the receivers check them.
+fn checksums_in_software(topo: &Topology) {
+    for ns in topo.servers.iter().map(|(ns, _)| ns).chain([&topo.client]) {
+        ns.exec("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
+    }
+}
+
 fn netns_names() -> String {
     Command::new("ip").args(["netns", "list"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into()).unwrap()
 }
@@ -361,12 +370,7 @@ fn afxdp_forwards(mode: Mode) {
         _ => ("xdr", "-g"),
     };
     let topo = Topology::build(mode, 2, tag).unwrap();
-    // A frame redirected to an AF_XDP socket loses the skb's note that its transport checksum
-    // is left to the device (veth's checksum offload), so the hosts that send through the
-    // director fill in their checksums themselves; the receivers check them.
-    for ns in topo.servers.iter().map(|(ns, _)| ns).chain([&topo.client]) {
-        ns.exec("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
-    }
+    checksums_in_software(&topo);
     for i in 0..2 {
         topo.serve(i, &format!("rs{}", i + 1), &AtomicBool::new(false)).unwrap();
     }
@@ -445,19 +449,27 @@ fn health_drops_a_killed_server(extra: &[&str], tag: &str) {
 }
 
 /// `examples/director --shards 2` in the lab: twelve clients, each fetching three times, all
-/// answered through two shards over one steered fanout group (in NAT every reply reaches the
-/// shard that owns its connection, or the fetch would time out); `lvsadm -Ln --stats` sums
-/// the shards' counters, while `-L -n` shows shard 0's connections alone; `lvsadm -d` and a
-/// SIGHUP reload reach every shard; SIGTERM prints the summed table and exits cleanly.
-fn sharded_forwards(mode: Mode) {
-    if !root::can_run(true, &["ip", "curl", "python3", "sysctl", "kill"]) {
+/// answered through two shards — over one steered fanout group (AF_PACKET), or (AF_XDP) on
+/// receive queues 0 and 1 of links with two queues each way, a frame that arrives on the
+/// other shard's queue handed to its owner — (in NAT every reply reaches the shard that owns
+/// its connection, or the fetch would time out); `lvsadm -Ln --stats` sums the shards'
+/// counters, while `-L -n` shows shard 0's connections alone; `lvsadm -d` and a SIGHUP reload
+/// reach every shard; SIGTERM prints the summed table and exits cleanly.
+fn sharded_forwards(mode: Mode, backend: &str) {
+    if !root::can_run(true, &["ip", "curl", "python3", "sysctl", "kill", "ethtool"]) {
         return;
     }
-    let (tag, method) = match mode {
-        Mode::Nat => ("snat", "-m"),
-        _ => ("sdr", "-g"),
+    let afxdp = backend == "afxdp";
+    let (tag, method) = match (mode, afxdp) {
+        (Mode::Nat, false) => ("snat", "-m"),
+        (Mode::Nat, true) => ("sxnat", "-m"),
+        (_, false) => ("sdr", "-g"),
+        (_, true) => ("sxdr", "-g"),
     };
-    let topo = Topology::build(mode, 2, tag).unwrap();
+    let topo = Topology::build_with_queues(mode, 2, tag, if afxdp { 2 } else { 1 }).unwrap();
+    if afxdp {
+        checksums_in_software(&topo);
+    }
     for i in 0..2 {
         topo.serve(i, &format!("rs{}", i + 1), &AtomicBool::new(false)).unwrap();
     }
@@ -466,7 +478,13 @@ fn sharded_forwards(mode: Mode) {
     let (rs1, rs2) = (server_ip(mode, 0), server_ip(mode, 1));
     let rules =
         format!("-A -t {vip} -s rr\n-a -t {vip} -r {rs1}:80 {method} -w 1\n-a -t {vip} -r {rs2}:80 {method} -w 1\n");
-    let mut d = Director::start_on(&topo, mode, 2, ("--rules", &rules), &["--shards", "2"], tag);
+    let mut extra = vec!["--shards", "2", "--backend", backend];
+    // Busy polling on AF_XDP in NAT (SO_PREFER_BUSY_POLL: Linux 5.11 and later).
+    let busy = afxdp && mode == Mode::Nat;
+    if busy {
+        extra.extend(["--busy-poll", "50"]);
+    }
+    let mut d = Director::start_on(&topo, mode, 2, ("--rules", &rules), &extra, tag);
     let answers: Vec<Option<String>> = (0..3).flat_map(|_| fetch_from(&topo, &clients)).collect();
     // ipvsadm's --stats columns: Conns InPkts OutPkts InBytes OutBytes.
     let row = |table: &str, name: &str| -> Vec<u64> {
@@ -492,6 +510,18 @@ fn sharded_forwards(mode: Mode) {
     assert!(answers.iter().all(Option::is_some), "every fetch answered: {answers:?}\n{err}");
     assert_eq!(status, Some(0), "clean exit on SIGTERM: {err}");
     assert!(err.contains("2 shards"), "{err}");
+    if afxdp {
+        for q in ["queue 0: AF_XDP", "queue 1: AF_XDP"] {
+            assert!(err.contains(q) && !err.contains("falling back"), "{q} started: {err}");
+        }
+        assert_eq!(err.matches(", busy polling").count(), if busy { 2 } else { 0 }, "{err}");
+        // Frames do arrive on the other shard's queue (each host's flows spread over its
+        // link's two queues), and every one was handed over: none lost.
+        let handed =
+            err.lines().find_map(|l| l.split_once(" handed to the shard that owns them")?.0.rsplit(", ").next());
+        let handed: u64 = handed.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("hand-off counts: {err}"));
+        assert!(handed > 0 && err.contains("(0 lost to a full inbox)"), "{err}");
+    }
     let total = row(&stats, &vip).into_iter().next();
     assert_eq!(total, Some(36), "36 connections summed over the shards:\n{stats}");
     let per_server: u64 = [rs1, rs2].iter().filter_map(|r| row(&stats, &format!("{r}:80")).first().copied()).sum();
@@ -513,12 +543,22 @@ fn sharded_forwards(mode: Mode) {
 
 #[test]
 fn nat_director_on_two_shards() {
-    sharded_forwards(Mode::Nat);
+    sharded_forwards(Mode::Nat, "afpacket");
 }
 
 #[test]
 fn dr_director_on_two_shards() {
-    sharded_forwards(Mode::Dr);
+    sharded_forwards(Mode::Dr, "afpacket");
+}
+
+#[test]
+fn nat_director_on_two_afxdp_queues() {
+    sharded_forwards(Mode::Nat, "afxdp");
+}
+
+#[test]
+fn dr_director_on_two_afxdp_queues() {
+    sharded_forwards(Mode::Dr, "afxdp");
 }
 
 #[test]
@@ -541,7 +581,7 @@ fn shards_refuse_what_one_runtime_owns() {
     let plain = dir.join("plain");
     std::fs::write(&plain, "-A -t 203.0.113.100:80 -s rr\n").unwrap();
     let cases: [(&std::path::Path, &str, &[&str], &str); 4] = [
-        (&plain, "--rules", &["--backend", "afxdp"], "AF_XDP"),
+        (&plain, "--rules", &["--backend", "afxdp"], "AF_XDP takes one receive queue per shard and eth0 has 1"),
         (&plain, "--rules", &["--procfs", "/nonexistent"], "--procfs"),
         (&rules, "--rules", &[], "sync daemons"),
         (&vrrp, "--keepalived", &[], "VRRP"),

@@ -104,7 +104,7 @@ fn build() -> Lab {
     let lan = Netns::create("lvsfn-lan").unwrap();
     lan.bridge("br0").unwrap();
     let director = Netns::create("lvsfn-dir").unwrap();
-    lan.plug("br0", "v-d", &director, "eth0", MacAddr(DIRECTOR_MAC)).unwrap();
+    lan.plug("br0", "v-d", &director, "eth0", MacAddr(DIRECTOR_MAC), 1).unwrap();
     // The director's kernel owns neither the VIP nor the local address and does not forward:
     // it stays out of the way of the library.
     sh(&director, "ip", &["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
@@ -119,7 +119,7 @@ fn build() -> Lab {
     sh(&director, "sysctl", &["-qw", "net.ipv6.conf.all.forwarding=0"]);
     no_offloads(&director);
     let client = Netns::create("lvsfn-cli").unwrap();
-    lan.plug("br0", "v-c", &client, "eth0", MacAddr(CLIENT_MAC)).unwrap();
+    lan.plug("br0", "v-c", &client, "eth0", MacAddr(CLIENT_MAC), 1).unwrap();
     sh(&client, "ip", &["addr", "add", &format!("{CLIENT}/24"), "dev", "eth0"]);
     sh(&client, "ip", &["route", "add", &format!("{VIP}/32"), "via", "192.0.2.1"]);
     sh(&client, "sysctl", &["-qw", "net.ipv6.conf.eth0.disable_ipv6=0"]);
@@ -130,7 +130,7 @@ fn build() -> Lab {
     let (mut servers, mut nginx) = (Vec::new(), Vec::new());
     for (i, own) in SERVERS.iter().enumerate() {
         let ns = Netns::create(&format!("lvsfn-rs{}", i + 1)).unwrap();
-        lan.plug("br0", &format!("v-r{}", i + 1), &ns, "eth0", MacAddr(server_mac(i))).unwrap();
+        lan.plug("br0", &format!("v-r{}", i + 1), &ns, "eth0", MacAddr(server_mac(i)), 1).unwrap();
         // No default route, no VIP: the only way back is the local address on the link.
         ns.real_server(own.parse().unwrap(), None).unwrap();
         let mac = MacAddr(DIRECTOR_MAC).to_string();

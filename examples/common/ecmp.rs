@@ -101,7 +101,7 @@ impl Lab {
         let mut directors = Vec::new();
         for i in 0..count {
             let ns = Netns::create(&format!("ecmp-{tag}-d{}", i + 1)).unwrap();
-            router.plug("br0", &format!("d{}", i + 1), &ns, "eth0", director_mac(i)).unwrap();
+            router.plug("br0", &format!("d{}", i + 1), &ns, "eth0", director_mac(i), 1).unwrap();
             ns.exec("ip", &["addr", "add", &format!("{}/24", director_ip(i)), "dev", "eth0"]).unwrap();
             // The sync daemons' multicast leaves by the LAN.
             ns.exec("ip", &["route", "add", "default", "via", &ROUTER_LAN.to_string()]).unwrap();
@@ -110,7 +110,7 @@ impl Lab {
         let (mut servers, mut http) = (Vec::new(), Vec::new());
         for i in 0..SERVERS {
             let ns = Netns::create(&format!("ecmp-{tag}-rs{}", i + 1)).unwrap();
-            router.plug("br0", &format!("rs{}", i + 1), &ns, "eth0", server_mac(i)).unwrap();
+            router.plug("br0", &format!("rs{}", i + 1), &ns, "eth0", server_mac(i), 1).unwrap();
             ns.real_server(server_ip(i), None).unwrap();
             ns.exec("ip", &["addr", "add", &format!("{VIP}/32"), "dev", "lo"]).unwrap();
             ns.exec("ip", &["route", "add", "default", "via", &ROUTER_LAN.to_string()]).unwrap();

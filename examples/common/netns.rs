@@ -113,13 +113,25 @@ impl Netns {
     }
 
     /// Plugs namespace `ns` into `bridge` of this one: a veth pair whose end `port` here joins
-    /// the bridge and whose end `ifname` in `ns` gets `mac`; both up, IPv6 off in `ns` (no
-    /// neighbour-discovery noise).
+    /// the bridge and whose end `ifname` in `ns` gets `mac`, each end with `queues` receive and
+    /// transmit queues (a sender's transmit queue is the receive queue its frame arrives on at
+    /// the other end); both up, IPv6 off in `ns` (no neighbour-discovery noise).
     ///
     /// # Errors
     /// When `ip link` or `sysctl` fails.
-    pub(crate) fn plug(&self, bridge: &str, port: &str, ns: &Netns, ifname: &str, mac: MacAddr) -> io::Result<()> {
-        self.exec("ip", &["link", "add", port, "type", "veth", "peer", "name", ifname, "netns", ns.name()])?;
+    pub(crate) fn plug(
+        &self,
+        bridge: &str,
+        port: &str,
+        ns: &Netns,
+        ifname: &str,
+        mac: MacAddr,
+        queues: u8,
+    ) -> io::Result<()> {
+        let q = queues.to_string();
+        let (tx, rx) = (["numtxqueues", q.as_str()], ["numrxqueues", q.as_str()]);
+        let peer = ["peer", "name", ifname, "netns", ns.name()];
+        self.exec("ip", &[&["link", "add", port][..], &tx, &rx, &["type", "veth"], &peer, &tx, &rx].concat())?;
         self.exec("ip", &["link", "set", port, "master", bridge, "up"])?;
         ns.exec("ip", &["link", "set", ifname, "address", &mac.to_string(), "up"])?;
         for k in ["all", "default", ifname] {

@@ -60,9 +60,9 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-/// Plugs `ns` into the lab's bridge as `eth0` with `mac`.
-fn attach(lan: &Netns, ns: &Netns, port: &str, mac: [u8; 6]) -> Result<(), String> {
-    lan.plug("br0", port, ns, "eth0", MacAddr(mac)).map_err(err)
+/// Plugs `ns` into the lab's bridge as `eth0` with `mac`, `queues` queues each way.
+fn attach(lan: &Netns, ns: &Netns, port: &str, mac: [u8; 6], queues: u8) -> Result<(), String> {
+    lan.plug("br0", port, ns, "eth0", MacAddr(mac), queues).map_err(err)
 }
 
 /// The user-space decapsulator of one TUN server: IP-in-IP frames for `own` arrive on `eth0`;
@@ -173,17 +173,26 @@ impl Topology {
     /// # Errors
     /// A message when a namespace, link or address cannot be set up.
     pub(crate) fn build(mode: Mode, servers: usize, tag: &str) -> Result<Topology, String> {
+        Topology::build_with_queues(mode, servers, tag, 1)
+    }
+
+    /// [`Topology::build`] with `queues` receive and transmit queues on every link, so that
+    /// the director can take one per shard (AF_XDP) and the hosts' flows spread over them.
+    ///
+    /// # Errors
+    /// As [`Topology::build`].
+    pub(crate) fn build_with_queues(mode: Mode, servers: usize, tag: &str, queues: u8) -> Result<Topology, String> {
         let lan = Netns::create(&format!("lvs{tag}-lan")).map_err(err)?;
         lan.bridge("br0").map_err(err)?;
         let director = Netns::create(&format!("lvs{tag}-dir")).map_err(err)?;
-        attach(&lan, &director, "v-d", DIRECTOR_MAC)?;
+        attach(&lan, &director, "v-d", DIRECTOR_MAC, queues)?;
         director.exec("ip", &["addr", "add", "192.0.2.1/24", "dev", "eth0"]).map_err(err)?;
         director.exec("sysctl", &["-qw", "net.ipv4.ip_forward=0"]).map_err(err)?;
         if mode == Mode::Nat {
             director.exec("ip", &["addr", "add", "10.0.0.1/24", "dev", "eth0"]).map_err(err)?;
         }
         let client = Netns::create(&format!("lvs{tag}-cli")).map_err(err)?;
-        attach(&lan, &client, "v-c", CLIENT_MAC)?;
+        attach(&lan, &client, "v-c", CLIENT_MAC, queues)?;
         client.exec("ip", &["addr", "add", "192.0.2.2/24", "dev", "eth0"]).map_err(err)?;
         client.exec("ip", &["route", "add", "203.0.113.100/32", "via", "192.0.2.1"]).map_err(err)?;
         let vip = Ipv4Addr::from(VIP).to_string();
@@ -191,7 +200,7 @@ impl Topology {
         let mut topo = Topology { servers: Vec::new(), client, director, decap: None, lan, docroot };
         for i in 0..servers {
             let ns = Netns::create(&format!("lvs{tag}-rs{}", i + 1)).map_err(err)?;
-            attach(&topo.lan, &ns, &format!("v-r{}", i + 1), server_mac(i))?;
+            attach(&topo.lan, &ns, &format!("v-r{}", i + 1), server_mac(i), queues)?;
             let own = server_ip(mode, i);
             let gateway = (mode == Mode::Nat).then_some(Ipv4Addr::new(10, 0, 0, 1));
             ns.real_server(own, gateway).map_err(err)?;

@@ -1,7 +1,9 @@
 //! Classic BPF (linux/filter.h): the instruction, the opcode parts, and a writer that keeps the
 //! jumps still to patch. The port filter ([`crate::filter`]) and the fanout steering program
-//! ([`crate::steer`]) are written with it; for tests, an interpreter that runs what they write
-//! as the kernel's does (`___bpf_prog_run` after `bpf_convert_filter`).
+//! ([`crate::steer`]) are written with it; and an interpreter that runs what they write as the
+//! kernel's does (`___bpf_prog_run` after `bpf_convert_filter`): the shards that take one
+//! queue each run the fanout program on every frame to find its owner ([`crate::handoff`]),
+//! and the tests check the programs with it.
 
 /// One classic BPF instruction (`struct sock_filter`, linux/filter.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +53,6 @@ pub(crate) const SKF_NET_OFF: u32 = (-0x0010_0000i32) as u32;
 /// EtherType (the inner one when the driver took a VLAN tag off).
 pub(crate) const SKF_AD_PROTOCOL: u32 = (-0x1000i32) as u32;
 /// Scratch memory slots (`BPF_MEMWORDS`).
-#[cfg(test)]
 pub(crate) const MEMWORDS: u32 = 16;
 /// The most instructions a program holds (`BPF_MAXINSNS`).
 pub(crate) const MAXINSNS: usize = 4096;
@@ -185,7 +186,6 @@ impl Cbpf {
 /// program's data begins: 0 for a socket filter on a `SOCK_RAW` packet socket (the link header),
 /// 14 for a fanout program (the network header). A load past the frame ends the program with 0,
 /// as in the kernel.
-#[cfg(test)]
 pub(crate) fn run(prog: &[SockFilter], pkt: &[u8], net_start: usize) -> Option<u32> {
     let load = |off: u32, n: usize| -> Option<u32> {
         let at = if (SKF_NET_OFF..SKF_AD_PROTOCOL).contains(&off) {

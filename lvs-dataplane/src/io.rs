@@ -4,10 +4,16 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use lvs_core::wire::Frame;
+use lvs_core::wire::{Frame, DEFAULT_HEADROOM};
 
 use crate::filter::Filter;
 use lvs_core::Instant;
+
+/// A buffer for a receive pool (the runtime's, the shards' hand-off): the director's headroom
+/// and room for any frame a backend receives.
+pub(crate) fn fresh_frame() -> Frame {
+    Frame::with_capacity(DEFAULT_HEADROOM + 2048)
+}
 
 /// What a backend offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

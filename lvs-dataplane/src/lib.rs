@@ -8,6 +8,8 @@
 //! - [`tap`] — TAP devices (Linux).
 //! - [`replay`] — captures as a packet source, and a pcap-writing middleware.
 //! - [`runtime`] — the loop that drives a director over backends, one shard per core.
+//! - [`handoff`] — the inboxes through which shards that take one receive queue each hand a
+//!   frame to the shard that owns it.
 //! - [`steer`] — which shard a frame goes to when shards share a port: a fanout program that
 //!   keeps NAT replies, and optionally each client, on the shard that owns them.
 //! - [`pcap`] — read pcap / pcapng captures, write pcap.
@@ -39,6 +41,7 @@ pub mod afpacket;
 pub mod afxdp;
 mod bpf;
 pub mod filter;
+pub mod handoff;
 #[cfg(target_os = "linux")]
 pub mod health;
 pub mod io;

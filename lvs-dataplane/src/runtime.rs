@@ -18,12 +18,14 @@ use lvs_core::config::{render_stats, stats_rows, sum_rows, StatsRow};
 use lvs_core::dest::RealServer;
 use lvs_core::health::Control;
 use lvs_core::sync::{DaemonConfig, Role};
-use lvs_core::wire::{Frame, DEFAULT_HEADROOM};
+use lvs_core::wire::Frame;
 use lvs_core::{Command, Director, Instant, Verdict};
 
 use crate::filter::Filter;
+use crate::handoff::Handoff;
 use crate::health::{timeout_ms, HealthChecker};
-use crate::io::PacketIo;
+use crate::io::{fresh_frame, PacketIo};
+use crate::steer::{Owner, Steer};
 use crate::sync::SyncSockets;
 
 /// A monotonic clock turned into the director's [`Instant`]s.
@@ -61,8 +63,9 @@ impl StopHandle {
     }
 }
 
-/// What the loop did. Every received frame is counted once more in exactly one other field:
-/// `rx == tx + tx_lost + dropped + local + not_mine + local_lost` once the transmit queues are
+/// What the loop did. Every frame received, from a port or from another shard, is counted once
+/// more in exactly one other field: `rx + from_shards + fragments == tx + tx_lost + dropped +
+/// local + not_mine + local_lost + handed_off + handoff_lost` once the transmit queues are
 /// flushed, which [`Runtime::poll_once`] does before it returns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RuntimeStats {
@@ -84,6 +87,12 @@ pub struct RuntimeStats {
     pub fragments: u64,
     /// Frames for the application (`Local`, `NotMine`) lost because its queue was full.
     pub local_lost: u64,
+    /// Frames received here that another shard owns, handed to it ([`Runtime::with_handoff`]).
+    pub handed_off: u64,
+    /// Frames another shard owns that were dropped because its inbox was full.
+    pub handoff_lost: u64,
+    /// Frames other shards handed to this one (each is in their `rx`, not in this one's).
+    pub from_shards: u64,
 }
 
 impl std::ops::AddAssign for RuntimeStats {
@@ -97,6 +106,9 @@ impl std::ops::AddAssign for RuntimeStats {
         self.tx_lost += o.tx_lost;
         self.fragments += o.fragments;
         self.local_lost += o.local_lost;
+        self.handed_off += o.handed_off;
+        self.handoff_lost += o.handoff_lost;
+        self.from_shards += o.from_shards;
     }
 }
 
@@ -125,11 +137,6 @@ pub type LocalHandler = dyn FnMut(Delivery<'_>) + Send;
 
 /// How many frames wait for the application by default before further ones are counted lost.
 pub const DEFAULT_LOCAL_CAPACITY: usize = 256;
-
-/// A buffer for the receive pool.
-fn fresh_frame() -> Frame {
-    Frame::with_capacity(DEFAULT_HEADROOM + 2048)
-}
 
 /// Takes the frame out of `slot`, putting a spare buffer (or, while the pools warm up, a new
 /// one) in its place.
@@ -217,6 +224,20 @@ pub struct Runtime {
     wait_fds: Vec<RawFd>,
     /// Ports receive only the director's frames ([`Runtime::with_port_filter`]).
     port_filter: Option<PortFilter>,
+    /// This shard's place among shards that hand frames to their owners
+    /// ([`Runtime::with_handoff`]).
+    peers: Option<Peers>,
+}
+
+/// A shard that hands the frames it receives for others to them, and takes theirs.
+struct Peers {
+    handoff: Arc<Handoff>,
+    /// This shard's number.
+    me: usize,
+    steer: Steer,
+    /// Who owns a frame, from the ports' filter; `None` while every frame stays (before the
+    /// first filter, or with [`Steer::FlowHash`]).
+    owner: Option<Owner>,
 }
 
 /// The filter the ports were given, and when to look at the director's services again.
@@ -259,7 +280,26 @@ impl Runtime {
             health: None,
             wait_fds: Vec::new(),
             port_filter: None,
+            peers: None,
         }
+    }
+
+    /// Makes this loop shard `shard` of the shards that share `handoff`: each frame its ports
+    /// receive goes through the fanout program `steer` writes for the ports' filter
+    /// ([`Steer::owner`]: [`Steer::program`] run as the kernel runs a `PACKET_FANOUT_CBPF`
+    /// program, its value modulo the number of shards), and a frame another shard owns goes to
+    /// that shard's inbox (see [`crate::handoff`]); every pass takes this shard's inbox as a
+    /// burst of its own. This is how shards that each take one receive queue (AF_XDP) keep the
+    /// ownership rule of shards that share a fanout group: a NAT reply, and with
+    /// [`Steer::Client`] every template of a client, on the shard of its connection. Turns the
+    /// port filter on ([`Runtime::with_port_filter`]) if it is not; [`Steer::FlowHash`] hands
+    /// nothing over (each frame stays on the queue the NIC's hash chose).
+    pub fn with_handoff(mut self, handoff: Arc<Handoff>, shard: usize, steer: Steer) -> Self {
+        if self.port_filter.is_none() {
+            self = self.with_port_filter(Filter::default());
+        }
+        self.peers = Some(Peers { handoff, me: shard, steer, owner: None });
+        self
     }
 
     /// Has every port receive only what the director handles ([`Filter::from_director`], plus
@@ -287,6 +327,9 @@ impl Runtime {
         }
         if pf.applied.as_ref() == Some(&f) {
             return Ok(());
+        }
+        if let Some(peers) = self.peers.as_mut() {
+            peers.owner = peers.steer.owner(&f, peers.handoff.shards());
         }
         for (p, port) in self.ports.iter_mut().enumerate() {
             port.set_filter(&f).inspect_err(|e| {
@@ -432,41 +475,15 @@ impl Runtime {
             for f in &mut self.rx[..n] {
                 f.port = arrival;
             }
-            let (frames, verdicts) = (&mut self.rx[..n], &mut self.verdicts[..n]);
-            self.director.process_burst(now, frames, verdicts);
-            // The fragments beyond the first of each fragmented frame, in verdict order.
-            let mut fragments = self.director.fragments_mut().iter_mut();
-            for (slot, verdict) in self.rx.iter_mut().zip(&self.verdicts[..n]) {
-                let (spare, stats) = (&mut self.spare, &mut self.stats);
-                match *verdict {
-                    Verdict::Transmit { port, .. } => match self.tx.get_mut(usize::from(port)) {
-                        // Move the rewritten frame to its port's queue.
-                        Some(q) => q.push(take(slot, spare)),
-                        None => stats.tx_lost += 1,
-                    },
-                    Verdict::Fragmented { port, more, .. } => {
-                        stats.fragments += u64::from(more);
-                        let rest = fragments.by_ref().take(usize::from(more));
-                        match self.tx.get_mut(usize::from(port)) {
-                            // The first fragment, then the others, each buffer swapped for a
-                            // spare one that the director reuses.
-                            Some(q) => {
-                                q.push(take(slot, spare));
-                                q.extend(rest.map(|f| take(f, spare)));
-                            }
-                            None => stats.tx_lost += 1 + u64::from(more),
-                        }
-                    }
-                    Verdict::Drop(_) => stats.dropped += 1,
-                    Verdict::Local => self.local.offer(DeliveryKind::Local, slot, spare, stats),
-                    Verdict::NotMine => self.local.offer(DeliveryKind::NotMine, slot, spare, stats),
-                }
-            }
-            self.flush(now)?;
-            // Each port's burst is handed over before the next port's can fill the queue.
-            if let Some(mut handler) = self.on_local.take() {
-                self.drain_local(&mut handler);
-                self.on_local = Some(handler);
+            let own = self.hand_off(n);
+            self.forward(now, own)?;
+        }
+        if let Some(peers) = &self.peers {
+            let n = peers.handoff.take(peers.me, &mut self.rx);
+            if n > 0 {
+                total += n;
+                self.stats.from_shards += n as u64;
+                self.forward(now, n)?;
             }
         }
         if self.director.next_deadline().is_some_and(|t| t <= now) {
@@ -480,6 +497,76 @@ impl Runtime {
             h.poll(now, &mut self.director)?;
         }
         Ok(total)
+    }
+
+    /// Hands the frames of `rx[..n]` that other shards own to their inboxes (or counts them
+    /// lost when full) and moves this shard's own to the front, in arrival order; returns how
+    /// many are this shard's.
+    fn hand_off(&mut self, n: usize) -> usize {
+        let Some(Peers { handoff, me, owner: Some(owner), .. }) = &self.peers else { return n };
+        let mut own = 0;
+        for i in 0..n {
+            let Some(frame) = self.rx.get_mut(i) else { break };
+            let owner = owner.of(frame.data());
+            if owner == *me {
+                self.rx.swap(own, i);
+                own += 1;
+            } else if handoff.offer(owner, frame) {
+                self.stats.handed_off += 1;
+            } else {
+                self.stats.handoff_lost += 1;
+            }
+        }
+        if own < n {
+            handoff.wake();
+        }
+        own
+    }
+
+    /// `rx[..n]` through the director as one burst: each frame to its port's transmit queue,
+    /// the application's queue or the drop count; then transmit, and hand the application's
+    /// frames to its handler.
+    fn forward(&mut self, now: Instant, n: usize) -> io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let (frames, verdicts) = (&mut self.rx[..n], &mut self.verdicts[..n]);
+        self.director.process_burst(now, frames, verdicts);
+        // The fragments beyond the first of each fragmented frame, in verdict order.
+        let mut fragments = self.director.fragments_mut().iter_mut();
+        for (slot, verdict) in self.rx.iter_mut().zip(&self.verdicts[..n]) {
+            let (spare, stats) = (&mut self.spare, &mut self.stats);
+            match *verdict {
+                Verdict::Transmit { port, .. } => match self.tx.get_mut(usize::from(port)) {
+                    // Move the rewritten frame to its port's queue.
+                    Some(q) => q.push(take(slot, spare)),
+                    None => stats.tx_lost += 1,
+                },
+                Verdict::Fragmented { port, more, .. } => {
+                    stats.fragments += u64::from(more);
+                    let rest = fragments.by_ref().take(usize::from(more));
+                    match self.tx.get_mut(usize::from(port)) {
+                        // The first fragment, then the others, each buffer swapped for a
+                        // spare one that the director reuses.
+                        Some(q) => {
+                            q.push(take(slot, spare));
+                            q.extend(rest.map(|f| take(f, spare)));
+                        }
+                        None => stats.tx_lost += 1 + u64::from(more),
+                    }
+                }
+                Verdict::Drop(_) => stats.dropped += 1,
+                Verdict::Local => self.local.offer(DeliveryKind::Local, slot, spare, stats),
+                Verdict::NotMine => self.local.offer(DeliveryKind::NotMine, slot, spare, stats),
+            }
+        }
+        self.flush(now)?;
+        // Each burst is handed over before the next one can fill the queue.
+        if let Some(mut handler) = self.on_local.take() {
+            self.drain_local(&mut handler);
+            self.on_local = Some(handler);
+        }
+        Ok(())
     }
 
     fn flush(&mut self, now: Instant) -> io::Result<()> {
@@ -584,12 +671,23 @@ impl Runtime {
         self.wait_fds.extend(self.ports.iter().filter_map(|p| p.raw_fd()));
         self.wait_fds.extend(self.sync.raw_fds());
         self.wait_fds.extend(self.health.as_ref().map(HealthChecker::raw_fd));
-        if self.wait_fds.is_empty() {
+        if let Some(peers) = &self.peers {
+            // Frames handed over meanwhile: no waiting. Otherwise the first one wakes us.
+            if !peers.handoff.may_sleep(peers.me) {
+                return Ok(());
+            }
+            self.wait_fds.extend(peers.handoff.wake_fd(peers.me));
+        }
+        let waited = if self.wait_fds.is_empty() {
             std::thread::sleep(std::time::Duration::from_millis(wait as u64));
             Ok(())
         } else {
             crate::sys::linux::poll_readable(&self.wait_fds, wait)
+        };
+        if let Some(peers) = &self.peers {
+            peers.handoff.awake(peers.me);
         }
+        waited
     }
 }
 
@@ -603,7 +701,9 @@ pub type ShardFactory = dyn Fn(usize) -> io::Result<Runtime> + Send + Sync;
 
 /// Share-nothing scale-out: one [`Director`] per thread, frames steered to shards by the ports
 /// (an AF_PACKET fanout group, by the kernel's flow hash or by the client's side as
-/// [`crate::steer::Steer`] says, so that a NAT reply reaches the shard of its request);
+/// [`crate::steer::Steer`] says, so that a NAT reply reaches the shard of its request) or,
+/// where each shard takes one receive queue (AF_XDP), by the shards themselves, which hand a
+/// frame that arrived on the wrong queue to its owner ([`Runtime::with_handoff`]);
 /// control-plane changes go to every shard and statistics are summed for listing. Scheduler
 /// state, ActiveConn/InActConn and the `-x/-y` thresholds are each shard's own. Each shard hands frames back through its runtime's handler
 /// ([`Runtime::on_local`]), on its own thread.
@@ -765,6 +865,7 @@ impl Control for Shards {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
     use std::sync::{Arc, Mutex};
 
     use lvs_core::addr::{Proto, ServiceKey};
@@ -773,6 +874,7 @@ mod tests {
     use lvs_core::neigh::{MacAddr, Neighbour};
     use lvs_core::proto::tcp::flags;
     use lvs_core::testkit::{factory, Tcp, DIRECTOR_MAC};
+    use lvs_core::wire::DEFAULT_HEADROOM;
     use lvs_core::{DirectorConfig, PortConfig};
 
     use super::*;
@@ -781,9 +883,12 @@ mod tests {
     /// Frames a port sent, each with the arrival port it carried.
     type Sent = Arc<Mutex<Vec<(u16, Vec<u8>)>>>;
 
-    /// A port in memory: hands out `inbox` once, and records what is sent.
+    /// Frames a port hands out, which a test may add to between passes.
+    type Feed = Arc<Mutex<Vec<Vec<u8>>>>;
+
+    /// A port in memory: hands out what `inbox` holds, and records what is sent.
     struct Mem {
-        inbox: Vec<Vec<u8>>,
+        inbox: Feed,
         sent: Sent,
     }
 
@@ -793,8 +898,9 @@ mod tests {
         }
 
         fn recv(&mut self, _now: Instant, frames: &mut [Frame]) -> io::Result<usize> {
-            let n = self.inbox.len().min(frames.len());
-            for (f, data) in frames.iter_mut().zip(self.inbox.drain(..n)) {
+            let mut inbox = self.inbox.lock().unwrap();
+            let n = inbox.len().min(frames.len());
+            for (f, data) in frames.iter_mut().zip(inbox.drain(..n)) {
                 f.load(DEFAULT_HEADROOM, &data);
             }
             Ok(n)
@@ -839,10 +945,11 @@ mod tests {
         f
     }
 
-    /// Every received frame, and every fragment the director added, is in exactly one other
-    /// counter.
+    /// Every received frame, from a port or another shard, and every fragment the director
+    /// added, is in exactly one other counter.
     fn assert_accounted(s: RuntimeStats) {
-        assert_eq!(s.rx + s.fragments, s.tx + s.tx_lost + s.dropped + s.local + s.not_mine + s.local_lost, "{s:?}");
+        let out = s.tx + s.tx_lost + s.dropped + s.local + s.not_mine + s.local_lost + s.handed_off + s.handoff_lost;
+        assert_eq!(s.rx + s.from_shards + s.fragments, out, "{s:?}");
     }
 
     /// Everything the application was handed: kind, arrival port, bytes.
@@ -858,7 +965,8 @@ mod tests {
             .into_iter()
             .map(|inbox| {
                 let sent = Arc::new(Mutex::new(Vec::new()));
-                let port: Box<dyn PacketIo + Send> = Box::new(Mem { inbox, sent: sent.clone() });
+                let port: Box<dyn PacketIo + Send> =
+                    Box::new(Mem { inbox: Arc::new(Mutex::new(inbox)), sent: sent.clone() });
                 (port, sent)
             })
             .unzip()
@@ -1059,5 +1167,89 @@ mod tests {
         assert_eq!((rs.active + rs.inactive, rs.weight), (6, 1));
         assert_eq!(snap.backends.len(), 2);
         assert_eq!(snap.table_entries, 6);
+    }
+
+    const VIP: &str = "203.0.113.100";
+    const NAT_RS: &str = "192.0.2.12";
+
+    /// Shard `i` of two sharing `handoff`: a NAT director for `VIP:80` served by
+    /// `NAT_RS:8080`, on one port fed by `feed`.
+    fn nat_shard(handoff: &Arc<Handoff>, i: usize, feed: &Feed, sent: &Sent) -> Runtime {
+        let port = PortConfig::new(MacAddr(DIRECTOR_MAC)).with_addr("192.0.2.1".parse().unwrap());
+        let mut d = Director::new(DirectorConfig::default().port(port), factory);
+        d.set_neighbour(NAT_RS.parse().unwrap(), Neighbour { mac: RS_MAC, port: 0 });
+        d.set_gateway(lvs_core::addr::Af::V4, Neighbour { mac: MacAddr([2, 0, 0, 0, 9, 9]), port: 0 });
+        restore(&mut d, &format!("-A -t {VIP}:80 -s first\n-a -t {VIP}:80 -r {NAT_RS}:8080 -m\n")).unwrap();
+        let port: Box<dyn PacketIo + Send> = Box::new(Mem { inbox: feed.clone(), sent: sent.clone() });
+        Runtime::new(d, vec![port]).with_handoff(handoff.clone(), i, Steer::ClientFlow)
+    }
+
+    /// The IPv4 source and destination of an Ethernet frame.
+    fn addrs(f: &[u8]) -> (std::net::Ipv4Addr, std::net::Ipv4Addr) {
+        let a = |at: usize| std::net::Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3]);
+        (a(26), a(30))
+    }
+
+    #[test]
+    fn shards_on_queues_hand_requests_and_nat_replies_to_their_owner() {
+        let handoff = Arc::new(Handoff::new(2, 64).unwrap());
+        let feeds: Vec<Feed> = (0..2).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+        let sent: Sent = Arc::new(Mutex::new(Vec::new()));
+        let mut shards: Vec<Runtime> = (0..2).map(|i| nat_shard(&handoff, i, &feeds[i], &sent)).collect();
+        let clients: Vec<(IpAddr, u16)> = (0..16u8).map(|i| (IpAddr::from([198, 51, 100, 10 + i]), 40000)).collect();
+        // Rounds of one pass per shard until none receives anything (bursts are of 8 frames).
+        let pass = |shards: &mut Vec<Runtime>| {
+            for _ in 0..10 {
+                let got: usize = shards.iter_mut().map(|rt| rt.poll_once(Instant::ZERO).unwrap()).sum();
+                if got == 0 {
+                    break;
+                }
+            }
+        };
+        // Every request arrives on queue 0, as if the NIC's hash sent them all there.
+        feeds[0]
+            .lock()
+            .unwrap()
+            .extend(clients.iter().map(|c| Tcp::new(*c, (VIP.parse().unwrap(), 80), flags::SYN).build()));
+        pass(&mut shards);
+        // Every reply arrives on queue 1.
+        let rs = (NAT_RS.parse().unwrap(), 8080);
+        feeds[1].lock().unwrap().extend(clients.iter().map(|c| Tcp::new(rs, *c, flags::SYN | flags::ACK).build()));
+        pass(&mut shards);
+        let stats: Vec<RuntimeStats> = shards.iter().map(Runtime::stats).collect();
+        let out = sent.lock().unwrap();
+        let to_rs = out.iter().filter(|(_, f)| addrs(f).1.to_string() == NAT_RS).count();
+        let from_vip: Vec<_> =
+            out.iter().filter(|(_, f)| addrs(f).0.to_string() == VIP).map(|(_, f)| addrs(f).1).collect();
+        assert_eq!(to_rs, 16, "every request forwarded once: {stats:?}");
+        assert_eq!(from_vip.len(), 16, "every reply masqueraded as the VIP's, none NotMine: {stats:?}");
+        assert!(stats.iter().all(|s| s.not_mine == 0 && s.handoff_lost == 0), "{stats:?}");
+        // Requests went from queue 0 to shard 1, replies from queue 1 to shard 0.
+        assert!(stats[0].handed_off > 0 && stats[1].handed_off > 0, "{stats:?}");
+        assert_eq!(stats[0].handed_off, stats[1].from_shards);
+        assert_eq!(stats[1].handed_off, stats[0].from_shards);
+        // Each shard owns the requests and the replies of the same clients.
+        assert_eq!(stats[0].handed_off + stats[0].from_shards, 16, "{stats:?}");
+        stats.into_iter().for_each(assert_accounted);
+    }
+
+    #[test]
+    fn a_full_inbox_is_a_counted_drop() {
+        let handoff = Arc::new(Handoff::new(2, 1).unwrap());
+        let feeds: Vec<Feed> = (0..2).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+        let sent: Sent = Arc::new(Mutex::new(Vec::new()));
+        let mut shards: Vec<Runtime> = (0..2).map(|i| nat_shard(&handoff, i, &feeds[i], &sent)).collect();
+        let syns = (0..16u8)
+            .map(|i| Tcp::new((IpAddr::from([198, 51, 100, 10 + i]), 40000), (VIP.parse().unwrap(), 80), flags::SYN));
+        feeds[0].lock().unwrap().extend(syns.map(|t| t.build()));
+        // Two bursts of 8 on shard 0 before shard 1 takes anything.
+        shards[0].poll_once(Instant::ZERO).unwrap();
+        shards[0].poll_once(Instant::ZERO).unwrap();
+        shards[1].poll_once(Instant::ZERO).unwrap();
+        let (s0, s1) = (shards[0].stats(), shards[1].stats());
+        assert_eq!((s0.handed_off, s1.from_shards), (1, 1), "one fits in the inbox: {s0:?}");
+        assert!(s0.handoff_lost > 0, "the others are counted: {s0:?}");
+        assert_eq!(s0.tx + s1.tx, 16 - s0.handoff_lost, "the rest forwarded");
+        [s0, s1].into_iter().for_each(assert_accounted);
     }
 }

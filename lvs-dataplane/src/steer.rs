@@ -50,6 +50,30 @@ pub enum Steer {
     },
 }
 
+/// The shard that owns a frame among `shards`, found as a fanout group of that many sockets
+/// would find it: [`Steer::program`] run on the frame (the crate's classic BPF interpreter,
+/// which runs what the kernel runs) and its value taken modulo the shards (the kernel's
+/// `fanout_demux_bpf`). For shards that each take one receive queue and hand each frame to
+/// its owner ([`crate::runtime::Runtime::with_handoff`]).
+#[derive(Clone, Debug)]
+pub struct Owner {
+    program: Vec<SockFilter>,
+    shards: usize,
+}
+
+impl Owner {
+    /// The owner of an untagged Ethernet frame: 0 to `shards - 1`. A frame neither IPv4 nor
+    /// IPv6 (a VLAN-tagged one among them) goes to shard 0, as it would in a fanout group.
+    pub fn of(&self, frame: &[u8]) -> usize {
+        // The program ends every path with a return; `None` (an instruction the interpreter
+        // does not know) cannot come from what `Steer::program` writes.
+        crate::bpf::run(&self.program, frame, ETH_HLEN).map_or(0, |v| v as usize % self.shards)
+    }
+}
+
+/// Where a fanout program's data starts in an untagged Ethernet frame: the network header.
+const ETH_HLEN: usize = 14;
+
 /// EtherTypes, as `skb->protocol` gives them.
 const ETH_P_IP: u32 = 0x0800;
 const ETH_P_IPV6: u32 = 0x86dd;
@@ -127,6 +151,15 @@ impl Steer {
         let servers: Vec<IpAddr> = servers.into_iter().collect();
         let locals: Vec<IpAddr> = filter.local_addrs().copied().collect();
         self.write(&servers, &locals).or_else(|| self.write(&[], &[]))
+    }
+
+    /// Who owns each frame among `shards` shards receiving what `filter` lists: `None` for
+    /// [`Steer::FlowHash`] (no program: a frame stays where it arrived) or no shards.
+    ///
+    /// DoS warning: as [`Steer::program`].
+    pub fn owner(&self, filter: &Filter, shards: usize) -> Option<Owner> {
+        (shards > 0).then_some(())?;
+        Some(Owner { program: self.program(filter)?, shards })
     }
 
     /// The program with `servers` as the NAT servers and `locals` as the FullNAT local

@@ -330,15 +330,15 @@ impl Lab {
         lan.bridge("br0").map_err(err)?;
         lan.bridge("br1").map_err(err)?;
         let client = Netns::create(&format!("{tag}-cli")).map_err(err)?;
-        lan.plug("br0", "v-c", &client, "eth0", CLIENT_MAC).map_err(err)?;
+        lan.plug("br0", "v-c", &client, "eth0", CLIENT_MAC, 1).map_err(err)?;
         for ip in [CLIENT_IP, OTHER_CLIENT_IP] {
             client.exec("ip", &["addr", "add", &format!("{ip}/24"), "dev", "eth0"]).map_err(err)?;
         }
         let mut directors = Vec::new();
         for side in [Side::A, Side::B] {
             let ns = Netns::create(&format!("{tag}-{}", side.tag())).map_err(err)?;
-            lan.plug("br0", &format!("v-{}", side.tag()), &ns, "eth0", side.mac()).map_err(err)?;
-            lan.plug("br1", &format!("s-{}", side.tag()), &ns, SYNC_IF, side.sync_mac()).map_err(err)?;
+            lan.plug("br0", &format!("v-{}", side.tag()), &ns, "eth0", side.mac(), 1).map_err(err)?;
+            lan.plug("br1", &format!("s-{}", side.tag()), &ns, SYNC_IF, side.sync_mac(), 1).map_err(err)?;
             ns.exec("ip", &["addr", "add", &format!("{}/24", side.lan_ip()), "dev", "eth0"]).map_err(err)?;
             if mode == Mode::Nat {
                 let own = format!("10.0.0.{}/24", 3 + side.index());
@@ -352,7 +352,7 @@ impl Lab {
         let mut server_ns = Vec::new();
         for i in 0..SERVERS {
             let ns = Netns::create(&format!("{tag}-rs{}", i + 1)).map_err(err)?;
-            lan.plug("br0", &format!("v-r{}", i + 1), &ns, "eth0", server_mac(i)).map_err(err)?;
+            lan.plug("br0", &format!("v-r{}", i + 1), &ns, "eth0", server_mac(i), 1).map_err(err)?;
             let gateway = (mode == Mode::Nat).then_some(NAT_GATEWAY);
             ns.real_server(server_ip(mode, i), gateway).map_err(err)?;
             if mode == Mode::Dr {

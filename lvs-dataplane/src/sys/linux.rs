@@ -347,3 +347,49 @@ pub(crate) fn bind(fd: RawFd, addr: &SocketAddr) -> io::Result<()> {
     // SAFETY: the address pointer and length come from `with_sockaddr` and live across the call.
     cvt(with_sockaddr(addr, |sa, len| unsafe { libc::bind(fd, sa, len) })).map(|_| ())
 }
+
+/// `ETHTOOL_GCHANNELS` (linux/ethtool.h): read a device's channel counts.
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+/// `struct ethtool_channels` (linux/ethtool.h).
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+/// How many receive queues `ifname` has in the calling thread's namespace, as ethtool's
+/// `-l` reports them (receive-only plus combined channels); `None` when the driver does not
+/// say (`EOPNOTSUPP`), so that the caller lets the kernel judge.
+pub(crate) fn rx_queues(ifname: &str) -> io::Result<Option<u32>> {
+    let name = ifname.as_bytes();
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{ifname:?}: interface name too long")));
+    }
+    // SAFETY: plain system call; the result is checked before use.
+    let raw = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut ch = EthtoolChannels { cmd: ETHTOOL_GCHANNELS, ..EthtoolChannels::default() };
+    // SAFETY: `ifreq` is plain data; all-zero is a valid starting value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    req.ifr_ifru.ifru_data = std::ptr::addr_of_mut!(ch).cast();
+    // SAFETY: `req` names the device and points at `ch`, a live `ethtool_channels` that the
+    // kernel fills; both outlive the call.
+    match cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, std::ptr::addr_of_mut!(req)) }) {
+        Ok(_) => Ok(Some(ch.rx_count + ch.combined_count)),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

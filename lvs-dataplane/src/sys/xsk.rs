@@ -157,6 +157,8 @@ pub(crate) struct XskSocket {
     /// Descriptors of one send, kept to avoid an allocation per burst.
     descs: Vec<libc::xdp_desc>,
     zero_copy: bool,
+    /// Busy polling is on: every receive asks the kernel to poll the queue.
+    busy_poll: bool,
 }
 
 // SAFETY: the UMEM mapping belongs to this socket alone and moves with it.
@@ -231,6 +233,7 @@ impl XskSocket {
             free_tx: (u64::from(half)..u64::from(o.frames)).map(|i| i * fs).collect(),
             descs: Vec::with_capacity(half as usize),
             zero_copy,
+            busy_poll: false,
         };
         sock.refill();
         Ok(sock)
@@ -244,28 +247,52 @@ impl XskSocket {
         self.zero_copy
     }
 
+    /// Turns on busy polling of the socket's queue (`SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`
+    /// of `usecs`, `SO_BUSY_POLL_BUDGET` of `budget` frames; Documentation/networking/
+    /// napi.rst): from then on every receive asks the kernel to poll the queue, as xdpsock's
+    /// `--busy-poll` does.
+    pub(crate) fn set_busy_poll(&mut self, usecs: u32, budget: u16) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        let one: libc::c_int = 1;
+        let usecs = libc::c_int::try_from(usecs).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_PREFER_BUSY_POLL, &one)?;
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL, &usecs)?;
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL_BUDGET, &libc::c_int::from(budget))?;
+        self.busy_poll = true;
+        Ok(())
+    }
+
+    /// A receive with no buffer: wakes the kernel to fill the receive ring, and with busy
+    /// polling on polls the queue in this thread.
+    fn wake_rx(&self) {
+        // SAFETY: a wakeup with no buffer; the kernel reads nothing.
+        unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
     /// Lends every received frame given back so far to the kernel again, in one burst.
     fn refill(&mut self) {
         let n = self.fill.produce(self.to_fill.iter().copied());
         self.to_fill.drain(..n);
         if n > 0 && self.fill.needs_wakeup() {
-            // SAFETY: a wakeup with no buffer; the kernel reads nothing.
-            unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    0,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                )
-            };
+            self.wake_rx();
         }
     }
 
     /// Hands up to `max` received frames to `f` in order; returns how many. Their UMEM frames
     /// go back to the fill ring in one burst after.
     pub(crate) fn recv(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        if self.busy_poll {
+            self.wake_rx();
+        }
         let (umem, size) = (&self.umem, u64::from(self.frame_size));
         let to_fill = &mut self.to_fill;
         let n = self.rx.consume(max, |d| {
