@@ -4,15 +4,21 @@
 //!
 //! ```text
 //! director (--rules FILE | --keepalived FILE | --ldirectord FILE) --port IF [--port IF ...]
-//!          [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket|afxdp]
-//!          [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
+//!          [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--no-kernel-neigh]
+//!          [--backend afpacket|afxdp] [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
 //!          [--config-id ID] [--midflow-hash] [--announce-cmd CMD] [--announce-file PATH]
 //!          [--drain SECS] [--shards N] [--busy-poll USECS]
 //! ```
 //!
 //! - `--port IF`: an interface the director sends and receives on (port 0, 1, ... in order).
-//! - `--neigh IP=MAC@IF`: a next hop the director forwards to (a real server, a client);
-//!   `--gateway MAC@IF`: the router for every other address (NAT replies, ICMP errors).
+//! - Next hops come from the kernel's tables: every second (every 100 ms while one is being
+//!   resolved) the route to each real server and the default routes, and their MACs from the
+//!   neighbour table, the kernel asked to resolve those it lacks (`lvs_dataplane::neigh`); a
+//!   server the kernel has no route to through one of the ports (for direct routing: on a link
+//!   of one) is reported once. `--neigh IP=MAC@IF`: a next hop given by hand (a real server, a
+//!   client), which the kernel's tables no longer change; `--gateway MAC@IF`: the router for
+//!   every other address (NAT replies, ICMP errors), likewise; `--no-kernel-neigh`: only what
+//!   is given by hand.
 //! - With keepalived.conf: its health checks, its VRRP instances (a thread beside the packet
 //!   loop; the virtual addresses go on the kernel's interface while master) and the sync
 //!   daemons `lvs_sync_daemon` asks for. With ldirectord.cf: its health checks.
@@ -101,6 +107,7 @@ use lvs::dataplane::handoff::{Handoff, DEFAULT_INBOX};
 use lvs::dataplane::health::HealthChecker;
 use lvs::dataplane::io::PacketIo;
 use lvs::dataplane::metrics::MetricsServer;
+use lvs::dataplane::neigh::{self, KernelNeighbours, Learned};
 use lvs::dataplane::runtime::{MonotonicClock, Runtime};
 use lvs::dataplane::runtime::{Shards, StopHandle};
 use lvs::dataplane::steer::Steer;
@@ -145,6 +152,7 @@ struct Args {
     ports: Vec<String>,
     neigh: Vec<(IpAddr, MacAddr, String)>,
     gateway: Option<(MacAddr, String)>,
+    kernel_neigh: bool,
     backend: Backend,
     control: PathBuf,
     procfs: Option<PathBuf>,
@@ -160,8 +168,8 @@ struct Args {
 }
 
 const USAGE: &str = "usage: director (--rules FILE | --keepalived FILE | --ldirectord FILE) --port IF [--port IF ...]
-                [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--backend afpacket|afxdp]
-                [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
+                [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--no-kernel-neigh]
+                [--backend afpacket|afxdp] [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
                 [--config-id ID] [--midflow-hash] [--announce-cmd CMD] [--announce-file PATH]
                 [--drain SECS] [--shards N] [--busy-poll USECS]";
 
@@ -186,7 +194,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut control, mut procfs, mut refresh, mut config_id) = (None, None, Duration::from_secs(2), None);
     let (mut backend, mut metrics) = (Backend::AfPacket, None);
     let (mut midflow_hash, mut announce_cmd, mut announce_file, mut drain) = (false, None, None, None);
-    let (mut shards, mut busy_poll) = (1, None);
+    let (mut shards, mut busy_poll, mut kernel_neigh) = (1, None, true);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
         match flag.as_str() {
@@ -205,6 +213,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 neigh.push((ip, mac, ifname));
             }
             "--gateway" => gateway = Some(mac_at(&value()?)?),
+            "--no-kernel-neigh" => kernel_neigh = false,
             "--backend" => {
                 backend = match value()?.as_str() {
                     "afpacket" => Backend::AfPacket,
@@ -247,6 +256,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         ports,
         neigh,
         gateway,
+        kernel_neigh,
         backend,
         control,
         procfs,
@@ -538,6 +548,8 @@ trait Engine {
     fn snapshot(&self) -> Snapshot;
     /// Applies a reloaded configuration (see [`reload_into`]).
     fn reload(&mut self, loaded: &Loaded, now: Instant, midflow_hash: bool) -> Result<usize, String>;
+    /// Tells every director the next hops learned from the kernel.
+    fn learn(&mut self, learned: &Learned);
     /// The one runtime, for what needs it whole (the sync daemons VRRP starts and stops).
     fn runtime(&mut self) -> Option<&mut Runtime>;
     /// What stops [`Engine::drive`].
@@ -575,6 +587,10 @@ impl Engine for Runtime {
         }
         let (h, d) = self.health_mut().ok_or("no health checker")?;
         reload_into(d, Some(h.monitor_mut()), loaded, now, midflow_hash)
+    }
+
+    fn learn(&mut self, learned: &Learned) {
+        learned.apply(self.director_mut());
     }
 
     fn runtime(&mut self) -> Option<&mut Runtime> {
@@ -709,6 +725,12 @@ impl Engine for Sharded {
         let n = reload_into(&mut self.config, monitor, loaded, now, midflow_hash)?;
         self.align().map_err(|e| format!("a shard refused the reloaded table: {e}"))?;
         Ok(n)
+    }
+
+    fn learn(&mut self, learned: &Learned) {
+        learned.apply(&mut self.config);
+        let learned = learned.clone();
+        self.shards.each(move |rt| learned.apply(rt.director_mut()));
     }
 
     fn runtime(&mut self) -> Option<&mut Runtime> {
@@ -1057,8 +1079,69 @@ struct Operator<'a> {
     next_announce: Instant,
     leave_at: Option<Instant>,
     next_procfs: Instant,
+    next_hops: Option<NextHops>,
     failed: Option<String>,
 }
+
+/// Next hops from the kernel's tables, for the servers and gateways not given by hand.
+struct NextHops {
+    kernel: KernelNeighbours,
+    next: Instant,
+    by_hand: Vec<IpAddr>,
+    gateway_by_hand: bool,
+    /// The servers reported unreachable, so each is reported once while it stays so.
+    unreachable: Vec<IpAddr>,
+}
+
+impl NextHops {
+    fn open(args: &Args, now: Instant) -> Result<Option<NextHops>, String> {
+        if !args.kernel_neigh {
+            return Ok(None);
+        }
+        let kernel = KernelNeighbours::open(&args.ports).map_err(|e| format!("kernel neighbours: {e}"))?;
+        let by_hand = args.neigh.iter().map(|(ip, ..)| *ip).collect();
+        Ok(Some(NextHops {
+            kernel,
+            next: now,
+            by_hand,
+            gateway_by_hand: args.gateway.is_some(),
+            unreachable: Vec::new(),
+        }))
+    }
+
+    fn poll(&mut self, e: &mut dyn Engine, ports: &[String], now: Instant) {
+        if now < self.next {
+            return;
+        }
+        let servers: Vec<_> =
+            neigh::servers(e.config()).into_iter().filter(|(ip, _)| !self.by_hand.contains(ip)).collect();
+        let learned = match self.kernel.refresh(&servers, self.gateway_by_hand) {
+            Ok(l) => l,
+            Err(err) => {
+                warn!("kernel neighbours: {err}");
+                self.next = now + NEIGH_EVERY;
+                return;
+            }
+        };
+        let on = |port: u16| ports.get(usize::from(port)).map_or("?", String::as_str);
+        for (ip, n) in &learned.neighbours {
+            info!("next hop of {ip}: {} on {}", n.mac, on(n.port));
+        }
+        for (af, n) in &learned.gateways {
+            info!("{af:?} gateway: {} on {}", n.mac, on(n.port));
+        }
+        for ip in learned.unreachable.iter().filter(|ip| !self.unreachable.contains(ip)) {
+            warn!("{ip}: the kernel has no route to it on a link of a --port (give it with --neigh)");
+        }
+        self.unreachable = learned.unreachable.clone();
+        e.learn(&learned);
+        self.next = now + if learned.resolving.is_empty() { NEIGH_EVERY } else { NEIGH_RESOLVING };
+    }
+}
+
+/// How often the kernel's routes and neighbours are read, and how often while one resolves.
+const NEIGH_EVERY: Duration = Duration::from_secs(1);
+const NEIGH_RESOLVING: Duration = Duration::from_millis(100);
 
 impl Operator<'_> {
     fn pass(&mut self, e: &mut dyn Engine) {
@@ -1095,6 +1178,9 @@ impl Operator<'_> {
                 Ok(n) => info!("configuration reloaded from {}: {n} changes", args.source.path().display()),
                 Err(err) => error!("reload refused, the running configuration stays: {err}"),
             }
+        }
+        if let Some(h) = self.next_hops.as_mut() {
+            h.poll(e, &args.ports, now);
         }
         while let Ok((req, reply)) = self.requests.try_recv() {
             let _ = reply.send(answer(e, &req, &self.states, clock.now()));
@@ -1171,6 +1257,7 @@ fn run(args: Args) -> Result<(), String> {
         next_announce: clock.now(),
         leave_at: None,
         next_procfs: clock.now(),
+        next_hops: NextHops::open(&args, clock.now())?,
         failed: None,
     };
     let ran = engine.drive(&clock, &mut |e| op.pass(e));

@@ -443,12 +443,6 @@ fn afpacket_frames_arrive_intact_and_refused_ones_are_counted() {
     });
 }
 
-/// The interface index of `dev` in `ns` (`ip -o link show DEV`: "INDEX: NAME...").
-fn ifindex_in(ns: &Netns, dev: &str) -> u32 {
-    let out = ns.exec("ip", &["-o", "link", "show", dev]).unwrap();
-    out.split(':').next().unwrap().trim().parse().unwrap()
-}
-
 #[test]
 fn kernel_neighbours_teach_the_director_its_next_hops() {
     if !can_run() {
@@ -467,7 +461,6 @@ fn kernel_neighbours_teach_the_director_its_next_hops() {
     s_ns.exec("ip", &["addr", "add", "10.77.0.11/24", "dev", "lvsn1"]).unwrap();
     s_ns.exec("ip", &["addr", "add", "10.77.0.254/24", "dev", "lvsn1"]).unwrap();
     s_ns.exec("ip", &["link", "set", "lvsn1", "up"]).unwrap();
-    let port = ifindex_in(&d_ns, "lvsn0");
     std::thread::scope(|s| {
         s.spawn(|| {
             d_ns.enter().unwrap();
@@ -482,7 +475,7 @@ fn kernel_neighbours_teach_the_director_its_next_hops() {
             // The server given by hand is left out.
             let fixed: std::net::IpAddr = "10.77.0.99".parse().unwrap();
             let servers: Vec<_> = neigh::servers(&d).into_iter().filter(|(ip, _)| *ip != fixed).collect();
-            let mut k = KernelNeighbours::open(vec![port]).unwrap();
+            let mut k = KernelNeighbours::open(&["lvsn0"]).unwrap();
             let first = k.refresh(&servers, false).unwrap();
             let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
             assert!(first.neighbours.is_empty() && first.gateways.is_empty(), "nothing known yet: {first:?}");

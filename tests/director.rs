@@ -388,6 +388,52 @@ fn afxdp_forwards(mode: Mode) {
     assert!(out.lines().any(|l| row(&l)), "four connections in the --stats table: {out}");
 }
 
+/// Without `--neigh` for the real servers, the director learns their MACs from the kernel's
+/// tables (the kernel resolving them by ARP) and balances over both.
+fn kernel_next_hops(mode: Mode) {
+    if !root::can_run(true, &["ip", "curl", "python3", "sysctl", "kill"]) {
+        return;
+    }
+    let (tag, method) = match mode {
+        Mode::Nat => ("knat", "-m"),
+        _ => ("kdr", "-g"),
+    };
+    let topo = Topology::build(mode, 2, tag).unwrap();
+    for i in 0..2 {
+        topo.serve(i, &format!("rs{}", i + 1), &AtomicBool::new(false)).unwrap();
+    }
+    let vip = format!("{}:80", Ipv4Addr::from(VIP));
+    let (rs1, rs2) = (server_ip(mode, 0), server_ip(mode, 1));
+    let rules =
+        format!("-A -t {vip} -s rr\n-a -t {vip} -r {rs1}:80 {method} -w 1\n-a -t {vip} -r {rs2}:80 {method} -w 1\n");
+    // No servers given by hand: only the client and the gateway.
+    let mut d = Director::start_on(&topo, mode, 0, ("--rules", &rules), &["--backend", "afpacket"], tag);
+    let mut answers: Vec<Option<usize>> = Vec::new();
+    wait_for("a first answer", || {
+        answers = (0..4).map(|_| fetch(&topo)).collect();
+        answers.iter().all(Option::is_some)
+    });
+    let (status, _, err) = d.stop();
+    let mut got: Vec<usize> = answers.into_iter().flatten().collect();
+    got.sort_unstable();
+    assert_eq!(got, [1, 1, 2, 2], "rr over both servers: {err}");
+    assert_eq!(status, Some(0), "clean exit on SIGTERM: {err}");
+    for (i, rs) in [rs1, rs2].iter().enumerate() {
+        let mac = MacAddr(server_mac(i));
+        assert!(err.contains(&format!("next hop of {rs}: {mac} on eth0")), "{rs} learned from the kernel: {err}");
+    }
+}
+
+#[test]
+fn dr_director_learns_next_hops_from_the_kernel() {
+    kernel_next_hops(Mode::Dr);
+}
+
+#[test]
+fn nat_director_learns_next_hops_from_the_kernel() {
+    kernel_next_hops(Mode::Nat);
+}
+
 #[test]
 fn dr_director_on_afxdp() {
     afxdp_forwards(Mode::Dr);

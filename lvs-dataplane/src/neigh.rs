@@ -86,12 +86,19 @@ pub struct KernelNeighbours {
 }
 
 impl KernelNeighbours {
-    /// Opens the socket in the calling thread's network namespace; `ports[i]` is the
-    /// interface index of the director's port `i`.
+    /// Opens the socket in the calling thread's network namespace for a director whose port
+    /// `i` is interface `ports[i]`.
     ///
     /// # Errors
-    /// The socket cannot be opened.
-    pub fn open(ports: Vec<u32>) -> io::Result<KernelNeighbours> {
+    /// An interface that does not exist; the socket cannot be opened.
+    pub fn open(ports: &[impl AsRef<str>]) -> io::Result<KernelNeighbours> {
+        let ports = ports
+            .iter()
+            .map(|p| {
+                crate::sys::linux::ifindex(p.as_ref())
+                    .map_err(|e| io::Error::new(e.kind(), format!("interface {:?}: {e}", p.as_ref())))
+            })
+            .collect::<io::Result<Vec<u32>>>()?;
         let mut sock = Socket::new(NETLINK_ROUTE)?;
         sock.bind_auto()?;
         sock.connect(&SocketAddr::new(0, 0))?;
