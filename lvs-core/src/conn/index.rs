@@ -46,8 +46,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 /// The most entries a table can address: handles need `hbits` ≤ 24 bits so that at least 8
-/// bits of each word are left for the tag.
-pub(crate) const MAX_ENTRIES: usize = (1 << 24) - 1;
+/// bits of each word are left for the tag, and the entry's 24-bit timer links keep the 8,193
+/// values above the handles for "none" and the wheel's slot marks.
+pub(crate) const MAX_ENTRIES: usize = (1 << 24) - 1 - 8192;
 
 /// The most groups a probe visits, and how many steps from its home group an insert may place
 /// an entry.
