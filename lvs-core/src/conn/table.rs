@@ -103,6 +103,9 @@ pub(crate) struct ConnTable {
     sync_end: Vec<u32>,
     live: usize,
     max: usize,
+    /// What [`reserve`](Self::reserve) was last asked for: the reply index takes that room
+    /// with its first entry (a director that never NATs pays nothing for it).
+    reserved: usize,
     in_idx: TagIndex,
     out_idx: TagIndex,
     hasher: ahash::RandomState,
@@ -125,6 +128,7 @@ impl ConnTable {
             sync_end: Vec::new(),
             live: 0,
             max,
+            reserved: 0,
             in_idx: TagIndex::new(max),
             out_idx: TagIndex::new(max),
             hasher,
@@ -133,12 +137,18 @@ impl ConnTable {
         }
     }
 
-    /// Reserves room for `n` entries up front, so the table does not allocate after warm-up.
+    /// Reserves room for `n` entries up front, so the table does not allocate after warm-up:
+    /// the slab and the client → virtual index now, the reply index now if it holds entries
+    /// already, else with its first entry.
     pub(crate) fn reserve(&mut self, n: usize) {
         let n = n.min(self.max);
+        self.reserved = n;
         self.slab.reserve(n.saturating_sub(self.slab.len()));
         let (h, slab, wide) = (&self.hasher, &self.slab, &self.wide);
         self.in_idx.reserve(n, |id| hash_in(h, slab, wide, id));
+        if !self.out_idx.is_unsized() {
+            self.out_idx.reserve(n, |id| hash_out(h, slab, wide, id));
+        }
     }
 
     /// Live entries.
@@ -189,6 +199,9 @@ impl ConnTable {
             }
         }
         if let Some(hv) = hout {
+            if self.out_idx.is_unsized() {
+                self.out_idx.reserve(self.reserved, |i| hash_out(h, slab, wide, i));
+            }
             if !self.out_idx.insert(hv, id, |i| hash_out(h, slab, wide, i)) {
                 if let Some(hv) = hin {
                     self.in_idx.remove(hv, id);
@@ -681,5 +694,25 @@ mod tests {
         assert_eq!(t.sync_end(ids[1]), 0);
         assert_eq!(t.insert(c(12), &a), Some(ConnId(4)));
         assert_eq!((t.len(), t.slots()), (5, 5));
+    }
+
+    /// A reserved table sizes its client → virtual index at once and its reply index with
+    /// the first entry that needs it (a NAT connection); neither grows while the reserved
+    /// count of entries goes in.
+    #[test]
+    fn reserve_sizes_both_indexes() {
+        let mut t = ConnTable::new(1 << 20, ahash::RandomState::with_seeds(1, 2, 3, 4));
+        t.reserve(3000);
+        let (in0, out0) = (t.in_idx.allocation_size(), t.out_idx.allocation_size());
+        assert_eq!(out0, 0, "no reply index before a NAT entry");
+        let a = addrs(1, 2, 3, false);
+        let nat = |p: u16| Conn { proto: 6, cport: p, flags: cf::IN_HASHED | cf::OUT_HASHED, ..Conn::BLANK };
+        for p in 0..3000 {
+            let mut a = a;
+            a.caddr[2] = (p >> 8) as u8;
+            assert!(t.insert(nat(p), &a).is_some());
+        }
+        assert_eq!(t.in_idx.allocation_size(), in0);
+        assert_eq!(t.out_idx.allocation_size(), in0, "sized like the other from the reserve");
     }
 }
