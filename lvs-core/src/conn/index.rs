@@ -319,7 +319,15 @@ fn home_of(hv: u64, n: usize) -> usize {
 #[inline]
 fn steps(hv: u64, n: usize) -> impl Iterator<Item = usize> {
     let home = home_of(hv, n);
-    (0..if n == 0 { 0 } else { MAX_PROBE }).map(move |k| (home + k * (k + 1) / 2) % n)
+    (0..if n == 0 { 0 } else { MAX_PROBE }).map(move |k| {
+        let at = home + k * (k + 1) / 2;
+        // A division only where the step wraps around the array.
+        if at < n {
+            at
+        } else {
+            at % n
+        }
+    })
 }
 
 /// The next size of an index of `n` groups that found no room within [`MAX_PROBE`] groups of
