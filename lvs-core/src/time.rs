@@ -5,6 +5,8 @@
 use core::ops::{Add, Sub};
 use core::time::Duration;
 
+use crate::conn::MAX_TIMEOUT_MS;
+
 /// A point on the caller's monotonic clock, in nanoseconds since an arbitrary origin.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Instant(pub u64);
@@ -58,10 +60,17 @@ pub(crate) fn duration_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// The nanosecond count `ms` milliseconds after `now`, saturating: a caller-supplied time near
-/// the end of the clock must not overflow.
-pub(crate) fn after_ms(now: Instant, ms: u32) -> u64 {
-    now.0.saturating_add(u64::from(ms) * 1_000_000)
+/// `now` in wrapping milliseconds: the clock connection entries keep their expiry on (the
+/// kernel's jiffies wrap too), 4 bytes instead of 8.
+pub(crate) fn now_ms(now: Instant) -> u32 {
+    (now.0 / 1_000_000) as u32
+}
+
+/// The wrapping millisecond `ms` milliseconds after `now` ([`now_ms`]): an entry's expiry. A
+/// timeout above [`MAX_TIMEOUT_MS`] (about 24.8 days) counts as that, so that expiries stay
+/// ordered by the sign of their wrapping difference.
+pub(crate) fn after_ms(now: Instant, ms: u32) -> u32 {
+    now_ms(now).wrapping_add(ms.min(MAX_TIMEOUT_MS))
 }
 
 #[cfg(feature = "std")]
@@ -83,6 +92,8 @@ mod tests {
         assert_eq!(Instant::ZERO - t, Duration::ZERO);
         assert_eq!(Instant(u64::MAX) + Duration::from_secs(1), Instant(u64::MAX));
         assert_eq!(Instant::from_micros(3), Instant(3000));
-        assert_eq!(after_ms(Instant(u64::MAX - 1), 1), u64::MAX);
+        assert_eq!(after_ms(Instant::from_secs(2), 500), 2500);
+        assert_eq!(after_ms(Instant::from_secs(2), u32::MAX), 2000 + MAX_TIMEOUT_MS, "capped");
+        assert_eq!(after_ms(Instant(u64::MAX), 1), (u64::MAX / 1_000_000) as u32 + 1, "wraps");
     }
 }

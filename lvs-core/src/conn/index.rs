@@ -12,12 +12,15 @@
 //!   hold every handle plus one for the table's maximum ([`MAX_ENTRIES`] keeps at least 8 tag
 //!   bits).
 //!
-//! A probe takes the group named by the hash's low bits, compares the tags of its 15 slots at
-//! once, and only for a matching tag reads the entry (a false match costs one entry read in
-//! 2^tag-bits per slot compared). When the group's overflow count is 0 the probe ends there: a
-//! miss in a group that never overflowed reads one cache line and no entry. Otherwise it goes
-//! on to the group `1, 3, 6, 10, …` groups past the home one (triangular steps, which visit
-//! every group of a power-of-two array), at most [`MAX_PROBE`] groups in all.
+//! A probe takes the group the hash's low 32 bits name (multiply-shift range reduction,
+//! `hv · n >> 32` for `n` groups, so `n` need not be a power of two), compares the tags of its
+//! 15 slots at once, and only for a matching tag reads the entry (a false match costs one
+//! entry read in 2^tag-bits per slot compared). When the group's overflow count is 0 the probe
+//! ends there: a miss in a group that never overflowed reads one cache line and no entry.
+//! Otherwise it goes on to the group `1, 3, 6, 10, …` groups past the home one (triangular
+//! steps), at most [`MAX_PROBE`] groups in all. Those steps visit distinct groups in any array
+//! of more than 120 groups (the 16 steps differ by at most 120) and in a power-of-two array of
+//! any size, which is why an index of up to 128 groups keeps a power of two.
 //!
 //! Why this shape:
 //!
@@ -35,8 +38,11 @@
 //!   slots already put one key 8 groups past its home. Triangular steps keep the runs of
 //!   different homes apart, so a key lands `k` groups on only when `k` groups of its own
 //!   sequence were full.
-//! - **Growth by doubling**, when an insert would fill more than 7/8 of the slots, or when it
-//!   finds no free slot within [`MAX_PROBE`] groups of its home. The hash is ahash seeded by
+//! - **Sized to fit, grown by doubling.** [`TagIndex::reserve`] makes just the groups that
+//!   hold its count at 5/6 of their slots (room for 1,065,536 entries: 85,243 groups, 5.5
+//!   bytes an entry at a million, where the next power of two took 8.4). An index grows by doubling when an insert
+//!   would fill more than 7/8 of the slots, and by an eighth when it finds no free slot
+//!   within [`MAX_PROBE`] groups of its home. The hash is ahash seeded by
 //!   the caller, so a client cannot aim keys at one group; if one ever did, probes stay bounded
 //!   anyway: growth stops at four times the size the table's maximum needs at 7/8, and beyond
 //!   that an insert that finds no room fails (the table reports itself full, a counted drop).
@@ -46,8 +52,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 /// The most entries a table can address: handles need `hbits` ≤ 24 bits so that at least 8
-/// bits of each word are left for the tag.
-pub(crate) const MAX_ENTRIES: usize = (1 << 24) - 1;
+/// bits of each word are left for the tag, and the entry's 24-bit timer links keep the 8,193
+/// values above the handles for "none" and the wheel's slot marks.
+pub(crate) const MAX_ENTRIES: usize = (1 << 24) - 1 - 8192;
 
 /// The most groups a probe visits, and how many steps from its home group an insert may place
 /// an entry.
@@ -93,7 +100,7 @@ pub(crate) enum Peek {
 
 /// A hash index of `u32` handles with tags (see the module doc).
 pub(crate) struct TagIndex {
-    /// A power of two of groups, or none before the first insert.
+    /// The groups (see [`groups_for`]), or none before the first insert.
     groups: Vec<Group>,
     /// Handles filed.
     live: usize,
@@ -117,6 +124,11 @@ impl TagIndex {
         self.live
     }
 
+    /// Whether the index has no groups yet (nothing filed, nothing reserved).
+    pub(crate) fn is_unsized(&self) -> bool {
+        self.groups.is_empty()
+    }
+
     /// Bytes held.
     pub(crate) fn allocation_size(&self) -> usize {
         self.groups.capacity() * core::mem::size_of::<Group>()
@@ -131,7 +143,7 @@ impl TagIndex {
     /// The home group of `hv`, if the index has any groups.
     #[inline]
     fn home(&self, hv: u64) -> Option<&Group> {
-        self.groups.get(hv as usize & self.groups.len().wrapping_sub(1))
+        self.groups.get(home_of(hv, self.groups.len()))
     }
 
     /// The address of `hv`'s home group, for a prefetch: nothing is read.
@@ -222,7 +234,7 @@ impl TagIndex {
                 self.live += 1;
                 return true;
             }
-            let grown = (self.groups.len() * 2).max(1);
+            let grown = roomier(self.groups.len());
             if grown > self.ceiling || !self.rebuild(grown, &rehash) {
                 return false;
             }
@@ -246,15 +258,15 @@ impl TagIndex {
 
     /// Grows so that `n` handles fit without growing again (up to the ceiling).
     pub(crate) fn reserve(&mut self, n: usize, rehash: impl Fn(u32) -> u64) {
-        let want = groups_for(n).min(self.ceiling);
+        let want = groups_reserved(n).min(self.ceiling);
         if want > self.groups.len() {
             self.rebuild(want, &rehash);
         }
     }
 
-    /// Refiles every handle in `groups` groups (a power of two), doubling again while one does
-    /// not fit within [`MAX_PROBE`] groups of its home; `false` (and nothing changed) past the
-    /// ceiling.
+    /// Refiles every handle in `groups` groups, growing again ([`roomier`]) while one does
+    /// not fit within [`MAX_PROBE`] groups of its home; `false` (and nothing changed) past
+    /// the ceiling.
     fn rebuild(&mut self, mut groups: usize, rehash: &impl Fn(u32) -> u64) -> bool {
         'size: while groups <= self.ceiling {
             let mut fresh = vec![Group::default(); groups];
@@ -263,7 +275,7 @@ impl TagIndex {
                     let hv = rehash(self.handle(*w));
                     let word = self.tag(hv) << self.hbits | (*w & ((1 << self.hbits) - 1));
                     if !place(&mut fresh, hv, word) {
-                        groups *= 2;
+                        groups = roomier(groups);
                         continue 'size;
                     }
                 }
@@ -275,8 +287,8 @@ impl TagIndex {
     }
 }
 
-/// Puts `word` in the first empty slot within [`MAX_PROBE`] groups of `hv`'s home in `groups`
-/// (a power of two of them), counting the overflow in each full group passed; `false` (and
+/// Puts `word` in the first empty slot within [`MAX_PROBE`] groups of `hv`'s home in `groups`,
+/// counting the overflow in each full group passed; `false` (and
 /// nothing changed) when there is none.
 fn place(groups: &mut [Group], hv: u64, word: u32) -> bool {
     let n = groups.len();
@@ -295,18 +307,65 @@ fn place(groups: &mut [Group], hv: u64, word: u32) -> bool {
     false
 }
 
-/// The groups a probe for hash `hv` visits in an array of `n` groups (a power of two, or 0 for
-/// none): its home, then 1, 3, 6, … groups on, [`MAX_PROBE`] in all.
+/// The home group of hash `hv` among `n` groups: its low 32 bits scaled to `0..n`
+/// (multiply-shift range reduction, Lemire 2019), no division.
 #[inline]
-fn steps(hv: u64, n: usize) -> impl Iterator<Item = usize> {
-    let mask = n.wrapping_sub(1);
-    let home = hv as usize & mask;
-    (0..if n == 0 { 0 } else { MAX_PROBE }).map(move |k| home.wrapping_add(k * (k + 1) / 2) & mask)
+fn home_of(hv: u64, n: usize) -> usize {
+    (((hv & 0xffff_ffff) * n as u64) >> 32) as usize
 }
 
-/// Groups (a power of two) holding `n` handles at no more than 7/8 of their slots.
+/// The groups a probe for hash `hv` visits in an array of `n` groups (or 0 for none): its
+/// home, then 1, 3, 6, … groups on (modulo `n`), [`MAX_PROBE`] in all.
+#[inline]
+fn steps(hv: u64, n: usize) -> impl Iterator<Item = usize> {
+    let home = home_of(hv, n);
+    (0..if n == 0 { 0 } else { MAX_PROBE }).map(move |k| {
+        let at = home + k * (k + 1) / 2;
+        // A division only where the step wraps around the array.
+        if at < n {
+            at
+        } else {
+            at % n
+        }
+    })
+}
+
+/// The next size of an index of `n` groups that found no room within [`MAX_PROBE`] groups of
+/// a key's home while under 7/8 full: an eighth more (twice as many up to 128 groups, which
+/// stay a power of two). At 7/8 of the slots about one key in 200,000 finds its 16 groups
+/// full; doubling for it would double the index for one key.
+fn roomier(n: usize) -> usize {
+    if n < 128 {
+        (n * 2).max(1)
+    } else {
+        n + n / 8
+    }
+}
+
+/// The groups that hold `n` handles at no more than 7/8 of their slots (the most an index
+/// fills before it grows): exactly that many beyond 128 (where triangular steps visit distinct
+/// groups in an array of any size), the next power of two up to it.
 fn groups_for(n: usize) -> usize {
-    (n.saturating_mul(8) / 7 / SLOTS + 1).next_power_of_two()
+    groups_at(n, 7, 8)
+}
+
+/// The groups [`TagIndex::reserve`] makes for `n` handles: enough that they fill no more than
+/// 5/6 of the slots. At 7/8 about one key in 200,000 (seeded hash, measured) finds all 16
+/// groups of its probe full and makes the index grow; at 5/6 the longest probe of 200,000 keys
+/// went 8 groups past home, so a reserved index is not expected to grow.
+fn groups_reserved(n: usize) -> usize {
+    groups_at(n, 5, 6)
+}
+
+/// The groups that hold `n` handles at no more than `num/den` of their slots (see
+/// [`groups_for`]).
+fn groups_at(n: usize, num: usize, den: usize) -> usize {
+    let g = n.saturating_mul(den) / num / SLOTS + 1;
+    if g <= 128 {
+        g.next_power_of_two()
+    } else {
+        g
+    }
 }
 
 #[cfg(test)]
@@ -329,10 +388,10 @@ mod tests {
     /// Handles below this; `hbits` is 11, so the tag is bits 43.. of the hash.
     const MAX: usize = 2047;
 
-    /// A hash whose tag is `tag` and whose low bits (the home group) are `home`; few distinct
-    /// values of each, so that tags and homes collide often.
+    /// A hash whose tag is `tag` and whose home group is the `home`/256th part of the array
+    /// (bits 24..32); few distinct values of each, so that tags and homes collide often.
     fn hv(tag: u64, home: u64) -> u64 {
-        tag << 43 | home
+        tag << 43 | home << 24
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -407,7 +466,7 @@ mod tests {
         assert_eq!(idx.peek(hv(3, 0)), Peek::Candidate(3));
         assert_eq!(idx.peek(hv(15, 0)), Peek::Farther);
         assert_eq!(idx.distance(hv(15, 0), 15), Some(1));
-        assert_eq!(idx.peek(hv(99, 1)), Peek::Absent);
+        assert_eq!(idx.peek(hv(99, 128)), Peek::Absent, "group 1 of 2");
         assert!(idx.remove(hv(15, 0), 15));
         assert_eq!(idx.peek(hv(15, 0)), Peek::Absent, "the overflow count went back to 0");
     }
@@ -430,31 +489,58 @@ mod tests {
         assert_eq!(idx.find(h, |i| i == filed as u32), None);
     }
 
-    /// With the seeded hash of the table, random keys up to 7/8 of the slots never make an
-    /// insert look past [`MAX_PROBE`] groups (the index grows for load alone, to the size
-    /// `groups_for` gives), and a probe for a filed key stays short: the longest is counted.
+    /// With the seeded hash of the table, random keys fill an index grown by doubling (to a
+    /// power of two) for load alone, and one reserved to the size `groups_reserved` gives
+    /// without growing; a probe for a filed key stays short.
     #[test]
     fn seeded_hash_keeps_probes_short() {
         let hasher = ahash::RandomState::with_seeds(11, 22, 33, 44);
         let n: u32 = 200_000;
-        let mut idx = TagIndex::new(n as usize);
         let hash = |i: u32| hasher.hash_one(u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        for id in 0..n {
-            assert!(idx.insert(hash(id), id, hash));
+        for reserved in [false, true] {
+            let mut idx = TagIndex::new(n as usize);
+            if reserved {
+                idx.reserve(n as usize, hash);
+            }
+            for id in 0..n {
+                assert!(idx.insert(hash(id), id, hash));
+            }
+            // Grown: 2^14 groups (load 0.81, 12.2 keys a group). Reserved: 16,001 groups (load
+            // 0.83, 12.5 keys a group), not grown.
+            let groups = if reserved { groups_reserved(n as usize) } else { 1 << 14 };
+            assert_eq!(idx.allocation_size(), groups * 64);
+            let mut longest = 0;
+            let mut far = 0;
+            for id in 0..n {
+                let d = idx.distance(hash(id), id).unwrap();
+                longest = longest.max(d);
+                far += usize::from(d > 0);
+            }
+            // The Poisson tail of keys a group (P(X > 15) ≈ 0.17 at 12.2, ≈ 0.26 at 13.1)
+            // makes some groups overflow, and a few percent of the keys land past their home
+            // group; a key lands k steps on only where k groups of its sequence were full, so
+            // the longest stays well under the bound.
+            assert!(longest < MAX_PROBE, "longest probe {longest} groups past home");
+            assert!(far * 10 < n as usize, "{far} keys past their home group");
         }
-        assert_eq!(idx.allocation_size(), groups_for(n as usize) * 64, "grown for load alone");
-        let mut longest = 0;
-        let mut far = 0;
-        for id in 0..n {
-            let d = idx.distance(hash(id), id).unwrap();
-            longest = longest.max(d);
-            far += usize::from(d > 0);
+    }
+
+    /// Beyond 128 groups an index is sized to its count, not to a power of two, and the
+    /// steps of a probe visit distinct groups; up to 128 it keeps a power of two.
+    #[test]
+    fn sizes_fit_the_count() {
+        assert_eq!(groups_for(1_065_536), 81_184);
+        assert_eq!(groups_reserved(1_065_536), 85_243);
+        assert_eq!(groups_for(1000), 128);
+        assert_eq!(groups_for(10), 1);
+        for n in [1, 2, 8, 64, 128, 129, 1000, 81_184] {
+            for hv in [0, 0xffff_ffff, 0x8000_0000, 12_345_678] {
+                let mut seen: Vec<usize> = steps(hv, n).collect();
+                assert!(seen.iter().all(|g| *g < n));
+                seen.sort_unstable();
+                seen.dedup();
+                assert_eq!(seen.len(), n.min(MAX_PROBE), "{n} groups");
+            }
         }
-        // 200,000 keys in 2^14 groups (load 0.81, 12.2 keys a group on average): the Poisson
-        // tail P(X > 15) ≈ 0.17 makes some groups overflow, and a few percent of the keys land
-        // past their home group; a key lands k steps on only where k groups of its sequence
-        // were full, so the longest stays well under the bound (9 steps with these seeds).
-        assert!(longest < MAX_PROBE, "longest probe {longest} groups past home");
-        assert!(far * 10 < n as usize, "{far} keys past their home group");
     }
 }

@@ -103,6 +103,9 @@ pub(crate) struct ConnTable {
     sync_end: Vec<u32>,
     live: usize,
     max: usize,
+    /// What [`reserve`](Self::reserve) was last asked for: the reply index takes that room
+    /// with its first entry (a director that never NATs pays nothing for it).
+    reserved: usize,
     in_idx: TagIndex,
     out_idx: TagIndex,
     hasher: ahash::RandomState,
@@ -125,6 +128,7 @@ impl ConnTable {
             sync_end: Vec::new(),
             live: 0,
             max,
+            reserved: 0,
             in_idx: TagIndex::new(max),
             out_idx: TagIndex::new(max),
             hasher,
@@ -133,12 +137,18 @@ impl ConnTable {
         }
     }
 
-    /// Reserves room for `n` entries up front, so the table does not allocate after warm-up.
+    /// Reserves room for `n` entries up front, so the table does not allocate after warm-up:
+    /// the slab and the client → virtual index now, the reply index now if it holds entries
+    /// already, else with its first entry.
     pub(crate) fn reserve(&mut self, n: usize) {
         let n = n.min(self.max);
+        self.reserved = n;
         self.slab.reserve(n.saturating_sub(self.slab.len()));
         let (h, slab, wide) = (&self.hasher, &self.slab, &self.wide);
         self.in_idx.reserve(n, |id| hash_in(h, slab, wide, id));
+        if !self.out_idx.is_unsized() {
+            self.out_idx.reserve(n, |id| hash_out(h, slab, wide, id));
+        }
     }
 
     /// Live entries.
@@ -189,6 +199,9 @@ impl ConnTable {
             }
         }
         if let Some(hv) = hout {
+            if self.out_idx.is_unsized() {
+                self.out_idx.reserve(self.reserved, |i| hash_out(h, slab, wide, i));
+            }
             if !self.out_idx.insert(hv, id, |i| hash_out(h, slab, wide, i)) {
                 if let Some(hv) = hin {
                     self.in_idx.remove(hv, id);
@@ -199,9 +212,9 @@ impl ConnTable {
         if hin.is_some() || hout.is_some() {
             self.epoch = self.epoch.wrapping_add(1);
         }
-        c.tprev = NIL;
-        c.tnext = NIL;
-        c.addr = if c.wide() {
+        c.set_tprev(NIL);
+        c.set_tnext(NIL);
+        [c.caddr, c.vaddr, c.daddr] = if c.wide() {
             let w = match self.wide_free.pop() {
                 Some(w) => {
                     *self.wide.get_mut(w as usize)? = *a;
@@ -218,7 +231,7 @@ impl ConnTable {
         };
         match self.slab.get_mut(id as usize) {
             Some(slot) => {
-                self.free = slot.tnext;
+                self.free = slot.tnext();
                 *slot = c;
             }
             None => self.slab.push(c),
@@ -300,11 +313,11 @@ impl ConnTable {
         self.unhash_in(id);
         self.unhash_out(id);
         if c.wide() {
-            self.wide_free.push(c.addr[0]);
+            self.wide_free.push(c.caddr);
         }
         let slot = self.slab.get_mut(id.0 as usize)?;
         slot.flags |= cf::FREE;
-        slot.tnext = self.free;
+        slot.set_tnext(self.free);
         self.free = id.0;
         self.live -= 1;
         Some((c, a))
@@ -315,12 +328,14 @@ impl ConnTable {
         self.wheel.link(&mut self.slab, id.0);
     }
 
-    /// Sets an entry's expiry to `expires`, re-filing it if that is earlier than its slot.
+    /// Sets an entry's expiry to `expires` (wrapping milliseconds,
+    /// [`time::after_ms`](crate::time::after_ms)), re-filing it if that is earlier than its
+    /// slot.
     #[inline]
-    pub(crate) fn arm(&mut self, id: ConnId, expires: u64) {
+    pub(crate) fn arm(&mut self, id: ConnId, expires: u32) {
         if let Some(c) = self.slab.get_mut(id.0 as usize) {
-            c.expires = expires;
-            self.wheel.rearm(&mut self.slab, id.0);
+            let old = core::mem::replace(&mut c.expires, expires);
+            self.wheel.rearm(&mut self.slab, id.0, old);
         }
     }
 
@@ -349,10 +364,16 @@ impl ConnTable {
         self.in_idx.home_line(hv)
     }
 
-    /// The address of entry `id`'s cache line, for a prefetch.
+    /// The addresses of the cache lines entry `id` lies on, for a prefetch: its first byte's
+    /// line, and the line of its last byte when a 48-byte entry straddles two (the second is
+    /// `None` otherwise).
     #[inline]
-    pub(crate) fn entry_line(&self, id: u32) -> Option<*const u8> {
-        self.slab.get(id as usize).map(|c| core::ptr::from_ref(c).cast())
+    pub(crate) fn entry_lines(&self, id: u32) -> Option<(*const u8, Option<*const u8>)> {
+        let c = self.slab.get(id as usize)?;
+        let first: *const u8 = core::ptr::from_ref(c).cast();
+        let last = first.wrapping_add(core::mem::size_of::<Conn>() - 1);
+        let straddles = (first as usize) / 64 != (last as usize) / 64;
+        Some((first, straddles.then_some(last)))
     }
 
     /// The first half of a lookup in the client → virtual index: reads the home group of
@@ -503,9 +524,9 @@ fn raw4(a: u32) -> [u8; 16] {
 fn addrs(c: &Conn, wide: &[Addrs]) -> Addrs {
     if c.wide() {
         const NONE: Addrs = Addrs { caddr: [0; 16], vaddr: [0; 16], daddr: [0; 16] };
-        wide.get(c.addr[0] as usize).copied().unwrap_or(NONE)
+        wide.get(c.caddr as usize).copied().unwrap_or(NONE)
     } else {
-        Addrs { caddr: raw4(c.addr[0]), vaddr: raw4(c.addr[1]), daddr: raw4(c.addr[2]) }
+        Addrs { caddr: raw4(c.caddr), vaddr: raw4(c.vaddr), daddr: raw4(c.daddr) }
     }
 }
 
@@ -555,9 +576,9 @@ fn filed_in(c: &Conn, wide: &[Addrs], key: &InKey) -> bool {
         return false;
     }
     if c.wide() {
-        wide.get(c.addr[0] as usize).is_some_and(|a| a.caddr == key.caddr && a.vaddr == key.vaddr)
+        wide.get(c.caddr as usize).is_some_and(|a| a.caddr == key.caddr && a.vaddr == key.vaddr)
     } else {
-        raw4(c.addr[0]) == key.caddr && raw4(c.addr[1]) == key.vaddr
+        raw4(c.caddr) == key.caddr && raw4(c.vaddr) == key.vaddr
     }
 }
 
@@ -568,9 +589,9 @@ fn filed_out(c: &Conn, wide: &[Addrs], key: &OutKey) -> bool {
         return false;
     }
     if c.wide() {
-        wide.get(c.addr[0] as usize).is_some_and(|a| a.daddr == key.daddr && a.caddr == key.caddr)
+        wide.get(c.caddr as usize).is_some_and(|a| a.daddr == key.daddr && a.caddr == key.caddr)
     } else {
-        raw4(c.addr[2]) == key.daddr && raw4(c.addr[0]) == key.caddr
+        raw4(c.daddr) == key.daddr && raw4(c.caddr) == key.caddr
     }
 }
 
@@ -673,5 +694,25 @@ mod tests {
         assert_eq!(t.sync_end(ids[1]), 0);
         assert_eq!(t.insert(c(12), &a), Some(ConnId(4)));
         assert_eq!((t.len(), t.slots()), (5, 5));
+    }
+
+    /// A reserved table sizes its client → virtual index at once and its reply index with
+    /// the first entry that needs it (a NAT connection); neither grows while the reserved
+    /// count of entries goes in.
+    #[test]
+    fn reserve_sizes_both_indexes() {
+        let mut t = ConnTable::new(1 << 20, ahash::RandomState::with_seeds(1, 2, 3, 4));
+        t.reserve(3000);
+        let (in0, out0) = (t.in_idx.allocation_size(), t.out_idx.allocation_size());
+        assert_eq!(out0, 0, "no reply index before a NAT entry");
+        let a = addrs(1, 2, 3, false);
+        let nat = |p: u16| Conn { proto: 6, cport: p, flags: cf::IN_HASHED | cf::OUT_HASHED, ..Conn::BLANK };
+        for p in 0..3000 {
+            let mut a = a;
+            a.caddr[2] = (p >> 8) as u8;
+            assert!(t.insert(nat(p), &a).is_some());
+        }
+        assert_eq!(t.in_idx.allocation_size(), in0);
+        assert_eq!(t.out_idx.allocation_size(), in0, "sized like the other from the reserve");
     }
 }

@@ -75,7 +75,7 @@ impl Director {
             }
         }
         let a = Addrs { caddr: raw(&meta.src), vaddr: raw(&meta.dst), daddr: raw(&d.cfg.endpoint.addr) };
-        let c = Conn {
+        let mut c = Conn {
             cport: meta.sport,
             vport: meta.dport,
             dport,
@@ -83,11 +83,11 @@ impl Director {
             state: TcpState::None as u8,
             flags,
             dest: dest.0,
-            control,
             timeout_ms: 3000,
             expires: crate::time::after_ms(now, 3000),
             ..Conn::BLANK
         };
+        c.set_control(control);
         let id = self.insert(c, &a).ok_or(Reason::TableFull)?;
         if flags & cf::FULLNAT != 0 && !one_packet && !self.fnat_attach(si, id) {
             self.expire_now(id);
@@ -127,7 +127,7 @@ impl Director {
             Some(e) => c.state != before && c.state == e,
             None => output,
         };
-        let (timeout_ms, control) = (c.timeout_ms, c.control);
+        let (timeout_ms, control) = (c.timeout_ms, c.control());
         if assure && control != NIL {
             if let Some(t) = self.conns.get_mut(ConnId(control)).filter(|t| t.is_template()) {
                 t.state = proto::tpl::ASSURED;
@@ -146,7 +146,7 @@ impl Director {
     /// anything else is freed.
     pub(super) fn expire(&mut self, now: Instant, id: ConnId) {
         let Some(c) = self.conns.get_mut(id) else { return };
-        if c.n_control > 0 {
+        if c.n_control() > 0 {
             c.timeout_ms = EXPIRE_LATER_MS;
             c.expires = crate::time::after_ms(now, EXPIRE_LATER_MS);
             self.conns.relink(id);
@@ -205,9 +205,9 @@ impl Director {
         if c.flags & cf::OUT_HASHED != 0 {
             self.nat_conns = self.nat_conns.saturating_sub(1);
         }
-        if c.control != NIL {
-            if let Some(t) = self.conns.get_mut(ConnId(c.control)) {
-                t.n_control = t.n_control.saturating_sub(1);
+        if c.control() != NIL {
+            if let Some(t) = self.conns.get_mut(ConnId(c.control())) {
+                t.drop_controlled();
             }
         }
         self.unbind_dest(c);

@@ -26,7 +26,7 @@ use crate::wire::ipproto;
 const DEFENSE_PERIOD_NS: u64 = 1_000_000_000;
 
 /// `todrop_entry` spares an entry that saw a packet in the last 60 s.
-const TODROP_IDLE_NS: u64 = 60_000_000_000;
+const TODROP_IDLE_MS: u32 = 60_000;
 
 /// Random slots a new connection probes for a half-open entry to replace in a full table.
 const EVICT_PROBES: usize = 64;
@@ -205,8 +205,8 @@ impl DefenseState {
     /// `todrop_entry`: an entry idle for 60 s with 1 to 8 incoming packets is dropped once in
     /// as many visits as it has packets, so lightly used entries go first.
     fn todrop_entry(&mut self, c: &Conn, now: u64) -> bool {
-        let last = c.expires.saturating_sub(u64::from(c.timeout_ms) * 1_000_000);
-        if now < last.saturating_add(TODROP_IDLE_NS) {
+        let last = c.expires.wrapping_sub(c.timeout_ms.min(crate::conn::MAX_TIMEOUT_MS));
+        if crate::time::now_ms(Instant(now)).wrapping_sub(last) < TODROP_IDLE_MS {
             return false;
         }
         let Ok(i) = u8::try_from(c.in_pkts) else { return false };
@@ -320,7 +320,7 @@ impl Director {
     }
 
     fn dropentry_verdict(&self, c: &Conn) -> Verdict {
-        if c.n_control > 0 {
+        if c.n_control() > 0 {
             return Verdict::Spare;
         }
         if c.is_template() {
@@ -351,7 +351,7 @@ impl Director {
     /// nothing unless that template is assured (`ip_vs_conn_expire`'s "drop CTL or non-assured
     /// TPL if not used anymore").
     fn conn_del(&mut self, id: ConnId) {
-        let control = self.conns.get(id).map_or(NIL, |c| c.control);
+        let control = self.conns.get(id).map_or(NIL, |c| c.control());
         self.expire_now(id);
         if control == NIL {
             return;
@@ -360,7 +360,7 @@ impl Director {
         let idle = self
             .conns
             .live(control as usize)
-            .is_some_and(|t| t.flags & cf::TEMPLATE != 0 && t.n_control == 0 && t.state != proto::tpl::ASSURED);
+            .is_some_and(|t| t.flags & cf::TEMPLATE != 0 && t.n_control() == 0 && t.state != proto::tpl::ASSURED);
         if idle {
             self.expire_now(t);
         }
@@ -383,7 +383,7 @@ impl Director {
         let mut fallback = None;
         for _ in 0..EVICT_PROBES.min(slots.saturating_mul(4)) {
             let i = self.rng.next_u32() as usize % slots;
-            match self.conns.live(i).filter(|c| half_open(c) && c.n_control == 0) {
+            match self.conns.live(i).filter(|c| half_open(c) && c.n_control() == 0) {
                 Some(c) if c.in_pkts <= 1 => {
                     fallback = Some(i);
                     break;

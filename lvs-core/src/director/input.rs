@@ -114,7 +114,8 @@ impl Director {
             // cache misses overlap instead of meeting them one by one between rewrites.
             let mut seen = [Seen::Skipped; PROBE_AHEAD];
             let mut hashes = [None; PROBE_AHEAD];
-            let mut lines = [core::ptr::null(); PROBE_AHEAD];
+            // Two lines per frame for the entries (a 48-byte entry may straddle two lines).
+            let mut lines = [core::ptr::null(); 2 * PROBE_AHEAD];
             let mut n = 0;
             for ((f, s), h) in frames.iter().zip(seen.iter_mut()).zip(hashes.iter_mut()) {
                 *s = match wire::parse(f.data()) {
@@ -138,10 +139,12 @@ impl Director {
                 if let (Seen::Parsed(meta, _), Some(hv)) = (s, h) {
                     let peeked = self.peek(meta, hv);
                     let first = peeked.inward.candidate_id().or_else(|| peeked.reply.and_then(|r| r.candidate_id()));
-                    if let (Some(line), Some(slot)) = (first.and_then(|id| self.conns.entry_line(id)), lines.get_mut(n))
-                    {
-                        *slot = line;
-                        n += 1;
+                    let (head, tail) = first.and_then(|id| self.conns.entry_lines(id)).unzip();
+                    for line in [head, tail.flatten()].into_iter().flatten() {
+                        if let Some(slot) = lines.get_mut(n) {
+                            *slot = line;
+                            n += 1;
+                        }
                     }
                     *p = Some(peeked);
                 }
@@ -407,7 +410,7 @@ impl Director {
                 }
             }
         }
-        if c.control != NIL {
+        if c.control() != NIL {
             return false;
         }
         if c.proto == ipproto::SCTP {
@@ -560,7 +563,7 @@ impl Director {
         };
         let id = self.create_conn(now, meta, si, dest, dport, tid.0, one_packet)?;
         if let Some(t) = self.conns.get_mut(tid) {
-            t.n_control += 1;
+            t.add_controlled();
         }
         Ok(id)
     }
@@ -587,7 +590,7 @@ impl Director {
             c.fwd(),
             from_raw(c.daf(), &self.conns.addrs(c).daddr),
             c.dport,
-            c.control,
+            c.control(),
             c.flags & cf::ONE_PACKET != 0,
         );
         match dest {

@@ -81,16 +81,17 @@ impl Director {
                 }
                 sip += 1;
             }
-            if c.expires > now.saturating_add(u64::from(c.timeout_ms) * 1_000_000) {
+            let left = c.expires.wrapping_sub(crate::time::now_ms(Instant(now))) as i32;
+            if i64::from(left) > i64::from(c.timeout_ms) {
                 return Err(format!("entry {id:?} armed beyond its {} ms timeout", c.timeout_ms));
             }
-            if c.control != NIL && !self.conns.get(ConnId(c.control)).is_some_and(|t| t.is_template()) {
+            if c.control() != NIL && !self.conns.get(ConnId(c.control())).is_some_and(|t| t.is_template()) {
                 return Err(format!("entry {id:?} names a controller that is no live template"));
             }
             if c.is_template() {
-                let controlled = self.conns.iter().filter(|(_, x)| x.control == id.0).count();
-                if c.n_control as usize != controlled {
-                    return Err(format!("template {id:?} counts {} controlled, {controlled} name it", c.n_control));
+                let controlled = self.conns.iter().filter(|(_, x)| x.control() == id.0).count();
+                if c.n_control() as usize != controlled {
+                    return Err(format!("template {id:?} counts {} controlled, {controlled} name it", c.n_control()));
                 }
             }
         }

@@ -119,8 +119,9 @@ pub struct DirectorConfig {
     pub ports: Vec<PortConfig>,
     /// Most connections and templates the table holds; beyond it a new flow is dropped (or,
     /// while `drop_entry` acts, replaces a half-open entry). A smaller table wants a smaller
-    /// [`Defense::amemthresh`]. At most 16,777,215 (2^24 − 1, what the index's 32-bit words
-    /// address beside their 8-bit tags): [`Director::new`] caps a larger value to it.
+    /// [`Defense::amemthresh`]. At most 16,769,023 (2^24 − 8,193: what the index's 32-bit
+    /// words address beside their 8-bit tags, less the values the entries' 24-bit timer links
+    /// keep for the wheel's slots): [`Director::new`] caps a larger value to it.
     pub max_conns: usize,
     /// Seeds of the connection-table hashes. The defaults are fixed constants, fine for tests
     /// but predictable: a director facing untrusted traffic takes random ones
@@ -555,7 +556,7 @@ impl Director {
 
     /// Every connection and template, as `ipvsadm -Lc` lists them.
     pub fn connections(&self, now: Instant) -> Vec<ConnInfo> {
-        let n = now.as_nanos();
+        let n = crate::time::now_ms(now);
         self.conns
             .iter()
             .map(|(id, c)| ConnInfo::of(id, c, &self.conns.addrs(c), crate::proto::state_name(c), n))

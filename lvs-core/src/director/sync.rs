@@ -315,10 +315,10 @@ impl Director {
                 return;
             }
             let Some(c) = self.conns.get(cur) else { return };
-            if c.control == NIL {
+            if c.control() == NIL {
                 return;
             }
-            let next = ConnId(c.control);
+            let next = ConnId(c.control());
             pkts = match self.conns.get_mut(next) {
                 Some(t) if t.is_template() => {
                     t.in_pkts = t.in_pkts.wrapping_add(1);
@@ -333,7 +333,7 @@ impl Director {
 
     fn sync_needed(&mut self, p: &SyncParams, id: ConnId, pkts: u32, now_ms: u32) -> bool {
         let Some(c) = self.conns.get(id) else { return false };
-        let persistent = c.control != NIL && self.conns.get(ConnId(c.control)).is_some_and(Conn::is_template);
+        let persistent = c.control() != NIL && self.conns.get(ConnId(c.control())).is_some_and(Conn::is_template);
         let cand = Candidate {
             template: c.is_template(),
             persistent,
@@ -341,10 +341,10 @@ impl Director {
             state: c.state,
             timeout_ms: c.timeout_ms,
         };
-        let mut mark = Mark { old_state: c.old_state, endtime: self.conns.sync_end(id) };
+        let mut mark = Mark { old_state: c.old_state(), endtime: self.conns.sync_end(id) };
         let yes = sync::needed(p, &cand, &mut mark, pkts, now_ms);
         if let Some(c) = self.conns.get_mut(id) {
-            c.old_state = mark.old_state;
+            c.set_old_state(mark.old_state);
         }
         self.conns.set_sync_end(id, mark.endtime);
         yes
@@ -553,7 +553,7 @@ impl Director {
         c.in_pkts = threshold;
         c.state = r.state as u8;
         let is_half_open = super::defense::half_open(c);
-        c.old_state = c.state;
+        c.set_old_state(c.state);
         let secs = if r.timeout != 0 {
             r.timeout.min(MAX_TIMEOUT_S)
         } else if template {
@@ -566,7 +566,7 @@ impl Director {
             }
         };
         c.timeout_ms = secs * 1000;
-        self.conns.arm(id, now.as_nanos().saturating_add(u64::from(secs) * 1_000_000_000));
+        self.conns.arm(id, crate::time::after_ms(now, secs.saturating_mul(1000)));
         self.count_half_open(was_half_open, is_half_open);
         Ok(())
     }
