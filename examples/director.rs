@@ -1091,6 +1091,8 @@ struct NextHops {
     gateway_by_hand: bool,
     /// The servers reported unreachable, so each is reported once while it stays so.
     unreachable: Vec<IpAddr>,
+    /// Since when the kernel has been resolving a next hop (fast refreshes for a while).
+    resolving_since: Option<Instant>,
 }
 
 impl NextHops {
@@ -1106,6 +1108,7 @@ impl NextHops {
             by_hand,
             gateway_by_hand: args.gateway.is_some(),
             unreachable: Vec::new(),
+            resolving_since: None,
         }))
     }
 
@@ -1135,13 +1138,19 @@ impl NextHops {
         }
         self.unreachable = learned.unreachable.clone();
         e.learn(&learned);
-        self.next = now + if learned.resolving.is_empty() { NEIGH_EVERY } else { NEIGH_RESOLVING };
+        self.resolving_since = if learned.resolving.is_empty() { None } else { self.resolving_since.or(Some(now)) };
+        // A host that does not answer stays unresolved: the kernel's own retries pace its
+        // ARP requests, and after a while the lookups go back to once a second.
+        let fast = self.resolving_since.is_some_and(|t| now.saturating_since(t) < NEIGH_FAST_FOR);
+        self.next = now + if fast { NEIGH_RESOLVING } else { NEIGH_EVERY };
     }
 }
 
-/// How often the kernel's routes and neighbours are read, and how often while one resolves.
+/// How often the kernel's routes and neighbours are read, how often while one resolves, and
+/// for how long at that pace.
 const NEIGH_EVERY: Duration = Duration::from_secs(1);
 const NEIGH_RESOLVING: Duration = Duration::from_millis(100);
+const NEIGH_FAST_FOR: Duration = Duration::from_secs(3);
 
 impl Operator<'_> {
     fn pass(&mut self, e: &mut dyn Engine) {
