@@ -142,19 +142,37 @@ impl Director {
                 }
             }
             self.prefetch(&lines[..n]);
-            let mut peeks = [None; PROBE_AHEAD];
+            // The client → virtual home groups; where one names no candidate while NAT
+            // connections exist, the frame may be a server's reply: hash its reply key and
+            // prefetch that index's home group too, all of them before reading any.
+            let mut inward = [None; PROBE_AHEAD];
+            let mut reply_hashes = [None; PROBE_AHEAD];
             n = 0;
-            for ((m, h), p) in metas.iter().zip(hashes).zip(peeks.iter_mut()) {
-                if let Some(hv) = h {
-                    let peeked = self.peek(m, hv);
-                    let first = peeked.inward.candidate_id().or_else(|| peeked.reply.and_then(|r| r.candidate_id()));
-                    if let (Some(line), Some(slot)) = (first.and_then(|id| self.conns.entry_line(id)), lines.get_mut(n))
-                    {
+            for (((m, h), i), r) in metas.iter().zip(hashes).zip(inward.iter_mut()).zip(reply_hashes.iter_mut()) {
+                let Some(hv) = h else { continue };
+                let peeked = self.conns.peek_in(hv);
+                if self.nat_conns > 0 && !peeked.candidate() {
+                    let hv = self.conns.hash_out(&out_key(m));
+                    if let (Some(line), Some(slot)) = (self.conns.out_line(hv), lines.get_mut(n)) {
                         *slot = line;
                         n += 1;
                     }
-                    *p = Some(peeked);
+                    *r = Some(hv);
                 }
+                *i = Some(peeked);
+            }
+            self.prefetch(&lines[..n]);
+            let mut peeks = [None; PROBE_AHEAD];
+            n = 0;
+            for ((i, r), p) in inward.into_iter().zip(reply_hashes).zip(peeks.iter_mut()) {
+                let Some(inward) = i else { continue };
+                let reply = r.map(|hv| self.conns.peek_out(hv));
+                let first = inward.candidate_id().or_else(|| reply.and_then(|r| r.candidate_id()));
+                if let (Some(line), Some(slot)) = (first.and_then(|id| self.conns.entry_line(id)), lines.get_mut(n)) {
+                    *slot = line;
+                    n += 1;
+                }
+                *p = Some(Peeks { inward, reply });
             }
             self.prefetch(&lines[..n]);
             for ((s, m), p) in seen.iter_mut().zip(&metas).zip(peeks) {
@@ -202,15 +220,6 @@ impl Director {
         if let (Some(hook), false) = (self.cfg.prefetch, lines.is_empty()) {
             hook(lines);
         }
-    }
-
-    /// A burst's first look at a parsed frame's tuple, hashed to `hv`: its home group in the
-    /// client → virtual index and, while NAT connections exist and that group names no
-    /// candidate, in the reply index.
-    fn peek(&self, meta: &PacketMeta, hv: u64) -> Peeks {
-        let inward = self.conns.peek_in(hv);
-        let reply = (self.nat_conns > 0 && !inward.candidate()).then(|| self.conns.peek_out(&out_key(meta)));
-        Peeks { inward, reply }
     }
 
     /// What the indexes hold for a parsed frame's tuple, finishing the lookups `p` began: the
