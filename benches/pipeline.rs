@@ -1,4 +1,5 @@
-//! `pipeline/{dr,nat,tun}/{established,new}/{1,10k,1m}`: ns per packet through
+//! `pipeline/{dr,nat,tun}/{established,new}/{1,10k,1m}` and `pipeline/nat/reply/{10k,1m}`: ns
+//! per packet through
 //! `Director::process_burst` in bursts of 32 frames, with that many live connections.
 //!
 //! `established` sends data segments of live connections (parse, one index probe, state step,
@@ -7,6 +8,12 @@
 //! meets cold entries as a real director's do, rather than the same 32 warm ones. A frame is
 //! made by copying one prebuilt segment into the burst's buffer (as a receive would) and
 //! writing its flow's client address and port, with both checksums updated (RFC 1624).
+//!
+//! `reply` (NAT only) sends the real servers' data segments back to the clients of those flows,
+//! spread the same way: a reply's client-side lookup misses (its home group names no candidate),
+//! so the burst also hashes its reply key and prefetches the reply index's home group. The frame
+//! is the prebuilt segment of the flow's server with the flow's client address and port written
+//! in as its destination.
 //!
 //! `new` sends SYNs of fresh flows (schedule + insert); between measured bursts the clock jumps
 //! past the SYN_RECV timeout so they expire, while the live connections (with a long
@@ -40,11 +47,13 @@ const BURST: usize = 32;
 /// How many flow indices the established sequence holds before it repeats.
 const DRAWS: usize = 1 << 20;
 
-/// Offsets in an untagged IPv4/TCP segment: header checksum, source address, TCP source port,
-/// TCP checksum.
+/// Offsets in an untagged IPv4/TCP segment: header checksum, source and destination address,
+/// TCP source and destination port, TCP checksum.
 const IP_CSUM: usize = 24;
 const IP_SRC: usize = 26;
+const IP_DST: usize = 30;
 const TCP_SPORT: usize = 34;
+const TCP_DPORT: usize = 36;
 const TCP_CSUM: usize = 50;
 
 /// `count` flow indices below `live`, pseudo-random (splitmix64) and fixed from run to run.
@@ -86,12 +95,41 @@ fn update(buf: &mut [u8], at: usize, old: &[u16], new: &[u16]) {
 
 /// Turns `frame`, a copy of flow 0's segment, into flow `i`'s.
 fn aim(frame: &mut [u8], i: u32) {
+    aim_at(frame, i, IP_SRC, TCP_SPORT);
+}
+
+/// Turns `frame`, a copy of a segment of flow 0 (a request, or a server's reply), into flow
+/// `i`'s: the client's address and port at `addr` and `port`.
+fn aim_at(frame: &mut [u8], i: u32, addr: usize, port: usize) {
     let (old, new) = (words(0), words(i));
-    frame[IP_SRC..IP_SRC + 2].copy_from_slice(&new[0].to_be_bytes());
-    frame[IP_SRC + 2..IP_SRC + 4].copy_from_slice(&new[1].to_be_bytes());
-    frame[TCP_SPORT..TCP_SPORT + 2].copy_from_slice(&new[2].to_be_bytes());
+    frame[addr..addr + 2].copy_from_slice(&new[0].to_be_bytes());
+    frame[addr + 2..addr + 4].copy_from_slice(&new[1].to_be_bytes());
+    frame[port..port + 2].copy_from_slice(&new[2].to_be_bytes());
     update(frame, IP_CSUM, &old[..2], &new[..2]);
     update(frame, TCP_CSUM, &old, &new);
+}
+
+/// The real server (1 to 4, as `traffic::director` numbers them) of each of the first `live`
+/// flows, read from the director's connection list.
+fn servers(d: &lvs::Director, live: u32) -> Vec<u8> {
+    let mut of = vec![0u8; live as usize];
+    for c in d.connections(Instant::from_secs(2)) {
+        let (IpAddr::V4(a), IpAddr::V4(rs)) = (c.client.addr, c.dest.addr) else { continue };
+        let i = (u32::from(a) - 0x0a00_0000) << 14 | u32::from(c.client.port - 1024);
+        if let Some(s) = of.get_mut(i as usize) {
+            *s = rs.octets()[3] - 10;
+        }
+    }
+    of
+}
+
+/// A data segment of real server `s` (1 to 4) of the NAT director answering flow 0.
+fn reply(s: u8) -> Vec<u8> {
+    let server = (IpAddr::from([192, 0, 2, 10 + s]), 80);
+    let mut t = Tcp::new(server, client(Af::V4, 0), flags::ACK);
+    t.payload = &[0x55; 64];
+    t.src_mac = [2, 0, 0, 0, 1, s];
+    t.build()
 }
 
 fn report(what: &str, d: &lvs::Director, live: u32) {
@@ -111,6 +149,12 @@ fn bench(c: &mut Criterion) {
         let mut f = template.clone();
         aim(&mut f, i);
         assert_eq!(f, data(Af::V4, i), "the benchmark's frame of flow {i}");
+        let mut r = reply(2);
+        aim_at(&mut r, i, IP_DST, TCP_DPORT);
+        let mut t = Tcp::new((IpAddr::from([192, 0, 2, 12]), 80), client(Af::V4, i), flags::ACK);
+        t.payload = &[0x55; 64];
+        t.src_mac = [2, 0, 0, 0, 1, 2];
+        assert_eq!(r, t.build(), "the benchmark's reply of flow {i}");
     }
     for method in ["dr", "nat", "tun"] {
         let mut g = c.benchmark_group(format!("pipeline/{method}"));
@@ -135,6 +179,30 @@ fn bench(c: &mut Criterion) {
                     black_box(&verdicts);
                 })
             });
+            // Reply: the servers' segments of the same spread of flows, back through NAT.
+            if method == "nat" && live > 1 {
+                let server = servers(&d, live);
+                let replies: Vec<Vec<u8>> = (1..=4).map(reply).collect();
+                let load = |frames: &mut [Frame], flows: &[u32]| {
+                    for (f, i) in frames.iter_mut().zip(flows) {
+                        let s = server.get(*i as usize).map_or(1, |s| *s);
+                        f.load(DEFAULT_HEADROOM, &replies[usize::from(s.clamp(1, 4) - 1)]);
+                        aim_at(f.data_mut(), *i, IP_DST, TCP_DPORT);
+                    }
+                };
+                load(&mut frames, &order[..BURST]);
+                d.process_burst(Instant::from_secs(2), &mut frames, &mut verdicts);
+                for v in verdicts {
+                    assert_eq!(v, Verdict::Transmit { port: 0, dest: None }, "a reply goes back to the client");
+                }
+                g.bench_function(BenchmarkId::new("reply", label), |b| {
+                    b.iter(|| {
+                        load(&mut frames, cursor.next().unwrap_or_default());
+                        d.process_burst(Instant::from_secs(2), &mut frames, &mut verdicts);
+                        black_box(&verdicts);
+                    })
+                });
+            }
             // New: SYNs of flows never seen, expired between measured chunks.
             let mut next = 2_000_000u32;
             let mut now = 2u64;

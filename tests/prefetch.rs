@@ -2,7 +2,9 @@
 //! data, FINs and resets of DR or NAT connections, strays and frames that are no IP, IPv4 and
 //! IPv6 — give the same verdicts, the same rewritten frames, connections and counters through a
 //! director with this processor's prefetch hook (`lvs::dataplane::prefetch::hook`) as through
-//! one without, burst after burst over time that passes.
+//! one without, burst after burst over time that passes — and the same as the frames sent one
+//! at a time through `process`, as the kernel takes one skb after another, though a burst parses,
+//! hashes and looks up all its frames (in both indexes, for NAT) before processing any.
 
 use std::net::IpAddr;
 
@@ -117,22 +119,29 @@ proptest! {
         nat in any::<bool>(),
         bursts in prop::collection::vec((prop::collection::vec(pkt(), 0..80), 0..200u64), 1..8),
     ) {
-        let (mut with, mut without) = (director(nat, true), director(nat, false));
+        let (mut with, mut without, mut single) = (director(nat, true), director(nat, false), director(nat, false));
         let mut now = 1;
         for (i, (pkts, pause)) in bursts.iter().enumerate() {
             now += pause;
             let t = Instant::from_secs(now);
             let frames: Vec<Frame> = pkts.iter().map(Pkt::frame).collect();
-            let (mut a, mut b) = (frames.clone(), frames);
+            let (mut a, mut b, mut c) = (frames.clone(), frames.clone(), frames);
             let (mut va, mut vb) = (vec![Verdict::NotMine; a.len()], vec![Verdict::NotMine; b.len()]);
             with.tick(t);
             without.tick(t);
+            single.tick(t);
             with.process_burst(t, &mut a, &mut va);
             without.process_burst(t, &mut b, &mut vb);
+            let vc: Vec<Verdict> = c.iter_mut().map(|f| single.process(t, f)).collect();
             prop_assert_eq!(&va, &vb, "verdicts of burst {}", i);
             prop_assert_eq!(&a, &b, "frames of burst {}", i);
             prop_assert_eq!(with.connections(t), without.connections(t), "connections after burst {}", i);
             prop_assert_eq!(with.stats().counters(), without.stats().counters(), "counters after burst {}", i);
+            prop_assert_eq!(&va, &vc, "verdicts of burst {} and of its frames one by one", i);
+            prop_assert_eq!(&a, &c, "frames of burst {} and of its frames one by one", i);
+            prop_assert_eq!(with.connections(t), single.connections(t), "connections after burst {}, one by one", i);
+            prop_assert_eq!(with.drops(), single.drops(), "drops after burst {}, one by one", i);
+            prop_assert_eq!(with.stats().counters(), single.stats().counters(), "counters after burst {}, one by one", i);
         }
     }
 }

@@ -441,11 +441,23 @@ impl ConnTable {
         self.out_idx.find(hv, |i| slab.get(i as usize).is_some_and(|c| filed_out(c, wide, key))).map(ConnId)
     }
 
-    /// [`peek_in`](Self::peek_in) for the reply index.
+    /// [`peek_in`](Self::peek_in) for the reply index, for a key whose hash is `hv`
+    /// ([`hash_out`](Self::hash_out)).
     #[inline]
-    pub(crate) fn peek_out(&self, key: &OutKey) -> Peeked {
-        let hv = self.hasher.hash_one(key);
+    pub(crate) fn peek_out(&self, hv: u64) -> Peeked {
         Peeked { hv, peek: self.out_idx.peek(hv) }
+    }
+
+    /// [`hash_in`](Self::hash_in) for the reply index.
+    #[inline]
+    pub(crate) fn hash_out(&self, key: &OutKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// [`in_line`](Self::in_line) for the reply index.
+    #[inline]
+    pub(crate) fn out_line(&self, hv: u64) -> Option<*const u8> {
+        self.out_idx.home_line(hv)
     }
 
     /// [`resolve_in`](Self::resolve_in) for the reply index.

@@ -47,8 +47,12 @@ const PROBE_AHEAD: usize = 32;
 enum Probe {
     /// Not probed (a single frame, or one whose answer no longer stands): look up afresh.
     Unknown,
-    /// Filed in the client → virtual index under this entry.
+    /// Filed in the client → virtual index under this entry, at the index epoch of now: what
+    /// a fresh lookup would answer.
     In(ConnId),
+    /// Filed in the client → virtual index under this entry at an earlier epoch: it still
+    /// stands if the entry is still filed under the tuple.
+    Was(ConnId),
     /// Missed the client → virtual index; filed in the NAT reply index under this entry.
     Out(ConnId),
     /// Missed the client → virtual index and, if NAT connections existed, the reply index.
@@ -64,13 +68,13 @@ struct Peeks {
     reply: Option<Peeked>,
 }
 
-/// A frame after a burst's first pass.
+/// A frame after a burst's first pass (its parsed view, if any, waits beside it).
 #[derive(Clone, Copy, Debug)]
 enum Seen {
     /// Beyond the frames given (never processed).
     Skipped,
     /// Parsed, with what its probe found.
-    Parsed(PacketMeta, Probe),
+    Parsed(Probe),
     /// Not parsed.
     Unparsed(ParseError),
 }
@@ -113,59 +117,86 @@ impl Director {
             // prefetch hook, when there is one, is handed every line it will read, so their
             // cache misses overlap instead of meeting them one by one between rewrites.
             let mut seen = [Seen::Skipped; PROBE_AHEAD];
+            let mut metas = [PacketMeta::BLANK; PROBE_AHEAD];
             let mut hashes = [None; PROBE_AHEAD];
             // Two lines per frame for the entries (a 48-byte entry may straddle two lines).
             let mut lines = [core::ptr::null(); 2 * PROBE_AHEAD];
             let mut n = 0;
-            for ((f, s), h) in frames.iter().zip(seen.iter_mut()).zip(hashes.iter_mut()) {
-                *s = match wire::parse(f.data()) {
-                    Ok(meta) => {
-                        *h = self.hash_in(&meta);
-                        if let (Some(hv), Some(slot)) = (*h, lines.get_mut(n)) {
-                            if let Some(line) = self.conns.in_line(hv) {
-                                *slot = line;
-                                n += 1;
-                            }
-                        }
-                        Seen::Parsed(meta, Probe::Unknown)
-                    }
+            // Parsing and hashing are separate loops: a frame's fields are read only once the
+            // stores that wrote them have drained, not straight after (a load that spans
+            // several pending stores waits for all of them).
+            for ((f, s), m) in frames.iter().zip(seen.iter_mut()).zip(metas.iter_mut()) {
+                *s = match wire::parse_into(f.data(), m) {
+                    Ok(()) => Seen::Parsed(Probe::Unknown),
                     Err(e) => Seen::Unparsed(e),
                 };
             }
-            self.prefetch(&lines[..n]);
-            let mut peeks = [None; PROBE_AHEAD];
-            n = 0;
-            for ((s, h), p) in seen.iter().zip(hashes).zip(peeks.iter_mut()) {
-                if let (Seen::Parsed(meta, _), Some(hv)) = (s, h) {
-                    let peeked = self.peek(meta, hv);
-                    let first = peeked.inward.candidate_id().or_else(|| peeked.reply.and_then(|r| r.candidate_id()));
-                    let (head, tail) = first.and_then(|id| self.conns.entry_lines(id)).unzip();
-                    for line in [head, tail.flatten()].into_iter().flatten() {
-                        if let Some(slot) = lines.get_mut(n) {
+            for ((s, m), h) in seen.iter().zip(&metas).zip(hashes.iter_mut()) {
+                if let Seen::Parsed(_) = s {
+                    *h = self.hash_in(m);
+                    if let (Some(hv), Some(slot)) = (*h, lines.get_mut(n)) {
+                        if let Some(line) = self.conns.in_line(hv) {
                             *slot = line;
                             n += 1;
                         }
                     }
-                    *p = Some(peeked);
                 }
             }
             self.prefetch(&lines[..n]);
-            for (s, p) in seen.iter_mut().zip(peeks) {
-                if let (Seen::Parsed(meta, probe), Some(p)) = (s, p) {
-                    *probe = self.probe(meta, p);
+            // The client → virtual home groups; where one names no candidate while NAT
+            // connections exist, the frame may be a server's reply: hash its reply key and
+            // prefetch that index's home group too, all of them before reading any.
+            let mut inward = [None; PROBE_AHEAD];
+            let mut reply_hashes = [None; PROBE_AHEAD];
+            n = 0;
+            for (((m, h), i), r) in metas.iter().zip(hashes).zip(inward.iter_mut()).zip(reply_hashes.iter_mut()) {
+                let Some(hv) = h else { continue };
+                let peeked = self.conns.peek_in(hv);
+                if self.nat_conns > 0 && !peeked.candidate() {
+                    let hv = self.conns.hash_out(&out_key(m));
+                    if let (Some(line), Some(slot)) = (self.conns.out_line(hv), lines.get_mut(n)) {
+                        *slot = line;
+                        n += 1;
+                    }
+                    *r = Some(hv);
+                }
+                *i = Some(peeked);
+            }
+            self.prefetch(&lines[..n]);
+            let mut peeks = [None; PROBE_AHEAD];
+            n = 0;
+            for ((i, r), p) in inward.into_iter().zip(reply_hashes).zip(peeks.iter_mut()) {
+                let Some(inward) = i else { continue };
+                let reply = r.map(|hv| self.conns.peek_out(hv));
+                let first = inward.candidate_id().or_else(|| reply.and_then(|r| r.candidate_id()));
+                let (head, tail) = first.and_then(|id| self.conns.entry_lines(id)).unzip();
+                for line in [head, tail.flatten()].into_iter().flatten() {
+                    if let Some(slot) = lines.get_mut(n) {
+                        *slot = line;
+                        n += 1;
+                    }
+                }
+                *p = Some(Peeks { inward, reply });
+            }
+            self.prefetch(&lines[..n]);
+            for ((s, m), p) in seen.iter_mut().zip(&metas).zip(peeks) {
+                if let (Seen::Parsed(probe), Some(p)) = (s, p) {
+                    *probe = self.probe(m, p);
                 }
             }
             let epoch = self.conns.epoch();
-            for ((f, v), s) in frames.iter_mut().zip(verdicts.iter_mut()).zip(seen) {
+            for (((f, v), s), m) in frames.iter_mut().zip(verdicts.iter_mut()).zip(seen).zip(&metas) {
                 *v = match s {
-                    Seen::Parsed(meta, probe) => {
-                        // Misses and reply hits stand only while no index changed since.
+                    Seen::Parsed(probe) => {
+                        // What the first pass found stands while no index changed since; after a
+                        // change a hit is checked against its entry, anything else looked up
+                        // afresh.
                         let probe = match probe {
-                            Probe::In(_) => probe,
                             _ if epoch == self.conns.epoch() => probe,
+                            Probe::In(id) => Probe::Was(id),
                             _ => Probe::Unknown,
                         };
-                        self.process_meta(now, f, &meta, probe)
+                        self.process_meta(now, f, m, probe)
                     }
                     Seen::Unparsed(e) => self.unparsed(e),
                     Seen::Skipped => Verdict::NotMine,
@@ -193,15 +224,6 @@ impl Director {
         if let (Some(hook), false) = (self.cfg.prefetch, lines.is_empty()) {
             hook(lines);
         }
-    }
-
-    /// A burst's first look at a parsed frame's tuple, hashed to `hv`: its home group in the
-    /// client → virtual index and, while NAT connections exist and that group names no
-    /// candidate, in the reply index.
-    fn peek(&self, meta: &PacketMeta, hv: u64) -> Peeks {
-        let inward = self.conns.peek_in(hv);
-        let reply = (self.nat_conns > 0 && !inward.candidate()).then(|| self.conns.peek_out(&out_key(meta)));
-        Peeks { inward, reply }
     }
 
     /// What the indexes hold for a parsed frame's tuple, finishing the lookups `p` began: the
@@ -294,7 +316,8 @@ impl Director {
         }
         let key = in_key(meta);
         let mut found = match probe {
-            Probe::In(id) if self.conns.holds_in(id, &key) => Some(id),
+            Probe::In(id) => Some(id),
+            Probe::Was(id) if self.conns.holds_in(id, &key) => Some(id),
             Probe::Out(_) | Probe::Miss => None,
             _ => self.conns.find_in(&key),
         };

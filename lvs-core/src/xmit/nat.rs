@@ -20,14 +20,10 @@ pub(crate) enum Side {
 }
 
 /// Rewrites one IP address of the header at `l3`, fixing the IPv4 header checksum; returns the
-/// old address bytes and their length.
-pub(crate) fn rewrite_addr(
-    data: &mut [u8],
-    l3: usize,
-    af: Af,
-    side: Side,
-    addr: &IpAddr,
-) -> Result<([u8; 16], usize), XmitError> {
+/// change's [`csum::delta`], for the transport checksum whose pseudo-header covers the address.
+/// The old address is read from the frame where it lies, not copied aside first: a copy would
+/// be read back whole straight after it was written, which stalls the processor.
+pub(crate) fn rewrite_addr(data: &mut [u8], l3: usize, af: Af, side: Side, addr: &IpAddr) -> Result<u32, XmitError> {
     let (range, n) = match (af, side) {
         (Af::V4, Side::Dst) => (field::at(l3, field::V4_DST), 4),
         (Af::V4, Side::Src) => (field::at(l3, field::V4_SRC), 4),
@@ -36,17 +32,13 @@ pub(crate) fn rewrite_addr(
     };
     let new_full = crate::addr::raw(addr);
     let new_addr = new_full.get(..n).ok_or(XmitError::Bounds)?;
-    let mut old = [0u8; 16];
-    old.get_mut(..n)
-        .ok_or(XmitError::Bounds)?
-        .copy_from_slice(field::bytes(data, range.clone()).ok_or(XmitError::Bounds)?);
+    let delta = csum::delta(field::bytes(data, range.clone()).ok_or(XmitError::Bounds)?, new_addr);
     ok(field::set_bytes(data, range, new_addr))?;
     if af == Af::V4 {
         let c = field::be16(data, l3 + field::V4_CSUM).ok_or(XmitError::Bounds)?;
-        let old_addr = old.get(..n).ok_or(XmitError::Bounds)?;
-        ok(field::set_be16(data, l3 + field::V4_CSUM, csum::update_bytes(c, old_addr, new_addr)))?;
+        ok(field::set_be16(data, l3 + field::V4_CSUM, csum::apply(c, delta)))?;
     }
-    Ok((old, n))
+    Ok(delta)
 }
 
 /// Rewrites one address and port of the packet, fixing every checksum that covers them.
@@ -64,7 +56,7 @@ pub(crate) fn rewrite(
         return rewrite_sctp(data, meta, side, addr, port);
     }
     let l4 = usize::from(meta.l4);
-    let (old, n) = rewrite_addr(data, usize::from(meta.l3), meta.af, side, addr)?;
+    let delta = rewrite_addr(data, usize::from(meta.l3), meta.af, side, addr)?;
     if matches!(meta.frag, Frag::Later(_)) {
         return Ok(());
     }
@@ -83,9 +75,7 @@ pub(crate) fn rewrite(
     if meta.proto == ipproto::UDP && c == 0 && meta.af == Af::V4 {
         return Ok(());
     }
-    let new_full = crate::addr::raw(addr);
-    let (old_addr, new_addr) = (old.get(..n).ok_or(XmitError::Bounds)?, new_full.get(..n).ok_or(XmitError::Bounds)?);
-    let mut c = csum::update_bytes(c, old_addr, new_addr);
+    let mut c = csum::apply(c, delta);
     c = csum::update16(c, old_port, port);
     if meta.proto == ipproto::UDP && c == 0 {
         c = 0xffff;
