@@ -7,7 +7,7 @@
 //!          [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--no-kernel-neigh]
 //!          [--backend afpacket|afxdp] [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
 //!          [--config-id ID] [--midflow-hash] [--announce-cmd CMD] [--announce-file PATH]
-//!          [--drain SECS] [--shards N] [--busy-poll USECS]
+//!          [--drain SECS] [--shards N] [--busy-poll USECS] [--coalesce USECS]
 //! ```
 //!
 //! - `--port IF`: an interface the director sends and receives on (port 0, 1, ... in order).
@@ -58,6 +58,9 @@
 //!   queue to the shard that owns it (`Runtime::with_handoff`, the same `Steer::client_of`
 //!   rule). `--procfs`, VRRP and sync daemons own one runtime: asked for with N > 1, the
 //!   director refuses to start.
+//! - `--coalesce USECS` (default 50, 0 for none): after a pass that drained its ports the loop
+//!   sleeps USECS before the next instead of waking for every frame
+//!   (`Runtime::with_coalescing`, the interrupt coalescing of a NIC's `rx-usecs`).
 //! - `--busy-poll USECS` (AF_XDP): the sockets busy-poll their queues (`SO_PREFER_BUSY_POLL`,
 //!   `SO_BUSY_POLL`); where the kernel refuses, a warning says why and interrupts serve.
 //!
@@ -165,13 +168,14 @@ struct Args {
     drain: Option<Duration>,
     shards: u16,
     busy_poll: Option<u32>,
+    coalesce: Duration,
 }
 
 const USAGE: &str = "usage: director (--rules FILE | --keepalived FILE | --ldirectord FILE) --port IF [--port IF ...]
                 [--neigh IP=MAC@IF ...] [--gateway MAC@IF] [--no-kernel-neigh]
                 [--backend afpacket|afxdp] [--control PATH] [--procfs DIR] [--refresh SECS] [--metrics ADDR:PORT]
                 [--config-id ID] [--midflow-hash] [--announce-cmd CMD] [--announce-file PATH]
-                [--drain SECS] [--shards N] [--busy-poll USECS]";
+                [--drain SECS] [--shards N] [--busy-poll USECS] [--coalesce USECS]";
 
 /// `MAC@IF`.
 fn mac_at(v: &str) -> Result<(MacAddr, String), String> {
@@ -195,6 +199,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut backend, mut metrics) = (Backend::AfPacket, None);
     let (mut midflow_hash, mut announce_cmd, mut announce_file, mut drain) = (false, None, None, None);
     let (mut shards, mut busy_poll, mut kernel_neigh) = (1, None, true);
+    let mut coalesce = DEFAULT_COALESCE;
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
         match flag.as_str() {
@@ -242,6 +247,11 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 let usecs = v.parse().ok().filter(|n| *n > 0);
                 busy_poll = Some(usecs.ok_or_else(|| format!("--busy-poll {v:?}: microseconds, 1 or more"))?);
             }
+            "--coalesce" => {
+                let v = value()?;
+                let usecs = v.parse().map_err(|_| format!("--coalesce {v:?}: microseconds, 0 for none"))?;
+                coalesce = Duration::from_micros(usecs);
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
         }
@@ -269,6 +279,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         drain,
         shards,
         busy_poll,
+        coalesce,
     })
 }
 
@@ -971,8 +982,8 @@ fn checker(monitor: Monitor) -> Result<HealthChecker, String> {
 
 /// The ports receive only the services' frames: the kernel keeps ARP, its own traffic and the
 /// DR servers' replies, and AF_XDP hands it back everything else.
-fn runtime(d: Director, ports: Vec<Box<dyn PacketIo + Send>>) -> Runtime {
-    Runtime::new(d, ports).with_local_capacity(0).with_port_filter(Filter::default())
+fn runtime(args: &Args, d: Director, ports: Vec<Box<dyn PacketIo + Send>>) -> Runtime {
+    Runtime::new(d, ports).with_local_capacity(0).with_port_filter(Filter::default()).with_coalescing(args.coalesce)
 }
 
 /// `--shards 1`: one runtime on this thread, with the VRRP thread and sync daemons a
@@ -986,7 +997,7 @@ fn single(
 ) -> Result<(Runtime, Option<Cluster>), String> {
     let open = |p: &String| open_port(args, p, 0, AfPacketConfig::default());
     let ports = args.ports.iter().map(open).collect::<Result<Vec<_>, String>>()?;
-    let mut rt = runtime(d, ports);
+    let mut rt = runtime(args, d, ports);
     if let Some(m) = monitor {
         rt = rt.with_health(checker(m)?);
     }
@@ -1051,7 +1062,7 @@ fn sharded(args: &Args, config: Director, monitor: Option<Monitor>) -> Result<Sh
             open_port(&args, ifname, u32::from(share.index()), afp)
         };
         let ports = args.ports.iter().zip(0..).map(open).collect::<Result<Vec<_>, String>>();
-        let rt = runtime(d, ports.map_err(io::Error::other)?);
+        let rt = runtime(&args, d, ports.map_err(io::Error::other)?);
         Ok(match &handoff {
             Some(h) => rt.with_handoff(h.clone(), i, steer),
             None => rt,
@@ -1145,6 +1156,9 @@ impl NextHops {
         self.next = now + if fast { NEIGH_RESOLVING } else { NEIGH_EVERY };
     }
 }
+
+/// The default of `--coalesce`: what many NICs wait before an interrupt.
+const DEFAULT_COALESCE: Duration = Duration::from_micros(50);
 
 /// How often the kernel's routes and neighbours are read, how often while one resolves, and
 /// for how long at that pace.
