@@ -288,11 +288,13 @@ impl Runtime {
     }
 
     /// Coalesces wake-ups as a NIC coalesces interrupts (`ethtool -C rx-usecs`): after a pass
-    /// that took frames without filling a burst, [`Runtime::run`] sleeps `pause` before the
-    /// next pass instead of waiting in `poll`, which wakes the loop for every frame, so that
-    /// what arrives meanwhile is taken in one pass; a pass that then finds nothing goes back to
-    /// `poll`. Under steady traffic the loop wakes once per `pause` instead of once per frame,
-    /// for up to `pause` (plus the timer's slack) of added latency; at idle nothing changes.
+    /// that took some frames but less than a quarter of a burst, [`Runtime::run`] sleeps
+    /// `pause` before the next pass instead of waiting in `poll`, which wakes the loop for
+    /// every frame, so that what arrives meanwhile is taken in one pass; a pass that then finds
+    /// nothing goes back to `poll`, and one that finds more goes on at once (a flood is never
+    /// paused for). Under steady traffic the loop wakes once per `pause` instead of once per
+    /// frame, for up to `pause` (plus the timer's slack) of added latency; at idle nothing
+    /// changes.
     pub fn with_coalescing(mut self, pause: std::time::Duration) -> Self {
         self.coalesce = Some(pause).filter(|p| !p.is_zero());
         self
@@ -658,7 +660,7 @@ impl Runtime {
             between(self);
             if got == 0 {
                 self.idle(now)?;
-            } else if let Some(pause) = self.coalesce.filter(|_| got < self.rx.len()) {
+            } else if let Some(pause) = self.coalesce.filter(|_| got * 4 < self.rx.len()) {
                 std::thread::sleep(pause);
             }
         }
