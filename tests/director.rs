@@ -358,19 +358,11 @@ fn nat_director_driven_by_lvsadm() {
     operate(Mode::Nat);
 }
 
-/// `examples/director --backend afxdp` in the lab: curl through it in rr's order (the kernel
-/// TCP stacks at both ends verify every checksum the director rewrote or passed on), the log
-/// saying AF_XDP started (no fallback), the table on SIGTERM and a clean exit.
-fn afxdp_forwards(mode: Mode) {
-    if !root::can_run(true, &["ip", "curl", "python3", "sysctl", "kill", "ethtool"]) {
-        return;
-    }
-    let (tag, method) = match mode {
-        Mode::Nat => ("xnat", "-m"),
-        _ => ("xdr", "-g"),
-    };
+/// The lab with its two servers answering `rs1` and `rs2`, the VIP's `ADDR:80`, and a rule
+/// file that balances over them by rr with `mode`'s forwarding method.
+fn rr_lab(mode: Mode, tag: &str) -> (Topology, String, String) {
+    let method = if mode == Mode::Nat { "-m" } else { "-g" };
     let topo = Topology::build(mode, 2, tag).unwrap();
-    checksums_in_software(&topo);
     for i in 0..2 {
         topo.serve(i, &format!("rs{}", i + 1), &AtomicBool::new(false)).unwrap();
     }
@@ -378,6 +370,19 @@ fn afxdp_forwards(mode: Mode) {
     let (rs1, rs2) = (server_ip(mode, 0), server_ip(mode, 1));
     let rules =
         format!("-A -t {vip} -s rr\n-a -t {vip} -r {rs1}:80 {method} -w 1\n-a -t {vip} -r {rs2}:80 {method} -w 1\n");
+    (topo, vip, rules)
+}
+
+/// `examples/director --backend afxdp` in the lab: curl through it in rr's order (the kernel
+/// TCP stacks at both ends verify every checksum the director rewrote or passed on), the log
+/// saying AF_XDP started (no fallback), the table on SIGTERM and a clean exit.
+fn afxdp_forwards(mode: Mode) {
+    if !root::can_run(true, &["ip", "curl", "python3", "sysctl", "kill", "ethtool"]) {
+        return;
+    }
+    let tag = if mode == Mode::Nat { "xnat" } else { "xdr" };
+    let (topo, vip, rules) = rr_lab(mode, tag);
+    checksums_in_software(&topo);
     let mut d = Director::start_on(&topo, mode, 2, ("--rules", &rules), &["--backend", "afxdp"], tag);
     let answers: Vec<Option<usize>> = (0..4).map(|_| fetch(&topo)).collect();
     let (status, out, err) = d.stop();
@@ -394,18 +399,9 @@ fn kernel_next_hops(mode: Mode) {
     if !root::can_run(true, &["ip", "curl", "python3", "sysctl", "kill"]) {
         return;
     }
-    let (tag, method) = match mode {
-        Mode::Nat => ("knat", "-m"),
-        _ => ("kdr", "-g"),
-    };
-    let topo = Topology::build(mode, 2, tag).unwrap();
-    for i in 0..2 {
-        topo.serve(i, &format!("rs{}", i + 1), &AtomicBool::new(false)).unwrap();
-    }
-    let vip = format!("{}:80", Ipv4Addr::from(VIP));
+    let tag = if mode == Mode::Nat { "knat" } else { "kdr" };
+    let (topo, _, rules) = rr_lab(mode, tag);
     let (rs1, rs2) = (server_ip(mode, 0), server_ip(mode, 1));
-    let rules =
-        format!("-A -t {vip} -s rr\n-a -t {vip} -r {rs1}:80 {method} -w 1\n-a -t {vip} -r {rs2}:80 {method} -w 1\n");
     // No servers given by hand: only the client and the gateway.
     let mut d = Director::start_on(&topo, mode, 0, ("--rules", &rules), &["--backend", "afpacket"], tag);
     let mut answers: Vec<Option<usize>> = Vec::new();
