@@ -143,8 +143,10 @@ enum Kind {
 
 fn kind(f: &[u8]) -> Kind {
     if f.get(12..14) == Some(&[0x08, 0x06]) && f.len() >= 42 {
-        let spa: [u8; 4] = f[28..32].try_into().unwrap();
-        return Kind::Announce(IpAddr::from(spa));
+        // Gratuitous: the sender names its own address as the target. A host's kernel asking
+        // for a neighbour (its own MAC, another address) announces nothing.
+        let (spa, tpa): ([u8; 4], [u8; 4]) = (f[28..32].try_into().unwrap(), f[38..42].try_into().unwrap());
+        return if spa == tpa { Kind::Announce(IpAddr::from(spa)) } else { Kind::Other };
     }
     let Ok(m) = wire::parse(f) else { return Kind::Other };
     let l4 = usize::from(m.l4);
