@@ -1202,6 +1202,16 @@ mod tests {
         Runtime::new(d, vec![port]).with_handoff(handoff.clone(), i, Steer::ClientFlow)
     }
 
+    /// Two NAT shards sharing inboxes of `inbox` frames: each one's feed, what they sent, and
+    /// the shards.
+    fn nat_shards(inbox: usize) -> (Vec<Feed>, Sent, Vec<Runtime>) {
+        let handoff = Arc::new(Handoff::new(2, inbox).unwrap());
+        let feeds: Vec<Feed> = (0..2).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+        let sent: Sent = Arc::new(Mutex::new(Vec::new()));
+        let shards = (0..2).map(|i| nat_shard(&handoff, i, &feeds[i], &sent)).collect();
+        (feeds, sent, shards)
+    }
+
     /// The IPv4 source and destination of an Ethernet frame.
     fn addrs(f: &[u8]) -> (std::net::Ipv4Addr, std::net::Ipv4Addr) {
         let a = |at: usize| std::net::Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3]);
@@ -1210,10 +1220,7 @@ mod tests {
 
     #[test]
     fn shards_on_queues_hand_requests_and_nat_replies_to_their_owner() {
-        let handoff = Arc::new(Handoff::new(2, 64).unwrap());
-        let feeds: Vec<Feed> = (0..2).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
-        let sent: Sent = Arc::new(Mutex::new(Vec::new()));
-        let mut shards: Vec<Runtime> = (0..2).map(|i| nat_shard(&handoff, i, &feeds[i], &sent)).collect();
+        let (feeds, sent, mut shards) = nat_shards(64);
         let clients: Vec<(IpAddr, u16)> = (0..16u8).map(|i| (IpAddr::from([198, 51, 100, 10 + i]), 40000)).collect();
         // Rounds of one pass per shard until none receives anything (bursts are of 8 frames).
         let pass = |shards: &mut Vec<Runtime>| {
@@ -1253,10 +1260,7 @@ mod tests {
 
     #[test]
     fn a_full_inbox_is_a_counted_drop() {
-        let handoff = Arc::new(Handoff::new(2, 1).unwrap());
-        let feeds: Vec<Feed> = (0..2).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
-        let sent: Sent = Arc::new(Mutex::new(Vec::new()));
-        let mut shards: Vec<Runtime> = (0..2).map(|i| nat_shard(&handoff, i, &feeds[i], &sent)).collect();
+        let (feeds, _, mut shards) = nat_shards(1);
         let syns = (0..16u8)
             .map(|i| Tcp::new((IpAddr::from([198, 51, 100, 10 + i]), 40000), (VIP.parse().unwrap(), 80), flags::SYN));
         feeds[0].lock().unwrap().extend(syns.map(|t| t.build()));
