@@ -1,10 +1,11 @@
-//! The prefetch hook changes nothing but timing: random bursts of requests and replies — SYNs,
-//! data, FINs and resets of DR or NAT connections, strays and frames that are no IP, IPv4 and
-//! IPv6 — give the same verdicts, the same rewritten frames, connections and counters through a
-//! director with this processor's prefetch hook (`lvs::dataplane::prefetch::hook`) as through
-//! one without, burst after burst over time that passes — and the same as the frames sent one
-//! at a time through `process`, as the kernel takes one skb after another, though a burst parses,
-//! hashes and looks up all its frames (in both indexes, for NAT) before processing any.
+//! A burst through a director with this processor's prefetch hook
+//! (`lvs::dataplane::prefetch::hook`) answers as its frames sent one at a time through
+//! `process`, as the kernel takes one skb after another, though a burst parses, hashes, looks up
+//! and prefetches all its frames (in both indexes, for NAT) before processing any: random bursts
+//! of requests and replies — SYNs, data, FINs and resets of DR or NAT connections, strays and
+//! frames that are no IP, IPv4 and IPv6 — give the same verdicts, rewritten frames, connections,
+//! drops and counters, burst after burst over time that passes. (The hook itself only issues
+//! prefetch instructions, which change no memory.)
 
 use std::net::IpAddr;
 
@@ -115,28 +116,22 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
     #[test]
-    fn a_burst_answers_the_same_with_and_without_the_prefetch_hook(
+    fn a_burst_with_the_prefetch_hook_answers_as_its_frames_one_at_a_time(
         nat in any::<bool>(),
         bursts in prop::collection::vec((prop::collection::vec(pkt(), 0..80), 0..200u64), 1..8),
     ) {
-        let (mut with, mut without, mut single) = (director(nat, true), director(nat, false), director(nat, false));
+        let (mut with, mut single) = (director(nat, true), director(nat, false));
         let mut now = 1;
         for (i, (pkts, pause)) in bursts.iter().enumerate() {
             now += pause;
             let t = Instant::from_secs(now);
             let frames: Vec<Frame> = pkts.iter().map(Pkt::frame).collect();
-            let (mut a, mut b, mut c) = (frames.clone(), frames.clone(), frames);
-            let (mut va, mut vb) = (vec![Verdict::NotMine; a.len()], vec![Verdict::NotMine; b.len()]);
+            let (mut a, mut c) = (frames.clone(), frames);
+            let mut va = vec![Verdict::NotMine; a.len()];
             with.tick(t);
-            without.tick(t);
             single.tick(t);
             with.process_burst(t, &mut a, &mut va);
-            without.process_burst(t, &mut b, &mut vb);
             let vc: Vec<Verdict> = c.iter_mut().map(|f| single.process(t, f)).collect();
-            prop_assert_eq!(&va, &vb, "verdicts of burst {}", i);
-            prop_assert_eq!(&a, &b, "frames of burst {}", i);
-            prop_assert_eq!(with.connections(t), without.connections(t), "connections after burst {}", i);
-            prop_assert_eq!(with.stats().counters(), without.stats().counters(), "counters after burst {}", i);
             prop_assert_eq!(&va, &vc, "verdicts of burst {} and of its frames one by one", i);
             prop_assert_eq!(&a, &c, "frames of burst {} and of its frames one by one", i);
             prop_assert_eq!(with.connections(t), single.connections(t), "connections after burst {}, one by one", i);
