@@ -58,9 +58,9 @@
 //!   queue to the shard that owns it (`Runtime::with_handoff`, the same `Steer::client_of`
 //!   rule). `--procfs`, VRRP and sync daemons own one runtime: asked for with N > 1, the
 //!   director refuses to start.
-//! - `--coalesce USECS` (default 50, 0 for none): after a pass that drained its ports the loop
-//!   sleeps USECS before the next instead of waking for every frame
-//!   (`Runtime::with_coalescing`, the interrupt coalescing of a NIC's `rx-usecs`).
+//! - `--coalesce USECS` (default 50, 0 for none): after a pass that took some frames but less
+//!   than a quarter of a burst the loop sleeps USECS before the next instead of waking for
+//!   every frame (`Runtime::with_coalescing`, the interrupt coalescing of a NIC's `rx-usecs`).
 //! - `--busy-poll USECS` (AF_XDP): the sockets busy-poll their queues (`SO_PREFER_BUSY_POLL`,
 //!   `SO_BUSY_POLL`); where the kernel refuses, a warning says why and interrupts serve.
 //!

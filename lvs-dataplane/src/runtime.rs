@@ -227,7 +227,7 @@ pub struct Runtime {
     /// This shard's place among shards that hand frames to their owners
     /// ([`Runtime::with_handoff`]).
     peers: Option<Peers>,
-    /// The pause after a pass that drained its ports ([`Runtime::with_coalescing`]).
+    /// The pause after a pass that took a few frames ([`Runtime::with_coalescing`]).
     coalesce: Option<std::time::Duration>,
 }
 
@@ -568,7 +568,12 @@ impl Runtime {
                             q.push(take(slot, spare));
                             q.extend(rest.map(|f| take(f, spare)));
                         }
-                        None => stats.tx_lost += 1 + u64::from(more),
+                        None => {
+                            // Past them all the same, or the next fragmented frame would take
+                            // these as its own.
+                            rest.for_each(drop);
+                            stats.tx_lost += 1 + u64::from(more);
+                        }
                     }
                 }
                 Verdict::Drop(_) => stats.dropped += 1,
@@ -1001,10 +1006,10 @@ mod tests {
         assert!(out.iter().all(|(_, d)| d.get(0..6) == Some(&RS_MAC.0[..])));
     }
 
-    /// A non-DF segment of `len` IP bytes from client port `sport` to the TUN service.
-    fn big_segment(sport: u16, len: usize) -> Vec<u8> {
+    /// A non-DF segment of `len` IP bytes from client port `sport` to `vip:80`.
+    fn big_segment(vip: &str, sport: u16, len: usize) -> Vec<u8> {
         let body = vec![7u8; len - 40];
-        let (client, vip) = ("198.51.100.2".parse().unwrap(), "203.0.113.150".parse().unwrap());
+        let (client, vip) = ("198.51.100.2".parse().unwrap(), vip.parse().unwrap());
         let mut t = Tcp::new((client, sport), (vip, 80), flags::ACK);
         t.payload = &body;
         let mut f = t.build();
@@ -1026,7 +1031,8 @@ mod tests {
         restore(&mut d, "-A -t 203.0.113.100:80 -s first\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -g\n").unwrap();
         // Outer packets of 60 bytes (the SYN), 3020 (payload 1480 + 1480 + 40: fragments of
         // 1500, 1500 and 60 bytes), 40 (a DR SYN, not tunnelled) and 1520 (1500 + 40).
-        let inbox = vec![syn_to("203.0.113.150", 1000), big_segment(1000, 3000), syn(1001), big_segment(1000, 1500)];
+        let tun = "203.0.113.150";
+        let inbox = vec![syn_to(tun, 1000), big_segment(tun, 1000, 3000), syn(1001), big_segment(tun, 1000, 1500)];
         let (ports, sent) = ports(vec![inbox.clone(), inbox]);
         let mut rt = Runtime::new(d, ports);
         assert_eq!(rt.poll_once(Instant::ZERO).unwrap(), 8);
@@ -1036,6 +1042,29 @@ mod tests {
         assert_eq!(sizes, [&one[..], &one[..]].concat(), "each port's burst in order, fragments after their first");
         let s = rt.stats();
         assert_eq!((s.rx, s.fragments, s.tx), (8, 6, 14));
+        assert_accounted(s);
+    }
+
+    #[test]
+    fn fragments_for_a_missing_port_are_lost_with_their_first() {
+        // Two tunnel services, the first's server behind port 1, which this runtime lacks.
+        let port = PortConfig::new(MacAddr(DIRECTOR_MAC)).with_addr("192.0.2.1".parse().unwrap());
+        let cfg = DirectorConfig { tun_mtu: 1500, ..DirectorConfig::default() }.port(port.clone()).port(port);
+        let mut d = Director::new(cfg, factory);
+        d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: RS_MAC, port: 0 });
+        d.set_neighbour("192.0.2.12".parse().unwrap(), Neighbour { mac: RS_MAC, port: 1 });
+        restore(&mut d, "-A -t 203.0.113.150:80 -s first\n-a -t 203.0.113.150:80 -r 192.0.2.12:80 -i\n").unwrap();
+        restore(&mut d, "-A -t 203.0.113.151:80 -s first\n-a -t 203.0.113.151:80 -r 192.0.2.11:80 -i\n").unwrap();
+        let (lost, kept) = ("203.0.113.150", "203.0.113.151");
+        let inbox =
+            vec![syn_to(lost, 1000), syn_to(kept, 1000), big_segment(lost, 1000, 3000), big_segment(kept, 1000, 1500)];
+        let (ports, sent) = ports(vec![inbox]);
+        let mut rt = Runtime::new(d, ports);
+        assert_eq!(rt.poll_once(Instant::ZERO).unwrap(), 4);
+        let sizes: Vec<usize> = sent[0].lock().unwrap().iter().map(|(_, f)| f.len() - 14).collect();
+        assert_eq!(sizes, [60, 1500, 40], "the kept service's SYN, then its own two fragments");
+        let s = rt.stats();
+        assert_eq!((s.rx, s.fragments, s.tx, s.tx_lost), (4, 3, 3, 4));
         assert_accounted(s);
     }
 
@@ -1253,7 +1282,8 @@ mod tests {
         assert!(stats[0].handed_off > 0 && stats[1].handed_off > 0, "{stats:?}");
         assert_eq!(stats[0].handed_off, stats[1].from_shards);
         assert_eq!(stats[1].handed_off, stats[0].from_shards);
-        // Each shard owns the requests and the replies of the same clients.
+        // Shard 0 took as many replies from shard 1 as it kept requests of its own (that the
+        // replies reached their connections is the masquerading checked above).
         assert_eq!(stats[0].handed_off + stats[0].from_shards, 16, "{stats:?}");
         stats.into_iter().for_each(assert_accounted);
     }
