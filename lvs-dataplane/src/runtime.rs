@@ -1049,7 +1049,7 @@ mod tests {
     fn fragments_for_a_missing_port_are_lost_with_their_first() {
         // Two tunnel services, the first's server behind port 1, which this runtime lacks.
         let port = PortConfig::new(MacAddr(DIRECTOR_MAC)).with_addr("192.0.2.1".parse().unwrap());
-        let cfg = DirectorConfig { tun_mtu: 1500, ..DirectorConfig::default() }.port(port.clone()).port(port);
+        let cfg = DirectorConfig { tun_mtu: 1500, ..DirectorConfig::default() }.port(port).port(port);
         let mut d = Director::new(cfg, factory);
         d.set_neighbour("192.0.2.11".parse().unwrap(), Neighbour { mac: RS_MAC, port: 0 });
         d.set_neighbour("192.0.2.12".parse().unwrap(), Neighbour { mac: RS_MAC, port: 1 });
