@@ -82,6 +82,7 @@ pub struct KernelNeighbours {
     ports: Vec<u32>,
     /// What the directors were told, so a refresh reports only changes.
     told: HashMap<IpAddr, Neighbour>,
+    /// The IPv4 and the IPv6 default gateway told.
     told_gw: [Option<Neighbour>; 2],
 }
 
@@ -124,7 +125,7 @@ impl KernelNeighbours {
             match table.get(&(hop.ifindex, via)) {
                 Some(mac) => {
                     let n = Neighbour { mac: *mac, port };
-                    if self.told.insert(ip, n) != Some(n) {
+                    if self.told.get(&ip) != Some(&n) {
                         out.neighbours.push((ip, n));
                     }
                 }
@@ -141,7 +142,7 @@ impl KernelNeighbours {
                 match table.get(&(hop.ifindex, gw)) {
                     Some(mac) => {
                         let n = Neighbour { mac: *mac, port };
-                        if self.told_gw[i].replace(n) != Some(n) {
+                        if self.told_gw[i] != Some(n) {
                             out.gateways.push((af, n));
                         }
                     }
@@ -151,6 +152,12 @@ impl KernelNeighbours {
                     }
                 }
             }
+        }
+        // Only now, with every answer read: a refresh that fails half-way reports again what
+        // it found before failing.
+        self.told.extend(out.neighbours.iter().copied());
+        for (af, n) in &out.gateways {
+            self.told_gw[usize::from(*af == Af::V6)] = Some(*n);
         }
         Ok(out)
     }
