@@ -74,9 +74,10 @@ pub(crate) struct Addrs {
 ///
 /// The first 16 bytes hold what an index probe compares (addresses, ports, protocol, state,
 /// flags); with a 48-byte stride they never cross a cache line. The next 16 hold what an
-/// established packet also reads (server, timeout, expiry, packet count), a NAT packet's
-/// rewrite target follows, and only control paths read the last 10 bytes (timer links, the
-/// controller or controlled count, the sync state). An entry that straddles two lines is
+/// established packet also reads (server, timeout, expiry, packet count); the real server's
+/// address and port follow (every client packet reads them, a NAT rewrite uses them), and only
+/// control paths read the last 10 bytes (timer links, the controller or controlled count, the
+/// sync state). An entry that straddles two lines is
 /// prefetched as two ([`ConnTable::entry_lines`]).
 ///
 /// An IPv4 entry keeps its three addresses in place. An entry with an IPv6 side ([`cf::V6`] or
@@ -357,7 +358,7 @@ mod tests {
     #[test]
     fn key_comes_first() {
         assert_eq!(core::mem::offset_of!(Conn, flags), 14);
-        assert_eq!(core::mem::offset_of!(Conn, in_pkts), 28, "what a packet reads ends at 32");
+        assert_eq!(core::mem::offset_of!(Conn, in_pkts), 28, "server, timeout, expiry and packet count end at 32");
     }
 
     /// Timer links keep 24 bits each apart, [`NIL`] round-trips, and the controller word keeps

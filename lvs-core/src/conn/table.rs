@@ -2,10 +2,12 @@
 
 use alloc::vec::Vec;
 use core::hash::{Hash, Hasher};
+use core::net::{IpAddr, Ipv4Addr};
 
 use super::index::{Peek, TagIndex, MAX_ENTRIES};
 use super::timer::Wheel;
 use super::{cf, Addrs, Conn, ConnId, NIL};
+use crate::addr::from_raw;
 
 /// Key of the client → virtual index (`ip_vs_conn_hashkey_param` for the in direction).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +96,7 @@ pub(crate) struct ConnTable {
     /// The first free slab slot, or [`NIL`]; free slots are chained through their `tnext` (a
     /// free slot is in no wheel list), so the free list costs no memory of its own.
     free: u32,
-    /// The addresses of entries with an IPv6 side, by the slot in their `addr[0]`.
+    /// The addresses of entries with an IPv6 side, by the slot in their `caddr`.
     wide: Vec<Addrs>,
     /// Free slots of `wide`.
     wide_free: Vec<u32>,
@@ -498,6 +500,26 @@ impl ConnTable {
         addrs(c, &self.wide)
     }
 
+    /// The real server's address of `c` (`cp->daddr`), read alone.
+    #[inline]
+    pub(crate) fn daddr(&self, c: &Conn) -> IpAddr {
+        if c.wide() {
+            from_raw(c.daf(), &self.wide.get(c.caddr as usize).map_or([0; 16], |a| a.daddr))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(c.daddr.to_ne_bytes()))
+        }
+    }
+
+    /// The virtual address of `c` (`cp->vaddr`), read alone.
+    #[inline]
+    pub(crate) fn vaddr(&self, c: &Conn) -> IpAddr {
+        if c.wide() {
+            from_raw(c.af(), &self.wide.get(c.caddr as usize).map_or([0; 16], |a| a.vaddr))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(c.vaddr.to_ne_bytes()))
+        }
+    }
+
     /// The sync end time of entry `id` (`cp->sync_endtime`); 0 until a sync master marks it.
     pub(crate) fn sync_end(&self, id: ConnId) -> u32 {
         self.sync_end.get(id.0 as usize).copied().unwrap_or(0)
@@ -590,7 +612,8 @@ fn filed_in(c: &Conn, wide: &[Addrs], key: &InKey) -> bool {
     if c.wide() {
         wide.get(c.caddr as usize).is_some_and(|a| a.caddr == key.caddr && a.vaddr == key.vaddr)
     } else {
-        raw4(c.caddr) == key.caddr && raw4(c.vaddr) == key.vaddr
+        // An IPv4 key's addresses are `addr::raw` forms, zero past their first four bytes.
+        c.caddr == v4(&key.caddr) && c.vaddr == v4(&key.vaddr)
     }
 }
 
@@ -603,7 +626,7 @@ fn filed_out(c: &Conn, wide: &[Addrs], key: &OutKey) -> bool {
     if c.wide() {
         wide.get(c.caddr as usize).is_some_and(|a| a.daddr == key.daddr && a.caddr == key.caddr)
     } else {
-        raw4(c.daddr) == key.daddr && raw4(c.caddr) == key.caddr
+        c.daddr == v4(&key.daddr) && c.caddr == v4(&key.caddr)
     }
 }
 

@@ -6,7 +6,7 @@
 use hashbrown::HashMap;
 
 use super::{Director, Verdict};
-use crate::addr::{from_raw, raw, Af, ServiceKey};
+use crate::addr::{raw, Af, ServiceKey};
 use crate::conn::table::InKey;
 use crate::conn::ConnId;
 use crate::dest::DestId;
@@ -125,7 +125,7 @@ impl Director {
         };
         let Some(c) = self.conns.get(id) else { return self.drop(Reason::StrayFragment) };
         let Some(dest) = c.dest_id() else { return self.drop(Reason::StrayFragment) };
-        let (fwd, daddr, dport) = (c.fwd(), from_raw(c.daf(), &self.conns.addrs(c).daddr), c.dport);
+        let (fwd, daddr, dport) = (c.fwd(), self.conns.daddr(c), c.dport);
         if !self.dest_available(dest) {
             return self.drop(Reason::DestUnavailable);
         }

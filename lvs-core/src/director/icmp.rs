@@ -6,7 +6,7 @@ use core::net::IpAddr;
 
 use super::input::in_key;
 use super::{Director, Verdict};
-use crate::addr::{from_raw, raw, Af};
+use crate::addr::{raw, Af};
 use crate::conn::table::{InKey, OutKey};
 use crate::conn::ConnId;
 use crate::dest::{DestId, FwdMethod};
@@ -38,7 +38,7 @@ impl Director {
         if let Some(id) = self.conns.find_in(&key) {
             let Some(c) = self.conns.get(id) else { return Verdict::NotMine };
             let Some(dest) = c.dest_id() else { return Verdict::NotMine };
-            let (fwd, daddr, dport) = (c.fwd(), from_raw(c.daf(), &self.conns.addrs(c).daddr), c.dport);
+            let (fwd, daddr, dport) = (c.fwd(), self.conns.daddr(c), c.dport);
             if !self.dest_available(dest) {
                 return self.drop(Reason::DestUnavailable);
             }
@@ -57,7 +57,7 @@ impl Director {
         if self.nat_conns > 0 {
             if let Some(id) = self.conns.find_out(&ok) {
                 let Some(c) = self.conns.get(id) else { return Verdict::NotMine };
-                let (vaddr, vport, dest) = (from_raw(c.af(), &self.conns.addrs(c).vaddr), c.vport, c.dest_id());
+                let (vaddr, vport, dest) = (self.conns.vaddr(c), c.vport, c.dest_id());
                 let Some(dest) = dest else { return Verdict::NotMine };
                 self.count(dest, u32::from(meta.ip_len), true);
                 return self.icmp_nat(frame, meta, e, &vaddr, vport, Toward::Client);

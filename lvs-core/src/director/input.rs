@@ -6,7 +6,7 @@
 use core::net::IpAddr;
 
 use super::{Director, Symptom, Verdict};
-use crate::addr::{from_raw, raw, Af, ServiceKey};
+use crate::addr::{raw, Af, ServiceKey};
 use crate::conn::table::{InKey, OutKey, Peeked};
 use crate::conn::{cf, Conn, ConnId, NIL};
 use crate::dest::{DestId, FwdMethod, TunType, F_AVAILABLE};
@@ -608,14 +608,8 @@ impl Director {
     /// Client → real server on connection `id`.
     pub(super) fn in_path(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
         let Some(c) = self.conns.get(id) else { return self.drop(Reason::DestUnavailable) };
-        let (dest, fwd, daddr, dport, control, one_packet) = (
-            c.dest_id(),
-            c.fwd(),
-            from_raw(c.daf(), &self.conns.addrs(c).daddr),
-            c.dport,
-            c.control(),
-            c.flags & cf::ONE_PACKET != 0,
-        );
+        let (dest, fwd, daddr, dport, control, one_packet) =
+            (c.dest_id(), c.fwd(), self.conns.daddr(c), c.dport, c.control(), c.flags & cf::ONE_PACKET != 0);
         match dest {
             Some(d) => self.count(d, u32::from(meta.ip_len), false),
             None => self.stats.packet_in(u32::from(meta.ip_len)),

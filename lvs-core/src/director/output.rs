@@ -3,7 +3,6 @@
 //! share the bookkeeping (`reply_seen`) and have their own rewrite (`fnat`).
 
 use super::{Director, Symptom, Verdict};
-use crate::addr::from_raw;
 use crate::conn::ConnId;
 use crate::error::Reason;
 use crate::proto::tcp::{flags, TcpState};
@@ -16,7 +15,7 @@ impl Director {
     /// Real server → client on NAT connection `id`.
     pub(super) fn out_path(&mut self, now: Instant, frame: &mut Frame, meta: &PacketMeta, id: ConnId) -> Verdict {
         let Some(c) = self.conns.get(id) else { return Verdict::NotMine };
-        let (vaddr, vport) = (from_raw(c.af(), &self.conns.addrs(c).vaddr), c.vport);
+        let (vaddr, vport) = (self.conns.vaddr(c), c.vport);
         self.reply_seen(now, meta, id);
         let Some(nh) = self.neigh.route(&meta.dst) else { return self.drop(Reason::UnknownNeighbour) };
         let Some(me) = self.port_mac(nh.port) else { return self.drop(Reason::UnknownPort) };
