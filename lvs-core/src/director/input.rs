@@ -325,9 +325,12 @@ impl Director {
         // only then.
         if found.is_none() && (self.nat_conns > 0 || self.fnat.has_conns()) {
             let ok = out_key(meta);
+            // The reply index holds NAT entries only: without any, it cannot answer. A `Miss`
+            // stands at the epoch it was found at, which any change of NAT entries moves.
             let reply = match probe {
                 Probe::Out(id) => Some(id),
-                Probe::Miss if self.nat_conns > 0 => None,
+                Probe::Miss => None,
+                _ if self.nat_conns == 0 => None,
                 _ => self.conns.find_out(&ok),
             };
             if let Some(id) = reply {
