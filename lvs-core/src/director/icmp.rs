@@ -99,8 +99,14 @@ impl Director {
     /// that tells the client; the error is booked on the connection the packet belongs to, if
     /// any (see [`Director::refuse_for`]).
     pub(super) fn refuse(&mut self, frame: &mut Frame, meta: &PacketMeta, reason: Reason, kind: IcmpKind) -> Verdict {
-        let conn = self.conns.find_in(&in_key(meta));
+        let conn = if self.answers_with_icmp(meta) { self.conns.find_in(&in_key(meta)) } else { None };
         self.refuse_for(frame, meta, reason, kind, conn)
+    }
+
+    /// Whether a refused packet is answered with an ICMP error: when they are enabled, and
+    /// never for an ICMP packet.
+    fn answers_with_icmp(&self, meta: &PacketMeta) -> bool {
+        self.cfg.icmp_errors && meta.icmp.is_none() && meta.proto != ipproto::ICMP && meta.proto != ipproto::ICMPV6
     }
 
     /// [`Director::refuse`] for a packet of connection `conn`.
@@ -120,8 +126,7 @@ impl Director {
         conn: Option<ConnId>,
     ) -> Verdict {
         let v = self.drop(reason);
-        if !self.cfg.icmp_errors || meta.icmp.is_some() || meta.proto == ipproto::ICMP || meta.proto == ipproto::ICMPV6
-        {
+        if !self.answers_with_icmp(meta) {
             return v;
         }
         let Some(nh) = self.neigh.route(&meta.src) else { return v };
