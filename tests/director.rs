@@ -358,11 +358,21 @@ fn nat_director_driven_by_lvsadm() {
     operate(Mode::Nat);
 }
 
-/// The lab with its two servers answering `rs1` and `rs2`, the VIP's `ADDR:80`, and a rule
-/// file that balances over them by rr with `mode`'s forwarding method.
-fn rr_lab(mode: Mode, tag: &str) -> (Topology, String, String) {
-    let method = if mode == Mode::Nat { "-m" } else { "-g" };
-    let topo = Topology::build(mode, 2, tag).unwrap();
+/// ipvsadm's forwarding flag for `mode`'s servers.
+fn method(mode: Mode) -> &'static str {
+    if mode == Mode::Nat {
+        "-m"
+    } else {
+        "-g"
+    }
+}
+
+/// The lab, with `queues` queues on every link, its two servers answering `rs1` and `rs2`, the
+/// VIP's `ADDR:80`, and a rule file that balances over them by rr with `mode`'s forwarding
+/// method.
+fn rr_lab(mode: Mode, tag: &str, queues: u8) -> (Topology, String, String) {
+    let method = method(mode);
+    let topo = Topology::build_with_queues(mode, 2, tag, queues).unwrap();
     for i in 0..2 {
         topo.serve(i, &format!("rs{}", i + 1), &AtomicBool::new(false)).unwrap();
     }
@@ -381,7 +391,7 @@ fn afxdp_forwards(mode: Mode) {
         return;
     }
     let tag = if mode == Mode::Nat { "xnat" } else { "xdr" };
-    let (topo, vip, rules) = rr_lab(mode, tag);
+    let (topo, vip, rules) = rr_lab(mode, tag, 1);
     checksums_in_software(&topo);
     let mut d = Director::start_on(&topo, mode, 2, ("--rules", &rules), &["--backend", "afxdp"], tag);
     let answers: Vec<Option<usize>> = (0..4).map(|_| fetch(&topo)).collect();
@@ -400,7 +410,7 @@ fn kernel_next_hops(mode: Mode) {
         return;
     }
     let tag = if mode == Mode::Nat { "knat" } else { "kdr" };
-    let (topo, _, rules) = rr_lab(mode, tag);
+    let (topo, _, rules) = rr_lab(mode, tag, 1);
     let (rs1, rs2) = (server_ip(mode, 0), server_ip(mode, 1));
     // No servers given by hand: only the client and the gateway.
     let mut d = Director::start_on(&topo, mode, 0, ("--rules", &rules), &["--backend", "afpacket"], tag);
@@ -502,24 +512,18 @@ fn sharded_forwards(mode: Mode, backend: &str) {
         return;
     }
     let afxdp = backend == "afxdp";
-    let (tag, method) = match (mode, afxdp) {
-        (Mode::Nat, false) => ("snat", "-m"),
-        (Mode::Nat, true) => ("sxnat", "-m"),
-        (_, false) => ("sdr", "-g"),
-        (_, true) => ("sxdr", "-g"),
+    let tag = match (mode, afxdp) {
+        (Mode::Nat, false) => "snat",
+        (Mode::Nat, true) => "sxnat",
+        (_, false) => "sdr",
+        (_, true) => "sxdr",
     };
-    let topo = Topology::build_with_queues(mode, 2, tag, if afxdp { 2 } else { 1 }).unwrap();
+    let (topo, vip, rules) = rr_lab(mode, tag, if afxdp { 2 } else { 1 });
     if afxdp {
         checksums_in_software(&topo);
     }
-    for i in 0..2 {
-        topo.serve(i, &format!("rs{}", i + 1), &AtomicBool::new(false)).unwrap();
-    }
     let clients = add_clients(&topo);
-    let vip = format!("{}:80", Ipv4Addr::from(VIP));
     let (rs1, rs2) = (server_ip(mode, 0), server_ip(mode, 1));
-    let rules =
-        format!("-A -t {vip} -s rr\n-a -t {vip} -r {rs1}:80 {method} -w 1\n-a -t {vip} -r {rs2}:80 {method} -w 1\n");
     let mut extra = vec!["--shards", "2", "--backend", backend];
     // Busy polling on AF_XDP in NAT (SO_PREFER_BUSY_POLL: Linux 5.11 and later).
     let busy = afxdp && mode == Mode::Nat;
@@ -539,7 +543,7 @@ fn sharded_forwards(mode: Mode, backend: &str) {
     assert_eq!(d.ok(&["-d", "-t", &vip, "-r", &format!("{rs2}:80")]), "");
     let after_delete = fetch_from(&topo, &clients);
     // SIGHUP to a file with rs2 alone: every shard is brought to it.
-    let edited = format!("-A -t {vip} -s rr\n-a -t {vip} -r {rs2}:80 {method} -w 1\n");
+    let edited = format!("-A -t {vip} -s rr\n-a -t {vip} -r {rs2}:80 {} -w 1\n", method(mode));
     std::fs::write(d.dir.join("config"), &edited).unwrap();
     d.signal("-HUP");
     let mut want: Vec<String> = edited.lines().map(String::from).collect();
