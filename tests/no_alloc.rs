@@ -44,24 +44,30 @@ fn dst_addr(frame: &[u8]) -> IpAddr {
     }
 }
 
-/// Sends `frames` (already loaded) one at a time and as one burst, asserting that each is
-/// transmitted and that processing them allocated nothing.
+/// Sends `templates` one at a time and as one burst, asserting that each is transmitted and
+/// that processing them allocated nothing.
 fn forward_without_allocating(d: &mut lvs::Director, what: &str, templates: &[Vec<u8>]) {
+    process_without_allocating(d, what, templates, |v| matches!(v, Verdict::Transmit { .. }));
+}
+
+/// Sends `templates` one at a time and as one burst, asserting that each verdict is `want`ed
+/// and that processing them allocated nothing.
+fn process_without_allocating(d: &mut lvs::Director, what: &str, templates: &[Vec<u8>], want: fn(&Verdict) -> bool) {
     let mut frames: Vec<Frame> = templates.iter().map(|t| Frame::new(DEFAULT_HEADROOM, t)).collect();
     let mut verdicts = vec![Verdict::NotMine; frames.len()];
     for (f, t) in frames.iter_mut().zip(templates) {
         f.load(DEFAULT_HEADROOM, t);
         let mut v = Verdict::NotMine;
         let n = allocations(|| v = d.process(NOW, f));
-        assert!(matches!(v, Verdict::Transmit { .. }), "{what}: {v:?}");
-        assert_eq!(n, 0, "{what}: allocations for one established packet");
+        assert!(want(&v), "{what}: {v:?}");
+        assert_eq!(n, 0, "{what}: allocations for one packet");
     }
     for (f, t) in frames.iter_mut().zip(templates) {
         f.load(DEFAULT_HEADROOM, t);
     }
     let n = allocations(|| d.process_burst(NOW, &mut frames, &mut verdicts));
-    assert!(verdicts.iter().all(|v| matches!(v, Verdict::Transmit { .. })), "{what}: {verdicts:?}");
-    assert_eq!(n, 0, "{what}: allocations for a burst of {} established packets", frames.len());
+    assert!(verdicts.iter().all(want), "{what}: {verdicts:?}");
+    assert_eq!(n, 0, "{what}: allocations for a burst of {} packets", frames.len());
 }
 
 fn client_direction(af: Af, method: &str) -> lvs::Director {
@@ -141,20 +147,8 @@ fn fragments_without_allocating() {
     d.process_burst(NOW, &mut frames, &mut verdicts);
     let fragmented = |v: &Verdict| matches!(v, Verdict::Fragmented { more: 1, .. });
     assert!(verdicts.iter().all(fragmented), "{verdicts:?}");
-    for (f, t) in frames.iter_mut().zip(&templates) {
-        f.load(DEFAULT_HEADROOM, t);
-        let mut v = Verdict::NotMine;
-        let n = allocations(|| v = d.process(NOW, f));
-        assert!(fragmented(&v), "{v:?}");
-        assert_eq!(n, 0, "allocations for one fragmented packet");
-    }
-    for (f, t) in frames.iter_mut().zip(&templates) {
-        f.load(DEFAULT_HEADROOM, t);
-    }
-    let n = allocations(|| d.process_burst(NOW, &mut frames, &mut verdicts));
-    assert!(verdicts.iter().all(fragmented), "{verdicts:?}");
+    process_without_allocating(&mut d, "tun v4 fragmented", &templates, fragmented);
     assert_eq!(d.fragments().len(), FLOWS as usize);
-    assert_eq!(n, 0, "allocations for a burst of {FLOWS} fragmented packets");
 }
 
 #[test]
