@@ -344,6 +344,7 @@ impl PacketIo for AfXdp {
 
     /// Makes the map of the XDP program hold exactly the filter's classes: the ones gone are
     /// removed, the new ones added.
+    ///
     /// The program's map is the interface's, shared by its queues' ports: each port's filter
     /// replaces what the last one set.
     fn set_filter(&mut self, filter: &Filter) -> io::Result<()> {

@@ -341,8 +341,9 @@ fn local_port(p: &mut Cbpf, v6: bool) {
     let (proto, icmp) = if v6 { (V6_NEXT, IPPROTO_ICMPV6) } else { (V4_PROTO, IPPROTO_ICMP) };
     p.ld(BPF_B, net(proto));
     let not_icmp = p.code.len();
-    p.jeq_else(icmp, 0, 0); // false branch patched
-                            // The embedded packet left from the local address: its source port.
+    // Not ICMP: the false branch, patched below to the plain packet's port.
+    p.jeq_else(icmp, 0, 0);
+    // The embedded packet left from the local address: its source port.
     if v6 {
         p.ld(BPF_H, net(V6_HDR + ICMP_HDR + V6_HDR));
     } else {
