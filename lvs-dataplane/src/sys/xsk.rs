@@ -249,8 +249,8 @@ impl XskSocket {
 
     /// Turns on busy polling of the socket's queue (`SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`
     /// of `usecs`, `SO_BUSY_POLL_BUDGET` of `budget` frames; Documentation/networking/
-    /// napi.rst): from then on every receive asks the kernel to poll the queue, as xdpsock's
-    /// `--busy-poll` does.
+    /// napi.rst): from then on a receive that finds the ring empty asks the kernel to poll the
+    /// queue, as xdpsock's `--busy-poll` does.
     pub(crate) fn set_busy_poll(&mut self, usecs: u32, budget: u16) -> io::Result<()> {
         let fd = self.fd.as_raw_fd();
         let one: libc::c_int = 1;
@@ -290,9 +290,6 @@ impl XskSocket {
     /// Hands up to `max` received frames to `f` in order; returns how many. Their UMEM frames
     /// go back to the fill ring in one burst after.
     pub(crate) fn recv(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
-        if self.busy_poll {
-            self.wake_rx();
-        }
         let (umem, size) = (&self.umem, u64::from(self.frame_size));
         let to_fill = &mut self.to_fill;
         let n = self.rx.consume(max, |d| {
@@ -304,6 +301,9 @@ impl XskSocket {
             }
             to_fill.push(base);
         });
+        if n == 0 && self.busy_poll {
+            self.wake_rx();
+        }
         self.refill();
         n
     }
