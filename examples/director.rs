@@ -690,15 +690,12 @@ impl Engine for Sharded {
             }
             Ok(Invocation::List(_) | Invocation::Laddrs(_)) => {
                 let (args, stdin) = (args.to_vec(), stdin.to_string());
-                let mut outs = self.shards.each(move |rt| run_ipvsadm(rt.director_mut(), now, &args, &stdin));
-                if outs.is_empty() {
-                    outs.push(IpvsadmOutput {
-                        status: 1,
-                        stderr: "director: no shard runs\n".into(),
-                        ..Default::default()
-                    });
-                }
-                outs.swap_remove(0)
+                let out = self.shards.first(move |rt| run_ipvsadm(rt.director_mut(), now, &args, &stdin));
+                out.unwrap_or_else(|| IpvsadmOutput {
+                    status: 1,
+                    stderr: "director: no shard runs\n".into(),
+                    ..Default::default()
+                })
             }
             Ok(Invocation::Apply(Command::StartDaemon(..))) => IpvsadmOutput {
                 status: 1,

@@ -809,6 +809,24 @@ impl Shards {
         asked.into_iter().filter_map(|r| r.recv().ok()).collect()
     }
 
+    /// Runs `f` on the first running shard's loop between two of its passes and returns what
+    /// it gave; `None` when no shard runs. For what one shard answers alone (a listing).
+    pub fn first<R: Send + 'static>(&self, f: impl FnOnce(&mut Runtime) -> R + Send + 'static) -> Option<R> {
+        let (rtx, rrx) = mpsc::channel();
+        let job: Job = Box::new(move |rt| {
+            let _ = rtx.send(f(rt));
+        });
+        let mut job = Some(job);
+        for tx in &self.ctl {
+            match tx.send(job.take()?) {
+                Ok(()) => return rrx.recv().ok(),
+                // A stopped shard hands the job back: try the next.
+                Err(mpsc::SendError(back)) => job = Some(back),
+            }
+        }
+        None
+    }
+
     /// Applies a control-plane command to every shard.
     ///
     /// # Errors
