@@ -16,6 +16,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use lvs::core::addr::ServiceKey;
@@ -127,7 +128,13 @@ fn start_exporter(procfs: &Path) -> (Exporter, u16) {
 }
 
 /// node_exporter with no collector but those `args` enable, on a free loopback port.
+///
+/// The tests of this file start exporters at once: one at a time picks a free port and waits
+/// until its exporter listens there, or two could pick the same port and one test scrape the
+/// other's exporter (reset when that test ends it).
 fn start_exporter_with(args: &[String]) -> (Exporter, u16) {
+    static STARTING: Mutex<()> = Mutex::new(());
+    let _one = STARTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     for _ in 0..5 {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(EXPORTER)
